@@ -1,0 +1,307 @@
+//! Operator actions behind the CLI and the config file: users, resources, clients, keys.
+//! Each validates fully before writing, so bad input leaves nothing behind.
+
+use serde_json::json;
+
+use crate::config::{ResourceConfig, Settings};
+use crate::oauth::client_metadata::ClientMetadata;
+use crate::oauth::resource::ResourceUri;
+use crate::oauth::scope::ScopeSet;
+use crate::store::clients::{ClientKind, NewClient};
+use crate::store::resources::{NewResource, ScopeRow};
+use crate::store::{self, Db, StoreError};
+use crate::tokens::secrets;
+use crate::users::password::{self, Hasher};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Password(#[from] password::PasswordError),
+}
+
+fn invalid(msg: impl Into<String>) -> AdminError {
+    AdminError::Invalid(msg.into())
+}
+
+fn not_found(what: String) -> impl FnOnce(StoreError) -> AdminError {
+    move |e| match e {
+        StoreError::NotFound => AdminError::Invalid(format!("{what} does not exist")),
+        e => e.into(),
+    }
+}
+
+// ---- users ----
+
+pub fn validate_username(name: &str) -> Result<(), AdminError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid username {name:?}: use 1-64 of A-Z a-z 0-9 . _ - @"
+        )))
+    }
+}
+
+pub async fn add_user(
+    db: &Db,
+    hasher: &Hasher,
+    username: &str,
+    password: &str,
+) -> Result<store::users::User, AdminError> {
+    validate_username(username)?;
+    password::check_policy(password)?;
+    let hash = hasher.hash(password.to_string()).await?;
+    Ok(store::users::create(db, username, &hash, store::now()).await?)
+}
+
+pub async fn set_password(
+    db: &Db,
+    hasher: &Hasher,
+    username: &str,
+    password: &str,
+) -> Result<(), AdminError> {
+    password::check_policy(password)?;
+    let hash = hasher.hash(password.to_string()).await?;
+    store::users::set_password(db, username, &hash, store::now())
+        .await
+        .map_err(not_found(format!("user {username:?}")))
+}
+
+pub async fn set_disabled(db: &Db, username: &str, disabled: bool) -> Result<(), AdminError> {
+    store::users::set_disabled(db, username, disabled, store::now())
+        .await
+        .map_err(not_found(format!("user {username:?}")))
+}
+
+/// On a database without users, creates `admin` with a random password and returns it.
+pub async fn bootstrap_admin(db: &Db, hasher: &Hasher) -> Result<Option<String>, AdminError> {
+    if store::users::count(db).await? > 0 {
+        return Ok(None);
+    }
+    let password = secrets::random_string(15);
+    match add_user(db, hasher, "admin", &password).await {
+        Ok(_) => Ok(Some(password)),
+        // Another node created it first.
+        Err(AdminError::Store(StoreError::Conflict(_))) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+// ---- resources ----
+
+/// A resource as the operator describes it, before validation.
+#[derive(Clone, Debug, Default)]
+pub struct ResourceSpec {
+    pub uri: String,
+    pub name: String,
+    /// (name, description, is_default)
+    pub scopes: Vec<(String, String, bool)>,
+    pub token_lifetime: Option<u64>,
+}
+
+impl From<&ResourceConfig> for ResourceSpec {
+    fn from(r: &ResourceConfig) -> Self {
+        ResourceSpec {
+            uri: r.uri.clone(),
+            name: r.name.clone(),
+            scopes: r
+                .scopes
+                .iter()
+                .map(|s| (s.name.clone(), s.description.clone(), s.default))
+                .collect(),
+            token_lifetime: r.token_lifetime.map(|s| s.0),
+        }
+    }
+}
+
+/// Parses `NAME=DESCRIPTION` from the command line.
+pub fn parse_scope_arg(arg: &str) -> Result<(String, String), AdminError> {
+    let (name, description) = arg
+        .split_once('=')
+        .ok_or_else(|| invalid(format!("--scope {arg:?}: expected NAME=DESCRIPTION")))?;
+    Ok((name.trim().to_string(), description.trim().to_string()))
+}
+
+pub fn validate_resource(spec: &ResourceSpec) -> Result<NewResource, AdminError> {
+    let uri = ResourceUri::parse(&spec.uri)
+        .map_err(|e| invalid(format!("resource URI {:?}: {e}", spec.uri)))?;
+    let name = spec.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(invalid("resource name must be 1-200 characters"));
+    }
+    let mut scopes = Vec::new();
+    for (scope, description, is_default) in &spec.scopes {
+        let parsed =
+            ScopeSet::parse(scope).map_err(|e| invalid(format!("scope {scope:?}: {e}")))?;
+        if parsed.len() != 1 {
+            return Err(invalid(format!(
+                "scope {scope:?} must be a single name without spaces"
+            )));
+        }
+        if scope == crate::oauth::scope::OFFLINE_ACCESS || scope == "openid" {
+            return Err(invalid(format!(
+                "scope {scope:?} is built in; do not declare it on a resource"
+            )));
+        }
+        if description.is_empty() {
+            return Err(invalid(format!(
+                "scope {scope:?} needs a description (it is shown on the consent page)"
+            )));
+        }
+        if scopes.iter().any(|s: &ScopeRow| &s.name == scope) {
+            return Err(invalid(format!("scope {scope:?} is listed twice")));
+        }
+        scopes.push(ScopeRow {
+            name: scope.clone(),
+            description: description.clone(),
+            is_default: *is_default,
+        });
+    }
+    let token_lifetime = match spec.token_lifetime {
+        Some(0) => return Err(invalid("token lifetime must be greater than zero")),
+        Some(n) if n > 86_400 => return Err(invalid("token lifetime must be at most 24 hours")),
+        Some(n) => Some(n as i64),
+        None => None,
+    };
+    Ok(NewResource {
+        uri: uri.as_str().to_string(),
+        name: name.to_string(),
+        token_lifetime,
+        scopes,
+    })
+}
+
+pub async fn add_resource(
+    db: &Db,
+    spec: &ResourceSpec,
+) -> Result<store::resources::Resource, AdminError> {
+    let new = validate_resource(spec)?;
+    Ok(store::resources::create(db, &new, store::now()).await?)
+}
+
+pub async fn remove_resource(db: &Db, uri: &str) -> Result<(), AdminError> {
+    let canonical = ResourceUri::parse_requested(uri)
+        .map_err(|e| invalid(format!("resource URI {uri:?}: {e}")))?;
+    store::resources::remove(db, canonical.as_str())
+        .await
+        .map_err(not_found(format!("resource {canonical}")))
+}
+
+// ---- clients ----
+
+#[derive(Clone, Debug, Default)]
+pub struct ClientSpec {
+    pub client_id: Option<String>,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub confidential: bool,
+    /// For config-declared confidential clients; generated (and returned once) otherwise.
+    pub secret: Option<String>,
+}
+
+pub struct AddedClient {
+    pub client: store::clients::Client,
+    pub secret: Option<String>,
+}
+
+fn client_record(spec: &ClientSpec) -> Result<(NewClient, Option<String>), AdminError> {
+    let client_id = match &spec.client_id {
+        Some(id) => {
+            let ok = !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c));
+            if !ok {
+                return Err(invalid(format!(
+                    "client id {id:?}: use 1-128 unreserved characters (A-Z a-z 0-9 - . _ ~)"
+                )));
+            }
+            id.clone()
+        }
+        None => secrets::random_string(16),
+    };
+    let method = if spec.confidential {
+        "client_secret_basic"
+    } else {
+        "none"
+    };
+    let request = json!({
+        "client_name": spec.name,
+        "redirect_uris": spec.redirect_uris,
+        "token_endpoint_auth_method": method,
+        "grant_types": ["authorization_code", "refresh_token"],
+    });
+    let metadata = ClientMetadata::from_request(&request).map_err(|e| invalid(e.description()))?;
+    let secret = match (spec.confidential, &spec.secret) {
+        (false, _) => None,
+        (true, Some(s)) if s.len() < 32 => {
+            return Err(invalid("client secret must be at least 32 characters"));
+        }
+        (true, Some(s)) => Some(s.clone()),
+        (true, None) => Some(secrets::random_token()),
+    };
+    let record = NewClient {
+        client_id,
+        kind: ClientKind::Static,
+        client_name: Some(spec.name.clone()),
+        metadata: serde_json::Value::Object(metadata.to_json()),
+        secret_hash: secret.as_deref().map(secrets::hash),
+        registration_token_hash: None,
+        metadata_expires_at: None,
+    };
+    Ok((record, secret))
+}
+
+pub async fn add_client(db: &Db, spec: &ClientSpec) -> Result<AddedClient, AdminError> {
+    let (record, secret) = client_record(spec)?;
+    let client = store::clients::create(db, &record, store::now()).await?;
+    Ok(AddedClient { client, secret })
+}
+
+pub async fn remove_client(db: &Db, client_id: &str) -> Result<(), AdminError> {
+    store::clients::remove(db, client_id)
+        .await
+        .map_err(not_found(format!("client {client_id:?}")))
+}
+
+/// Applies the resources and clients declared in the config file; idempotent.
+pub async fn apply_config(db: &Db, settings: &Settings) -> Result<(), AdminError> {
+    // Validate everything first so a bad entry writes nothing.
+    let resources = settings
+        .resources
+        .iter()
+        .map(|r| validate_resource(&r.into()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let clients = settings
+        .clients
+        .iter()
+        .map(|c| {
+            client_record(&ClientSpec {
+                client_id: Some(c.client_id.clone()),
+                name: c.name.clone(),
+                redirect_uris: c.redirect_uris.clone(),
+                confidential: c.client_secret.is_some(),
+                secret: c.client_secret.as_ref().map(|s| s.expose().to_string()),
+            })
+            .map(|(record, _)| record)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let now = store::now();
+    for r in &resources {
+        store::resources::upsert(db, r, now).await?;
+    }
+    for c in &clients {
+        store::clients::upsert(db, c, now).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,543 @@
+//! One typed configuration: defaults, then the TOML file, then `PORTCULLIS_*` environment variables
+//! (and `DATABASE_URL`). Loaded and validated once at start-up; errors name the key and what is expected.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::oauth::resource::ResourceUri;
+
+/// Keys settable through `PORTCULLIS_<KEY>`; the resource and client tables come only from the file.
+const ENV_KEYS: &[&str] = &[
+    "issuer",
+    "bind",
+    "database_url",
+    "data_dir",
+    "log_format",
+    "log_level",
+    "key_encryption_secret",
+    "signing_alg",
+    "default_resource",
+    "access_token_lifetime",
+    "refresh_token_lifetime",
+    "refresh_grace_period",
+    "authorization_code_lifetime",
+    "session_lifetime",
+    "key_publish_delay",
+    "key_retention",
+    "key_cache_refresh",
+    "bootstrap_admin",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// A string that never reaches a log or `config check` output.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+/// A duration written as whole seconds (`900`) or with a unit (`"90s"`, `"15m"`, `"12h"`, `"30d"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Seconds(pub u64);
+
+impl Seconds {
+    pub fn as_duration(self) -> Duration {
+        Duration::from_secs(self.0)
+    }
+    pub fn as_i64(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(i64::MAX)
+    }
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let n: u64 = digits.parse().map_err(|_| {
+            format!(
+                "expected a duration like 900, \"90s\", \"15m\", \"12h\" or \"30d\", found {s:?}"
+            )
+        })?;
+        let factor = match unit.trim() {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            other => {
+                return Err(format!(
+                    "unknown duration unit {other:?} in {s:?} (use s, m, h or d)"
+                ));
+            }
+        };
+        n.checked_mul(factor)
+            .map(Seconds)
+            .ok_or_else(|| format!("duration {s:?} is too large"))
+    }
+}
+
+impl From<Seconds> for String {
+    fn from(s: Seconds) -> String {
+        let n = s.0;
+        match n {
+            0 => "0s".into(),
+            n if n % 86_400 == 0 => format!("{}d", n / 86_400),
+            n if n % 3600 == 0 => format!("{}h", n / 3600),
+            n if n % 60 == 0 => format!("{}m", n / 60),
+            n => format!("{n}s"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a duration like 900, \"90s\", \"15m\", \"12h\" or \"30d\"",
+            )
+        })? {
+            Raw::Int(n) => Ok(Seconds(n)),
+            Raw::Str(s) => Seconds::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum SigningAlg {
+    #[default]
+    ES256,
+    RS256,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::RS256 => "RS256",
+        }
+    }
+}
+
+/// An MCP server declared in the config file, applied idempotently at start-up.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    pub uri: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_lifetime: Option<Seconds>,
+    #[serde(default)]
+    pub scopes: Vec<ScopeConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    pub name: String,
+    pub description: String,
+    #[serde(default = "yes")]
+    pub default: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A pre-registered client declared in the config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    /// Present for a confidential client (`client_secret_basic` / `client_secret_post`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Public URL of this server, exactly as clients see it (no trailing slash).
+    pub issuer: Option<String>,
+    pub bind: String,
+    pub database_url: Option<Secret>,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub key_encryption_secret: Option<Secret>,
+    pub signing_alg: SigningAlg,
+    /// Used when an authorization request carries no `resource` and several are registered.
+    pub default_resource: Option<String>,
+    pub access_token_lifetime: Seconds,
+    pub refresh_token_lifetime: Seconds,
+    pub refresh_grace_period: Seconds,
+    pub authorization_code_lifetime: Seconds,
+    pub session_lifetime: Seconds,
+    /// How long a rotated-in key is published before it signs (JWKS caches must see it first).
+    pub key_publish_delay: Seconds,
+    /// How long a superseded key stays published (must outlive the tokens it signed).
+    pub key_retention: Seconds,
+    /// How often each node reloads signing keys from the database.
+    pub key_cache_refresh: Seconds,
+    /// Create an `admin` user with a random password when the database has no users.
+    pub bootstrap_admin: bool,
+    pub resources: Vec<ResourceConfig>,
+    pub clients: Vec<ClientConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            issuer: None,
+            bind: "127.0.0.1:8080".into(),
+            database_url: None,
+            data_dir: PathBuf::from("data"),
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            key_encryption_secret: None,
+            signing_alg: SigningAlg::ES256,
+            default_resource: None,
+            access_token_lifetime: Seconds(900),
+            refresh_token_lifetime: Seconds(30 * 86_400),
+            refresh_grace_period: Seconds(60),
+            authorization_code_lifetime: Seconds(60),
+            session_lifetime: Seconds(12 * 3600),
+            key_publish_delay: Seconds(600),
+            key_retention: Seconds(86_400),
+            key_cache_refresh: Seconds(60),
+            bootstrap_admin: true,
+            resources: Vec::new(),
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// The validated form the rest of the program uses.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub raw: Config,
+    pub issuer: String,
+    pub bind: std::net::SocketAddr,
+    pub database_url: Secret,
+    pub default_resource: Option<ResourceUri>,
+    /// Cookies are `Secure` with the `__Host-` prefix when the issuer is https.
+    pub secure_cookies: bool,
+}
+
+impl std::ops::Deref for Settings {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.raw
+    }
+}
+
+impl Config {
+    /// Loads defaults, the file (required when named explicitly) and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new("portcullis.toml").exists() => {
+                figment = figment.merge(Toml::file_exact("portcullis.toml"))
+            }
+            None => {}
+        }
+        figment = figment
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Env::prefixed("PORTCULLIS_").only(ENV_KEYS));
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))
+    }
+
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let bind: std::net::SocketAddr = self.bind.parse().map_err(|_| {
+            invalid(
+                "bind",
+                format!(
+                    "expected an address like 127.0.0.1:8080, found {:?}",
+                    self.bind
+                ),
+            )
+        })?;
+        let issuer = match &self.issuer {
+            Some(issuer) => validate_issuer(issuer)?,
+            None if bind.ip().is_loopback() => format!("http://{bind}"),
+            None => {
+                return Err(invalid(
+                    "issuer",
+                    "required when binding to a non-loopback address: set the public https URL clients use",
+                ));
+            }
+        };
+        let database_url = match &self.database_url {
+            Some(url) => {
+                let u = url.expose();
+                if !(u.starts_with("sqlite:")
+                    || u.starts_with("postgres://")
+                    || u.starts_with("postgresql://"))
+                {
+                    return Err(invalid(
+                        "database_url",
+                        "expected a sqlite:PATH or postgres://USER@HOST/DB URL",
+                    ));
+                }
+                url.clone()
+            }
+            None => Secret::new(format!(
+                "sqlite://{}",
+                self.data_dir.join("portcullis.db").display()
+            )),
+        };
+        let default_resource = self
+            .default_resource
+            .as_deref()
+            .map(|r| ResourceUri::parse(r).map_err(|e| invalid("default_resource", e.to_string())))
+            .transpose()?;
+        for (key, v) in [
+            ("access_token_lifetime", self.access_token_lifetime),
+            (
+                "authorization_code_lifetime",
+                self.authorization_code_lifetime,
+            ),
+            ("session_lifetime", self.session_lifetime),
+            ("refresh_token_lifetime", self.refresh_token_lifetime),
+            ("key_cache_refresh", self.key_cache_refresh),
+        ] {
+            if v.0 == 0 {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        if self.authorization_code_lifetime.0 > 600 {
+            return Err(invalid(
+                "authorization_code_lifetime",
+                "must be at most 10m (OAuth 2.1 §4.1.2)",
+            ));
+        }
+        if self.key_retention.0 < self.access_token_lifetime.0 {
+            return Err(invalid(
+                "key_retention",
+                "must be at least access_token_lifetime, or tokens outlive the key that verifies them",
+            ));
+        }
+        if let Some(secret) = &self.key_encryption_secret {
+            if secret.expose().len() < 16 {
+                return Err(invalid(
+                    "key_encryption_secret",
+                    "must be at least 16 characters",
+                ));
+            }
+        }
+        for r in &self.resources {
+            ResourceUri::parse(&r.uri)
+                .map_err(|e| invalid("resources.uri", format!("{}: {e}", r.uri)))?;
+        }
+        let secure_cookies = issuer.starts_with("https://");
+        Ok(Settings {
+            raw: self,
+            issuer,
+            bind,
+            database_url,
+            default_resource,
+            secure_cookies,
+        })
+    }
+}
+
+/// The issuer is compared byte for byte by clients: https (loopback http allowed for development),
+/// no query, no fragment, no trailing slash.
+fn validate_issuer(issuer: &str) -> Result<String, ConfigError> {
+    let url = url::Url::parse(issuer).map_err(|e| {
+        invalid(
+            "issuer",
+            format!("expected an absolute URL like https://auth.example.com: {e}"),
+        )
+    })?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => {
+            return Err(invalid(
+                "issuer",
+                "must use https (plain http is allowed only on a loopback host)",
+            ));
+        }
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("issuer", "must not have a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("issuer", "must not contain credentials"));
+    }
+    if issuer.ends_with('/') {
+        return Err(invalid(
+            "issuer",
+            format!(
+                "must not end with '/': clients compare it byte for byte, use {:?}",
+                issuer.trim_end_matches('/')
+            ),
+        ));
+    }
+    let normal = url.as_str().trim_end_matches('/');
+    if normal != issuer {
+        return Err(invalid(
+            "issuer",
+            format!("must be written in normal form: {normal:?}"),
+        ));
+    }
+    Ok(issuer.to_string())
+}
+
+impl Settings {
+    /// The effective configuration as TOML with every secret and database password redacted.
+    pub fn redacted_toml(&self) -> String {
+        let mut c = self.raw.clone();
+        c.issuer = Some(self.issuer.clone());
+        c.database_url = Some(Secret::new(redact_url(self.database_url.expose())));
+        if c.key_encryption_secret.is_some() {
+            c.key_encryption_secret = Some(Secret::new("[redacted]"));
+        }
+        for client in &mut c.clients {
+            if client.client_secret.is_some() {
+                client.client_secret = Some(Secret::new("[redacted]"));
+            }
+        }
+        toml_string(&c)
+    }
+}
+
+fn toml_string(c: &Config) -> String {
+    // figment has no TOML writer; serde_json -> hand-rolled flat TOML keeps the dependency list short.
+    let value = serde_json::to_value(c).unwrap_or_default();
+    let mut out = String::new();
+    let mut tables = String::new();
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            match v {
+                serde_json::Value::Null => {}
+                serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) => {
+                    for item in items {
+                        tables.push_str(&format!("\n[[{k}]]\n"));
+                        if let serde_json::Value::Object(fields) = item {
+                            for (fk, fv) in fields {
+                                if !fv.is_null() {
+                                    tables.push_str(&format!("{fk} = {}\n", fv));
+                                }
+                            }
+                        }
+                    }
+                }
+                v => out.push_str(&format!("{k} = {v}\n")),
+            }
+        }
+    }
+    out + &tables
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:[redacted]@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("[redacted]"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(Seconds::parse("90").unwrap(), Seconds(90));
+        assert_eq!(Seconds::parse("15m").unwrap(), Seconds(900));
+        assert_eq!(Seconds::parse("12h").unwrap(), Seconds(43_200));
+        assert_eq!(Seconds::parse("30d").unwrap(), Seconds(2_592_000));
+        assert!(Seconds::parse("ten").is_err());
+        assert!(Seconds::parse("5w").is_err());
+        assert_eq!(String::from(Seconds(900)), "15m");
+    }
+
+    #[test]
+    fn issuer_rules() {
+        assert!(validate_issuer("https://auth.example.com").is_ok());
+        assert!(validate_issuer("https://auth.example.com/tenant1").is_ok());
+        assert!(validate_issuer("http://127.0.0.1:8080").is_ok());
+        assert!(validate_issuer("http://auth.example.com").is_err());
+        assert!(validate_issuer("https://auth.example.com/").is_err());
+        assert!(validate_issuer("https://auth.example.com?x=1").is_err());
+        assert!(validate_issuer("auth.example.com").is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = Config {
+            database_url: Some(Secret::new("postgres://u:hunter2@db/portcullis")),
+            key_encryption_secret: Some(Secret::new("a-very-long-secret-value")),
+            ..Config::default()
+        };
+        let s = c.validate().unwrap();
+        let out = s.redacted_toml();
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(!out.contains("a-very-long-secret-value"), "{out}");
+        assert!(format!("{s:?}").find("hunter2").is_none());
+    }
+
+    #[test]
+    fn defaults_derive_issuer_from_loopback_bind() {
+        let s = Config::default().validate().unwrap();
+        assert_eq!(s.issuer, "http://127.0.0.1:8080");
+        assert!(s.database_url.expose().starts_with("sqlite://"));
+    }
+}

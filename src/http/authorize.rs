@@ -1,0 +1,274 @@
+//! `/authorize` (GET and POST). Requests that cannot be trusted with a redirect (unknown client,
+//! unregistered redirect URI) get an error page; every other error goes back to the client with
+//! `state` and `iss`.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+
+use crate::http::clients::{self, RegisteredClient};
+use crate::http::error::PageError;
+use crate::http::routes::{CONSENT, LOGIN};
+use crate::http::session::{self, PendingAuthorization, SignedIn};
+use crate::http::{consent, header_value};
+use crate::oauth::authorize::{self as authz, Prompt};
+use crate::oauth::params::Params;
+use crate::oauth::pkce::CodeChallenge;
+use crate::oauth::scope::ScopeSet;
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::state::AppState;
+use crate::store::{self, codes, grants, resources, users};
+use crate::tokens::secrets;
+
+pub async fn get(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(query): RawQuery,
+) -> Result<Response, PageError> {
+    authorize(
+        &state,
+        &session,
+        &query.unwrap_or_default(),
+        StatusCode::FOUND,
+    )
+    .await
+}
+
+pub async fn post(
+    State(state): State<AppState>,
+    session: Session,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let body = std::str::from_utf8(&body)
+        .map_err(|_| PageError::bad_request("The request is not valid UTF-8."))?;
+    authorize(&state, &session, body, StatusCode::SEE_OTHER).await
+}
+
+/// A redirect to `url` with the given status (302 after GET, 303 after POST; never 307).
+pub fn redirect(status: StatusCode, url: &str) -> Response {
+    (status, [(header::LOCATION, header_value(url))]).into_response()
+}
+
+async fn authorize(
+    state: &AppState,
+    session: &Session,
+    raw: &str,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let params = Params::parse(raw).map_err(PageError::from)?;
+    let client_id = params.get("client_id").ok_or_else(|| {
+        PageError::bad_request("The app did not say who it is (client_id is missing).")
+    })?;
+    let client = clients::find(state, client_id).await?.ok_or_else(|| {
+        PageError::bad_request("The app asking for access is not registered here. Ask its developer to register it again.")
+            .with_code(ErrorCode::InvalidClient)
+    })?;
+    let redirect_uri =
+        authz::resolve_redirect_uri(&client.metadata.redirect_uris, params.get("redirect_uri"))
+            .map_err(PageError::from)?;
+    let client_state = params.get("state").map(str::to_string);
+    let fail = |e: OAuthError| {
+        let url = authz::response_url(
+            &redirect_uri,
+            &state.settings.issuer,
+            client_state.as_deref(),
+            Err(&e),
+        );
+        redirect(status, &url)
+    };
+    let (pending, prompt) = match validate(state, &params, &client, &redirect_uri).await? {
+        Ok(v) => v,
+        Err(e) => return Ok(fail(e)),
+    };
+    proceed(state, session, pending, prompt.none, status).await
+}
+
+/// The checks whose failures are reported to the client through the redirect.
+async fn validate(
+    state: &AppState,
+    params: &Params,
+    client: &RegisteredClient,
+    redirect_uri: &str,
+) -> Result<Result<(PendingAuthorization, Prompt), OAuthError>, PageError> {
+    let check = || -> Result<(CodeChallenge, Prompt), OAuthError> {
+        authz::check_response_type(params.get("response_type"))?;
+        let challenge = CodeChallenge::parse(
+            params.get("code_challenge"),
+            params.get("code_challenge_method"),
+        )
+        .map_err(|e| OAuthError::invalid_request(format!("PKCE: {e}")))?;
+        Ok((challenge, authz::parse_prompt(params.get("prompt"))?))
+    };
+    let (challenge, prompt) = match check() {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let registered = resources::list(&state.db).await?;
+    let only = match registered.as_slice() {
+        [one] => crate::oauth::resource::ResourceUri::parse(&one.row.uri).ok(),
+        _ => None,
+    };
+    let target = match authz::select_resource(
+        params.resources(),
+        state.settings.default_resource.as_ref(),
+        only.as_ref(),
+    ) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(resource) = registered.iter().find(|r| r.row.uri == target.as_str()) else {
+        return Ok(Err(OAuthError::invalid_target(format!(
+            "{target} is not an MCP server registered here"
+        ))));
+    };
+    let catalogue: Vec<&str> = resource.scopes.iter().map(|s| s.name.as_str()).collect();
+    let defaults: Vec<&str> = resource
+        .scopes
+        .iter()
+        .filter(|s| s.is_default)
+        .map(|s| s.name.as_str())
+        .collect();
+    let scope = match authz::resolve_scope(params.get("scope"), &catalogue, &defaults) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let now = store::now();
+    Ok(Ok((
+        PendingAuthorization {
+            id: secrets::random_string(12),
+            client_id: client.client_id().to_string(),
+            redirect_uri: redirect_uri.to_string(),
+            resource_id: resource.row.id,
+            scope: scope.to_space_separated(),
+            code_challenge: challenge.as_str().to_string(),
+            state: params.get("state").map(str::to_string),
+            nonce: params.get("nonce").map(str::to_string),
+            force_consent: prompt.consent,
+            login_after: prompt.login.then_some(now),
+            created_at: now,
+        },
+        prompt,
+    )))
+}
+
+/// Continues a validated request: sign in if needed, skip consent when a grant covers it, issue
+/// the code. Shared by `/authorize`, the login page's continuation and the consent page.
+pub async fn proceed(
+    state: &AppState,
+    session: &Session,
+    pending: PendingAuthorization,
+    prompt_none: bool,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let issuer = &state.settings.issuer;
+    let answer = |e: OAuthError| {
+        redirect(
+            status,
+            &authz::response_url(
+                &pending.redirect_uri,
+                issuer,
+                pending.state.as_deref(),
+                Err(&e),
+            ),
+        )
+    };
+    let who = match current_user(state, session).await? {
+        Some(who) if pending.login_after.is_none_or(|t| who.auth_time >= t) => who,
+        _ if prompt_none => {
+            return Ok(answer(OAuthError::new(
+                ErrorCode::LoginRequired,
+                "the person is not signed in",
+            )));
+        }
+        _ => {
+            let id = pending.id.clone();
+            session::park(session, pending).await?;
+            let login = format!("{}?request_id={id}", state.routes.path(LOGIN));
+            return Ok(redirect(StatusCode::SEE_OTHER, &login));
+        }
+    };
+    let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
+    let grant = grants::live(
+        &state.db,
+        who.user_id,
+        &pending.client_id,
+        pending.resource_id,
+    )
+    .await?;
+    if let Some(g) = &grant {
+        if !pending.force_consent
+            && requested.is_subset(&ScopeSet::parse(&g.scope).unwrap_or_default())
+        {
+            let url = issue_code(state, &pending, &who, g.id).await?;
+            return Ok(redirect(status, &url));
+        }
+    }
+    if prompt_none {
+        return Ok(answer(OAuthError::new(
+            ErrorCode::ConsentRequired,
+            "the person has not approved this access",
+        )));
+    }
+    session::park(session, pending.clone()).await?;
+    consent::render(state, session, &pending, &who, grant.as_ref()).await
+}
+
+/// The signed-in person, if the session has one and the account is still enabled.
+pub async fn current_user(
+    state: &AppState,
+    session: &Session,
+) -> Result<Option<SignedIn>, PageError> {
+    let Some(who) = session::signed_in(session).await? else {
+        return Ok(None);
+    };
+    match users::by_id(&state.db, who.user_id).await? {
+        Some(u) if !u.disabled => Ok(Some(who)),
+        _ => {
+            session::sign_out(session).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Mints a code bound to the client, redirect URI, PKCE challenge, resource, scope and person, and
+/// returns the redirect that delivers it.
+pub async fn issue_code(
+    state: &AppState,
+    pending: &PendingAuthorization,
+    who: &SignedIn,
+    grant_id: uuid::Uuid,
+) -> Result<String, PageError> {
+    let code = secrets::random_token();
+    let now = store::now();
+    codes::insert(
+        &state.db,
+        &secrets::hash(&code),
+        &codes::Code {
+            grant_id,
+            client_id: pending.client_id.clone(),
+            user_id: who.user_id,
+            resource_id: pending.resource_id,
+            redirect_uri: pending.redirect_uri.clone(),
+            scope: pending.scope.clone(),
+            code_challenge: pending.code_challenge.clone(),
+            nonce: pending.nonce.clone(),
+            auth_time: who.auth_time,
+            created_at: now,
+            expires_at: now + state.settings.authorization_code_lifetime.as_i64(),
+        },
+    )
+    .await?;
+    Ok(authz::response_url(
+        &pending.redirect_uri,
+        &state.settings.issuer,
+        pending.state.as_deref(),
+        Ok(&code),
+    ))
+}
+
+/// Where the login page continues to for a parked request.
+pub fn continue_path(state: &AppState, request_id: &str) -> String {
+    format!("{}?request_id={request_id}", state.routes.path(CONSENT))
+}

@@ -1,0 +1,71 @@
+//! A stored client with its parsed metadata, and how it is presented to people.
+
+use crate::oauth::client_metadata::{ClientMetadata, GrantType, TokenEndpointAuthMethod};
+use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
+use crate::state::AppState;
+use crate::store::clients::{Client, ClientKind};
+use crate::store::{self, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct RegisteredClient {
+    pub row: Client,
+    pub metadata: ClientMetadata,
+}
+
+impl RegisteredClient {
+    pub fn client_id(&self) -> &str {
+        &self.row.client_id
+    }
+
+    /// The name to show; dynamic clients chose it themselves.
+    pub fn display_name(&self) -> String {
+        self.metadata
+            .client_name
+            .clone()
+            .unwrap_or_else(|| self.row.client_id.clone())
+    }
+
+    pub fn verified(&self) -> bool {
+        self.row.kind == ClientKind::Static
+    }
+
+    pub fn identity_line(&self) -> String {
+        match self.row.kind {
+            ClientKind::Static => "Registered by your administrator".into(),
+            ClientKind::Dynamic => "Unverified: this app registered itself".into(),
+            ClientKind::MetadataDocument => {
+                let host = url::Url::parse(&self.row.client_id)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_default();
+                format!("Verified: {host}")
+            }
+        }
+    }
+
+    pub fn auth_method(&self) -> TokenEndpointAuthMethod {
+        self.metadata.token_endpoint_auth_method
+    }
+
+    /// Refresh tokens go to clients that registered the grant, or that were granted `offline_access`.
+    pub fn gets_refresh_token(&self, scope: &ScopeSet) -> bool {
+        self.metadata.grant_types.contains(&GrantType::RefreshToken)
+            || scope.contains(OFFLINE_ACCESS)
+    }
+}
+
+pub async fn find(
+    state: &AppState,
+    client_id: &str,
+) -> Result<Option<RegisteredClient>, StoreError> {
+    let Some(row) = store::clients::get(&state.db, client_id).await? else {
+        return Ok(None);
+    };
+    match ClientMetadata::from_request(&row.metadata) {
+        Ok(metadata) => Ok(Some(RegisteredClient { row, metadata })),
+        Err(e) => {
+            tracing::error!(client_id, error = %e, "stored client metadata no longer validates");
+            Ok(None)
+        }
+    }
+}

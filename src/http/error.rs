@@ -1,0 +1,237 @@
+//! Turning errors into responses: RFC 6749 JSON for API endpoints, a readable page for browser
+//! endpoints. Internals never reach a response; server errors are logged (inside the request's
+//! span, which carries its id).
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::tokens::keys::KeyError;
+
+/// An error on a JSON API endpoint.
+#[derive(Debug)]
+pub struct ApiError {
+    pub error: OAuthError,
+    /// `WWW-Authenticate` to send (401 for Basic client authentication, RFC 7592 bearer errors).
+    pub www_authenticate: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn with_challenge(mut self, challenge: &'static str) -> Self {
+        self.www_authenticate = Some(challenge);
+        self
+    }
+}
+
+impl From<OAuthError> for ApiError {
+    fn from(error: OAuthError) -> Self {
+        ApiError {
+            error,
+            www_authenticate: None,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        OAuthError::from(ServerFault::from(e)).into()
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        OAuthError::from(ServerFault::from(e)).into()
+    }
+}
+
+/// A failure on our side, logged here and reported without detail.
+#[derive(Debug)]
+pub enum ServerFault {
+    Unavailable(String),
+    Internal(String),
+}
+
+impl From<StoreError> for ServerFault {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            ServerFault::Unavailable(e.to_string())
+        } else {
+            ServerFault::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<KeyError> for ServerFault {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Store(s) => s.into(),
+            e => ServerFault::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ServerFault> for OAuthError {
+    fn from(f: ServerFault) -> Self {
+        match f {
+            ServerFault::Unavailable(detail) => {
+                tracing::error!(%detail, "database unavailable");
+                OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the service is temporarily unavailable, retry later",
+                )
+            }
+            ServerFault::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                OAuthError::server_error("an internal error occurred")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(match (self.error.code, self.www_authenticate) {
+            // RFC 6749 §5.2: 401 only when the client authenticated through the Authorization header.
+            (ErrorCode::InvalidClient, None) => 400,
+            (code, _) => code.status(),
+        })
+        .unwrap_or(StatusCode::BAD_REQUEST);
+        let body = Json(
+            json!({ "error": self.error.code.as_str(), "error_description": self.error.description }),
+        );
+        let mut res = (status, no_store(), body).into_response();
+        if let Some(challenge) = self.www_authenticate {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        res
+    }
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache`, for every response that carries a token,
+/// a secret, or an error about one.
+pub fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (header::PRAGMA, HeaderValue::from_static("no-cache")),
+    ]
+}
+
+/// An error shown to a person in the browser. Rendered by [`render_pages`], which has the state.
+#[derive(Clone, Debug)]
+pub struct PageError {
+    pub status: StatusCode,
+    pub title: String,
+    pub message: String,
+    pub code: Option<&'static str>,
+}
+
+impl PageError {
+    pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
+        PageError {
+            status,
+            title: title.into(),
+            message: message.into(),
+            code: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "This request can't be completed",
+            message,
+        )
+    }
+
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
+        self.code = Some(code.as_str());
+        self
+    }
+}
+
+impl From<OAuthError> for PageError {
+    fn from(e: OAuthError) -> Self {
+        let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let title = match e.code {
+            ErrorCode::ServerError => "Something went wrong",
+            ErrorCode::TemporarilyUnavailable => "Temporarily unavailable",
+            _ => "This request can't be completed",
+        };
+        PageError::new(status, title, e.description).with_code(e.code)
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        OAuthError::from(ServerFault::from(e)).into()
+    }
+}
+
+impl From<KeyError> for PageError {
+    fn from(e: KeyError) -> Self {
+        OAuthError::from(ServerFault::from(e)).into()
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let mut res = self.status.into_response();
+        res.extensions_mut().insert(self);
+        res
+    }
+}
+
+/// Renders [`PageError`]s left by handlers into the error page.
+pub async fn render_pages(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let Some(page) = res.extensions_mut().remove::<PageError>() else {
+        return res;
+    };
+    let view = crate::http::views::ErrorPage {
+        brand: "Portcullis".into(),
+        css_href: state.routes.path("/static/style.css"),
+        title: page.title,
+        message: page.message,
+        code: page.code.map(str::to_string),
+    };
+    (page.status, crate::http::render(&view)).into_response()
+}
+
+/// JSON 404 for unknown paths (well-known probes included): clients move on after a 4xx.
+pub async fn not_found(req: Request) -> Response {
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html && !req.uri().path().contains("/.well-known/") {
+        return PageError::new(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is nothing at this address.",
+        )
+        .into_response();
+    }
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": "not_found", "error_description": "no such endpoint" })),
+    )
+        .into_response()
+}
+
+pub fn html_response(body: String) -> Response {
+    Html(body).into_response()
+}

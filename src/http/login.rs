@@ -1,0 +1,214 @@
+//! The login page and `/logout`.
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::http::authorize::{continue_path, current_user, redirect};
+use crate::http::error::PageError;
+use crate::http::routes::{LOGIN, LOGOUT};
+use crate::http::session::{self, SignedIn};
+use crate::http::views::{LoginPage, MessagePage};
+use crate::http::{clients, render, security};
+use crate::state::AppState;
+use crate::store::{self, audit, users};
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    request_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    csrf_token: Option<String>,
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<LoginQuery>,
+) -> Result<Response, PageError> {
+    show(
+        &state,
+        &session,
+        q.request_id.as_deref(),
+        String::new(),
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn show(
+    state: &AppState,
+    session: &Session,
+    request_id: Option<&str>,
+    username: String,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let pending = match request_id {
+        Some(id) => Some(session::pending(session, id).await?),
+        None => None,
+    };
+    let client_name = match &pending {
+        Some(p) => clients::find(state, &p.client_id)
+            .await?
+            .map(|c| c.display_name()),
+        None => None,
+    };
+    let view = LoginPage {
+        brand: "Portcullis".into(),
+        css_href: state.routes.path("/static/style.css"),
+        action: state.routes.path(LOGIN),
+        csrf_token: session::csrf_token(session).await?,
+        next: pending.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
+        username,
+        error,
+        client_name,
+    };
+    let mut res = (status, render(&view)).into_response();
+    if let Some(p) = &pending {
+        // Login may continue straight to the client when consent was given before.
+        res.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            security::csp_with_form_action(&p.redirect_uri),
+        );
+    }
+    Ok(res)
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, PageError> {
+    session::check_csrf(&session, form.csrf_token.as_deref()).await?;
+    let request_id = Some(form.next.as_str()).filter(|n| !n.is_empty());
+    let user = users::by_username(&state.db, &form.username).await?;
+    let ok = state
+        .hasher
+        .verify(
+            form.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await;
+    let now = store::now();
+    let user = match user {
+        Some(u) if ok && !u.disabled => u,
+        other => {
+            let reason = match &other {
+                Some(u) if ok && u.disabled => "disabled",
+                Some(_) => "wrong_password",
+                None => "unknown_user",
+            };
+            audit::record(
+                &state.db,
+                &audit::Event {
+                    event: "login_failed",
+                    actor: Some(&form.username),
+                    user_id: other.as_ref().map(|u| u.id),
+                    details: serde_json::json!({ "reason": reason }),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+            let message = if reason == "disabled" {
+                "This account is disabled. Ask your administrator."
+            } else {
+                "Wrong username or password."
+            };
+            return show(
+                &state,
+                &session,
+                request_id,
+                form.username,
+                Some(message.into()),
+                StatusCode::UNAUTHORIZED,
+            )
+            .await;
+        }
+    };
+    session::sign_in(
+        &session,
+        SignedIn {
+            user_id: user.id,
+            username: user.username.clone(),
+            auth_time: now,
+        },
+    )
+    .await?;
+    audit::record(
+        &state.db,
+        &audit::Event {
+            event: "login",
+            actor: Some(&user.username),
+            user_id: Some(user.id),
+            ..Default::default()
+        },
+        now,
+    )
+    .await?;
+    match request_id {
+        Some(id) => Ok(redirect(StatusCode::SEE_OTHER, &continue_path(&state, id))),
+        None => Ok(render(&MessagePage {
+            brand: "Portcullis".into(),
+            css_href: state.routes.path("/static/style.css"),
+            title: "You are signed in".into(),
+            message: format!("Signed in as {}. You can close this window.", user.username),
+        })),
+    }
+}
+
+/// GET shows a confirmation form: signing out changes state, so it takes a POST with the CSRF token.
+pub async fn logout_page(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, PageError> {
+    let who = current_user(&state, &session).await?;
+    let Some(who) = who else {
+        return Ok(render(&signed_out(&state)));
+    };
+    let _ = who;
+    let view = crate::http::views::LogoutPage {
+        brand: "Portcullis".into(),
+        css_href: state.routes.path("/static/style.css"),
+        action: state.routes.path(LOGOUT),
+        csrf_token: session::csrf_token(&session).await?,
+    };
+    Ok(render(&view))
+}
+
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    csrf_token: Option<String>,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<LogoutForm>,
+) -> Result<Response, PageError> {
+    session::check_csrf(&session, form.csrf_token.as_deref()).await?;
+    session::sign_out(&session).await?;
+    Ok(render(&signed_out(&state)))
+}
+
+fn signed_out(state: &AppState) -> MessagePage {
+    MessagePage {
+        brand: "Portcullis".into(),
+        css_href: state.routes.path("/static/style.css"),
+        title: "You are signed out".into(),
+        message: "You can close this window.".into(),
+    }
+}

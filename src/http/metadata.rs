@@ -1,0 +1,70 @@
+//! Discovery: RFC 8414 metadata, the OIDC discovery document (same facts), and the JWKS. All URLs
+//! come from the route table; no empty arrays, no empty strings.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::http::error::ApiError;
+use crate::http::routes::{AUTHORIZE, JWKS, REGISTER, TOKEN};
+use crate::oauth::scope::OFFLINE_ACCESS;
+use crate::state::AppState;
+use crate::store;
+
+async fn document(state: &AppState) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let r = &state.routes;
+    let mut scopes = store::resources::all_scope_names(&state.db).await?;
+    scopes.push(OFFLINE_ACCESS.to_string());
+    let doc = json!({
+        "issuer": state.settings.issuer,
+        "authorization_endpoint": r.url(AUTHORIZE),
+        "token_endpoint": r.url(TOKEN),
+        "registration_endpoint": r.url(REGISTER),
+        "jwks_uri": r.url(JWKS),
+        "scopes_supported": scopes,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "login", "consent"],
+    });
+    match doc {
+        Value::Object(m) => Ok(m),
+        _ => unreachable!("json! of an object literal is an object"),
+    }
+}
+
+fn respond(doc: serde_json::Map<String, Value>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(Value::Object(doc)),
+    )
+        .into_response()
+}
+
+pub async fn oauth_metadata(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(respond(document(&state).await?))
+}
+
+/// OIDC discovery: the same facts plus the fields OIDC Discovery §3 requires, since strict clients
+/// reject the document without them.
+pub async fn oidc_metadata(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let mut doc = document(&state).await?;
+    doc.insert("subject_types_supported".into(), json!(["public"]));
+    doc.insert(
+        "id_token_signing_alg_values_supported".into(),
+        json!([state.settings.signing_alg.as_str()]),
+    );
+    Ok(respond(doc))
+}
+
+pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let set = state.keys.jwks().await?;
+    // Short enough that a key rotated in (published `key_publish_delay` before it signs) is seen
+    // by every verifier before its first token.
+    Ok(([(header::CACHE_CONTROL, "public, max-age=300")], Json(set)).into_response())
+}

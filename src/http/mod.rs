@@ -1,0 +1,139 @@
+//! HTTP: axum handlers, views, error rendering, security headers, CORS. Handlers parse the request
+//! into domain types, call one function, and render the result.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::state::AppState;
+use crate::store::sessions::DbSessionStore;
+
+pub mod assets;
+pub mod authorize;
+pub mod client_auth;
+pub mod clients;
+pub mod consent;
+pub mod error;
+pub mod health;
+pub mod login;
+pub mod metadata;
+pub mod register;
+pub mod routes;
+pub mod security;
+pub mod session;
+pub mod token;
+pub mod views;
+
+use routes::*;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole application, as `serve` runs it and as the tests run it.
+pub fn app(state: AppState) -> Router {
+    let r = &state.routes;
+
+    // Endpoints browsers' scripts may call (metadata, keys, token, registration): CORS for any origin.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("mcp-protocol-version"),
+        ])
+        .max_age(Duration::from_secs(86_400));
+    let mut api = Router::new()
+        .route(&r.path(JWKS), get(metadata::jwks))
+        .route(&r.path(TOKEN), axum::routing::post(token::token))
+        .route(&r.path(REGISTER), axum::routing::post(register::register))
+        .route(
+            &r.path(REGISTER_CLIENT),
+            get(register::read)
+                .put(register::update)
+                .delete(register::delete),
+        );
+    for path in r.oauth_metadata_paths() {
+        api = api.route(&path, get(metadata::oauth_metadata));
+    }
+    for path in r.oidc_metadata_paths() {
+        api = api.route(&path, get(metadata::oidc_metadata));
+    }
+    let api = api.layer(cors);
+
+    // Browser endpoints: sessions, no CORS (OAuth 2.1 §3.1 forbids it on /authorize).
+    let session_layer = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+        .with_name(session::cookie_name(state.settings.secure_cookies))
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.settings.secure_cookies)
+        .with_http_only(true)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+            state.settings.session_lifetime.as_i64(),
+        )));
+    let pages = Router::new()
+        .route(
+            &r.path(AUTHORIZE),
+            get(authorize::get).post(authorize::post),
+        )
+        .route(&r.path(LOGIN), get(login::page).post(login::submit))
+        .route(&r.path(LOGOUT), get(login::logout_page).post(login::logout))
+        .route(&r.path(CONSENT), get(consent::page).post(consent::submit))
+        .layer(session_layer);
+
+    let plain = Router::new()
+        .route(&r.path(HEALTHZ), get(health::healthz))
+        .route(&r.path(READYZ), get(health::readyz))
+        .route(&r.path("/static/style.css"), get(assets::style))
+        .route(&r.path("/static/favicon.svg"), get(assets::favicon));
+
+    Router::new()
+        .merge(api)
+        .merge(pages)
+        .merge(plain)
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), error::render_pages))
+        .layer(axum::middleware::from_fn(security::headers))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Renders an askama view; a template failure is a server error, never a half page.
+pub fn render<T: askama::Template>(view: &T) -> Response {
+    match view.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            )
+                .into_response()
+        }
+    }
+}
+
+pub(crate) fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

@@ -1,0 +1,268 @@
+//! `/register` (RFC 7591, open registration) and `/register/{client_id}` (RFC 7592 read, update,
+//! delete with the registration access token).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::http::clients::{self, RegisteredClient};
+use crate::http::error::{ApiError, no_store};
+use crate::oauth::client_metadata::{ClientMetadata, ClientMetadataError};
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::state::AppState;
+use crate::store::clients::{ClientKind, NewClient};
+use crate::store::{self, audit};
+use crate::tokens::secrets;
+
+const INVALID_TOKEN: &str = "Bearer error=\"invalid_token\"";
+
+fn metadata_error(e: ClientMetadataError) -> OAuthError {
+    let code = match e.code() {
+        "invalid_redirect_uri" => ErrorCode::InvalidRedirectUri,
+        _ => ErrorCode::InvalidClientMetadata,
+    };
+    OAuthError::new(code, e.description())
+}
+
+fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/json",
+        ));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        OAuthError::new(
+            ErrorCode::InvalidClientMetadata,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidClientMetadata,
+            "the body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+/// The RFC 7591 §3.2.1 client information response.
+fn information(
+    state: &AppState,
+    client_id: &str,
+    issued_at: i64,
+    metadata: &ClientMetadata,
+    secret: Option<&str>,
+    registration_token: Option<&str>,
+) -> Value {
+    let mut doc = Map::new();
+    doc.insert("client_id".into(), json!(client_id));
+    doc.insert("client_id_issued_at".into(), json!(issued_at));
+    if let Some(secret) = secret {
+        doc.insert("client_secret".into(), json!(secret));
+        doc.insert("client_secret_expires_at".into(), json!(0));
+    }
+    if let Some(t) = registration_token {
+        doc.insert("registration_access_token".into(), json!(t));
+    }
+    doc.insert(
+        "registration_client_uri".into(),
+        json!(state.routes.register_client_url(client_id)),
+    );
+    doc.extend(metadata.to_json());
+    Value::Object(doc)
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = json_body(&headers, &body)?;
+    let metadata = ClientMetadata::from_request(&request).map_err(metadata_error)?;
+    let client_id = secrets::random_string(16);
+    let secret = metadata
+        .token_endpoint_auth_method
+        .requires_secret()
+        .then(secrets::random_token);
+    let registration_token = secrets::random_token();
+    let now = store::now();
+    let row = store::clients::create(
+        &state.db,
+        &NewClient {
+            client_id: client_id.clone(),
+            kind: ClientKind::Dynamic,
+            client_name: metadata.client_name.clone(),
+            metadata: Value::Object(metadata.to_json()),
+            secret_hash: secret.as_deref().map(secrets::hash),
+            registration_token_hash: Some(secrets::hash(&registration_token)),
+            metadata_expires_at: None,
+        },
+        now,
+    )
+    .await?;
+    audit::record(
+        &state.db,
+        &audit::Event {
+            event: "client_registered",
+            client_id: Some(&client_id),
+            details: json!({ "client_name": metadata.client_name, "redirect_uris": metadata.to_json().get("redirect_uris") }),
+            ..Default::default()
+        },
+        now,
+    )
+    .await?;
+    let doc = information(
+        &state,
+        &client_id,
+        row.created_at,
+        &metadata,
+        secret.as_deref(),
+        Some(&registration_token),
+    );
+    Ok((StatusCode::CREATED, no_store(), Json(doc)).into_response())
+}
+
+/// The client named in the path, if the bearer token is its registration access token.
+async fn managed(
+    state: &AppState,
+    headers: &HeaderMap,
+    client_id: &str,
+) -> Result<RegisteredClient, ApiError> {
+    let denied = || {
+        ApiError::from(OAuthError::new(
+            ErrorCode::InvalidToken,
+            "invalid registration access token",
+        ))
+        .with_challenge(INVALID_TOKEN)
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or_else(denied)?;
+    let client = clients::find(state, client_id).await?.ok_or_else(denied)?;
+    match &client.row.registration_token_hash {
+        Some(hash) if secrets::verify(token.trim(), hash) => Ok(client),
+        _ => Err(denied()),
+    }
+}
+
+pub async fn read(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let client = managed(&state, &headers, &client_id).await?;
+    let doc = information(
+        &state,
+        client.client_id(),
+        client.row.created_at,
+        &client.metadata,
+        None,
+        None,
+    );
+    Ok((no_store(), Json(doc)).into_response())
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let client = managed(&state, &headers, &client_id).await?;
+    let request = json_body(&headers, &body)?;
+    if request.get("client_id").and_then(Value::as_str) != Some(client.client_id()) {
+        return Err(
+            OAuthError::invalid_request("the body must carry this client's client_id").into(),
+        );
+    }
+    for field in [
+        "registration_access_token",
+        "registration_client_uri",
+        "client_secret_expires_at",
+        "client_id_issued_at",
+    ] {
+        if request.get(field).is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "{field} must not be sent in an update"
+            ))
+            .into());
+        }
+    }
+    if let Some(sent) = request.get("client_secret").and_then(Value::as_str) {
+        if !client
+            .row
+            .secret_hash
+            .as_deref()
+            .is_some_and(|h| secrets::verify(sent, h))
+        {
+            return Err(OAuthError::invalid_request(
+                "client_secret does not match the current secret",
+            )
+            .into());
+        }
+    }
+    let metadata = ClientMetadata::from_request(&request).map_err(metadata_error)?;
+    // Switching to a secret-based method issues a secret; switching to `none` drops it.
+    let (secret_hash, new_secret) = match (
+        metadata.token_endpoint_auth_method.requires_secret(),
+        &client.row.secret_hash,
+    ) {
+        (true, Some(hash)) => (Some(hash.clone()), None),
+        (true, None) => {
+            let s = secrets::random_token();
+            (Some(secrets::hash(&s)), Some(s))
+        }
+        (false, _) => (None, None),
+    };
+    let row = store::clients::update_metadata(
+        &state.db,
+        client.client_id(),
+        metadata.client_name.as_deref(),
+        &Value::Object(metadata.to_json()),
+        secret_hash.as_deref(),
+        store::now(),
+    )
+    .await?;
+    let doc = information(
+        &state,
+        &row.client_id,
+        row.created_at,
+        &metadata,
+        new_secret.as_deref(),
+        None,
+    );
+    Ok((no_store(), Json(doc)).into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let client = managed(&state, &headers, &client_id).await?;
+    store::clients::remove(&state.db, client.client_id()).await?;
+    audit::record(
+        &state.db,
+        &audit::Event {
+            event: "client_deleted",
+            client_id: Some(client.client_id()),
+            ..Default::default()
+        },
+        store::now(),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

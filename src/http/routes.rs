@@ -1,0 +1,94 @@
+//! Every path in one place. The router and the metadata documents are both built from here, so
+//! discovery cannot drift from what is served.
+
+pub const AUTHORIZE: &str = "/authorize";
+pub const TOKEN: &str = "/token";
+pub const REGISTER: &str = "/register";
+pub const REGISTER_CLIENT: &str = "/register/{client_id}";
+pub const JWKS: &str = "/jwks.json";
+pub const LOGIN: &str = "/login";
+pub const LOGOUT: &str = "/logout";
+pub const CONSENT: &str = "/consent";
+pub const HEALTHZ: &str = "/healthz";
+pub const READYZ: &str = "/readyz";
+pub const STATIC: &str = "/static";
+
+pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
+pub const OIDC_METADATA: &str = "/.well-known/openid-configuration";
+
+/// The issuer's URLs. `prefix` is the issuer's path ("" for an origin issuer), under which every
+/// endpoint is served; well-known documents follow RFC 8414 §3 path insertion.
+#[derive(Clone, Debug)]
+pub struct Routes {
+    pub issuer: String,
+    pub prefix: String,
+}
+
+impl Routes {
+    pub fn new(issuer: &str) -> Routes {
+        let prefix = url::Url::parse(issuer)
+            .map(|u| u.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        Routes {
+            issuer: issuer.to_string(),
+            prefix,
+        }
+    }
+
+    /// Absolute URL of an endpoint path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+
+    /// Path (with the issuer's prefix) as the browser sees it: form actions, redirects, assets.
+    pub fn path(&self, path: &str) -> String {
+        format!("{}{}", self.prefix, path)
+    }
+
+    pub fn register_client_url(&self, client_id: &str) -> String {
+        self.url(&format!("{REGISTER}/{client_id}"))
+    }
+
+    /// Where each metadata document is served (RFC 8414 insertion and, for OIDC, also appending).
+    pub fn oauth_metadata_paths(&self) -> Vec<String> {
+        let mut v = vec![format!("{OAUTH_METADATA}{}", self.prefix)];
+        if !self.prefix.is_empty() {
+            v.push(format!("{}{OAUTH_METADATA}", self.prefix));
+        }
+        v
+    }
+
+    pub fn oidc_metadata_paths(&self) -> Vec<String> {
+        let mut v = vec![format!("{OIDC_METADATA}{}", self.prefix)];
+        if !self.prefix.is_empty() {
+            v.push(format!("{}{OIDC_METADATA}", self.prefix));
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_issuer_inserts_well_known() {
+        let r = Routes::new("https://auth.example.com/tenant1");
+        assert_eq!(r.prefix, "/tenant1");
+        assert_eq!(r.url(TOKEN), "https://auth.example.com/tenant1/token");
+        assert_eq!(
+            r.oauth_metadata_paths()[0],
+            "/.well-known/oauth-authorization-server/tenant1"
+        );
+        assert!(
+            r.oidc_metadata_paths()
+                .contains(&"/tenant1/.well-known/openid-configuration".to_string())
+        );
+        let root = Routes::new("https://auth.example.com");
+        assert_eq!(root.prefix, "");
+        assert_eq!(
+            root.oauth_metadata_paths(),
+            vec![OAUTH_METADATA.to_string()]
+        );
+    }
+}

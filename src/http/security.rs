@@ -1,0 +1,93 @@
+//! Security headers. Every response gets `nosniff`; HTML gets a strict CSP without inline script,
+//! `frame-ancestors 'none'`, `X-Frame-Options: DENY` and a referrer policy. Handlers that post a
+//! form whose answer redirects to a client may set their own CSP (see [`csp_with_form_action`]).
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+pub async fn headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let html = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html {
+        if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            );
+        }
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        );
+        h.entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// A CSP whose `form-action` also allows where the form's answer will redirect: Chrome applies
+/// `form-action` to the redirect after a form post, so the client's redirect URI must be allowed.
+pub fn csp_with_form_action(redirect_uri: &str) -> HeaderValue {
+    let source = form_action_source(redirect_uri);
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {source}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(CSP))
+}
+
+/// The CSP source expression for a redirect URI: its origin (any port on loopback), or its scheme
+/// for private-use schemes.
+fn form_action_source(redirect_uri: &str) -> String {
+    match url::Url::parse(redirect_uri) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
+            let host = u.host_str().unwrap_or_default();
+            if matches!(host, "127.0.0.1" | "[::1]" | "localhost") {
+                format!("{}://{}:*", u.scheme(), host)
+            } else {
+                u.origin().ascii_serialization()
+            }
+        }
+        Ok(u) => format!("{}:", u.scheme()),
+        Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_action_sources() {
+        assert_eq!(
+            form_action_source("https://claude.ai/api/mcp/auth_callback"),
+            "https://claude.ai"
+        );
+        assert_eq!(
+            form_action_source("http://127.0.0.1:5555/callback"),
+            "http://127.0.0.1:*"
+        );
+        assert_eq!(
+            form_action_source("cursor://anysphere.cursor-mcp/oauth/callback"),
+            "cursor:"
+        );
+        assert_eq!(
+            form_action_source("https://a.example:8443/cb"),
+            "https://a.example:8443"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! The browser session: who is signed in, the CSRF token, and authorization requests waiting for
+//! login or consent. Stored server-side (the `web_sessions` table), so any node can continue.
+
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+use uuid::Uuid;
+
+use crate::http::error::PageError;
+use crate::tokens::secrets;
+
+const USER: &str = "user";
+const CSRF: &str = "csrf";
+const PENDING: &str = "pending";
+/// Authorization requests a session keeps at once; older ones are dropped.
+const MAX_PENDING: usize = 8;
+/// How long a person may take between /authorize and approving consent.
+pub const PENDING_LIFETIME: i64 = 600;
+
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-portcullis"
+    } else {
+        "portcullis"
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignedIn {
+    pub user_id: Uuid,
+    pub username: String,
+    pub auth_time: i64,
+}
+
+/// A validated authorization request, parked while the person signs in and consents.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    pub id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub resource_id: Uuid,
+    pub scope: String,
+    pub code_challenge: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    /// `prompt=consent`: ask even when a grant covers the request.
+    pub force_consent: bool,
+    /// `prompt=login`: the person must have signed in at or after this time.
+    pub login_after: Option<i64>,
+    pub created_at: i64,
+}
+
+fn internal(e: tower_sessions::session::Error) -> PageError {
+    tracing::error!(error = %e, "session store failed");
+    PageError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "Temporarily unavailable",
+        "Your session could not be read. Please try again in a moment.",
+    )
+}
+
+pub async fn signed_in(session: &Session) -> Result<Option<SignedIn>, PageError> {
+    session.get::<SignedIn>(USER).await.map_err(internal)
+}
+
+/// Starts an authenticated session with a new id (no session fixation) and a new CSRF token.
+pub async fn sign_in(session: &Session, who: SignedIn) -> Result<(), PageError> {
+    session.cycle_id().await.map_err(internal)?;
+    session.insert(USER, who).await.map_err(internal)?;
+    session
+        .insert(CSRF, secrets::random_token())
+        .await
+        .map_err(internal)
+}
+
+pub async fn sign_out(session: &Session) -> Result<(), PageError> {
+    session.flush().await.map_err(internal)
+}
+
+/// The session's CSRF token, created on first use.
+pub async fn csrf_token(session: &Session) -> Result<String, PageError> {
+    if let Some(t) = session.get::<String>(CSRF).await.map_err(internal)? {
+        return Ok(t);
+    }
+    let t = secrets::random_token();
+    session.insert(CSRF, &t).await.map_err(internal)?;
+    Ok(t)
+}
+
+/// Refuses a form post whose token does not match the session's (a cross-site post, or a session
+/// that expired while the page was open).
+pub async fn check_csrf(session: &Session, submitted: Option<&str>) -> Result<(), PageError> {
+    let expected = session.get::<String>(CSRF).await.map_err(internal)?;
+    let ok = match (expected, submitted) {
+        (Some(e), Some(s)) => secrets::verify(s, &secrets::hash(&e)),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(PageError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "This form has expired",
+            "The page was open too long or came from another site. Go back to the app and start again.",
+        ))
+    }
+}
+
+pub async fn park(session: &Session, req: PendingAuthorization) -> Result<(), PageError> {
+    let mut list: Vec<PendingAuthorization> = session
+        .get(PENDING)
+        .await
+        .map_err(internal)?
+        .unwrap_or_default();
+    list.retain(|p| p.created_at + PENDING_LIFETIME > crate::store::now());
+    if list.len() >= MAX_PENDING {
+        list.remove(0);
+    }
+    list.push(req);
+    session.insert(PENDING, list).await.map_err(internal)
+}
+
+pub async fn pending(session: &Session, id: &str) -> Result<PendingAuthorization, PageError> {
+    let list: Vec<PendingAuthorization> = session
+        .get(PENDING)
+        .await
+        .map_err(internal)?
+        .unwrap_or_default();
+    list.into_iter()
+        .find(|p| p.id == id && p.created_at + PENDING_LIFETIME > crate::store::now())
+        .ok_or_else(|| {
+            PageError::bad_request(
+                "This sign-in request has expired or was already used. Go back to the app and connect again.",
+            )
+        })
+}
+
+pub async fn unpark(session: &Session, id: &str) -> Result<(), PageError> {
+    let mut list: Vec<PendingAuthorization> = session
+        .get(PENDING)
+        .await
+        .map_err(internal)?
+        .unwrap_or_default();
+    list.retain(|p| p.id != id);
+    session.insert(PENDING, list).await.map_err(internal)
+}

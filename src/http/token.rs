@@ -1,0 +1,383 @@
+//! `/token`: the authorization-code and refresh-token grants.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::http::client_auth;
+use crate::http::clients::RegisteredClient;
+use crate::http::error::{ApiError, no_store};
+use crate::oauth::params::Params;
+use crate::oauth::pkce::CodeChallenge;
+use crate::oauth::resource::ResourceUri;
+use crate::oauth::scope::ScopeSet;
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::state::AppState;
+use crate::store::codes::{self, Issued, Redeemed};
+use crate::store::refresh::{self, NewRefreshToken, Rotated, Successor};
+use crate::store::{self, audit};
+use crate::tokens::jwt::{self, AccessTokenClaims};
+use crate::tokens::keys::LoadedKey;
+use crate::tokens::{seal, secrets};
+
+const SUCCESSOR_LABEL: &str = "portcullis refresh successor v1";
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = form_params(&headers, &body)?;
+    let client = client_auth::authenticate(&state, &headers, &params).await?;
+    let response = match params.get("grant_type") {
+        Some("authorization_code") => authorization_code(&state, &client, &params).await?,
+        Some("refresh_token") => refresh_token(&state, &client, &params).await?,
+        Some(other) => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                format!(
+                    "grant_type {other:?} is not supported; use authorization_code or refresh_token"
+                ),
+            )
+            .into());
+        }
+        None => return Err(OAuthError::invalid_request("missing parameter grant_type").into()),
+    };
+    Ok((no_store(), Json(response)).into_response())
+}
+
+/// Token-endpoint bodies are `application/x-www-form-urlencoded` UTF-8 (OAuth 2.1 §3.2).
+pub fn form_params(headers: &HeaderMap, body: &[u8]) -> Result<Params, ApiError> {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        )
+        .into());
+    }
+    let body = std::str::from_utf8(body)
+        .map_err(|_| OAuthError::invalid_request("the body is not valid UTF-8"))?;
+    Ok(Params::parse(body)?)
+}
+
+/// The `resource` values sent with a token request must all name the grant's resource.
+fn check_resources(sent: &[String], bound: &str) -> Result<(), OAuthError> {
+    for r in sent {
+        match ResourceUri::parse_requested(r) {
+            Ok(u) if u.as_str() == bound => {}
+            _ => {
+                return Err(OAuthError::invalid_target(format!(
+                    "resource {r:?} is not the MCP server this grant was approved for ({bound})"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Minted {
+    access_token: String,
+    jti: String,
+    expires_in: i64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mint(
+    state: &AppState,
+    key: &LoadedKey,
+    client_id: &str,
+    user_id: Uuid,
+    audience: &str,
+    scope: &ScopeSet,
+    lifetime: Option<i64>,
+    auth_time: Option<i64>,
+    now: i64,
+) -> Result<Minted, OAuthError> {
+    let expires_in = lifetime.unwrap_or_else(|| state.settings.access_token_lifetime.as_i64());
+    let jti = secrets::random_string(16);
+    let subject = user_id.to_string();
+    let scope = scope.to_space_separated();
+    let access_token = jwt::mint_access_token(
+        key,
+        &AccessTokenClaims {
+            issuer: &state.settings.issuer,
+            subject: &subject,
+            audience,
+            client_id,
+            scope: &scope,
+            issued_at: now,
+            expires_at: now + expires_in,
+            jti: &jti,
+            auth_time,
+        },
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "signing an access token failed");
+        OAuthError::server_error("could not sign the access token")
+    })?;
+    Ok(Minted {
+        access_token,
+        jti,
+        expires_in,
+    })
+}
+
+fn new_refresh(
+    state: &AppState,
+    grant_id: Uuid,
+    family: Option<(Uuid, Uuid)>,
+    client_id: &str,
+    scope: &str,
+    now: i64,
+) -> (String, NewRefreshToken) {
+    let token = secrets::random_token();
+    let id = Uuid::now_v7();
+    let (family_id, parent_id) = match family {
+        Some((family, parent)) => (family, Some(parent)),
+        None => (id, None),
+    };
+    let row = NewRefreshToken {
+        id,
+        token_hash: secrets::hash(&token),
+        grant_id,
+        family_id,
+        parent_id,
+        client_id: client_id.to_string(),
+        scope: scope.to_string(),
+        created_at: now,
+        expires_at: now + state.settings.refresh_token_lifetime.as_i64(),
+    };
+    (token, row)
+}
+
+async fn authorization_code(
+    state: &AppState,
+    client: &RegisteredClient,
+    params: &Params,
+) -> Result<TokenResponse, ApiError> {
+    let code = params.require("code")?;
+    let verifier = params.require("code_verifier")?;
+    let key = state.keys.signing_key().await?;
+    let now = store::now();
+    let outcome = codes::redeem(&state.db, &secrets::hash(code), now, |code, ctx| {
+        if code.client_id != client.client_id() {
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was issued to another client",
+            ));
+        }
+        if params
+            .get("redirect_uri")
+            .is_some_and(|r| r != code.redirect_uri)
+        {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        CodeChallenge::parse(Some(&code.code_challenge), Some("S256"))
+            .and_then(|c| c.verify(verifier))
+            .map_err(|e| OAuthError::invalid_grant(format!("PKCE verification failed: {e}")))?;
+        check_resources(params.resources(), &ctx.resource_uri)?;
+        let scope = ScopeSet::parse(&code.scope).unwrap_or_default();
+        let minted = mint(
+            state,
+            &key,
+            client.client_id(),
+            code.user_id,
+            &ctx.resource_uri,
+            &scope,
+            ctx.token_lifetime,
+            Some(code.auth_time),
+            now,
+        )?;
+        let refresh = client.gets_refresh_token(&scope).then(|| {
+            new_refresh(
+                state,
+                code.grant_id,
+                None,
+                client.client_id(),
+                &code.scope,
+                now,
+            )
+        });
+        let response = TokenResponse {
+            access_token: minted.access_token,
+            token_type: "Bearer",
+            expires_in: minted.expires_in,
+            scope: scope.to_space_separated(),
+            refresh_token: refresh.as_ref().map(|(t, _)| t.clone()),
+        };
+        Ok((
+            Issued {
+                jti: minted.jti,
+                refresh: refresh.map(|(_, row)| row),
+            },
+            response,
+        ))
+    })
+    .await?;
+    match outcome {
+        Redeemed::Ok(_, response) => Ok(response),
+        Redeemed::Refused(e) => Err(e.into()),
+        Redeemed::Replayed { grant_id } => {
+            audit::record(
+                &state.db,
+                &audit::Event {
+                    event: "code_replay_detected",
+                    client_id: Some(client.client_id()),
+                    details: serde_json::json!({ "grant_id": grant_id }),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+            Err(OAuthError::invalid_grant(
+                "the authorization code was already used; the tokens issued for it are revoked",
+            )
+            .into())
+        }
+        Redeemed::Invalid => {
+            Err(OAuthError::invalid_grant("the authorization code is invalid or expired").into())
+        }
+    }
+}
+
+async fn refresh_token(
+    state: &AppState,
+    client: &RegisteredClient,
+    params: &Params,
+) -> Result<TokenResponse, ApiError> {
+    let presented = params.require("refresh_token")?;
+    let narrowed = params
+        .get("scope")
+        .map(ScopeSet::parse)
+        .transpose()
+        .map_err(|e| OAuthError::invalid_scope(format!("the scope parameter is malformed: {e}")))?;
+    let key = state.keys.signing_key().await?;
+    let now = store::now();
+    // The checks and the access token, the same for a first use and a repeat inside the window.
+    let answer = |row: &refresh::RefreshToken| -> Result<(ScopeSet, Minted), OAuthError> {
+        check_resources(params.resources(), &row.resource_uri)?;
+        let granted = ScopeSet::parse(&row.scope).unwrap_or_default();
+        let scope = match &narrowed {
+            Some(s) if !s.is_subset(&granted) => {
+                return Err(OAuthError::invalid_scope(format!(
+                    "a refresh can narrow the scope, not widen it: {} was not granted",
+                    s.difference(&granted)
+                )));
+            }
+            Some(s) => s.clone(),
+            None => granted,
+        };
+        let minted = mint(
+            state,
+            &key,
+            client.client_id(),
+            row.user_id,
+            &row.resource_uri,
+            &scope,
+            row.token_lifetime,
+            None,
+            now,
+        )?;
+        Ok((scope, minted))
+    };
+    let grace = state.settings.refresh_grace_period.as_i64();
+    let outcome: Rotated<_, OAuthError> = refresh::rotate(
+        &state.db,
+        &secrets::hash(presented),
+        client.client_id(),
+        now,
+        grace,
+        |row| {
+            let (scope, minted) = answer(row)?;
+            let (token, next) = new_refresh(
+                state,
+                row.grant_id,
+                Some((row.family_id, row.id)),
+                client.client_id(),
+                &row.scope,
+                now,
+            );
+            let sealed = seal::seal(SUCCESSOR_LABEL, presented.as_bytes(), token.as_bytes());
+            Ok((
+                Successor {
+                    token: next,
+                    sealed,
+                },
+                (scope, minted, token),
+            ))
+        },
+    )
+    .await?;
+    let (scope, minted, refresh_token) = match outcome {
+        Rotated::Fresh(_, v) => v,
+        Rotated::Refused(e) => return Err(e.into()),
+        Rotated::Grace(row, sealed) => {
+            let (scope, minted) = answer(&row)?;
+            let successor = seal::open(SUCCESSOR_LABEL, presented.as_bytes(), &sealed)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    OAuthError::server_error("the refresh token's successor could not be recovered")
+                })?;
+            (scope, minted, successor)
+        }
+        Rotated::Reused {
+            grant_id,
+            user_id,
+            client_id,
+        } => {
+            tracing::warn!(%grant_id, client_id, "refresh token reuse detected: grant revoked");
+            audit::record(
+                &state.db,
+                &audit::Event {
+                    event: "refresh_reuse_detected",
+                    user_id: Some(user_id),
+                    client_id: Some(&client_id),
+                    details: serde_json::json!({ "grant_id": grant_id }),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the grant is revoked, sign in again",
+            )
+            .into());
+        }
+        Rotated::Invalid => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid, expired or revoked",
+            )
+            .into());
+        }
+    };
+    Ok(TokenResponse {
+        access_token: minted.access_token,
+        token_type: "Bearer",
+        expires_in: minted.expires_in,
+        scope: scope.to_space_separated(),
+        refresh_token: Some(refresh_token),
+    })
+}

@@ -1,0 +1,494 @@
+//! The `portcullis` command: parse arguments, load the configuration, call into the library.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use portcullis::admin::{self, ClientSpec, ResourceSpec};
+use portcullis::config::{Config, LogFormat, Settings};
+use portcullis::state::{AppState, key_settings};
+use portcullis::store::{self, Db};
+use portcullis::tokens::keys;
+use portcullis::users::password::Hasher;
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "OAuth 2.1 authorization server for MCP servers"
+)]
+struct Cli {
+    /// Configuration file (default: ./portcullis.toml when present).
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (migrates the database first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage people who sign in.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage MCP servers (resources) and their scopes.
+    #[command(subcommand)]
+    Resource(ResourceCmd),
+    /// Manage pre-registered clients.
+    #[command(subcommand)]
+    Client(ClientCmd),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Validate the configuration and print it, secrets redacted.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user.
+    Add {
+        username: String,
+        /// Read the password from standard input (otherwise a random one is generated and printed).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Disable a user: sign-in is refused and their grants stop working.
+    Disable { username: String },
+    /// Enable a disabled user.
+    Enable { username: String },
+    /// Set a user's password (read from standard input, or generated and printed).
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ResourceCmd {
+    /// Register an MCP server by its canonical URL.
+    Add(ResourceAdd),
+    /// List registered MCP servers.
+    List,
+    /// Remove an MCP server and every grant for it.
+    Remove { uri: String },
+}
+
+#[derive(Args)]
+struct ResourceAdd {
+    /// The MCP server's URL, as its protected-resource metadata names it.
+    uri: String,
+    #[arg(long)]
+    name: String,
+    /// A scope as NAME=DESCRIPTION (repeatable). The description is shown on the consent page.
+    #[arg(long = "scope", value_name = "NAME=DESCRIPTION")]
+    scopes: Vec<String>,
+    /// Scopes granted when a client asks for none (repeatable; default: every scope).
+    #[arg(long = "default-scope", value_name = "NAME")]
+    default_scopes: Vec<String>,
+    /// Access-token lifetime for this server, in seconds (default: access_token_lifetime).
+    #[arg(long)]
+    token_lifetime: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum ClientCmd {
+    /// Pre-register a client. A confidential client's secret is printed once.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Redirect URI (repeatable).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// Client id (default: generated).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Issue a client secret (client_secret_basic / client_secret_post).
+        #[arg(long)]
+        confidential: bool,
+    },
+    /// List clients.
+    List,
+    /// Remove a client and everything granted to it.
+    Remove { client_id: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// List signing keys and their state.
+    List,
+    /// Add a new signing key: published now, signing after key_publish_delay.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate the configuration and print the effective values.
+    Check,
+}
+
+#[derive(Debug)]
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let settings = Config::load(cli.config.as_deref())?.validate()?;
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Config(ConfigCmd::Check) => {
+            print!("{}", settings.redacted_toml());
+            eprintln!("configuration is valid");
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = open(&settings).await?;
+            eprintln!("database migrated ({})", db.engine());
+            Ok(())
+        }
+        Command::User(cmd) => user(&open(&settings).await?, cmd).await,
+        Command::Resource(cmd) => resource(&open(&settings).await?, cmd).await,
+        Command::Client(cmd) => client(&open(&settings).await?, cmd).await,
+        Command::Keys(cmd) => keys_cmd(&settings, &open(&settings).await?, cmd).await,
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+async fn open(settings: &Settings) -> Result<Db, Failure> {
+    let url = settings.database_url.expose();
+    let db = Db::connect(url).await.map_err(|e| {
+        Failure(format!(
+            "cannot open database {}: {e}",
+            portcullis::config::redact_url(url)
+        ))
+    })?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn serve(settings: Settings) -> Result<(), Failure> {
+    init_logging(&settings);
+    let bind = settings.bind;
+    let (state, started) = AppState::start(settings).await?;
+    if let Some(password) = started.admin_password {
+        print_first_start(&state, &password);
+    }
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| Failure(format!("cannot listen on {bind}: {e}")))?;
+    tracing::info!(issuer = %state.settings.issuer, %bind, database = state.db.engine(), "portcullis is serving");
+    let jobs = portcullis::jobs::spawn(state.clone());
+    let app = portcullis::app(state.clone());
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    jobs.abort();
+    state.db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_first_start(state: &AppState, password: &str) {
+    let issuer = &state.settings.issuer;
+    println!(
+        "\nFirst start: created the user `admin` with password\n\n    {password}\n\n\
+         It is shown only this once. Next steps:\n\
+         \x20 1. Register an MCP server (a resource) and its scopes:\n\
+         \x20      portcullis resource add https://mcp.example.com/mcp --name \"Example MCP\" \\\n\
+         \x20        --scope \"mcp:tools=Use the server's tools\"\n\
+         \x20 2. Point the MCP server's protected-resource metadata at this issuer:\n\
+         \x20      \"authorization_servers\": [\"{issuer}\"]\n\
+         \x20 3. Add people: portcullis user add alice --password-stdin\n\
+         Discovery: {issuer}/.well-known/oauth-authorization-server\n"
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn read_password(from_stdin: bool) -> Result<(String, bool), Failure> {
+    if !from_stdin {
+        return Ok((portcullis::tokens::secrets::random_string(15), true));
+    }
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| Failure(format!("reading the password from standard input: {e}")))?;
+    let password = s
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&s)
+        .to_string();
+    if password.is_empty() {
+        return Err(Failure("no password on standard input".into()));
+    }
+    Ok((password, false))
+}
+
+async fn user(db: &Db, cmd: UserCmd) -> Result<(), Failure> {
+    let hasher = Hasher::default();
+    match cmd {
+        UserCmd::Add {
+            username,
+            password_stdin,
+        } => {
+            let (password, generated) = read_password(password_stdin)?;
+            admin::add_user(db, &hasher, &username, &password).await?;
+            println!("added user {username}");
+            if generated {
+                println!("password (shown once): {password}");
+            }
+        }
+        UserCmd::List => {
+            println!("{:<24} {:<9} {}", "USERNAME", "STATUS", "CREATED");
+            for u in store::users::list(db).await? {
+                let status = if u.disabled { "disabled" } else { "active" };
+                println!("{:<24} {:<9} {}", u.username, status, date(u.created_at));
+            }
+        }
+        UserCmd::Disable { username } => {
+            admin::set_disabled(db, &username, true).await?;
+            println!("disabled user {username}");
+        }
+        UserCmd::Enable { username } => {
+            admin::set_disabled(db, &username, false).await?;
+            println!("enabled user {username}");
+        }
+        UserCmd::Passwd {
+            username,
+            password_stdin,
+        } => {
+            let (password, generated) = read_password(password_stdin)?;
+            admin::set_password(db, &hasher, &username, &password).await?;
+            println!("password changed for {username}");
+            if generated {
+                println!("password (shown once): {password}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn resource(db: &Db, cmd: ResourceCmd) -> Result<(), Failure> {
+    match cmd {
+        ResourceCmd::Add(a) => {
+            let mut scopes = Vec::new();
+            for s in &a.scopes {
+                let (name, description) = admin::parse_scope_arg(s)?;
+                scopes.push((name, description));
+            }
+            for d in &a.default_scopes {
+                if !scopes.iter().any(|(n, _)| n == d) {
+                    return Err(Failure(format!(
+                        "--default-scope {d:?} is not one of the --scope names"
+                    )));
+                }
+            }
+            let all_default = a.default_scopes.is_empty();
+            let spec = ResourceSpec {
+                uri: a.uri,
+                name: a.name,
+                scopes: scopes
+                    .into_iter()
+                    .map(|(n, d)| {
+                        let def = all_default || a.default_scopes.contains(&n);
+                        (n, d, def)
+                    })
+                    .collect(),
+                token_lifetime: a.token_lifetime,
+            };
+            let r = admin::add_resource(db, &spec).await?;
+            println!("registered resource {} ({})", r.row.uri, r.row.name);
+            println!(
+                "its protected-resource metadata must list `\"resource\": \"{}\"`",
+                r.row.uri
+            );
+        }
+        ResourceCmd::List => {
+            for r in store::resources::list(db).await? {
+                let lifetime = r
+                    .row
+                    .token_lifetime
+                    .map(|s| format!("{s}s"))
+                    .unwrap_or_else(|| "default".into());
+                println!("{}  {}  (token lifetime {lifetime})", r.row.uri, r.row.name);
+                for s in r.scopes {
+                    let default = if s.is_default { " [default]" } else { "" };
+                    println!("    {}{default}: {}", s.name, s.description);
+                }
+            }
+        }
+        ResourceCmd::Remove { uri } => {
+            admin::remove_resource(db, &uri).await?;
+            println!("removed resource {uri}");
+        }
+    }
+    Ok(())
+}
+
+async fn client(db: &Db, cmd: ClientCmd) -> Result<(), Failure> {
+    match cmd {
+        ClientCmd::Add {
+            name,
+            redirect_uris,
+            client_id,
+            confidential,
+        } => {
+            let added = admin::add_client(
+                db,
+                &ClientSpec {
+                    client_id,
+                    name,
+                    redirect_uris,
+                    confidential,
+                    secret: None,
+                },
+            )
+            .await?;
+            println!("client_id: {}", added.client.client_id);
+            if let Some(secret) = added.secret {
+                println!("client_secret (shown once): {secret}");
+            }
+        }
+        ClientCmd::List => {
+            println!(
+                "{:<44} {:<18} {:<12} {}",
+                "CLIENT_ID", "ORIGIN", "LAST USED", "NAME"
+            );
+            for c in store::clients::list(db).await? {
+                let last = c.last_used_at.map(date).unwrap_or_else(|| "never".into());
+                println!(
+                    "{:<44} {:<18} {:<12} {}",
+                    c.client_id,
+                    c.kind.as_str(),
+                    last,
+                    c.client_name.unwrap_or_default()
+                );
+            }
+        }
+        ClientCmd::Remove { client_id } => {
+            admin::remove_client(db, &client_id).await?;
+            println!("removed client {client_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn keys_cmd(settings: &Settings, db: &Db, cmd: KeysCmd) -> Result<(), Failure> {
+    let ks = key_settings(settings);
+    match cmd {
+        KeysCmd::List => {
+            let now = store::now();
+            let list = keys::status(db, &ks, now).await?;
+            if list.is_empty() {
+                println!("no signing keys yet: `portcullis serve` creates the first one");
+            }
+            for (row, state) in list {
+                let state = match state {
+                    keys::KeyState::Pending => {
+                        format!("pending (signs from {})", datetime(row.activates_at))
+                    }
+                    keys::KeyState::Active => "active (signing)".into(),
+                    keys::KeyState::Retiring { until } => {
+                        format!("retiring (published until {})", datetime(until))
+                    }
+                    keys::KeyState::Expired => "expired (not published)".into(),
+                };
+                let enc = if row.encrypted { "encrypted" } else { "plain" };
+                println!(
+                    "{}  {}  {enc}  created {}  {state}",
+                    row.kid,
+                    row.alg,
+                    datetime(row.created_at)
+                );
+            }
+        }
+        KeysCmd::Rotate => {
+            let row = keys::rotate(db, &ks, store::now()).await?;
+            println!(
+                "added key {} ({}): published now, signs from {}",
+                row.kid,
+                row.alg,
+                datetime(row.activates_at)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn date(t: i64) -> String {
+    datetime(t).chars().take(10).collect()
+}
+
+fn datetime(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}

@@ -1,0 +1,81 @@
+//! The shared application state and start-up: database, migrations, declared resources and
+//! clients, signing keys, the first admin user.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::http::routes::Routes;
+use crate::store::{self, Db};
+use crate::tokens::keys::{KeyRing, KeySettings};
+use crate::users::password::Hasher;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub settings: Settings,
+    pub db: Db,
+    pub keys: KeyRing,
+    pub hasher: Hasher,
+    pub routes: Routes,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::tokens::keys::KeyError),
+    #[error("{0}")]
+    Admin(#[from] crate::admin::AdminError),
+}
+
+pub fn key_settings(settings: &Settings) -> KeySettings {
+    KeySettings {
+        alg: settings.signing_alg,
+        encryption_secret: settings.key_encryption_secret.clone(),
+        publish_delay: settings.key_publish_delay.as_i64(),
+        retention: settings.key_retention.as_i64(),
+        refresh: settings.key_cache_refresh.as_duration(),
+    }
+}
+
+/// What start-up did that the operator must see once.
+#[derive(Debug, Default)]
+pub struct Started {
+    pub admin_password: Option<String>,
+}
+
+impl AppState {
+    /// Connects, migrates, applies declared resources and clients, loads keys and, on an empty
+    /// database, creates the first admin.
+    pub async fn start(settings: Settings) -> Result<(AppState, Started), StartError> {
+        let db = Db::connect(settings.database_url.expose()).await?;
+        db.migrate().await?;
+        crate::admin::apply_config(&db, &settings).await?;
+        let keys = KeyRing::open(db.clone(), key_settings(&settings)).await?;
+        let hasher = Hasher::default();
+        let mut started = Started::default();
+        if settings.bootstrap_admin {
+            started.admin_password = crate::admin::bootstrap_admin(&db, &hasher).await?;
+        }
+        let routes = Routes::new(&settings.issuer);
+        Ok((
+            AppState(Arc::new(Inner {
+                settings,
+                db,
+                keys,
+                hasher,
+                routes,
+            })),
+            started,
+        ))
+    }
+}

@@ -1,0 +1,64 @@
+//! Audit events: a named record of each security decision. Never holds tokens or secrets.
+
+use uuid::Uuid;
+
+use super::{Db, Result, dispatch};
+
+#[derive(Clone, Debug, Default)]
+pub struct Event<'a> {
+    pub event: &'a str,
+    pub actor: Option<&'a str>,
+    pub user_id: Option<Uuid>,
+    pub client_id: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub details: serde_json::Value,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: Uuid,
+    pub at: i64,
+    pub event: String,
+    pub actor: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub details: String,
+}
+
+pub async fn record(db: &Db, e: &Event<'_>, now: i64) -> Result<()> {
+    let details = if e.details.is_null() {
+        "{}".to_string()
+    } else {
+        e.details.to_string()
+    };
+    dispatch!(db, |pool| {
+        sqlx::query(
+        "INSERT INTO audit_events (id, at, event, actor, user_id, client_id, ip, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    )
+    .bind(Uuid::now_v7())
+    .bind(now)
+    .bind(e.event)
+    .bind(e.actor)
+    .bind(e.user_id)
+    .bind(e.client_id)
+    .bind(e.ip)
+    .bind(details)
+    .execute(pool)
+    .await?
+    .rows_affected()
+    });
+    Ok(())
+}
+
+/// Most recent first; `event` filters by name when given.
+pub async fn list(db: &Db, event: Option<&str>, limit: i64) -> Result<Vec<EventRow>> {
+    dispatch!(db, |pool| Ok(sqlx::query_as::<_, EventRow>(
+        "SELECT id, at, event, actor, user_id, client_id, ip, details FROM audit_events \
+         WHERE ($1 IS NULL OR event = $1) ORDER BY at DESC, id DESC LIMIT $2"
+    )
+    .bind(event)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?))
+}

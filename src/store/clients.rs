@@ -1,0 +1,219 @@
+//! OAuth clients: pre-registered (CLI/config), dynamically registered (RFC 7591), and cached
+//! Client ID Metadata Documents. Metadata is stored as the JSON document we echo back.
+
+use super::{Db, Result, StoreError, dispatch};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientKind {
+    Static,
+    Dynamic,
+    MetadataDocument,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Static => "static",
+            ClientKind::Dynamic => "dynamic",
+            ClientKind::MetadataDocument => "metadata_document",
+        }
+    }
+    fn parse(s: &str) -> ClientKind {
+        match s {
+            "dynamic" => ClientKind::Dynamic,
+            "metadata_document" => ClientKind::MetadataDocument,
+            _ => ClientKind::Static,
+        }
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+struct Row {
+    client_id: String,
+    kind: String,
+    client_name: Option<String>,
+    metadata: String,
+    secret_hash: Option<Vec<u8>>,
+    registration_token_hash: Option<Vec<u8>>,
+    created_at: i64,
+    updated_at: i64,
+    last_used_at: Option<i64>,
+    metadata_expires_at: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub client_id: String,
+    pub kind: ClientKind,
+    pub client_name: Option<String>,
+    /// The registered metadata as JSON (RFC 7591 field names).
+    pub metadata: serde_json::Value,
+    pub secret_hash: Option<Vec<u8>>,
+    pub registration_token_hash: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_used_at: Option<i64>,
+    pub metadata_expires_at: Option<i64>,
+}
+
+impl From<Row> for Client {
+    fn from(r: Row) -> Client {
+        Client {
+            client_id: r.client_id,
+            kind: ClientKind::parse(&r.kind),
+            client_name: r.client_name,
+            metadata: serde_json::from_str(&r.metadata).unwrap_or(serde_json::Value::Null),
+            secret_hash: r.secret_hash,
+            registration_token_hash: r.registration_token_hash,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            last_used_at: r.last_used_at,
+            metadata_expires_at: r.metadata_expires_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewClient {
+    pub client_id: String,
+    pub kind: ClientKind,
+    pub client_name: Option<String>,
+    pub metadata: serde_json::Value,
+    pub secret_hash: Option<Vec<u8>>,
+    pub registration_token_hash: Option<Vec<u8>>,
+    pub metadata_expires_at: Option<i64>,
+}
+
+const COLUMNS: &str = "client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
+                       created_at, updated_at, last_used_at, metadata_expires_at";
+
+pub async fn create(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
+    let sql = format!(
+        "INSERT INTO clients (client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
+         created_at, updated_at, metadata_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING {COLUMNS}"
+    );
+    let metadata = c.metadata.to_string();
+    let row: Row = dispatch!(db, |pool| sqlx::query_as(&sql)
+        .bind(&c.client_id)
+        .bind(c.kind.as_str())
+        .bind(&c.client_name)
+        .bind(&metadata)
+        .bind(&c.secret_hash)
+        .bind(&c.registration_token_hash)
+        .bind(now)
+        .bind(c.metadata_expires_at)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| StoreError::on_conflict(e, || format!(
+            "a client with id {:?} already exists",
+            c.client_id
+        )))?);
+    Ok(row.into())
+}
+
+/// Creates or replaces a client declared in configuration (or a refreshed metadata document),
+/// keeping `created_at`, `last_used_at` and the client's grants.
+pub async fn upsert(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
+    let sql = format!(
+        "INSERT INTO clients (client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
+         created_at, updated_at, metadata_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
+         ON CONFLICT (client_id) DO UPDATE SET kind = excluded.kind, client_name = excluded.client_name, \
+         metadata = excluded.metadata, secret_hash = excluded.secret_hash, \
+         registration_token_hash = excluded.registration_token_hash, updated_at = excluded.updated_at, \
+         metadata_expires_at = excluded.metadata_expires_at RETURNING {COLUMNS}"
+    );
+    let metadata = c.metadata.to_string();
+    let row: Row = dispatch!(db, |pool| sqlx::query_as(&sql)
+        .bind(&c.client_id)
+        .bind(c.kind.as_str())
+        .bind(&c.client_name)
+        .bind(&metadata)
+        .bind(&c.secret_hash)
+        .bind(&c.registration_token_hash)
+        .bind(now)
+        .bind(c.metadata_expires_at)
+        .fetch_one(pool)
+        .await?);
+    Ok(row.into())
+}
+
+/// Replaces a dynamic client's metadata and secret (RFC 7592 update).
+pub async fn update_metadata(
+    db: &Db,
+    client_id: &str,
+    client_name: Option<&str>,
+    metadata: &serde_json::Value,
+    secret_hash: Option<&[u8]>,
+    now: i64,
+) -> Result<Client> {
+    let sql = format!(
+        "UPDATE clients SET client_name = $1, metadata = $2, secret_hash = $3, updated_at = $4 \
+         WHERE client_id = $5 RETURNING {COLUMNS}"
+    );
+    let metadata = metadata.to_string();
+    let row: Option<Row> = dispatch!(db, |pool| sqlx::query_as(&sql)
+        .bind(client_name)
+        .bind(&metadata)
+        .bind(secret_hash)
+        .bind(now)
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await?);
+    row.map(Client::from).ok_or(StoreError::NotFound)
+}
+
+pub async fn get(db: &Db, client_id: &str) -> Result<Option<Client>> {
+    let sql = format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1");
+    let row: Option<Row> = dispatch!(db, |pool| sqlx::query_as(&sql)
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await?);
+    Ok(row.map(Client::from))
+}
+
+pub async fn list(db: &Db) -> Result<Vec<Client>> {
+    let sql = format!("SELECT {COLUMNS} FROM clients ORDER BY kind, created_at, client_id");
+    let rows: Vec<Row> = dispatch!(db, |pool| sqlx::query_as(&sql).fetch_all(pool).await?);
+    Ok(rows.into_iter().map(Client::from).collect())
+}
+
+pub async fn count_by_kind(db: &Db, kind: ClientKind) -> Result<i64> {
+    dispatch!(db, |pool| sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM clients WHERE kind = $1"
+    )
+    .bind(kind.as_str())
+    .fetch_one(pool)
+    .await
+    .map_err(StoreError::from))
+}
+
+/// Deletes a client; its grants, codes and refresh tokens go with it (cascade).
+pub async fn remove(db: &Db, client_id: &str) -> Result<()> {
+    let n = dispatch!(db, |pool| sqlx::query(
+        "DELETE FROM clients WHERE client_id = $1"
+    )
+    .bind(client_id)
+    .execute(pool)
+    .await?
+    .rows_affected());
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// Records use at most once a minute per client, so hot paths do not write on every request.
+pub async fn touch(db: &Db, client_id: &str, now: i64) -> Result<()> {
+    dispatch!(db, |pool| {
+        sqlx::query(
+        "UPDATE clients SET last_used_at = $1 WHERE client_id = $2 AND (last_used_at IS NULL OR last_used_at < $1 - 60)"
+    )
+    .bind(now)
+    .bind(client_id)
+    .execute(pool)
+    .await?
+    .rows_affected()
+    });
+    Ok(())
+}

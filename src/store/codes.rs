@@ -1,0 +1,159 @@
+//! Authorization codes: single use, short-lived, stored as SHA-256 hashes.
+
+use uuid::Uuid;
+
+use super::refresh::{self, NewRefreshToken};
+use super::{BeginWrite, Db, Result, dispatch};
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Code {
+    pub grant_id: Uuid,
+    pub client_id: String,
+    pub user_id: Uuid,
+    pub resource_id: Uuid,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+const COLUMNS: &str = "grant_id, client_id, user_id, resource_id, redirect_uri, scope, code_challenge, nonce, \
+                       auth_time, created_at, expires_at";
+
+pub async fn insert(db: &Db, code_hash: &[u8], code: &Code) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO authorization_codes (code_hash, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    );
+    dispatch!(db, |pool| sqlx::query(&sql)
+        .bind(code_hash)
+        .bind(code.grant_id)
+        .bind(&code.client_id)
+        .bind(code.user_id)
+        .bind(code.resource_id)
+        .bind(&code.redirect_uri)
+        .bind(&code.scope)
+        .bind(&code.code_challenge)
+        .bind(&code.nonce)
+        .bind(code.auth_time)
+        .bind(code.created_at)
+        .bind(code.expires_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+/// What the check needs besides the code: the resource it is bound to.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct CodeContext {
+    pub resource_uri: String,
+    pub token_lifetime: Option<i64>,
+}
+
+/// What a successful redemption issues, recorded on the code so a replay can revoke it.
+pub struct Issued {
+    pub jti: String,
+    pub refresh: Option<NewRefreshToken>,
+}
+
+#[derive(Debug)]
+pub enum Redeemed<T, E> {
+    /// The code was live and the checks passed: tokens were recorded.
+    Ok(Code, T),
+    /// The checks refused the code (wrong client, verifier, redirect URI). The code is spent.
+    Refused(E),
+    /// Already redeemed: what the first redemption issued has been revoked.
+    Replayed { grant_id: Uuid },
+    /// Unknown, expired, or its grant or person is no longer active.
+    Invalid,
+}
+
+/// Spends a code in one transaction: the conditional update decides; the `check` runs on the
+/// spent code and returns what to issue; a second redemption revokes what the first issued.
+pub async fn redeem<T, E>(
+    db: &Db,
+    code_hash: &[u8],
+    now: i64,
+    check: impl FnOnce(&Code, &CodeContext) -> std::result::Result<(Issued, T), E>,
+) -> Result<Redeemed<T, E>> {
+    dispatch!(db, |pool| {
+        let mut tx = pool.begin_write().await?;
+        let spent: Option<Code> = sqlx::query_as(&format!(
+            "UPDATE authorization_codes SET redeemed_at = $1 \
+             WHERE code_hash = $2 AND redeemed_at IS NULL AND expires_at > $1 RETURNING {COLUMNS}"
+        ))
+        .bind(now)
+        .bind(code_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(code) = spent else {
+            let replay: Option<(Uuid, Option<Uuid>, Option<String>)> = sqlx::query_as(
+                "SELECT grant_id, issued_family_id, issued_jti FROM authorization_codes \
+                 WHERE code_hash = $1 AND redeemed_at IS NOT NULL",
+            )
+            .bind(code_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((grant_id, family, jti)) = replay else {
+                return Ok(Redeemed::Invalid);
+            };
+            if let Some(family) = family {
+                sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(family)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(jti) = jti {
+                sqlx::query("INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
+                    .bind(jti)
+                    .bind(now + 86_400)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            return Ok(Redeemed::Replayed { grant_id });
+        };
+        let context: Option<CodeContext> = sqlx::query_as(
+            "SELECT r.uri AS resource_uri, r.token_lifetime FROM grants g JOIN users u ON u.id = g.user_id \
+             JOIN resources r ON r.id = g.resource_id WHERE g.id = $1 AND g.revoked_at IS NULL AND NOT u.disabled",
+        )
+        .bind(code.grant_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(context) = context else {
+            tx.commit().await?;
+            return Ok(Redeemed::Invalid);
+        };
+        let (issued, out) = match check(&code, &context) {
+            Ok(v) => v,
+            Err(e) => {
+                tx.commit().await?;
+                return Ok(Redeemed::Refused(e));
+            }
+        };
+        let family = match &issued.refresh {
+            Some(r) => {
+                refresh::insert_in!(&mut *tx, r);
+                Some(r.family_id)
+            }
+            None => None,
+        };
+        sqlx::query("UPDATE authorization_codes SET issued_family_id = $1, issued_jti = $2 WHERE code_hash = $3")
+            .bind(family)
+            .bind(&issued.jti)
+            .bind(code_hash)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(code.grant_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Redeemed::Ok(code, out))
+    })
+}

@@ -1,0 +1,229 @@
+//! Storage on SQLite (embedded default) and Postgres through sqlx: one `Db` type, native pools
+//! underneath, each query written once where the dialect is shared. Transactions live here.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub mod audit;
+pub mod clients;
+pub mod codes;
+pub mod grants;
+pub mod keys;
+pub mod refresh;
+pub mod resources;
+pub mod sessions;
+pub mod users;
+
+/// Runs `$body` with `$pool` bound to the engine's native pool; the body is type-checked per engine.
+macro_rules! dispatch {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use dispatch;
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A unique key already holds this value; the message names it for the person.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::from_sqlx(e)
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// Maps a unique-key violation to `Conflict(what)`, everything else unchanged.
+    pub fn on_conflict(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+        match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what()),
+            _ => StoreError::from_sqlx(e),
+        }
+    }
+
+    pub fn from_sqlx(e: sqlx::Error) -> StoreError {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            e => StoreError::Database(e),
+        }
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Transactions that write take the write lock up front: `BEGIN IMMEDIATE` on SQLite (so two
+/// writers never deadlock on lock upgrade), a plain `BEGIN` plus `FOR UPDATE` rows on Postgres.
+pub(crate) trait BeginWrite {
+    type Database: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl Future<
+        Output = std::result::Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>,
+    > + Send;
+    /// The row-lock suffix for `SELECT`s inside a write transaction.
+    const FOR_UPDATE: &'static str;
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl Future<
+        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
+    > + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+    const FOR_UPDATE: &'static str = "";
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl Future<
+        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
+    > + Send {
+        self.begin()
+    }
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+}
+
+/// `FOR_UPDATE` for the pool's engine, usable inside `dispatch!` bodies.
+pub(crate) fn for_update<P: BeginWrite>(_pool: &P) -> &'static str {
+    P::FOR_UPDATE
+}
+
+impl Db {
+    /// Connects to `sqlite:PATH` (creating the file and its directory) or `postgres://...`.
+    pub async fn connect(url: &str) -> Result<Db> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            return Ok(Db::Postgres(pool));
+        }
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        let path = path.split('?').next().unwrap_or(path);
+        let memory = path == ":memory:" || path.is_empty();
+        if !memory {
+            if let Some(dir) = std::path::Path::new(path).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Unavailable(format!(
+                            "cannot create data directory {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                }
+            }
+        }
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if memory { 1 } else { 8 })
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Db::Sqlite(pool))
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Db::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await?,
+            Db::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Readiness: one round trip.
+    pub async fn ping(&self) -> Result<()> {
+        dispatch!(self, |pool| {
+            sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        });
+        Ok(())
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        dispatch!(self, |pool| pool.close().await)
+    }
+
+    /// Deletes expired codes, sessions, refresh tokens and revocation entries. Idempotent, so every
+    /// node may run it.
+    pub async fn sweep_expired(&self, now: i64) -> Result<u64> {
+        let mut n = 0;
+        dispatch!(self, |pool| {
+            for sql in [
+                "DELETE FROM authorization_codes WHERE expires_at < $1 - 86400",
+                "DELETE FROM web_sessions WHERE expires_at < $1",
+                "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
+                "DELETE FROM refresh_tokens WHERE expires_at < $1 - 86400",
+            ] {
+                n += sqlx::query(sql)
+                    .bind(now)
+                    .execute(pool)
+                    .await
+                    .map_err(StoreError::from_sqlx)?
+                    .rows_affected();
+            }
+        });
+        Ok(n)
+    }
+}
+
+/// Current time in unix seconds; the one clock the store and domain compare against.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

@@ -1,0 +1,191 @@
+//! MCP servers (resources) and their scope catalogues.
+
+use uuid::Uuid;
+
+use super::{BeginWrite, Db, Result, StoreError, dispatch};
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ResourceRow {
+    pub id: Uuid,
+    pub uri: String,
+    pub name: String,
+    pub token_lifetime: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ScopeRow {
+    pub name: String,
+    pub description: String,
+    pub is_default: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub row: ResourceRow,
+    pub scopes: Vec<ScopeRow>,
+}
+
+/// What to register; `uri` is already canonical.
+#[derive(Clone, Debug)]
+pub struct NewResource {
+    pub uri: String,
+    pub name: String,
+    pub token_lifetime: Option<i64>,
+    pub scopes: Vec<ScopeRow>,
+}
+
+const COLUMNS: &str = "id, uri, name, token_lifetime, created_at, updated_at";
+
+/// Registers a resource; a second registration of the same URI is a `Conflict`.
+pub async fn create(db: &Db, new: &NewResource, now: i64) -> Result<Resource> {
+    write(db, new, now, false).await
+}
+
+/// Creates or replaces (name, lifetime, scope catalogue) the resource at `new.uri`, keeping its id
+/// so grants survive. Used when the config file declares resources.
+pub async fn upsert(db: &Db, new: &NewResource, now: i64) -> Result<Resource> {
+    write(db, new, now, true).await
+}
+
+async fn write(db: &Db, new: &NewResource, now: i64, replace: bool) -> Result<Resource> {
+    let conflict = || format!("a resource with URI {} is already registered", new.uri);
+    dispatch!(db, |pool| {
+        let mut tx = pool.begin_write().await?;
+        let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM resources WHERE uri = $1")
+            .bind(&new.uri)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let row: ResourceRow = match existing {
+            Some(_) if !replace => return Err(StoreError::Conflict(conflict())),
+            Some(id) => {
+                sqlx::query("DELETE FROM resource_scopes WHERE resource_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query_as(&format!(
+                    "UPDATE resources SET name = $1, token_lifetime = $2, updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
+                ))
+                .bind(&new.name)
+                .bind(new.token_lifetime)
+                .bind(now)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            None => sqlx::query_as(&format!(
+                "INSERT INTO resources (id, uri, name, token_lifetime, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5) RETURNING {COLUMNS}"
+            ))
+            .bind(Uuid::now_v7())
+            .bind(&new.uri)
+            .bind(&new.name)
+            .bind(new.token_lifetime)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| StoreError::on_conflict(e, conflict))?,
+        };
+        for (position, s) in new.scopes.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO resource_scopes (resource_id, name, description, is_default, position) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(row.id)
+            .bind(&s.name)
+            .bind(&s.description)
+            .bind(s.is_default)
+            .bind(position as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::on_conflict(e, || format!("scope {:?} is listed twice", s.name)))?;
+        }
+        tx.commit().await?;
+        Ok(Resource {
+            row,
+            scopes: new.scopes.clone(),
+        })
+    })
+}
+
+pub async fn by_uri(db: &Db, uri: &str) -> Result<Option<Resource>> {
+    let row: Option<ResourceRow> = dispatch!(db, |pool| sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM resources WHERE uri = $1"
+    ))
+    .bind(uri)
+    .fetch_optional(pool)
+    .await
+    .map_err(StoreError::from_sqlx)?);
+    match row {
+        Some(row) => Ok(Some(with_scopes(db, row).await?)),
+        None => Ok(None),
+    }
+}
+
+pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<Resource>> {
+    let row: Option<ResourceRow> = dispatch!(db, |pool| sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM resources WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(StoreError::from_sqlx)?);
+    match row {
+        Some(row) => Ok(Some(with_scopes(db, row).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn with_scopes(db: &Db, row: ResourceRow) -> Result<Resource> {
+    let scopes = dispatch!(db, |pool| {
+        sqlx::query_as::<_, ScopeRow>(
+        "SELECT name, description, is_default FROM resource_scopes WHERE resource_id = $1 ORDER BY position"
+    )
+    .bind(row.id)
+    .fetch_all(pool)
+    .await
+    .map_err(StoreError::from_sqlx)?
+    });
+    Ok(Resource { row, scopes })
+}
+
+pub async fn list(db: &Db) -> Result<Vec<Resource>> {
+    let rows: Vec<ResourceRow> = dispatch!(db, |pool| sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM resources ORDER BY uri"
+    ))
+    .fetch_all(pool)
+    .await
+    .map_err(StoreError::from_sqlx)?);
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(with_scopes(db, row).await?);
+    }
+    Ok(out)
+}
+
+/// Every scope name of every resource, for `scopes_supported`.
+pub async fn all_scope_names(db: &Db) -> Result<Vec<String>> {
+    dispatch!(db, |pool| sqlx::query_scalar::<_, String>(
+        "SELECT DISTINCT name FROM resource_scopes ORDER BY name"
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(StoreError::from_sqlx))
+}
+
+/// Removes a resource; its grants, codes and refresh tokens go with it (cascade).
+pub async fn remove(db: &Db, uri: &str) -> Result<()> {
+    let n = dispatch!(db, |pool| sqlx::query(
+        "DELETE FROM resources WHERE uri = $1"
+    )
+    .bind(uri)
+    .execute(pool)
+    .await
+    .map_err(StoreError::from_sqlx)?
+    .rows_affected());
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! People who sign in.
+
+use uuid::Uuid;
+
+use super::{Db, Result, StoreError, dispatch};
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub password_hash: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str =
+    "id, username, password_hash, display_name, email, disabled, created_at, updated_at";
+
+pub async fn create(db: &Db, username: &str, password_hash: &str, now: i64) -> Result<User> {
+    let sql = format!(
+        "INSERT INTO users (id, username, password_hash, disabled, created_at, updated_at) \
+         VALUES ($1, $2, $3, FALSE, $4, $4) RETURNING {COLUMNS}"
+    );
+    let id = Uuid::now_v7();
+    dispatch!(db, |pool| sqlx::query_as::<_, User>(&sql)
+        .bind(id)
+        .bind(username)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| StoreError::on_conflict(e, || format!(
+            "a user named {username:?} already exists"
+        ))))
+}
+
+pub async fn by_username(db: &Db, username: &str) -> Result<Option<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE username = $1");
+    dispatch!(db, |pool| sqlx::query_as::<_, User>(&sql)
+        .bind(username)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::from_sqlx))
+}
+
+pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+    dispatch!(db, |pool| sqlx::query_as::<_, User>(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::from_sqlx))
+}
+
+pub async fn list(db: &Db) -> Result<Vec<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users ORDER BY username");
+    dispatch!(db, |pool| sqlx::query_as::<_, User>(&sql)
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::from_sqlx))
+}
+
+pub async fn count(db: &Db) -> Result<i64> {
+    dispatch!(db, |pool| sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM users"
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(StoreError::from_sqlx))
+}
+
+pub async fn set_password(db: &Db, username: &str, password_hash: &str, now: i64) -> Result<()> {
+    let n = dispatch!(db, |pool| sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3"
+    )
+    .bind(password_hash)
+    .bind(now)
+    .bind(username)
+    .execute(pool)
+    .await
+    .map_err(StoreError::from_sqlx)?
+    .rows_affected());
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+pub async fn set_disabled(db: &Db, username: &str, disabled: bool, now: i64) -> Result<()> {
+    let n = dispatch!(db, |pool| sqlx::query(
+        "UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3"
+    )
+    .bind(disabled)
+    .bind(now)
+    .bind(username)
+    .execute(pool)
+    .await
+    .map_err(StoreError::from_sqlx)?
+    .rows_affected());
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+pub async fn set_profile(
+    db: &Db,
+    username: &str,
+    display_name: Option<&str>,
+    email: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let n = dispatch!(db, |pool| sqlx::query(
+        "UPDATE users SET display_name = $1, email = $2, updated_at = $3 WHERE username = $4"
+    )
+    .bind(display_name)
+    .bind(email)
+    .bind(now)
+    .bind(username)
+    .execute(pool)
+    .await
+    .map_err(StoreError::from_sqlx)?
+    .rows_affected());
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,372 @@
+//! Signing keys: generated in the database, cached by every node, rotated by publishing a new key
+//! `key_publish_delay` before it signs and keeping a superseded key published for `key_retention`.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use josekit::jwk::KeyPair;
+use josekit::jws::{ES256, JwsSigner, RS256};
+
+use crate::config::{Secret, SigningAlg};
+use crate::store::keys::KeyRow;
+use crate::store::{self, Db, StoreError};
+use crate::tokens::{seal, secrets};
+
+const SEAL_LABEL: &str = "portcullis signing key v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "signing key {0} is encrypted: set key_encryption_secret to the secret it was stored with"
+    )]
+    NeedSecret(String),
+    #[error("signing key {0} could not be decrypted: wrong key_encryption_secret")]
+    WrongSecret(String),
+    #[error("signing key {0} is unusable: {1}")]
+    Broken(String, String),
+    #[error("no signing key is active")]
+    NoActiveKey,
+}
+
+#[derive(Clone, Debug)]
+pub struct KeySettings {
+    pub alg: SigningAlg,
+    pub encryption_secret: Option<Secret>,
+    pub publish_delay: i64,
+    pub retention: i64,
+    pub refresh: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published, not yet signing.
+    Pending,
+    /// Published and signing.
+    Active,
+    /// Superseded; published until the tokens it signed have expired.
+    Retiring { until: i64 },
+    /// Superseded longer than the retention: neither published nor used.
+    Expired,
+}
+
+impl KeyState {
+    pub fn published(self) -> bool {
+        !matches!(self, KeyState::Expired)
+    }
+}
+
+/// The state of each key, given activation times in ascending order.
+pub fn classify(activations: &[i64], now: i64, retention: i64) -> Vec<KeyState> {
+    let active = activations.iter().rposition(|&a| a <= now);
+    activations
+        .iter()
+        .enumerate()
+        .map(|(i, _)| match active {
+            Some(a) if i == a => KeyState::Active,
+            Some(a) if i < a => {
+                let until = activations[i + 1] + retention;
+                if until > now {
+                    KeyState::Retiring { until }
+                } else {
+                    KeyState::Expired
+                }
+            }
+            _ => KeyState::Pending,
+        })
+        .collect()
+}
+
+pub struct LoadedKey {
+    pub kid: String,
+    pub alg: String,
+    pub activates_at: i64,
+    pub public_jwk: serde_json::Value,
+    pub signer: Box<dyn JwsSigner>,
+}
+
+impl std::fmt::Debug for LoadedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Loaded {
+    keys: Vec<Arc<LoadedKey>>,
+    loaded_at: Instant,
+}
+
+/// The node's cache of signing keys. Reloads from the database every `refresh`, so a key rotated
+/// through any node (or the CLI) is published here before it starts to sign.
+pub struct KeyRing {
+    db: Db,
+    settings: KeySettings,
+    loaded: RwLock<Arc<Loaded>>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl KeyRing {
+    /// Creates the first key on an empty database, then loads every key.
+    pub async fn open(db: Db, settings: KeySettings) -> Result<KeyRing, KeyError> {
+        let now = store::now();
+        if store::keys::list(&db).await?.is_empty() {
+            let row = generate(&settings, now, now)?;
+            // Another node may have created the first key at the same moment: that is fine.
+            match store::keys::insert(&db, &row).await {
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let keys = load(&db, &settings).await?;
+        Ok(KeyRing {
+            db,
+            settings,
+            loaded: RwLock::new(Arc::new(Loaded {
+                keys,
+                loaded_at: Instant::now(),
+            })),
+            reload: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn current(&self) -> Result<Arc<Loaded>, KeyError> {
+        let snapshot = self.loaded.read().expect("key cache lock").clone();
+        if snapshot.loaded_at.elapsed() < self.settings.refresh {
+            return Ok(snapshot);
+        }
+        let _guard = self.reload.lock().await;
+        let snapshot = self.loaded.read().expect("key cache lock").clone();
+        if snapshot.loaded_at.elapsed() < self.settings.refresh {
+            return Ok(snapshot);
+        }
+        match load(&self.db, &self.settings).await {
+            Ok(keys) => {
+                let fresh = Arc::new(Loaded {
+                    keys,
+                    loaded_at: Instant::now(),
+                });
+                *self.loaded.write().expect("key cache lock") = fresh.clone();
+                Ok(fresh)
+            }
+            // Keep signing with what we have while the database is away.
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading signing keys failed; using the cached set");
+                Ok(snapshot)
+            }
+        }
+    }
+
+    /// Forces the next access to reload (after a rotation through this node).
+    pub fn invalidate(&self) {
+        let mut w = self.loaded.write().expect("key cache lock");
+        let keys = w.keys.clone();
+        *w = Arc::new(Loaded {
+            keys,
+            loaded_at: Instant::now() - self.settings.refresh * 2,
+        });
+    }
+
+    /// The key that signs now.
+    pub async fn signing_key(&self) -> Result<Arc<LoadedKey>, KeyError> {
+        let loaded = self.current().await?;
+        let now = store::now();
+        loaded
+            .keys
+            .iter()
+            .rev()
+            .find(|k| k.activates_at <= now)
+            .cloned()
+            .ok_or(KeyError::NoActiveKey)
+    }
+
+    /// Every published public key, as a JWK Set.
+    pub async fn jwks(&self) -> Result<serde_json::Value, KeyError> {
+        let loaded = self.current().await?;
+        let activations: Vec<i64> = loaded.keys.iter().map(|k| k.activates_at).collect();
+        let states = classify(&activations, store::now(), self.settings.retention);
+        let keys: Vec<_> = loaded
+            .keys
+            .iter()
+            .zip(states)
+            .filter(|(_, s)| s.published())
+            .map(|(k, _)| k.public_jwk.clone())
+            .collect();
+        Ok(serde_json::json!({ "keys": keys }))
+    }
+}
+
+async fn load(db: &Db, settings: &KeySettings) -> Result<Vec<Arc<LoadedKey>>, KeyError> {
+    let rows = store::keys::list(db).await?;
+    let states = classify(
+        &rows.iter().map(|r| r.activates_at).collect::<Vec<_>>(),
+        store::now(),
+        settings.retention,
+    );
+    let mut keys = Vec::with_capacity(rows.len());
+    for (row, state) in rows.into_iter().zip(states) {
+        if state == KeyState::Expired {
+            continue;
+        }
+        keys.push(Arc::new(decode(row, settings)?));
+    }
+    Ok(keys)
+}
+
+fn decode(row: KeyRow, settings: &KeySettings) -> Result<LoadedKey, KeyError> {
+    let der = if row.encrypted {
+        let secret = settings
+            .encryption_secret
+            .as_ref()
+            .ok_or_else(|| KeyError::NeedSecret(row.kid.clone()))?;
+        seal::open(SEAL_LABEL, secret.expose().as_bytes(), &row.private_key)
+            .map_err(|_| KeyError::WrongSecret(row.kid.clone()))?
+    } else {
+        row.private_key
+    };
+    let broken = |e: josekit::JoseError| KeyError::Broken(row.kid.clone(), e.to_string());
+    let signer: Box<dyn JwsSigner> = match row.alg.as_str() {
+        "ES256" => Box::new(ES256.signer_from_der(&der).map_err(broken)?),
+        "RS256" => Box::new(RS256.signer_from_der(&der).map_err(broken)?),
+        other => {
+            return Err(KeyError::Broken(
+                row.kid.clone(),
+                format!("unsupported algorithm {other}"),
+            ));
+        }
+    };
+    let public_jwk = serde_json::from_str(&row.public_jwk)
+        .map_err(|e| KeyError::Broken(row.kid.clone(), e.to_string()))?;
+    Ok(LoadedKey {
+        kid: row.kid,
+        alg: row.alg,
+        activates_at: row.activates_at,
+        public_jwk,
+        signer,
+    })
+}
+
+/// A new key pair, its private part sealed when a key-encryption secret is configured.
+pub fn generate(settings: &KeySettings, now: i64, activates_at: i64) -> Result<KeyRow, KeyError> {
+    let kid = format!("{}-{}", time_label(now), &secrets::random_string(6));
+    let broken = |e: josekit::JoseError| KeyError::Broken(kid.clone(), e.to_string());
+    let (der, mut jwk) = match settings.alg {
+        SigningAlg::ES256 => {
+            let pair = ES256.generate_key_pair().map_err(broken)?;
+            (pair.to_der_private_key(), pair.to_jwk_public_key())
+        }
+        SigningAlg::RS256 => {
+            let pair = RS256.generate_key_pair(2048).map_err(broken)?;
+            (pair.to_der_private_key(), pair.to_jwk_public_key())
+        }
+    };
+    jwk.set_key_id(&kid);
+    jwk.set_algorithm(settings.alg.as_str());
+    jwk.set_key_use("sig");
+    let (private_key, encrypted) = match &settings.encryption_secret {
+        Some(secret) => (
+            seal::seal(SEAL_LABEL, secret.expose().as_bytes(), &der),
+            true,
+        ),
+        None => (der, false),
+    };
+    Ok(KeyRow {
+        kid,
+        alg: settings.alg.as_str().to_string(),
+        public_jwk: serde_json::Value::from(jwk.as_ref().clone()).to_string(),
+        private_key,
+        encrypted,
+        created_at: now,
+        activates_at,
+    })
+}
+
+fn time_label(now: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(now)
+        .map(|t| format!("{:04}{:02}{:02}", t.year(), u8::from(t.month()), t.day()))
+        .unwrap_or_else(|_| "key".into())
+}
+
+/// Adds a key that is published now and signs after `publish_delay`.
+pub async fn rotate(db: &Db, settings: &KeySettings, now: i64) -> Result<KeyRow, KeyError> {
+    let row = generate(settings, now, now + settings.publish_delay)?;
+    store::keys::insert(db, &row).await?;
+    Ok(row)
+}
+
+/// Every key with its state, for `portcullis keys list`.
+pub async fn status(
+    db: &Db,
+    settings: &KeySettings,
+    now: i64,
+) -> Result<Vec<(KeyRow, KeyState)>, KeyError> {
+    let rows = store::keys::list(db).await?;
+    let states = classify(
+        &rows.iter().map(|r| r.activates_at).collect::<Vec<_>>(),
+        now,
+        settings.retention,
+    );
+    Ok(rows.into_iter().zip(states).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_rotation_timeline() {
+        // Key A active since 0; key B rotated in at 100, signs from 700; retention 1000.
+        let acts = [0, 700];
+        assert_eq!(
+            classify(&acts, 100, 1000),
+            vec![KeyState::Active, KeyState::Pending]
+        );
+        assert_eq!(
+            classify(&acts, 700, 1000),
+            vec![KeyState::Retiring { until: 1700 }, KeyState::Active]
+        );
+        assert_eq!(
+            classify(&acts, 1700, 1000),
+            vec![KeyState::Expired, KeyState::Active]
+        );
+        assert_eq!(classify(&[], 5, 10), Vec::<KeyState>::new());
+    }
+
+    #[test]
+    fn generated_keys_sign_and_publish_public_parts_only() {
+        for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+            let settings = KeySettings {
+                alg,
+                encryption_secret: Some(Secret::new("0123456789abcdef0123")),
+                publish_delay: 0,
+                retention: 10,
+                refresh: Duration::from_secs(1),
+            };
+            let row = generate(&settings, 0, 0).unwrap();
+            assert!(row.encrypted);
+            let jwk: serde_json::Value = serde_json::from_str(&row.public_jwk).unwrap();
+            assert_eq!(jwk["kid"], row.kid.as_str());
+            assert_eq!(jwk["use"], "sig");
+            assert_eq!(jwk["alg"], alg.as_str());
+            assert!(jwk.get("d").is_none(), "private part leaked: {jwk}");
+            let key = decode(row.clone(), &settings).unwrap();
+            assert_eq!(key.kid, row.kid);
+            let no_secret = KeySettings {
+                encryption_secret: None,
+                ..settings.clone()
+            };
+            assert!(matches!(
+                decode(row.clone(), &no_secret),
+                Err(KeyError::NeedSecret(_))
+            ));
+            let wrong = KeySettings {
+                encryption_secret: Some(Secret::new("another-secret-value")),
+                ..settings
+            };
+            assert!(matches!(decode(row, &wrong), Err(KeyError::WrongSecret(_))));
+        }
+    }
+}

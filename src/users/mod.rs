@@ -1,0 +1,3 @@
+//! People: passwords (argon2id) and the checks around signing in.
+
+pub mod password;
