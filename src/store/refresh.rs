@@ -167,7 +167,7 @@ pub async fn rotate<T, E>(
         // this is a client racing itself: answer with the same successor.
         let successor_current: Option<i64> = match row.successor_id {
             Some(id) => sqlx::query_scalar(
-                "SELECT 1 FROM refresh_tokens WHERE id = $1 AND rotated_at IS NULL AND revoked_at IS NULL",
+                "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE id = $1 AND rotated_at IS NULL AND revoked_at IS NULL",
             )
             .bind(id)
             .fetch_optional(&mut *tx)

@@ -1,1 +1,11 @@
+//! The one integration-test binary: the real app on 127.0.0.1:0 against real databases (SQLite
+//! always; Postgres too when PORTCULLIS_TEST_POSTGRES_URL is set, a fresh database per test).
 
+mod helpers;
+
+mod authorize;
+mod cli;
+mod metadata;
+mod register;
+mod store;
+mod token;

@@ -1,0 +1,427 @@
+//! Test kit: fresh databases, the app on a random port, a browser-like HTTP client, fixtures.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine as _;
+use portcullis::config::{Config, Settings};
+use portcullis::state::AppState;
+use portcullis::store::Db;
+use reqwest::redirect::Policy;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// Generates, per listed test function, `name::sqlite` and `name::postgres` tests.
+macro_rules! db_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(crate::helpers::Engine::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if crate::helpers::postgres_configured() {
+                    super::$name(crate::helpers::Engine::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use db_tests;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+pub fn postgres_configured() -> bool {
+    std::env::var("PORTCULLIS_TEST_POSTGRES_URL").is_ok_and(|v| !v.is_empty())
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh, empty database; dropped (Postgres) or deleted (SQLite) with the value.
+pub struct TestDb {
+    pub url: String,
+    pub engine: Engine,
+    _dir: Option<tempfile::TempDir>,
+    pg_admin: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn new(engine: Engine) -> TestDb {
+        match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("portcullis.db").display());
+                TestDb {
+                    url,
+                    engine,
+                    _dir: Some(dir),
+                    pg_admin: None,
+                }
+            }
+            Engine::Postgres => {
+                let admin = std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
+                    .expect("PORTCULLIS_TEST_POSTGRES_URL");
+                let name = format!(
+                    "portcullis_it_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::Relaxed),
+                    portcullis::tokens::secrets::random_string(4)
+                        .to_ascii_lowercase()
+                        .replace(['-', '_'], "x")
+                );
+                let conn = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PORTCULLIS_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}")
+                });
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&conn)
+                    .await
+                    .expect("create test database");
+                conn.close().await;
+                let mut url = url::Url::parse(&admin).expect("postgres url");
+                url.set_path(&name);
+                TestDb {
+                    url: url.to_string(),
+                    engine,
+                    _dir: None,
+                    pg_admin: Some((admin, name)),
+                }
+            }
+        }
+    }
+
+    pub async fn connect(&self) -> Db {
+        let db = Db::connect(&self.url).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        db
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg_admin.take() {
+            // Best effort, on a thread of its own: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let conn = sqlx::PgPool::connect(&admin).await.ok()?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&conn)
+                        .await
+                        .ok()?;
+                    conn.close().await;
+                    Some(())
+                })
+            })
+            .join();
+        }
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const MCP: &str = "https://mcp.example.com/mcp";
+
+/// The real app on 127.0.0.1:0, with its database and a cookie-keeping client that does not
+/// follow redirects (tests look at each hop).
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub db: Db,
+    pub http: reqwest::Client,
+    pub test_db: TestDb,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn settings_for(
+    url: &str,
+    issuer: &str,
+    bind: std::net::SocketAddr,
+    tweak: impl FnOnce(&mut Config),
+) -> Settings {
+    let mut c = Config {
+        issuer: Some(issuer.to_string()),
+        bind: bind.to_string(),
+        database_url: Some(portcullis::config::Secret::new(url)),
+        bootstrap_admin: false,
+        key_publish_delay: portcullis::config::Seconds(0),
+        key_cache_refresh: portcullis::config::Seconds(1),
+        ..Config::default()
+    };
+    tweak(&mut c);
+    c.validate().expect("valid test config")
+}
+
+impl TestApp {
+    pub async fn spawn(engine: Engine) -> TestApp {
+        Self::spawn_with(engine, "", |_| {}).await
+    }
+
+    /// `issuer_path` is "" or like "/tenant1".
+    pub async fn spawn_with(
+        engine: Engine,
+        issuer_path: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        let test_db = TestDb::new(engine).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let base = format!("http://{addr}{issuer_path}");
+        let settings = settings_for(&test_db.url, &base, addr, tweak);
+        let (state, _) = AppState::start(settings).await.expect("start");
+        let app = portcullis::app(state.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .expect("serve");
+        });
+        TestApp {
+            base,
+            db: state.db.clone(),
+            state,
+            http: browser(),
+            test_db,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn add_user(&self, name: &str) {
+        portcullis::admin::add_user(&self.db, &self.state.hasher, name, PASSWORD)
+            .await
+            .expect("add user");
+    }
+
+    pub async fn add_resource(&self, uri: &str, scopes: &[(&str, &str, bool)]) {
+        let spec = portcullis::admin::ResourceSpec {
+            uri: uri.into(),
+            name: "Example MCP".into(),
+            scopes: scopes
+                .iter()
+                .map(|(n, d, def)| (n.to_string(), d.to_string(), *def))
+                .collect(),
+            token_lifetime: None,
+        };
+        portcullis::admin::add_resource(&self.db, &spec)
+            .await
+            .expect("add resource");
+    }
+
+    /// The usual fixture: alice, one MCP server with a default and an extra scope.
+    pub async fn with_defaults(self) -> TestApp {
+        self.add_user("alice").await;
+        self.add_resource(
+            MCP,
+            &[
+                ("mcp:tools", "Use the tools", true),
+                ("mcp:admin", "Administer", false),
+            ],
+        )
+        .await;
+        self
+    }
+
+    /// Registers a public client through /register.
+    pub async fn register(&self, body: Value) -> Value {
+        let res = self
+            .http
+            .post(self.url("/register"))
+            .json(&body)
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(res.status(), 201, "registration failed");
+        res.json().await.expect("json")
+    }
+
+    pub async fn public_client(&self, redirect: &str) -> String {
+        let c = self
+            .register(json!({ "redirect_uris": [redirect], "token_endpoint_auth_method": "none", "client_name": "Test client" }))
+            .await;
+        c["client_id"].as_str().expect("client_id").to_string()
+    }
+
+    /// Signs in through the login form (as a browser would, CSRF token included).
+    pub async fn login(
+        &self,
+        http: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        let page = http
+            .get(self.url("/login"))
+            .send()
+            .await
+            .expect("login page")
+            .text()
+            .await
+            .expect("text");
+        let csrf = hidden(&page, "csrf_token");
+        http.post(self.url("/login"))
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("csrf_token", &csrf),
+                ("next", ""),
+            ])
+            .send()
+            .await
+            .expect("login")
+    }
+
+    /// Runs /authorize for a signed-in browser through consent (approving) and returns the
+    /// final redirect Location to the client.
+    pub async fn authorize_approve(
+        &self,
+        http: &reqwest::Client,
+        query: &[(&str, &str)],
+    ) -> String {
+        let res = http
+            .get(self.url("/authorize"))
+            .query(query)
+            .send()
+            .await
+            .expect("authorize");
+        match res.status().as_u16() {
+            302 | 303 => location(&res),
+            200 => {
+                let page = res.text().await.expect("consent page");
+                let res = http
+                    .post(self.url("/consent"))
+                    .form(&[
+                        ("csrf_token", hidden(&page, "csrf_token").as_str()),
+                        ("request_id", hidden(&page, "request_id").as_str()),
+                        ("decision", "approve"),
+                    ])
+                    .send()
+                    .await
+                    .expect("consent");
+                assert_eq!(res.status(), 303, "consent answer");
+                location(&res)
+            }
+            s => panic!(
+                "unexpected /authorize status {s}: {}",
+                res.text().await.unwrap_or_default()
+            ),
+        }
+    }
+
+    /// The whole dance for alice with a fresh public client: returns (client_id, code, verifier).
+    pub async fn code_for(
+        &self,
+        redirect: &str,
+        extra: &[(&str, &str)],
+    ) -> (String, String, String, reqwest::Client) {
+        let client_id = self.public_client(redirect).await;
+        let http = browser();
+        let res = self.login(&http, "alice", PASSWORD).await;
+        assert_eq!(res.status(), 200);
+        let (verifier, challenge) = pkce();
+        let mut q = vec![
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("state", "st-1"),
+        ];
+        q.extend_from_slice(extra);
+        let loc = self.authorize_approve(&http, &q).await;
+        let params = query_of(&loc);
+        let code = params
+            .get("code")
+            .unwrap_or_else(|| panic!("no code in {loc}"))
+            .clone();
+        (client_id, code, verifier, http)
+    }
+
+    pub async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let res = self
+            .http
+            .post(self.url("/token"))
+            .form(form)
+            .send()
+            .await
+            .expect("token");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .expect("client")
+}
+
+pub fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    let u = url::Url::parse(url).unwrap_or_else(|e| panic!("not a URL {url:?}: {e}"));
+    u.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The value of `<input type="hidden" name="NAME" value="...">` in a page.
+pub fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no hidden {name} in page:\n{page}"))
+        + marker.len();
+    page[start..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// (verifier, S256 challenge)
+pub fn pkce() -> (String, String) {
+    let verifier = portcullis::tokens::secrets::random_string(48);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// Decodes a JWT's header and claims without verifying (tests verify separately).
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    let mut parts = token.split('.');
+    let dec = |p: Option<&str>| -> Value {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p.expect("jwt part"))
+            .expect("b64");
+        serde_json::from_slice(&bytes).expect("json")
+    };
+    (dec(parts.next()), dec(parts.next()))
+}
