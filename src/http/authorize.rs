@@ -78,10 +78,14 @@ async fn authorize(
         );
         redirect(status, &url)
     };
-    let (pending, prompt) = match validate(state, &params, &client, &redirect_uri).await? {
+    let (mut pending, prompt) = match validate(state, &params, &client, &redirect_uri).await? {
         Ok(v) => v,
         Err(e) => return Ok(fail(e)),
     };
+    if prompt.login {
+        let current = session::signed_in(session).await?.map(|s| s.login_id);
+        pending.stale_login = Some(current.unwrap_or_default());
+    }
     proceed(state, session, pending, prompt.none, status).await
 }
 
@@ -146,7 +150,7 @@ async fn validate(
             state: params.get("state").map(str::to_string),
             nonce: params.get("nonce").map(str::to_string),
             force_consent: prompt.consent,
-            login_after: prompt.login.then_some(now),
+            stale_login: None,
             created_at: now,
         },
         prompt,
@@ -175,7 +179,7 @@ pub async fn proceed(
         )
     };
     let who = match current_user(state, session).await? {
-        Some(who) if pending.login_after.is_none_or(|t| who.auth_time >= t) => who,
+        Some(who) if pending.stale_login.as_ref() != Some(&who.login_id) => who,
         _ if prompt_none => {
             return Ok(answer(OAuthError::new(
                 ErrorCode::LoginRequired,

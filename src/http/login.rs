@@ -145,6 +145,7 @@ pub async fn submit(
             user_id: user.id,
             username: user.username.clone(),
             auth_time: now,
+            login_id: crate::tokens::secrets::random_string(9),
         },
     )
     .await?;

@@ -29,6 +29,8 @@ pub struct SignedIn {
     pub user_id: Uuid,
     pub username: String,
     pub auth_time: i64,
+    /// Random per sign-in, so `prompt=login` can insist on a newer one.
+    pub login_id: String,
 }
 
 /// A validated authorization request, parked while the person signs in and consents.
@@ -44,8 +46,8 @@ pub struct PendingAuthorization {
     pub nonce: Option<String>,
     /// `prompt=consent`: ask even when a grant covers the request.
     pub force_consent: bool,
-    /// `prompt=login`: the person must have signed in at or after this time.
-    pub login_after: Option<i64>,
+    /// `prompt=login`: the sign-in (by `login_id`) that is not good enough for this request.
+    pub stale_login: Option<String>,
     pub created_at: i64,
 }
 

@@ -174,7 +174,7 @@ pub async fn rotate<T, E>(
             .await?,
             None => None,
         };
-        if now - rotated_at <= grace && successor_current.is_some() {
+        if now - rotated_at < grace && successor_current.is_some() {
             if let Some(sealed) = row.successor_sealed.clone() {
                 return Ok(Rotated::Grace(row, sealed));
             }
