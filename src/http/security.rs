@@ -56,7 +56,10 @@ fn form_action_source(redirect_uri: &str) -> String {
     match url::Url::parse(redirect_uri) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
             let host = u.host_str().unwrap_or_default();
-            if matches!(host, "127.0.0.1" | "[::1]" | "localhost") {
+            if host == "[::1]" {
+                // A CSP host-source cannot hold an IPv6 literal: allow the scheme instead.
+                format!("{}:", u.scheme())
+            } else if matches!(host, "127.0.0.1" | "localhost") {
                 format!("{}://{}:*", u.scheme(), host)
             } else {
                 u.origin().ascii_serialization()

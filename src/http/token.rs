@@ -14,7 +14,7 @@ use crate::http::error::{ApiError, no_store};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;
 use crate::oauth::resource::ResourceUri;
-use crate::oauth::scope::ScopeSet;
+use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::store::codes::{self, Issued, Redeemed};
@@ -117,7 +117,8 @@ fn mint(
     let expires_in = lifetime.unwrap_or_else(|| state.settings.access_token_lifetime.as_i64());
     let jti = secrets::random_string(16);
     let subject = user_id.to_string();
-    let scope = scope.to_space_separated();
+    // `offline_access` concerns refresh tokens, not the MCP server (SEP-2207): keep it out of `scope`.
+    let scope = scope.without(OFFLINE_ACCESS).to_space_separated();
     let access_token = jwt::mint_access_token(
         key,
         &AccessTokenClaims {

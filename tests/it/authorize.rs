@@ -311,6 +311,12 @@ async fn scope_rules(engine: Engine) {
             ])
             .await;
         assert_eq!(body["scope"], expected, "{asked:?}");
+        let claims = crate::helpers::jwt_parts(body["access_token"].as_str().unwrap()).1;
+        assert_eq!(
+            claims["scope"],
+            expected.replace(" offline_access", ""),
+            "offline_access is not for the MCP server"
+        );
     }
 }
 

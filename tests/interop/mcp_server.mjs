@@ -1,0 +1,220 @@
+#!/usr/bin/env node
+// A small MCP server (official TypeScript SDK, Streamable HTTP) that is an OAuth 2.1
+// resource server for Portcullis:
+//   - RFC 9728 protected-resource metadata at /.well-known/oauth-protected-resource/mcp
+//     and /.well-known/oauth-protected-resource;
+//   - 401 + WWW-Authenticate (resource_metadata, scope) without a valid token;
+//   - verifies RFC 9068 JWT access tokens against the AS's JWKS (typ at+jwt, iss, aud, exp);
+//   - one tool, `whoami`, returning the token's sub and scope;
+//   - GET /stats: the distinct access-token jti values it accepted (in total and per client_id).
+//
+// Usage: node mcp_server.mjs [--port N] [--issuer URL] [--introspect]
+//   or env MCP_PORT, PORTCULLIS_ISSUER (AS_ISSUER). Port 0 picks a free port; the chosen
+//   port is printed as "mcp_server listening on http://127.0.0.1:PORT/mcp".
+import express from 'express';
+import { createRemoteJWKSet, jwtVerify, errors as joseErrors } from 'jose';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+
+const SCOPE = 'mcp:tools';
+
+function parseArgs(argv) {
+  const opts = {
+    port: Number(process.env.MCP_PORT ?? 0),
+    issuer: process.env.PORTCULLIS_ISSUER ?? process.env.AS_ISSUER,
+    introspect: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--port') opts.port = Number(argv[++i]);
+    else if (a === '--issuer') opts.issuer = argv[++i];
+    else if (a === '--introspect') opts.introspect = true;
+    else if (a === '--help' || a === '-h') {
+      console.log('usage: node mcp_server.mjs [--port N] [--issuer URL] [--introspect]');
+      process.exit(0);
+    } else {
+      console.error(`mcp_server: unknown argument ${a}`);
+      process.exit(2);
+    }
+  }
+  if (!opts.issuer) {
+    console.error('mcp_server: the AS issuer is required (--issuer or PORTCULLIS_ISSUER)');
+    process.exit(2);
+  }
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
+    console.error(`mcp_server: bad port ${opts.port}`);
+    process.exit(2);
+  }
+  if (opts.introspect) {
+    // Reserved: verifying opaque tokens through RFC 7662 introspection is not implemented yet.
+    console.error('mcp_server: --introspect is reserved and not implemented yet');
+    process.exit(2);
+  }
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const issuer = opts.issuer; // byte-identical to the AS metadata `issuer`
+const jwks = createRemoteJWKSet(new URL(`${issuer.replace(/\/$/, '')}/jwks.json`), {
+  cooldownDuration: 0, // refetch at once when an unknown kid shows up (key rotation)
+});
+
+// Filled in once the port is known.
+let resourceUrl = '';
+let origin = '';
+
+// Accepted tokens, for /stats.
+const acceptedJti = new Set();
+const jtiByClient = new Map(); // client_id -> Set(jti)
+let acceptedRequests = 0;
+let rejected = 0;
+
+function log(...args) {
+  console.log(new Date().toISOString(), 'mcp_server:', ...args);
+}
+
+function prm() {
+  return {
+    resource: resourceUrl,
+    authorization_servers: [issuer],
+    scopes_supported: [SCOPE],
+    bearer_methods_supported: ['header'],
+    resource_name: 'Portcullis interop MCP server',
+  };
+}
+
+function challenge(res, status, error, description) {
+  const parts = [];
+  if (error) parts.push(`error="${error}"`);
+  if (description) parts.push(`error_description="${description.replace(/["\\]/g, '')}"`);
+  parts.push(`resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`);
+  parts.push(`scope="${SCOPE}"`);
+  res.set('WWW-Authenticate', `Bearer ${parts.join(', ')}`);
+  res.status(status).json({ error: error ?? 'unauthorized', error_description: description ?? 'a bearer token is required' });
+}
+
+async function requireToken(req, res, next) {
+  const header = req.get('authorization') ?? '';
+  const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header);
+  if (!m) {
+    rejected++;
+    log(`${req.method} ${req.path}: no bearer token -> 401`);
+    return challenge(res, 401);
+  }
+  try {
+    const { payload, protectedHeader } = await jwtVerify(m[1], jwks, {
+      issuer,
+      audience: resourceUrl,
+      typ: 'at+jwt',
+      algorithms: ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'],
+      requiredClaims: ['exp', 'sub', 'jti'],
+      clockTolerance: 0,
+    });
+    const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
+    if (!scopes.includes(SCOPE)) {
+      rejected++;
+      log(`${req.method} ${req.path}: token jti=${payload.jti} lacks scope ${SCOPE} (has "${payload.scope}") -> 403`);
+      res.set(
+        'WWW-Authenticate',
+        `Bearer error="insufficient_scope", scope="${SCOPE}", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`,
+      );
+      return res.status(403).json({ error: 'insufficient_scope' });
+    }
+    acceptedRequests++;
+    if (!acceptedJti.has(payload.jti)) {
+      acceptedJti.add(payload.jti);
+      const cid = String(payload.client_id ?? '');
+      if (!jtiByClient.has(cid)) jtiByClient.set(cid, new Set());
+      jtiByClient.get(cid).add(payload.jti);
+      log(
+        `accepted new token jti=${payload.jti} sub=${payload.sub} client_id=${cid} scope="${payload.scope}" ` +
+          `alg=${protectedHeader.alg} kid=${protectedHeader.kid} exp_in=${payload.exp - Math.floor(Date.now() / 1000)}s`,
+      );
+    }
+    req.auth = { token: m[1], payload };
+    return next();
+  } catch (e) {
+    rejected++;
+    const expired = e instanceof joseErrors.JWTExpired;
+    log(`${req.method} ${req.path}: token rejected (${e.code ?? e.name}: ${e.message}) -> 401`);
+    return challenge(res, 401, 'invalid_token', expired ? 'the access token expired' : `the access token is invalid: ${e.message}`);
+  }
+}
+
+function buildMcpServer(auth) {
+  const server = new McpServer({ name: 'portcullis-interop', version: '0.0.0' });
+  server.registerTool(
+    'whoami',
+    { description: "Returns the access token's subject and scope." },
+    async () => {
+      const result = {
+        sub: auth.payload.sub,
+        scope: auth.payload.scope,
+        client_id: auth.payload.client_id,
+        jti: auth.payload.jti,
+      };
+      return { content: [{ type: 'text', text: JSON.stringify(result) }], structuredContent: result };
+    },
+  );
+  return server;
+}
+
+const app = express();
+app.disable('x-powered-by');
+
+app.get(['/.well-known/oauth-protected-resource/mcp', '/.well-known/oauth-protected-resource'], (req, res) => {
+  res.set('Access-Control-Allow-Origin', '*');
+  res.json(prm());
+});
+
+app.get('/stats', (req, res) => {
+  const byClient = {};
+  for (const [cid, set] of jtiByClient) byClient[cid] = { distinct_jti: set.size, jti: [...set] };
+  res.json({ distinct_jti: acceptedJti.size, accepted_requests: acceptedRequests, rejected_requests: rejected, by_client: byClient });
+});
+
+app.get('/healthz', (req, res) => res.type('text').send('ok'));
+
+app.post('/mcp', requireToken, express.json({ limit: '1mb' }), async (req, res) => {
+  // Stateless: a fresh server and transport per request.
+  const server = buildMcpServer(req.auth);
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+  res.on('close', () => {
+    transport.close().catch(() => {});
+    server.close().catch(() => {});
+  });
+  try {
+    await server.connect(transport);
+    await transport.handleRequest(req, res, req.body);
+  } catch (e) {
+    log('error handling MCP request:', e);
+    if (!res.headersSent) {
+      res.status(500).json({ jsonrpc: '2.0', error: { code: -32603, message: 'Internal server error' }, id: null });
+    }
+  }
+});
+
+// No standalone SSE stream and no sessions in this stateless server.
+app.all('/mcp', requireToken, (req, res) => {
+  res.set('Allow', 'POST');
+  res.status(405).json({ jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed.' }, id: null });
+});
+
+const listener = app.listen(opts.port, '127.0.0.1', () => {
+  const { port } = listener.address();
+  origin = `http://127.0.0.1:${port}`;
+  resourceUrl = `${origin}/mcp`;
+  log(`listening on ${resourceUrl} (issuer ${issuer})`);
+  console.log(`mcp_server listening on ${resourceUrl}`);
+});
+listener.on('error', (e) => {
+  console.error('mcp_server: cannot listen:', e.message);
+  process.exit(1);
+});
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    listener.close();
+    process.exit(0);
+  });
+}

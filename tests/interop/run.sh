@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Interop tests: real MCP client SDKs and a real headless browser against the real Portcullis
+# binary. Usage: tests/interop/run.sh [PORTCULLIS_BIN]   (default target/debug/portcullis)
+#
+# Tests (each counted once):
+#   portcullis-setup  migrate, user add, resource add, serve (GET /readyz), MCP server up
+#   ts-sdk            @modelcontextprotocol/sdk client: discovery, DCR, browser login+consent, tool call, refresh
+#   python-sdk        mcp (Python) client: the same
+#   screenshots       login, consent and error pages at 390 px and 1280 px
+# Ends with "interop: N passed, N failed"; exits non-zero when anything failed.
+#
+# Environment: INTEROP_OUT (default tests/interop/out) for screenshots and logs;
+# INTEROP_FAKE_AS=1 runs the rig against dev/fake_as.mjs instead of the binary (rig self-check).
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+OUT="${INTEROP_OUT:-$HERE/out}"
+USER_NAME="alice"
+PASSWORD="interop-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+PASSED=0
+FAILED=0
+RESULTS=()
+PIDS=()
+TMP=""
+
+note() { echo "interop: $*"; }
+
+finish() {
+  local rc=$?
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] || continue
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] || continue
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  if [ -n "$TMP" ] && [ -d "$TMP" ]; then
+    mkdir -p "$OUT/logs" && cp "$TMP"/*.log "$OUT/logs/" 2>/dev/null || true
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+summary_and_exit() {
+  echo
+  for r in "${RESULTS[@]:-}"; do [ -n "$r" ] && echo "  $r"; done
+  echo "interop: $PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+  exit $?
+}
+
+pass() { PASSED=$((PASSED + 1)); RESULTS+=("ok      $1"); note "PASS $1"; }
+fail() {
+  FAILED=$((FAILED + 1)); RESULTS+=("FAILED  $1${2:+: $2}"); note "FAIL $1${2:+: $2}"
+  SERVER_LOG_WANTED=1
+}
+SERVER_LOG_WANTED=0
+
+show_server_logs() {
+  [ -n "$TMP" ] || return 0
+  if [ -f "$TMP/portcullis.log" ]; then
+    echo "----- portcullis serve log (last 300 lines) -----"
+    tail -n 300 "$TMP/portcullis.log"
+    echo "----- end of portcullis log -----"
+  fi
+  if [ -f "$TMP/mcp_server.log" ]; then
+    echo "----- mcp_server log (last 100 lines) -----"
+    tail -n 100 "$TMP/mcp_server.log"
+    echo "----- end of mcp_server log -----"
+  fi
+}
+
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+wait_http_200() { # url timeout_s pid
+  local url=$1 timeout=$2 pid=$3 deadline=$((SECONDS + $2))
+  while [ $SECONDS -lt $deadline ]; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      note "process $pid exited while waiting for $url"
+      return 1
+    fi
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" 2>/dev/null)" = "200" ]; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  note "no 200 from $url within ${timeout}s"
+  return 1
+}
+
+# Runs one counted test: name, timeout (s), command...
+run_test() {
+  local name=$1 limit=$2
+  shift 2
+  echo
+  note "===== $name ====="
+  local start=$SECONDS rc
+  timeout --kill-after=10 "$limit" "$@"
+  rc=$?
+  if [ $rc -eq 0 ]; then
+    pass "$name ($((SECONDS - start))s)"
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    fail "$name" "timed out after ${limit}s"
+  else
+    fail "$name" "exit $rc"
+  fi
+}
+
+# --- binary and tools --------------------------------------------------------------------------
+FAKE="${INTEROP_FAKE_AS:-0}"
+BIN="${1:-$ROOT/target/debug/portcullis}"
+if [ "$FAKE" != "1" ]; then
+  if [ ! -x "$BIN" ]; then
+    if [ -z "${1:-}" ]; then
+      note "$BIN missing: cargo build --bin portcullis"
+      (cd "$ROOT" && cargo build --bin portcullis) || { fail "build" "cargo build --bin portcullis failed"; summary_and_exit; }
+    else
+      fail "portcullis-setup" "no executable at $BIN"; summary_and_exit
+    fi
+  fi
+  BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+fi
+
+note "setup.sh"
+if ! "$HERE/setup.sh"; then
+  fail "setup" "tests/interop/setup.sh failed"
+  summary_and_exit
+fi
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-interop.XXXXXX")"
+rm -rf "$OUT/logs" "$OUT/screenshots" "$OUT/flow"
+mkdir -p "$OUT/screenshots" "$OUT/flow" "$OUT/logs"
+
+AS_PORT="$(free_port)"
+MCP_PORT="$(free_port)"
+while [ "$MCP_PORT" = "$AS_PORT" ]; do MCP_PORT="$(free_port)"; done
+MCP_URL="http://127.0.0.1:$MCP_PORT/mcp"
+
+export PORTCULLIS_DATABASE_URL="sqlite://$TMP/portcullis.db"
+export PORTCULLIS_ISSUER="http://127.0.0.1:$AS_PORT"      # no trailing slash
+export PORTCULLIS_BIND="127.0.0.1:$AS_PORT"
+export RUST_LOG="${RUST_LOG:-info}"
+note "AS $PORTCULLIS_ISSUER, MCP server $MCP_URL, database $PORTCULLIS_DATABASE_URL"
+
+# --- portcullis-setup ----------------------------------------------------------------------------
+echo
+note "===== portcullis-setup ====="
+setup_ok=1
+step() { # description, command...
+  local what=$1
+  shift
+  note "\$ $what"
+  if ! "$@"; then
+    note "step failed: $what"
+    setup_ok=0
+    return 1
+  fi
+}
+if [ "$FAKE" = "1" ]; then
+  note "INTEROP_FAKE_AS=1: using dev/fake_as.mjs, NOT the real server"
+  node "$HERE/dev/fake_as.mjs" --port "$AS_PORT" --resource "$MCP_URL" --token-lifetime 4 \
+    --user "$USER_NAME:$PASSWORD" >"$TMP/portcullis.log" 2>&1 &
+  PIDS+=($!)
+  AS_PID=$!
+else
+  step "portcullis migrate" "$BIN" migrate &&
+    step "portcullis user add $USER_NAME --password-stdin" \
+      bash -c 'printf "%s" "$1" | "$2" user add "$3" --password-stdin' _ "$PASSWORD" "$BIN" "$USER_NAME" &&
+    step "portcullis resource add $MCP_URL ..." "$BIN" resource add "$MCP_URL" --name "Interop MCP" \
+      --scope "mcp:tools=Call the interop server's tools" --token-lifetime 4
+  AS_PID=""
+  if [ $setup_ok -eq 1 ]; then
+    note "\$ portcullis serve"
+    "$BIN" serve >"$TMP/portcullis.log" 2>&1 &
+    AS_PID=$!
+    PIDS+=($AS_PID)
+  fi
+fi
+if [ $setup_ok -eq 1 ] && ! wait_http_200 "$PORTCULLIS_ISSUER/readyz" 30 "$AS_PID"; then
+  setup_ok=0
+  note "portcullis serve did not become ready"
+fi
+if [ $setup_ok -eq 1 ]; then
+  node "$HERE/mcp_server.mjs" --port "$MCP_PORT" --issuer "$PORTCULLIS_ISSUER" >"$TMP/mcp_server.log" 2>&1 &
+  MCP_PID=$!
+  PIDS+=($MCP_PID)
+  if ! wait_http_200 "http://127.0.0.1:$MCP_PORT/healthz" 15 "$MCP_PID"; then
+    setup_ok=0
+    note "the MCP server did not start"
+  fi
+fi
+if [ $setup_ok -eq 1 ]; then
+  meta="$(curl -s --max-time 5 "$PORTCULLIS_ISSUER/.well-known/oauth-authorization-server")"
+  note "AS metadata: $meta"
+  pass "portcullis-setup"
+else
+  fail "portcullis-setup" "see above"
+  for t in ts-sdk python-sdk screenshots; do fail "$t" "not run: portcullis-setup failed"; done
+  show_server_logs
+  summary_and_exit
+fi
+
+export MCP_URL INTEROP_USER="$USER_NAME" INTEROP_PASSWORD="$PASSWORD"
+
+# Portcullis puts the user's id (not the name) in `sub`, and the CLI does not print it: read it
+# from the fresh database so the clients can check that `sub` is alice's.
+if [ "$FAKE" != "1" ]; then
+  INTEROP_EXPECT_SUB="$("$HERE/.venv/bin/python" - "$TMP/portcullis.db" "$USER_NAME" <<'EOF' 2>/dev/null
+import sqlite3, sys, uuid
+con = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+row = con.execute("SELECT id FROM users WHERE username = ?", (sys.argv[2],)).fetchone()
+v = row[0]
+print(uuid.UUID(bytes=v) if isinstance(v, bytes) and len(v) == 16 else v)
+EOF
+)" || INTEROP_EXPECT_SUB=""
+  note "user $USER_NAME has id ${INTEROP_EXPECT_SUB:-(unknown: could not read it from the database)}"
+  export INTEROP_EXPECT_SUB
+fi
+
+# --- clients -----------------------------------------------------------------------------------
+INTEROP_SCREENSHOTS="$OUT/flow/ts" run_test ts-sdk 180 node "$HERE/ts_client.mjs"
+INTEROP_SCREENSHOTS="$OUT/flow/py" run_test python-sdk 180 "$HERE/.venv/bin/python" "$HERE/py_client.py"
+run_test screenshots 120 node "$HERE/screenshots.mjs" --out "$OUT/screenshots"
+
+if [ "$SERVER_LOG_WANTED" = "1" ]; then show_server_logs; fi
+note "screenshots: $OUT/screenshots; flow screenshots: $OUT/flow; logs: $OUT/logs"
+summary_and_exit
