@@ -7,5 +7,6 @@ mod authorize;
 mod cli;
 mod metadata;
 mod register;
+mod startup;
 mod store;
 mod token;
