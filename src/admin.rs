@@ -37,18 +37,9 @@ fn not_found(what: String) -> impl FnOnce(StoreError) -> AdminError {
 // ---- users ----
 
 pub fn validate_username(name: &str) -> Result<(), AdminError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "invalid username {name:?}: use 1-64 of A-Z a-z 0-9 . _ - @"
-        )))
-    }
+    let ok =
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if ok { Ok(()) } else { Err(invalid(format!("invalid username {name:?}: use 1-64 of A-Z a-z 0-9 . _ - @"))) }
 }
 
 pub async fn add_user(
@@ -63,17 +54,10 @@ pub async fn add_user(
     Ok(store::users::create(db, username, &hash, store::now()).await?)
 }
 
-pub async fn set_password(
-    db: &Db,
-    hasher: &Hasher,
-    username: &str,
-    password: &str,
-) -> Result<(), AdminError> {
+pub async fn set_password(db: &Db, hasher: &Hasher, username: &str, password: &str) -> Result<(), AdminError> {
     password::check_policy(password)?;
     let hash = hasher.hash(password.to_string()).await?;
-    store::users::set_password(db, username, &hash, store::now())
-        .await
-        .map_err(not_found(format!("user {username:?}")))
+    store::users::set_password(db, username, &hash, store::now()).await.map_err(not_found(format!("user {username:?}")))
 }
 
 pub async fn set_disabled(db: &Db, username: &str, disabled: bool) -> Result<(), AdminError> {
@@ -113,11 +97,7 @@ impl From<&ResourceConfig> for ResourceSpec {
         ResourceSpec {
             uri: r.uri.clone(),
             name: r.name.clone(),
-            scopes: r
-                .scopes
-                .iter()
-                .map(|s| (s.name.clone(), s.description.clone(), s.default))
-                .collect(),
+            scopes: r.scopes.iter().map(|s| (s.name.clone(), s.description.clone(), s.default)).collect(),
             token_lifetime: r.token_lifetime.map(|s| s.0),
         }
     }
@@ -125,46 +105,33 @@ impl From<&ResourceConfig> for ResourceSpec {
 
 /// Parses `NAME=DESCRIPTION` from the command line.
 pub fn parse_scope_arg(arg: &str) -> Result<(String, String), AdminError> {
-    let (name, description) = arg
-        .split_once('=')
-        .ok_or_else(|| invalid(format!("--scope {arg:?}: expected NAME=DESCRIPTION")))?;
+    let (name, description) =
+        arg.split_once('=').ok_or_else(|| invalid(format!("--scope {arg:?}: expected NAME=DESCRIPTION")))?;
     Ok((name.trim().to_string(), description.trim().to_string()))
 }
 
 pub fn validate_resource(spec: &ResourceSpec) -> Result<NewResource, AdminError> {
-    let uri = ResourceUri::parse(&spec.uri)
-        .map_err(|e| invalid(format!("resource URI {:?}: {e}", spec.uri)))?;
+    let uri = ResourceUri::parse(&spec.uri).map_err(|e| invalid(format!("resource URI {:?}: {e}", spec.uri)))?;
     let name = spec.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(invalid("resource name must be 1-200 characters"));
     }
     let mut scopes = Vec::new();
     for (scope, description, is_default) in &spec.scopes {
-        let parsed =
-            ScopeSet::parse(scope).map_err(|e| invalid(format!("scope {scope:?}: {e}")))?;
+        let parsed = ScopeSet::parse(scope).map_err(|e| invalid(format!("scope {scope:?}: {e}")))?;
         if parsed.len() != 1 {
-            return Err(invalid(format!(
-                "scope {scope:?} must be a single name without spaces"
-            )));
+            return Err(invalid(format!("scope {scope:?} must be a single name without spaces")));
         }
         if scope == crate::oauth::scope::OFFLINE_ACCESS || scope == "openid" {
-            return Err(invalid(format!(
-                "scope {scope:?} is built in; do not declare it on a resource"
-            )));
+            return Err(invalid(format!("scope {scope:?} is built in; do not declare it on a resource")));
         }
         if description.is_empty() {
-            return Err(invalid(format!(
-                "scope {scope:?} needs a description (it is shown on the consent page)"
-            )));
+            return Err(invalid(format!("scope {scope:?} needs a description (it is shown on the consent page)")));
         }
         if scopes.iter().any(|s: &ScopeRow| &s.name == scope) {
             return Err(invalid(format!("scope {scope:?} is listed twice")));
         }
-        scopes.push(ScopeRow {
-            name: scope.clone(),
-            description: description.clone(),
-            is_default: *is_default,
-        });
+        scopes.push(ScopeRow { name: scope.clone(), description: description.clone(), is_default: *is_default });
     }
     let token_lifetime = match spec.token_lifetime {
         Some(0) => return Err(invalid("token lifetime must be greater than zero")),
@@ -172,28 +139,17 @@ pub fn validate_resource(spec: &ResourceSpec) -> Result<NewResource, AdminError>
         Some(n) => Some(n as i64),
         None => None,
     };
-    Ok(NewResource {
-        uri: uri.as_str().to_string(),
-        name: name.to_string(),
-        token_lifetime,
-        scopes,
-    })
+    Ok(NewResource { uri: uri.as_str().to_string(), name: name.to_string(), token_lifetime, scopes })
 }
 
-pub async fn add_resource(
-    db: &Db,
-    spec: &ResourceSpec,
-) -> Result<store::resources::Resource, AdminError> {
+pub async fn add_resource(db: &Db, spec: &ResourceSpec) -> Result<store::resources::Resource, AdminError> {
     let new = validate_resource(spec)?;
     Ok(store::resources::create(db, &new, store::now()).await?)
 }
 
 pub async fn remove_resource(db: &Db, uri: &str) -> Result<(), AdminError> {
-    let canonical = ResourceUri::parse_requested(uri)
-        .map_err(|e| invalid(format!("resource URI {uri:?}: {e}")))?;
-    store::resources::remove(db, canonical.as_str())
-        .await
-        .map_err(not_found(format!("resource {canonical}")))
+    let canonical = ResourceUri::parse_requested(uri).map_err(|e| invalid(format!("resource URI {uri:?}: {e}")))?;
+    store::resources::remove(db, canonical.as_str()).await.map_err(not_found(format!("resource {canonical}")))
 }
 
 // ---- clients ----
@@ -218,9 +174,7 @@ fn client_record(spec: &ClientSpec) -> Result<(NewClient, Option<String>), Admin
         Some(id) => {
             let ok = !id.is_empty()
                 && id.len() <= 128
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c));
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c));
             if !ok {
                 return Err(invalid(format!(
                     "client id {id:?}: use 1-128 unreserved characters (A-Z a-z 0-9 - . _ ~)"
@@ -230,11 +184,7 @@ fn client_record(spec: &ClientSpec) -> Result<(NewClient, Option<String>), Admin
         }
         None => secrets::random_string(16),
     };
-    let method = if spec.confidential {
-        "client_secret_basic"
-    } else {
-        "none"
-    };
+    let method = if spec.confidential { "client_secret_basic" } else { "none" };
     let request = json!({
         "client_name": spec.name,
         "redirect_uris": spec.redirect_uris,
@@ -269,19 +219,13 @@ pub async fn add_client(db: &Db, spec: &ClientSpec) -> Result<AddedClient, Admin
 }
 
 pub async fn remove_client(db: &Db, client_id: &str) -> Result<(), AdminError> {
-    store::clients::remove(db, client_id)
-        .await
-        .map_err(not_found(format!("client {client_id:?}")))
+    store::clients::remove(db, client_id).await.map_err(not_found(format!("client {client_id:?}")))
 }
 
 /// Applies the resources and clients declared in the config file; idempotent.
 pub async fn apply_config(db: &Db, settings: &Settings) -> Result<(), AdminError> {
     // Validate everything first so a bad entry writes nothing.
-    let resources = settings
-        .resources
-        .iter()
-        .map(|r| validate_resource(&r.into()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let resources = settings.resources.iter().map(|r| validate_resource(&r.into())).collect::<Result<Vec<_>, _>>()?;
     let clients = settings
         .clients
         .iter()

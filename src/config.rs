@@ -44,10 +44,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
+    ConfigError::Invalid { key, message: message.into() }
 }
 
 /// A string that never reaches a log or `config check` output.
@@ -86,25 +83,19 @@ impl Seconds {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (digits, unit) = s.split_at(split);
-        let n: u64 = digits.parse().map_err(|_| {
-            format!(
-                "expected a duration like 900, \"90s\", \"15m\", \"12h\" or \"30d\", found {s:?}"
-            )
-        })?;
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("expected a duration like 900, \"90s\", \"15m\", \"12h\" or \"30d\", found {s:?}"))?;
         let factor = match unit.trim() {
             "" | "s" => 1,
             "m" => 60,
             "h" => 3600,
             "d" => 86_400,
             other => {
-                return Err(format!(
-                    "unknown duration unit {other:?} in {s:?} (use s, m, h or d)"
-                ));
+                return Err(format!("unknown duration unit {other:?} in {s:?} (use s, m, h or d)"));
             }
         };
-        n.checked_mul(factor)
-            .map(Seconds)
-            .ok_or_else(|| format!("duration {s:?} is too large"))
+        n.checked_mul(factor).map(Seconds).ok_or_else(|| format!("duration {s:?} is too large"))
     }
 }
 
@@ -130,9 +121,7 @@ impl<'de> Deserialize<'de> for Seconds {
             Str(String),
         }
         match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "expected a duration like 900, \"90s\", \"15m\", \"12h\" or \"30d\"",
-            )
+            serde::de::Error::custom("expected a duration like 900, \"90s\", \"15m\", \"12h\" or \"30d\"")
         })? {
             Raw::Int(n) => Ok(Seconds(n)),
             Raw::Str(s) => Seconds::parse(&s).map_err(serde::de::Error::custom),
@@ -290,24 +279,15 @@ impl Config {
             }
             None => {}
         }
-        figment = figment
-            .merge(Env::raw().only(&["DATABASE_URL"]))
-            .merge(Env::prefixed("PORTCULLIS_").only(ENV_KEYS));
-        figment
-            .extract()
-            .map_err(|e| ConfigError::Load(Box::new(e)))
+        figment = figment.merge(Env::raw().only(&["DATABASE_URL"])).merge(Env::prefixed("PORTCULLIS_").only(ENV_KEYS));
+        figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))
     }
 
     pub fn validate(self) -> Result<Settings, ConfigError> {
-        let bind: std::net::SocketAddr = self.bind.parse().map_err(|_| {
-            invalid(
-                "bind",
-                format!(
-                    "expected an address like 127.0.0.1:8080, found {:?}",
-                    self.bind
-                ),
-            )
-        })?;
+        let bind: std::net::SocketAddr = self
+            .bind
+            .parse()
+            .map_err(|_| invalid("bind", format!("expected an address like 127.0.0.1:8080, found {:?}", self.bind)))?;
         let issuer = match &self.issuer {
             Some(issuer) => validate_issuer(issuer)?,
             None if bind.ip().is_loopback() => format!("http://{bind}"),
@@ -321,21 +301,12 @@ impl Config {
         let database_url = match &self.database_url {
             Some(url) => {
                 let u = url.expose();
-                if !(u.starts_with("sqlite:")
-                    || u.starts_with("postgres://")
-                    || u.starts_with("postgresql://"))
-                {
-                    return Err(invalid(
-                        "database_url",
-                        "expected a sqlite:PATH or postgres://USER@HOST/DB URL",
-                    ));
+                if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                    return Err(invalid("database_url", "expected a sqlite:PATH or postgres://USER@HOST/DB URL"));
                 }
                 url.clone()
             }
-            None => Secret::new(format!(
-                "sqlite://{}",
-                self.data_dir.join("portcullis.db").display()
-            )),
+            None => Secret::new(format!("sqlite://{}", self.data_dir.join("portcullis.db").display())),
         };
         let default_resource = self
             .default_resource
@@ -344,10 +315,7 @@ impl Config {
             .transpose()?;
         for (key, v) in [
             ("access_token_lifetime", self.access_token_lifetime),
-            (
-                "authorization_code_lifetime",
-                self.authorization_code_lifetime,
-            ),
+            ("authorization_code_lifetime", self.authorization_code_lifetime),
             ("session_lifetime", self.session_lifetime),
             ("refresh_token_lifetime", self.refresh_token_lifetime),
             ("key_cache_refresh", self.key_cache_refresh),
@@ -357,10 +325,7 @@ impl Config {
             }
         }
         if self.authorization_code_lifetime.0 > 600 {
-            return Err(invalid(
-                "authorization_code_lifetime",
-                "must be at most 10m (OAuth 2.1 §4.1.2)",
-            ));
+            return Err(invalid("authorization_code_lifetime", "must be at most 10m (OAuth 2.1 §4.1.2)"));
         }
         if self.key_retention.0 < self.access_token_lifetime.0 {
             return Err(invalid(
@@ -368,48 +333,30 @@ impl Config {
                 "must be at least access_token_lifetime, or tokens outlive the key that verifies them",
             ));
         }
-        if let Some(secret) = &self.key_encryption_secret {
-            if secret.expose().len() < 16 {
-                return Err(invalid(
-                    "key_encryption_secret",
-                    "must be at least 16 characters",
-                ));
-            }
+        if let Some(secret) = &self.key_encryption_secret
+            && secret.expose().len() < 16
+        {
+            return Err(invalid("key_encryption_secret", "must be at least 16 characters"));
         }
         for r in &self.resources {
-            ResourceUri::parse(&r.uri)
-                .map_err(|e| invalid("resources.uri", format!("{}: {e}", r.uri)))?;
+            ResourceUri::parse(&r.uri).map_err(|e| invalid("resources.uri", format!("{}: {e}", r.uri)))?;
         }
         let secure_cookies = issuer.starts_with("https://");
-        Ok(Settings {
-            raw: self,
-            issuer,
-            bind,
-            database_url,
-            default_resource,
-            secure_cookies,
-        })
+        Ok(Settings { raw: self, issuer, bind, database_url, default_resource, secure_cookies })
     }
 }
 
 /// The issuer is compared byte for byte by clients: https (loopback http allowed for development),
 /// no query, no fragment, no trailing slash.
 fn validate_issuer(issuer: &str) -> Result<String, ConfigError> {
-    let url = url::Url::parse(issuer).map_err(|e| {
-        invalid(
-            "issuer",
-            format!("expected an absolute URL like https://auth.example.com: {e}"),
-        )
-    })?;
+    let url = url::Url::parse(issuer)
+        .map_err(|e| invalid("issuer", format!("expected an absolute URL like https://auth.example.com: {e}")))?;
     let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
         _ => {
-            return Err(invalid(
-                "issuer",
-                "must use https (plain http is allowed only on a loopback host)",
-            ));
+            return Err(invalid("issuer", "must use https (plain http is allowed only on a loopback host)"));
         }
     }
     if url.query().is_some() || url.fragment().is_some() {
@@ -421,18 +368,12 @@ fn validate_issuer(issuer: &str) -> Result<String, ConfigError> {
     if issuer.ends_with('/') {
         return Err(invalid(
             "issuer",
-            format!(
-                "must not end with '/': clients compare it byte for byte, use {:?}",
-                issuer.trim_end_matches('/')
-            ),
+            format!("must not end with '/': clients compare it byte for byte, use {:?}", issuer.trim_end_matches('/')),
         ));
     }
     let normal = url.as_str().trim_end_matches('/');
     if normal != issuer {
-        return Err(invalid(
-            "issuer",
-            format!("must be written in normal form: {normal:?}"),
-        ));
+        return Err(invalid("issuer", format!("must be written in normal form: {normal:?}")));
     }
     Ok(issuer.to_string())
 }

@@ -13,11 +13,7 @@ use portcullis::tokens::keys;
 use portcullis::users::password::Hasher;
 
 #[derive(Parser)]
-#[command(
-    name = "portcullis",
-    version,
-    about = "OAuth 2.1 authorization server for MCP servers"
-)]
+#[command(name = "portcullis", version, about = "OAuth 2.1 authorization server for MCP servers")]
 struct Cli {
     /// Configuration file (default: ./portcullis.toml when present).
     #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
@@ -146,10 +142,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -189,9 +182,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match settings.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
@@ -200,12 +191,9 @@ fn init_logging(settings: &Settings) {
 
 async fn open(settings: &Settings) -> Result<Db, Failure> {
     let url = settings.database_url.expose();
-    let db = Db::connect(url).await.map_err(|e| {
-        Failure(format!(
-            "cannot open database {}: {e}",
-            portcullis::config::redact_url(url)
-        ))
-    })?;
+    let db = Db::connect(url)
+        .await
+        .map_err(|e| Failure(format!("cannot open database {}: {e}", portcullis::config::redact_url(url))))?;
     db.migrate().await?;
     Ok(db)
 }
@@ -217,18 +205,14 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
     if let Some(password) = started.admin_password {
         print_first_start(&state, &password);
     }
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .map_err(|e| Failure(format!("cannot listen on {bind}: {e}")))?;
+    let listener =
+        tokio::net::TcpListener::bind(bind).await.map_err(|e| Failure(format!("cannot listen on {bind}: {e}")))?;
     tracing::info!(issuer = %state.settings.issuer, %bind, database = state.db.engine(), "portcullis is serving");
     let jobs = portcullis::jobs::spawn(state.clone());
     let app = portcullis::app(state.clone());
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     jobs.abort();
     state.db.close().await;
     tracing::info!("stopped");
@@ -277,11 +261,7 @@ fn read_password(from_stdin: bool) -> Result<(String, bool), Failure> {
     std::io::stdin()
         .read_to_string(&mut s)
         .map_err(|e| Failure(format!("reading the password from standard input: {e}")))?;
-    let password = s
-        .strip_suffix('\n')
-        .map(|p| p.strip_suffix('\r').unwrap_or(p))
-        .unwrap_or(&s)
-        .to_string();
+    let password = s.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&s).to_string();
     if password.is_empty() {
         return Err(Failure("no password on standard input".into()));
     }
@@ -291,10 +271,7 @@ fn read_password(from_stdin: bool) -> Result<(String, bool), Failure> {
 async fn user(db: &Db, cmd: UserCmd) -> Result<(), Failure> {
     let hasher = Hasher::default();
     match cmd {
-        UserCmd::Add {
-            username,
-            password_stdin,
-        } => {
+        UserCmd::Add { username, password_stdin } => {
             let (password, generated) = read_password(password_stdin)?;
             admin::add_user(db, &hasher, &username, &password).await?;
             println!("added user {username}");
@@ -303,7 +280,7 @@ async fn user(db: &Db, cmd: UserCmd) -> Result<(), Failure> {
             }
         }
         UserCmd::List => {
-            println!("{:<24} {:<9} {}", "USERNAME", "STATUS", "CREATED");
+            println!("{:<24} {:<9} CREATED", "USERNAME", "STATUS");
             for u in store::users::list(db).await? {
                 let status = if u.disabled { "disabled" } else { "active" };
                 println!("{:<24} {:<9} {}", u.username, status, date(u.created_at));
@@ -317,10 +294,7 @@ async fn user(db: &Db, cmd: UserCmd) -> Result<(), Failure> {
             admin::set_disabled(db, &username, false).await?;
             println!("enabled user {username}");
         }
-        UserCmd::Passwd {
-            username,
-            password_stdin,
-        } => {
+        UserCmd::Passwd { username, password_stdin } => {
             let (password, generated) = read_password(password_stdin)?;
             admin::set_password(db, &hasher, &username, &password).await?;
             println!("password changed for {username}");
@@ -342,9 +316,7 @@ async fn resource(db: &Db, cmd: ResourceCmd) -> Result<(), Failure> {
             }
             for d in &a.default_scopes {
                 if !scopes.iter().any(|(n, _)| n == d) {
-                    return Err(Failure(format!(
-                        "--default-scope {d:?} is not one of the --scope names"
-                    )));
+                    return Err(Failure(format!("--default-scope {d:?} is not one of the --scope names")));
                 }
             }
             let all_default = a.default_scopes.is_empty();
@@ -362,18 +334,11 @@ async fn resource(db: &Db, cmd: ResourceCmd) -> Result<(), Failure> {
             };
             let r = admin::add_resource(db, &spec).await?;
             println!("registered resource {} ({})", r.row.uri, r.row.name);
-            println!(
-                "its protected-resource metadata must list `\"resource\": \"{}\"`",
-                r.row.uri
-            );
+            println!("its protected-resource metadata must list `\"resource\": \"{}\"`", r.row.uri);
         }
         ResourceCmd::List => {
             for r in store::resources::list(db).await? {
-                let lifetime = r
-                    .row
-                    .token_lifetime
-                    .map(|s| format!("{s}s"))
-                    .unwrap_or_else(|| "default".into());
+                let lifetime = r.row.token_lifetime.map(|s| format!("{s}s")).unwrap_or_else(|| "default".into());
                 println!("{}  {}  (token lifetime {lifetime})", r.row.uri, r.row.name);
                 for s in r.scopes {
                     let default = if s.is_default { " [default]" } else { "" };
@@ -391,33 +356,17 @@ async fn resource(db: &Db, cmd: ResourceCmd) -> Result<(), Failure> {
 
 async fn client(db: &Db, cmd: ClientCmd) -> Result<(), Failure> {
     match cmd {
-        ClientCmd::Add {
-            name,
-            redirect_uris,
-            client_id,
-            confidential,
-        } => {
-            let added = admin::add_client(
-                db,
-                &ClientSpec {
-                    client_id,
-                    name,
-                    redirect_uris,
-                    confidential,
-                    secret: None,
-                },
-            )
-            .await?;
+        ClientCmd::Add { name, redirect_uris, client_id, confidential } => {
+            let added =
+                admin::add_client(db, &ClientSpec { client_id, name, redirect_uris, confidential, secret: None })
+                    .await?;
             println!("client_id: {}", added.client.client_id);
             if let Some(secret) = added.secret {
                 println!("client_secret (shown once): {secret}");
             }
         }
         ClientCmd::List => {
-            println!(
-                "{:<44} {:<18} {:<12} {}",
-                "CLIENT_ID", "ORIGIN", "LAST USED", "NAME"
-            );
+            println!("{:<44} {:<18} {:<12} NAME", "CLIENT_ID", "ORIGIN", "LAST USED");
             for c in store::clients::list(db).await? {
                 let last = c.last_used_at.map(date).unwrap_or_else(|| "never".into());
                 println!(
@@ -458,22 +407,12 @@ async fn keys_cmd(settings: &Settings, db: &Db, cmd: KeysCmd) -> Result<(), Fail
                     keys::KeyState::Expired => "expired (not published)".into(),
                 };
                 let enc = if row.encrypted { "encrypted" } else { "plain" };
-                println!(
-                    "{}  {}  {enc}  created {}  {state}",
-                    row.kid,
-                    row.alg,
-                    datetime(row.created_at)
-                );
+                println!("{}  {}  {enc}  created {}  {state}", row.kid, row.alg, datetime(row.created_at));
             }
         }
         KeysCmd::Rotate => {
             let row = keys::rotate(db, &ks, store::now()).await?;
-            println!(
-                "added key {} ({}): published now, signs from {}",
-                row.kid,
-                row.alg,
-                datetime(row.activates_at)
-            );
+            println!("added key {} ({}): published now, signs from {}", row.kid, row.alg, datetime(row.activates_at));
         }
     }
     Ok(())
@@ -486,9 +425,6 @@ fn date(t: i64) -> String {
 fn datetime(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| t.to_string())
 }

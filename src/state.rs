@@ -67,15 +67,6 @@ impl AppState {
             started.admin_password = crate::admin::bootstrap_admin(&db, &hasher).await?;
         }
         let routes = Routes::new(&settings.issuer);
-        Ok((
-            AppState(Arc::new(Inner {
-                settings,
-                db,
-                keys,
-                hasher,
-                routes,
-            })),
-            started,
-        ))
+        Ok((AppState(Arc::new(Inner { settings, db, keys, hasher, routes })), started))
     }
 }

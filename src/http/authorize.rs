@@ -27,22 +27,11 @@ pub async fn get(
     session: Session,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
-    authorize(
-        &state,
-        &session,
-        &query.unwrap_or_default(),
-        StatusCode::FOUND,
-    )
-    .await
+    authorize(&state, &session, &query.unwrap_or_default(), StatusCode::FOUND).await
 }
 
-pub async fn post(
-    State(state): State<AppState>,
-    session: Session,
-    body: Bytes,
-) -> Result<Response, PageError> {
-    let body = std::str::from_utf8(&body)
-        .map_err(|_| PageError::bad_request("The request is not valid UTF-8."))?;
+pub async fn post(State(state): State<AppState>, session: Session, body: Bytes) -> Result<Response, PageError> {
+    let body = std::str::from_utf8(&body).map_err(|_| PageError::bad_request("The request is not valid UTF-8."))?;
     authorize(&state, &session, body, StatusCode::SEE_OTHER).await
 }
 
@@ -51,31 +40,22 @@ pub fn redirect(status: StatusCode, url: &str) -> Response {
     (status, [(header::LOCATION, header_value(url))]).into_response()
 }
 
-async fn authorize(
-    state: &AppState,
-    session: &Session,
-    raw: &str,
-    status: StatusCode,
-) -> Result<Response, PageError> {
+async fn authorize(state: &AppState, session: &Session, raw: &str, status: StatusCode) -> Result<Response, PageError> {
     let params = Params::parse(raw).map_err(PageError::from)?;
-    let client_id = params.get("client_id").ok_or_else(|| {
-        PageError::bad_request("The app did not say who it is (client_id is missing).")
-    })?;
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| PageError::bad_request("The app did not say who it is (client_id is missing)."))?;
     let client = clients::find(state, client_id).await?.ok_or_else(|| {
-        PageError::bad_request("The app asking for access is not registered here. Ask its developer to register it again.")
-            .with_code(ErrorCode::InvalidClient)
+        PageError::bad_request(
+            "The app asking for access is not registered here. Ask its developer to register it again.",
+        )
+        .with_code(ErrorCode::InvalidClient)
     })?;
-    let redirect_uri =
-        authz::resolve_redirect_uri(&client.metadata.redirect_uris, params.get("redirect_uri"))
-            .map_err(PageError::from)?;
+    let redirect_uri = authz::resolve_redirect_uri(&client.metadata.redirect_uris, params.get("redirect_uri"))
+        .map_err(PageError::from)?;
     let client_state = params.get("state").map(str::to_string);
     let fail = |e: OAuthError| {
-        let url = authz::response_url(
-            &redirect_uri,
-            &state.settings.issuer,
-            client_state.as_deref(),
-            Err(&e),
-        );
+        let url = authz::response_url(&redirect_uri, &state.settings.issuer, client_state.as_deref(), Err(&e));
         redirect(status, &url)
     };
     let (mut pending, prompt) = match validate(state, &params, &client, &redirect_uri).await? {
@@ -98,11 +78,8 @@ async fn validate(
 ) -> Result<Result<(PendingAuthorization, Prompt), OAuthError>, PageError> {
     let check = || -> Result<(CodeChallenge, Prompt), OAuthError> {
         authz::check_response_type(params.get("response_type"))?;
-        let challenge = CodeChallenge::parse(
-            params.get("code_challenge"),
-            params.get("code_challenge_method"),
-        )
-        .map_err(|e| OAuthError::invalid_request(format!("PKCE: {e}")))?;
+        let challenge = CodeChallenge::parse(params.get("code_challenge"), params.get("code_challenge_method"))
+            .map_err(|e| OAuthError::invalid_request(format!("PKCE: {e}")))?;
         Ok((challenge, authz::parse_prompt(params.get("prompt"))?))
     };
     let (challenge, prompt) = match check() {
@@ -114,26 +91,16 @@ async fn validate(
         [one] => crate::oauth::resource::ResourceUri::parse(&one.row.uri).ok(),
         _ => None,
     };
-    let target = match authz::select_resource(
-        params.resources(),
-        state.settings.default_resource.as_ref(),
-        only.as_ref(),
-    ) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(e)),
-    };
+    let target =
+        match authz::select_resource(params.resources(), state.settings.default_resource.as_ref(), only.as_ref()) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        };
     let Some(resource) = registered.iter().find(|r| r.row.uri == target.as_str()) else {
-        return Ok(Err(OAuthError::invalid_target(format!(
-            "{target} is not an MCP server registered here"
-        ))));
+        return Ok(Err(OAuthError::invalid_target(format!("{target} is not an MCP server registered here"))));
     };
     let catalogue: Vec<&str> = resource.scopes.iter().map(|s| s.name.as_str()).collect();
-    let defaults: Vec<&str> = resource
-        .scopes
-        .iter()
-        .filter(|s| s.is_default)
-        .map(|s| s.name.as_str())
-        .collect();
+    let defaults: Vec<&str> = resource.scopes.iter().filter(|s| s.is_default).map(|s| s.name.as_str()).collect();
     let scope = match authz::resolve_scope(params.get("scope"), &catalogue, &defaults) {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
@@ -168,23 +135,12 @@ pub async fn proceed(
 ) -> Result<Response, PageError> {
     let issuer = &state.settings.issuer;
     let answer = |e: OAuthError| {
-        redirect(
-            status,
-            &authz::response_url(
-                &pending.redirect_uri,
-                issuer,
-                pending.state.as_deref(),
-                Err(&e),
-            ),
-        )
+        redirect(status, &authz::response_url(&pending.redirect_uri, issuer, pending.state.as_deref(), Err(&e)))
     };
     let who = match current_user(state, session).await? {
         Some(who) if pending.stale_login.as_ref() != Some(&who.login_id) => who,
         _ if prompt_none => {
-            return Ok(answer(OAuthError::new(
-                ErrorCode::LoginRequired,
-                "the person is not signed in",
-            )));
+            return Ok(answer(OAuthError::new(ErrorCode::LoginRequired, "the person is not signed in")));
         }
         _ => {
             let id = pending.id.clone();
@@ -194,36 +150,23 @@ pub async fn proceed(
         }
     };
     let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
-    let grant = grants::live(
-        &state.db,
-        who.user_id,
-        &pending.client_id,
-        pending.resource_id,
-    )
-    .await?;
-    if let Some(g) = &grant {
-        if !pending.force_consent
-            && requested.is_subset(&ScopeSet::parse(&g.scope).unwrap_or_default())
-        {
-            let url = issue_code(state, &pending, &who, g.id).await?;
-            return Ok(redirect(status, &url));
-        }
+    let grant = grants::live(&state.db, who.user_id, &pending.client_id, pending.resource_id).await?;
+    if let Some(g) = &grant
+        && !pending.force_consent
+        && requested.is_subset(&ScopeSet::parse(&g.scope).unwrap_or_default())
+    {
+        let url = issue_code(state, &pending, &who, g.id).await?;
+        return Ok(redirect(status, &url));
     }
     if prompt_none {
-        return Ok(answer(OAuthError::new(
-            ErrorCode::ConsentRequired,
-            "the person has not approved this access",
-        )));
+        return Ok(answer(OAuthError::new(ErrorCode::ConsentRequired, "the person has not approved this access")));
     }
     session::park(session, pending.clone()).await?;
     consent::render(state, session, &pending, &who, grant.as_ref()).await
 }
 
 /// The signed-in person, if the session has one and the account is still enabled.
-pub async fn current_user(
-    state: &AppState,
-    session: &Session,
-) -> Result<Option<SignedIn>, PageError> {
+pub async fn current_user(state: &AppState, session: &Session) -> Result<Option<SignedIn>, PageError> {
     let Some(who) = session::signed_in(session).await? else {
         return Ok(None);
     };
@@ -264,12 +207,7 @@ pub async fn issue_code(
         },
     )
     .await?;
-    Ok(authz::response_url(
-        &pending.redirect_uri,
-        &state.settings.issuer,
-        pending.state.as_deref(),
-        Ok(&code),
-    ))
+    Ok(authz::response_url(&pending.redirect_uri, &state.settings.issuer, pending.state.as_deref(), Ok(&code)))
 }
 
 /// Where the login page continues to for a parked request.

@@ -29,26 +29,21 @@ pub fn credentials(headers: &HeaderMap, params: &Params) -> Result<Credentials, 
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
     let Some(auth) = headers.get(header::AUTHORIZATION) else {
-        let client_id = body_id.ok_or_else(|| {
-            OAuthError::invalid_client("client authentication is required: send client_id")
-        })?;
+        let client_id =
+            body_id.ok_or_else(|| OAuthError::invalid_client("client authentication is required: send client_id"))?;
         return Ok(Credentials {
             client_id: client_id.into(),
             secret: body_secret.map(str::to_string),
             via_basic: false,
         });
     };
-    let bad = || {
-        ApiError::from(OAuthError::invalid_client("malformed Basic credentials"))
-            .with_challenge(BASIC_CHALLENGE)
-    };
+    let bad =
+        || ApiError::from(OAuthError::invalid_client("malformed Basic credentials")).with_challenge(BASIC_CHALLENGE);
     let value = auth.to_str().map_err(|_| bad())?;
     let (scheme, encoded) = value.split_once(' ').ok_or_else(bad)?;
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(ApiError::from(OAuthError::invalid_client(
-            "unsupported client authentication scheme",
-        ))
-        .with_challenge(BASIC_CHALLENGE));
+        return Err(ApiError::from(OAuthError::invalid_client("unsupported client authentication scheme"))
+            .with_challenge(BASIC_CHALLENGE));
     }
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
@@ -56,9 +51,7 @@ pub fn credentials(headers: &HeaderMap, params: &Params) -> Result<Credentials, 
     let id = form_decode(id);
     let secret = form_decode(secret);
     if body_secret.is_some() {
-        return Err(
-            OAuthError::invalid_request("use one client authentication method, not two").into(),
-        );
+        return Err(OAuthError::invalid_request("use one client authentication method, not two").into());
     }
     if body_id.is_some_and(|b| b != id) {
         return Err(ApiError::from(OAuthError::invalid_client(
@@ -66,19 +59,12 @@ pub fn credentials(headers: &HeaderMap, params: &Params) -> Result<Credentials, 
         ))
         .with_challenge(BASIC_CHALLENGE));
     }
-    Ok(Credentials {
-        client_id: id,
-        secret: Some(secret),
-        via_basic: true,
-    })
+    Ok(Credentials { client_id: id, secret: Some(secret), via_basic: true })
 }
 
 /// RFC 6749 §2.3.1 form-encodes Basic credentials (Python does; the TS SDK sends them raw).
 fn form_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
 /// Authenticates the client. Unknown clients get `invalid_client`, so SDKs drop their stored
@@ -91,11 +77,7 @@ pub async fn authenticate(
     let creds = credentials(headers, params)?;
     let fail = |msg: &str| {
         let e = ApiError::from(OAuthError::invalid_client(msg));
-        if creds.via_basic {
-            e.with_challenge(BASIC_CHALLENGE)
-        } else {
-            e
-        }
+        if creds.via_basic { e.with_challenge(BASIC_CHALLENGE) } else { e }
     };
     let Some(client) = clients::find(state, &creds.client_id).await? else {
         return Err(fail("unknown client: register again"));
@@ -119,10 +101,7 @@ mod tests {
 
     fn basic(s: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::AUTHORIZATION,
-            format!("Basic {}", STANDARD.encode(s)).parse().unwrap(),
-        );
+        h.insert(header::AUTHORIZATION, format!("Basic {}", STANDARD.encode(s)).parse().unwrap());
         h
     }
 
@@ -130,19 +109,9 @@ mod tests {
     fn basic_raw_and_form_encoded_decode_alike() {
         let p = Params::parse("client_id=abc").unwrap();
         let c = credentials(&basic("abc:s3cr-t_x"), &p).unwrap();
-        assert_eq!(
-            c,
-            Credentials {
-                client_id: "abc".into(),
-                secret: Some("s3cr-t_x".into()),
-                via_basic: true
-            }
-        );
+        assert_eq!(c, Credentials { client_id: "abc".into(), secret: Some("s3cr-t_x".into()), via_basic: true });
         let c = credentials(&basic("a%20b:p%3Aq"), &Params::default()).unwrap();
-        assert_eq!(
-            (c.client_id.as_str(), c.secret.as_deref()),
-            ("a b", Some("p:q"))
-        );
+        assert_eq!((c.client_id.as_str(), c.secret.as_deref()), ("a b", Some("p:q")));
     }
 
     #[test]
@@ -150,11 +119,7 @@ mod tests {
         assert!(credentials(&basic("abc:x"), &Params::parse("client_id=other").unwrap()).is_err());
         assert!(credentials(&basic("abc:x"), &Params::parse("client_secret=x").unwrap()).is_err());
         assert!(credentials(&HeaderMap::new(), &Params::default()).is_err());
-        let post = credentials(
-            &HeaderMap::new(),
-            &Params::parse("client_id=a&client_secret=b").unwrap(),
-        )
-        .unwrap();
+        let post = credentials(&HeaderMap::new(), &Params::parse("client_id=a&client_secret=b").unwrap()).unwrap();
         assert!(!post.via_basic);
     }
 }

@@ -19,10 +19,7 @@ impl RegisteredClient {
 
     /// The name to show; dynamic clients chose it themselves.
     pub fn display_name(&self) -> String {
-        self.metadata
-            .client_name
-            .clone()
-            .unwrap_or_else(|| self.row.client_id.clone())
+        self.metadata.client_name.clone().unwrap_or_else(|| self.row.client_id.clone())
     }
 
     pub fn verified(&self) -> bool {
@@ -49,15 +46,11 @@ impl RegisteredClient {
 
     /// Refresh tokens go to clients that registered the grant, or that were granted `offline_access`.
     pub fn gets_refresh_token(&self, scope: &ScopeSet) -> bool {
-        self.metadata.grant_types.contains(&GrantType::RefreshToken)
-            || scope.contains(OFFLINE_ACCESS)
+        self.metadata.grant_types.contains(&GrantType::RefreshToken) || scope.contains(OFFLINE_ACCESS)
     }
 }
 
-pub async fn find(
-    state: &AppState,
-    client_id: &str,
-) -> Result<Option<RegisteredClient>, StoreError> {
+pub async fn find(state: &AppState, client_id: &str) -> Result<Option<RegisteredClient>, StoreError> {
     let Some(row) = store::clients::get(&state.db, client_id).await? else {
         return Ok(None);
     };

@@ -46,31 +46,21 @@ pub async fn render(
 ) -> Result<Response, PageError> {
     let client = clients::find(state, &pending.client_id)
         .await?
-        .ok_or_else(|| {
-            PageError::bad_request("The app asking for access is no longer registered.")
-        })?;
+        .ok_or_else(|| PageError::bad_request("The app asking for access is no longer registered."))?;
     let resource = resources::by_id(&state.db, pending.resource_id)
         .await?
         .ok_or_else(|| PageError::bad_request("The MCP server is no longer registered."))?;
     let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
-    let granted = grant
-        .map(|g| ScopeSet::parse(&g.scope).unwrap_or_default())
-        .unwrap_or_default();
+    let granted = grant.map(|g| ScopeSet::parse(&g.scope).unwrap_or_default()).unwrap_or_default();
     let shown = requested.union(&granted);
     let scopes = shown
         .iter()
         .map(|name| ScopeLine {
             name: name.to_string(),
             description: if name == OFFLINE_ACCESS {
-                "Stay connected: keep access when you are not using the app, until you revoke it"
-                    .to_string()
+                "Stay connected: keep access when you are not using the app, until you revoke it".to_string()
             } else {
-                resource
-                    .scopes
-                    .iter()
-                    .find(|s| s.name == name)
-                    .map(|s| s.description.clone())
-                    .unwrap_or_default()
+                resource.scopes.iter().find(|s| s.name == name).map(|s| s.description.clone()).unwrap_or_default()
             },
             is_new: !granted.contains(name),
         })
@@ -91,17 +81,11 @@ pub async fn render(
         resource_uri: resource.row.uri.clone(),
         scopes,
         previously_granted: grant.is_some(),
-        redirect_host: redirect
-            .as_ref()
-            .and_then(|r| r.host())
-            .unwrap_or_else(|| pending.redirect_uri.clone()),
+        redirect_host: redirect.as_ref().and_then(|r| r.host()).unwrap_or_else(|| pending.redirect_uri.clone()),
         redirect_is_loopback: redirect.as_ref().is_some_and(|r| r.is_loopback()),
     };
     let mut res = crate::http::render(&view);
-    res.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        security::csp_with_form_action(&pending.redirect_uri),
-    );
+    res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, security::csp_with_form_action(&pending.redirect_uri));
     Ok(res)
 }
 
@@ -136,13 +120,7 @@ pub async fn submit(
     };
     let url = match form.decision.as_str() {
         "approve" => {
-            let existing = grants::live(
-                &state.db,
-                who.user_id,
-                &pending.client_id,
-                pending.resource_id,
-            )
-            .await?;
+            let existing = grants::live(&state.db, who.user_id, &pending.client_id, pending.resource_id).await?;
             let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
             let scope = match &existing {
                 Some(g) => requested.union(&ScopeSet::parse(&g.scope).unwrap_or_default()),
@@ -163,12 +141,7 @@ pub async fn submit(
         "deny" => {
             audit::record(&state.db, &event("consent_denied"), now).await?;
             let e = OAuthError::new(ErrorCode::AccessDenied, "the person denied the request");
-            authz::response_url(
-                &pending.redirect_uri,
-                &state.settings.issuer,
-                pending.state.as_deref(),
-                Err(&e),
-            )
+            authz::response_url(&pending.redirect_uri, &state.settings.issuer, pending.state.as_deref(), Err(&e))
         }
         _ => return Err(PageError::bad_request("Choose Approve or Deny.")),
     };

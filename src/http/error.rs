@@ -31,10 +31,7 @@ impl ApiError {
 
 impl From<OAuthError> for ApiError {
     fn from(error: OAuthError) -> Self {
-        ApiError {
-            error,
-            www_authenticate: None,
-        }
+        ApiError { error, www_authenticate: None }
     }
 }
 
@@ -59,11 +56,7 @@ pub enum ServerFault {
 
 impl From<StoreError> for ServerFault {
     fn from(e: StoreError) -> Self {
-        if e.is_unavailable() {
-            ServerFault::Unavailable(e.to_string())
-        } else {
-            ServerFault::Internal(e.to_string())
-        }
+        if e.is_unavailable() { ServerFault::Unavailable(e.to_string()) } else { ServerFault::Internal(e.to_string()) }
     }
 }
 
@@ -102,19 +95,13 @@ impl IntoResponse for ApiError {
             (code, _) => code.status(),
         })
         .unwrap_or(StatusCode::BAD_REQUEST);
-        let body = Json(
-            json!({ "error": self.error.code.as_str(), "error_description": self.error.description }),
-        );
+        let body = Json(json!({ "error": self.error.code.as_str(), "error_description": self.error.description }));
         let mut res = (status, no_store(), body).into_response();
         if let Some(challenge) = self.www_authenticate {
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         res
     }
@@ -140,20 +127,11 @@ pub struct PageError {
 
 impl PageError {
     pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
-        PageError {
-            status,
-            title: title.into(),
-            message: message.into(),
-            code: None,
-        }
+        PageError { status, title: title.into(), message: message.into(), code: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "This request can't be completed",
-            message,
-        )
+        Self::new(StatusCode::BAD_REQUEST, "This request can't be completed", message)
     }
 
     pub fn with_code(mut self, code: ErrorCode) -> Self {
@@ -212,23 +190,13 @@ pub async fn render_pages(State(state): State<AppState>, req: Request, next: Nex
 
 /// JSON 404 for unknown paths (well-known probes included): clients move on after a 4xx.
 pub async fn not_found(req: Request) -> Response {
-    let wants_html = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
+    let wants_html =
+        req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
     if wants_html && !req.uri().path().contains("/.well-known/") {
-        return PageError::new(
-            StatusCode::NOT_FOUND,
-            "Page not found",
-            "There is nothing at this address.",
-        )
-        .into_response();
+        return PageError::new(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")
+            .into_response();
     }
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({ "error": "not_found", "error_description": "no such endpoint" })),
-    )
+    (StatusCode::NOT_FOUND, Json(json!({ "error": "not_found", "error_description": "no such endpoint" })))
         .into_response()
 }
 

@@ -37,15 +37,7 @@ pub async fn page(
     session: Session,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
-    show(
-        &state,
-        &session,
-        q.request_id.as_deref(),
-        String::new(),
-        None,
-        StatusCode::OK,
-    )
-    .await
+    show(&state, &session, q.request_id.as_deref(), String::new(), None, StatusCode::OK).await
 }
 
 async fn show(
@@ -61,9 +53,7 @@ async fn show(
         None => None,
     };
     let client_name = match &pending {
-        Some(p) => clients::find(state, &p.client_id)
-            .await?
-            .map(|c| c.display_name()),
+        Some(p) => clients::find(state, &p.client_id).await?.map(|c| c.display_name()),
         None => None,
     };
     let view = LoginPage {
@@ -79,10 +69,7 @@ async fn show(
     let mut res = (status, render(&view)).into_response();
     if let Some(p) = &pending {
         // Login may continue straight to the client when consent was given before.
-        res.headers_mut().insert(
-            header::CONTENT_SECURITY_POLICY,
-            security::csp_with_form_action(&p.redirect_uri),
-        );
+        res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, security::csp_with_form_action(&p.redirect_uri));
     }
     Ok(res)
 }
@@ -95,13 +82,7 @@ pub async fn submit(
     session::check_csrf(&session, form.csrf_token.as_deref()).await?;
     let request_id = Some(form.next.as_str()).filter(|n| !n.is_empty());
     let user = users::by_username(&state.db, &form.username).await?;
-    let ok = state
-        .hasher
-        .verify(
-            form.password,
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
-        .await;
+    let ok = state.hasher.verify(form.password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let now = store::now();
     let user = match user {
         Some(u) if ok && !u.disabled => u,
@@ -128,15 +109,8 @@ pub async fn submit(
             } else {
                 "Wrong username or password."
             };
-            return show(
-                &state,
-                &session,
-                request_id,
-                form.username,
-                Some(message.into()),
-                StatusCode::UNAUTHORIZED,
-            )
-            .await;
+            return show(&state, &session, request_id, form.username, Some(message.into()), StatusCode::UNAUTHORIZED)
+                .await;
         }
     };
     session::sign_in(
@@ -151,12 +125,7 @@ pub async fn submit(
     .await?;
     audit::record(
         &state.db,
-        &audit::Event {
-            event: "login",
-            actor: Some(&user.username),
-            user_id: Some(user.id),
-            ..Default::default()
-        },
+        &audit::Event { event: "login", actor: Some(&user.username), user_id: Some(user.id), ..Default::default() },
         now,
     )
     .await?;
@@ -172,10 +141,7 @@ pub async fn submit(
 }
 
 /// GET shows a confirmation form: signing out changes state, so it takes a POST with the CSRF token.
-pub async fn logout_page(
-    State(state): State<AppState>,
-    session: Session,
-) -> Result<Response, PageError> {
+pub async fn logout_page(State(state): State<AppState>, session: Session) -> Result<Response, PageError> {
     let who = current_user(&state, &session).await?;
     let Some(who) = who else {
         return Ok(render(&signed_out(&state)));

@@ -39,11 +39,7 @@ async fn document(state: &AppState) -> Result<serde_json::Map<String, Value>, Ap
 }
 
 fn respond(doc: serde_json::Map<String, Value>) -> Response {
-    (
-        [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(Value::Object(doc)),
-    )
-        .into_response()
+    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(Value::Object(doc))).into_response()
 }
 
 pub async fn oauth_metadata(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -55,10 +51,7 @@ pub async fn oauth_metadata(State(state): State<AppState>) -> Result<Response, A
 pub async fn oidc_metadata(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut doc = document(&state).await?;
     doc.insert("subject_types_supported".into(), json!(["public"]));
-    doc.insert(
-        "id_token_signing_alg_values_supported".into(),
-        json!([state.settings.signing_alg.as_str()]),
-    );
+    doc.insert("id_token_signing_alg_values_supported".into(), json!([state.settings.signing_alg.as_str()]));
     Ok(respond(doc))
 }
 

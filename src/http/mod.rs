@@ -43,13 +43,7 @@ pub fn app(state: AppState) -> Router {
     // Endpoints browsers' scripts may call (metadata, keys, token, registration): CORS for any origin.
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -61,12 +55,7 @@ pub fn app(state: AppState) -> Router {
         .route(&r.path(JWKS), get(metadata::jwks))
         .route(&r.path(TOKEN), axum::routing::post(token::token))
         .route(&r.path(REGISTER), axum::routing::post(register::register))
-        .route(
-            &r.path(REGISTER_CLIENT),
-            get(register::read)
-                .put(register::update)
-                .delete(register::delete),
-        );
+        .route(&r.path(REGISTER_CLIENT), get(register::read).put(register::update).delete(register::delete));
     for path in r.oauth_metadata_paths() {
         api = api.route(&path, get(metadata::oauth_metadata));
     }
@@ -82,14 +71,9 @@ pub fn app(state: AppState) -> Router {
         .with_secure(state.settings.secure_cookies)
         .with_http_only(true)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
-            state.settings.session_lifetime.as_i64(),
-        )));
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(state.settings.session_lifetime.as_i64())));
     let pages = Router::new()
-        .route(
-            &r.path(AUTHORIZE),
-            get(authorize::get).post(authorize::post),
-        )
+        .route(&r.path(AUTHORIZE), get(authorize::get).post(authorize::post))
         .route(&r.path(LOGIN), get(login::page).post(login::submit))
         .route(&r.path(LOGOUT), get(login::logout_page).post(login::logout))
         .route(&r.path(CONSENT), get(consent::page).post(consent::submit))
@@ -108,12 +92,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), error::render_pages))
         .layer(axum::middleware::from_fn(security::headers))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                let id = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
@@ -125,11 +107,7 @@ pub fn render<T: askama::Template>(view: &T) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template rendering failed");
-            (
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-            )
-                .into_response()
+            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     }
 }

@@ -34,21 +34,12 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/json",
-        ));
+        return Err(OAuthError::invalid_request("the body must be application/json"));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        OAuthError::new(
-            ErrorCode::InvalidClientMetadata,
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| OAuthError::new(ErrorCode::InvalidClientMetadata, format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidClientMetadata,
-            "the body must be a JSON object",
-        ));
+        return Err(OAuthError::new(ErrorCode::InvalidClientMetadata, "the body must be a JSON object"));
     }
     Ok(value)
 }
@@ -72,26 +63,16 @@ fn information(
     if let Some(t) = registration_token {
         doc.insert("registration_access_token".into(), json!(t));
     }
-    doc.insert(
-        "registration_client_uri".into(),
-        json!(state.routes.register_client_url(client_id)),
-    );
+    doc.insert("registration_client_uri".into(), json!(state.routes.register_client_url(client_id)));
     doc.extend(metadata.to_json());
     Value::Object(doc)
 }
 
-pub async fn register(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let request = json_body(&headers, &body)?;
     let metadata = ClientMetadata::from_request(&request).map_err(metadata_error)?;
     let client_id = secrets::random_string(16);
-    let secret = metadata
-        .token_endpoint_auth_method
-        .requires_secret()
-        .then(secrets::random_token);
+    let secret = metadata.token_endpoint_auth_method.requires_secret().then(secrets::random_token);
     let registration_token = secrets::random_token();
     let now = store::now();
     let row = store::clients::create(
@@ -119,37 +100,20 @@ pub async fn register(
         now,
     )
     .await?;
-    let doc = information(
-        &state,
-        &client_id,
-        row.created_at,
-        &metadata,
-        secret.as_deref(),
-        Some(&registration_token),
-    );
+    let doc = information(&state, &client_id, row.created_at, &metadata, secret.as_deref(), Some(&registration_token));
     Ok((StatusCode::CREATED, no_store(), Json(doc)).into_response())
 }
 
 /// The client named in the path, if the bearer token is its registration access token.
-async fn managed(
-    state: &AppState,
-    headers: &HeaderMap,
-    client_id: &str,
-) -> Result<RegisteredClient, ApiError> {
+async fn managed(state: &AppState, headers: &HeaderMap, client_id: &str) -> Result<RegisteredClient, ApiError> {
     let denied = || {
-        ApiError::from(OAuthError::new(
-            ErrorCode::InvalidToken,
-            "invalid registration access token",
-        ))
-        .with_challenge(INVALID_TOKEN)
+        ApiError::from(OAuthError::new(ErrorCode::InvalidToken, "invalid registration access token"))
+            .with_challenge(INVALID_TOKEN)
     };
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .ok_or_else(denied)?;
     let client = clients::find(state, client_id).await?.ok_or_else(denied)?;
     match &client.row.registration_token_hash {
@@ -164,14 +128,7 @@ pub async fn read(
     Path(client_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let client = managed(&state, &headers, &client_id).await?;
-    let doc = information(
-        &state,
-        client.client_id(),
-        client.row.created_at,
-        &client.metadata,
-        None,
-        None,
-    );
+    let doc = information(&state, client.client_id(), client.row.created_at, &client.metadata, None, None);
     Ok((no_store(), Json(doc)).into_response())
 }
 
@@ -184,49 +141,31 @@ pub async fn update(
     let client = managed(&state, &headers, &client_id).await?;
     let request = json_body(&headers, &body)?;
     if request.get("client_id").and_then(Value::as_str) != Some(client.client_id()) {
-        return Err(
-            OAuthError::invalid_request("the body must carry this client's client_id").into(),
-        );
+        return Err(OAuthError::invalid_request("the body must carry this client's client_id").into());
     }
-    for field in [
-        "registration_access_token",
-        "registration_client_uri",
-        "client_secret_expires_at",
-        "client_id_issued_at",
-    ] {
+    for field in
+        ["registration_access_token", "registration_client_uri", "client_secret_expires_at", "client_id_issued_at"]
+    {
         if request.get(field).is_some() {
-            return Err(OAuthError::invalid_request(format!(
-                "{field} must not be sent in an update"
-            ))
-            .into());
+            return Err(OAuthError::invalid_request(format!("{field} must not be sent in an update")).into());
         }
     }
-    if let Some(sent) = request.get("client_secret").and_then(Value::as_str) {
-        if !client
-            .row
-            .secret_hash
-            .as_deref()
-            .is_some_and(|h| secrets::verify(sent, h))
-        {
-            return Err(OAuthError::invalid_request(
-                "client_secret does not match the current secret",
-            )
-            .into());
-        }
+    if let Some(sent) = request.get("client_secret").and_then(Value::as_str)
+        && !client.row.secret_hash.as_deref().is_some_and(|h| secrets::verify(sent, h))
+    {
+        return Err(OAuthError::invalid_request("client_secret does not match the current secret").into());
     }
     let metadata = ClientMetadata::from_request(&request).map_err(metadata_error)?;
     // Switching to a secret-based method issues a secret; switching to `none` drops it.
-    let (secret_hash, new_secret) = match (
-        metadata.token_endpoint_auth_method.requires_secret(),
-        &client.row.secret_hash,
-    ) {
-        (true, Some(hash)) => (Some(hash.clone()), None),
-        (true, None) => {
-            let s = secrets::random_token();
-            (Some(secrets::hash(&s)), Some(s))
-        }
-        (false, _) => (None, None),
-    };
+    let (secret_hash, new_secret) =
+        match (metadata.token_endpoint_auth_method.requires_secret(), &client.row.secret_hash) {
+            (true, Some(hash)) => (Some(hash.clone()), None),
+            (true, None) => {
+                let s = secrets::random_token();
+                (Some(secrets::hash(&s)), Some(s))
+            }
+            (false, _) => (None, None),
+        };
     let row = store::clients::update_metadata(
         &state.db,
         client.client_id(),
@@ -236,14 +175,7 @@ pub async fn update(
         store::now(),
     )
     .await?;
-    let doc = information(
-        &state,
-        &row.client_id,
-        row.created_at,
-        &metadata,
-        new_secret.as_deref(),
-        None,
-    );
+    let doc = information(&state, &row.client_id, row.created_at, &metadata, new_secret.as_deref(), None);
     Ok((no_store(), Json(doc)).into_response())
 }
 
@@ -256,11 +188,7 @@ pub async fn delete(
     store::clients::remove(&state.db, client.client_id()).await?;
     audit::record(
         &state.db,
-        &audit::Event {
-            event: "client_deleted",
-            client_id: Some(client.client_id()),
-            ..Default::default()
-        },
+        &audit::Event { event: "client_deleted", client_id: Some(client.client_id()), ..Default::default() },
         store::now(),
     )
     .await?;

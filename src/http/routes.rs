@@ -26,13 +26,8 @@ pub struct Routes {
 
 impl Routes {
     pub fn new(issuer: &str) -> Routes {
-        let prefix = url::Url::parse(issuer)
-            .map(|u| u.path().trim_end_matches('/').to_string())
-            .unwrap_or_default();
-        Routes {
-            issuer: issuer.to_string(),
-            prefix,
-        }
+        let prefix = url::Url::parse(issuer).map(|u| u.path().trim_end_matches('/').to_string()).unwrap_or_default();
+        Routes { issuer: issuer.to_string(), prefix }
     }
 
     /// Absolute URL of an endpoint path.
@@ -76,19 +71,10 @@ mod tests {
         let r = Routes::new("https://auth.example.com/tenant1");
         assert_eq!(r.prefix, "/tenant1");
         assert_eq!(r.url(TOKEN), "https://auth.example.com/tenant1/token");
-        assert_eq!(
-            r.oauth_metadata_paths()[0],
-            "/.well-known/oauth-authorization-server/tenant1"
-        );
-        assert!(
-            r.oidc_metadata_paths()
-                .contains(&"/tenant1/.well-known/openid-configuration".to_string())
-        );
+        assert_eq!(r.oauth_metadata_paths()[0], "/.well-known/oauth-authorization-server/tenant1");
+        assert!(r.oidc_metadata_paths().contains(&"/tenant1/.well-known/openid-configuration".to_string()));
         let root = Routes::new("https://auth.example.com");
         assert_eq!(root.prefix, "");
-        assert_eq!(
-            root.oauth_metadata_paths(),
-            vec![OAUTH_METADATA.to_string()]
-        );
+        assert_eq!(root.oauth_metadata_paths(), vec![OAUTH_METADATA.to_string()]);
     }
 }

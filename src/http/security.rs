@@ -13,28 +13,15 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; f
 pub async fn headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    let html = h
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let html = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
     if html {
         if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-            h.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CSP),
-            );
+            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
         }
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        h.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        );
-        h.entry(header::CACHE_CONTROL)
-            .or_insert(HeaderValue::from_static("no-store"));
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+        h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     }
     res
 }
@@ -76,21 +63,9 @@ mod tests {
 
     #[test]
     fn form_action_sources() {
-        assert_eq!(
-            form_action_source("https://claude.ai/api/mcp/auth_callback"),
-            "https://claude.ai"
-        );
-        assert_eq!(
-            form_action_source("http://127.0.0.1:5555/callback"),
-            "http://127.0.0.1:*"
-        );
-        assert_eq!(
-            form_action_source("cursor://anysphere.cursor-mcp/oauth/callback"),
-            "cursor:"
-        );
-        assert_eq!(
-            form_action_source("https://a.example:8443/cb"),
-            "https://a.example:8443"
-        );
+        assert_eq!(form_action_source("https://claude.ai/api/mcp/auth_callback"), "https://claude.ai");
+        assert_eq!(form_action_source("http://127.0.0.1:5555/callback"), "http://127.0.0.1:*");
+        assert_eq!(form_action_source("cursor://anysphere.cursor-mcp/oauth/callback"), "cursor:");
+        assert_eq!(form_action_source("https://a.example:8443/cb"), "https://a.example:8443");
     }
 }

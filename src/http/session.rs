@@ -17,11 +17,7 @@ const MAX_PENDING: usize = 8;
 pub const PENDING_LIFETIME: i64 = 600;
 
 pub fn cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-portcullis"
-    } else {
-        "portcullis"
-    }
+    if secure { "__Host-portcullis" } else { "portcullis" }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -68,10 +64,7 @@ pub async fn signed_in(session: &Session) -> Result<Option<SignedIn>, PageError>
 pub async fn sign_in(session: &Session, who: SignedIn) -> Result<(), PageError> {
     session.cycle_id().await.map_err(internal)?;
     session.insert(USER, who).await.map_err(internal)?;
-    session
-        .insert(CSRF, secrets::random_token())
-        .await
-        .map_err(internal)
+    session.insert(CSRF, secrets::random_token()).await.map_err(internal)
 }
 
 pub async fn sign_out(session: &Session) -> Result<(), PageError> {
@@ -108,11 +101,7 @@ pub async fn check_csrf(session: &Session, submitted: Option<&str>) -> Result<()
 }
 
 pub async fn park(session: &Session, req: PendingAuthorization) -> Result<(), PageError> {
-    let mut list: Vec<PendingAuthorization> = session
-        .get(PENDING)
-        .await
-        .map_err(internal)?
-        .unwrap_or_default();
+    let mut list: Vec<PendingAuthorization> = session.get(PENDING).await.map_err(internal)?.unwrap_or_default();
     list.retain(|p| p.created_at + PENDING_LIFETIME > crate::store::now());
     if list.len() >= MAX_PENDING {
         list.remove(0);
@@ -122,26 +111,16 @@ pub async fn park(session: &Session, req: PendingAuthorization) -> Result<(), Pa
 }
 
 pub async fn pending(session: &Session, id: &str) -> Result<PendingAuthorization, PageError> {
-    let list: Vec<PendingAuthorization> = session
-        .get(PENDING)
-        .await
-        .map_err(internal)?
-        .unwrap_or_default();
-    list.into_iter()
-        .find(|p| p.id == id && p.created_at + PENDING_LIFETIME > crate::store::now())
-        .ok_or_else(|| {
-            PageError::bad_request(
-                "This sign-in request has expired or was already used. Go back to the app and connect again.",
-            )
-        })
+    let list: Vec<PendingAuthorization> = session.get(PENDING).await.map_err(internal)?.unwrap_or_default();
+    list.into_iter().find(|p| p.id == id && p.created_at + PENDING_LIFETIME > crate::store::now()).ok_or_else(|| {
+        PageError::bad_request(
+            "This sign-in request has expired or was already used. Go back to the app and connect again.",
+        )
+    })
 }
 
 pub async fn unpark(session: &Session, id: &str) -> Result<(), PageError> {
-    let mut list: Vec<PendingAuthorization> = session
-        .get(PENDING)
-        .await
-        .map_err(internal)?
-        .unwrap_or_default();
+    let mut list: Vec<PendingAuthorization> = session.get(PENDING).await.map_err(internal)?.unwrap_or_default();
     list.retain(|p| p.id != id);
     session.insert(PENDING, list).await.map_err(internal)
 }

@@ -36,11 +36,7 @@ pub struct TokenResponse {
     refresh_token: Option<String>,
 }
 
-pub async fn token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let params = form_params(&headers, &body)?;
     let client = client_auth::authenticate(&state, &headers, &params).await?;
     let response = match params.get("grant_type") {
@@ -49,9 +45,7 @@ pub async fn token(
         Some(other) => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
-                format!(
-                    "grant_type {other:?} is not supported; use authorization_code or refresh_token"
-                ),
+                format!("grant_type {other:?} is not supported; use authorization_code or refresh_token"),
             )
             .into());
         }
@@ -65,19 +59,11 @@ pub fn form_params(headers: &HeaderMap, body: &[u8]) -> Result<Params, ApiError>
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
     if !form {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        )
-        .into());
+        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded").into());
     }
-    let body = std::str::from_utf8(body)
-        .map_err(|_| OAuthError::invalid_request("the body is not valid UTF-8"))?;
+    let body = std::str::from_utf8(body).map_err(|_| OAuthError::invalid_request("the body is not valid UTF-8"))?;
     Ok(Params::parse(body)?)
 }
 
@@ -137,11 +123,7 @@ fn mint(
         tracing::error!(error = %e, "signing an access token failed");
         OAuthError::server_error("could not sign the access token")
     })?;
-    Ok(Minted {
-        access_token,
-        jti,
-        expires_in,
-    })
+    Ok(Minted { access_token, jti, expires_in })
 }
 
 fn new_refresh(
@@ -183,17 +165,10 @@ async fn authorization_code(
     let now = store::now();
     let outcome = codes::redeem(&state.db, &secrets::hash(code), now, |code, ctx| {
         if code.client_id != client.client_id() {
-            return Err(OAuthError::invalid_grant(
-                "the authorization code was issued to another client",
-            ));
+            return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
         }
-        if params
-            .get("redirect_uri")
-            .is_some_and(|r| r != code.redirect_uri)
-        {
-            return Err(OAuthError::invalid_grant(
-                "redirect_uri does not match the authorization request",
-            ));
+        if params.get("redirect_uri").is_some_and(|r| r != code.redirect_uri) {
+            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
         }
         CodeChallenge::parse(Some(&code.code_challenge), Some("S256"))
             .and_then(|c| c.verify(verifier))
@@ -211,16 +186,9 @@ async fn authorization_code(
             Some(code.auth_time),
             now,
         )?;
-        let refresh = client.gets_refresh_token(&scope).then(|| {
-            new_refresh(
-                state,
-                code.grant_id,
-                None,
-                client.client_id(),
-                &code.scope,
-                now,
-            )
-        });
+        let refresh = client
+            .gets_refresh_token(&scope)
+            .then(|| new_refresh(state, code.grant_id, None, client.client_id(), &code.scope, now));
         let response = TokenResponse {
             access_token: minted.access_token,
             token_type: "Bearer",
@@ -228,13 +196,7 @@ async fn authorization_code(
             scope: scope.to_space_separated(),
             refresh_token: refresh.as_ref().map(|(t, _)| t.clone()),
         };
-        Ok((
-            Issued {
-                jti: minted.jti,
-                refresh: refresh.map(|(_, row)| row),
-            },
-            response,
-        ))
+        Ok((Issued { jti: minted.jti, refresh: refresh.map(|(_, row)| row) }, response))
     })
     .await?;
     match outcome {
@@ -257,9 +219,7 @@ async fn authorization_code(
             )
             .into())
         }
-        Redeemed::Invalid => {
-            Err(OAuthError::invalid_grant("the authorization code is invalid or expired").into())
-        }
+        Redeemed::Invalid => Err(OAuthError::invalid_grant("the authorization code is invalid or expired").into()),
     }
 }
 
@@ -304,33 +264,15 @@ async fn refresh_token(
         Ok((scope, minted))
     };
     let grace = state.settings.refresh_grace_period.as_i64();
-    let outcome: Rotated<_, OAuthError> = refresh::rotate(
-        &state.db,
-        &secrets::hash(presented),
-        client.client_id(),
-        now,
-        grace,
-        |row| {
+    let outcome: Rotated<_, OAuthError> =
+        refresh::rotate(&state.db, &secrets::hash(presented), client.client_id(), now, grace, |row| {
             let (scope, minted) = answer(row)?;
-            let (token, next) = new_refresh(
-                state,
-                row.grant_id,
-                Some((row.family_id, row.id)),
-                client.client_id(),
-                &row.scope,
-                now,
-            );
+            let (token, next) =
+                new_refresh(state, row.grant_id, Some((row.family_id, row.id)), client.client_id(), &row.scope, now);
             let sealed = seal::seal(SUCCESSOR_LABEL, presented.as_bytes(), token.as_bytes());
-            Ok((
-                Successor {
-                    token: next,
-                    sealed,
-                },
-                (scope, minted, token),
-            ))
-        },
-    )
-    .await?;
+            Ok((Successor { token: next, sealed }, (scope, minted, token)))
+        })
+        .await?;
     let (scope, minted, refresh_token) = match outcome {
         Rotated::Fresh(_, v) => v,
         Rotated::Refused(e) => return Err(e.into()),
@@ -339,16 +281,10 @@ async fn refresh_token(
             let successor = seal::open(SUCCESSOR_LABEL, presented.as_bytes(), &sealed)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    OAuthError::server_error("the refresh token's successor could not be recovered")
-                })?;
+                .ok_or_else(|| OAuthError::server_error("the refresh token's successor could not be recovered"))?;
             (scope, minted, successor)
         }
-        Rotated::Reused {
-            grant_id,
-            user_id,
-            client_id,
-        } => {
+        Rotated::Reused { grant_id, user_id, client_id } => {
             tracing::warn!(%grant_id, client_id, "refresh token reuse detected: grant revoked");
             audit::record(
                 &state.db,
@@ -368,10 +304,7 @@ async fn refresh_token(
             .into());
         }
         Rotated::Invalid => {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token is invalid, expired or revoked",
-            )
-            .into());
+            return Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked").into());
         }
     };
     Ok(TokenResponse {

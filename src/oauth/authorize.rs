@@ -8,10 +8,7 @@ use super::{ErrorCode, OAuthError};
 
 /// Picks the redirect URI a response may go to. Errors here are shown to the person, never sent
 /// to a redirect (OAuth 2.1 §4.1.2.1): we cannot trust where it points.
-pub fn resolve_redirect_uri(
-    registered: &[RedirectUri],
-    requested: Option<&str>,
-) -> Result<String, OAuthError> {
+pub fn resolve_redirect_uri(registered: &[RedirectUri], requested: Option<&str>) -> Result<String, OAuthError> {
     match requested {
         Some(uri) if registered.iter().any(|r| r.matches(uri)) => Ok(uri.to_string()),
         Some(_) => Err(OAuthError::invalid_request(
@@ -19,9 +16,7 @@ pub fn resolve_redirect_uri(
         )),
         None => match registered {
             [only] => Ok(only.as_str().to_string()),
-            _ => Err(OAuthError::invalid_request(
-                "redirect_uri is required because this client registered several",
-            )),
+            _ => Err(OAuthError::invalid_request("redirect_uri is required because this client registered several")),
         },
     }
 }
@@ -39,8 +34,9 @@ pub fn select_resource(
                 "send a resource parameter naming the MCP server (RFC 8707); several are registered here",
             )
         }),
-        [one] => ResourceUri::parse_requested(one)
-            .map_err(|e| OAuthError::invalid_target(format!("resource {one:?} is not a valid resource indicator: {e}"))),
+        [one] => ResourceUri::parse_requested(one).map_err(|e| {
+            OAuthError::invalid_target(format!("resource {one:?} is not a valid resource indicator: {e}"))
+        }),
         [first, rest @ ..] => {
             // The same server written several ways is still one resource.
             let first = ResourceUri::parse_requested(first)
@@ -57,17 +53,10 @@ pub fn select_resource(
 
 /// The scope to authorize: what was asked, each name known to the resource; nothing asked (or only
 /// `offline_access`) means the resource's default scopes.
-pub fn resolve_scope(
-    requested: Option<&str>,
-    catalogue: &[&str],
-    defaults: &[&str],
-) -> Result<ScopeSet, OAuthError> {
+pub fn resolve_scope(requested: Option<&str>, catalogue: &[&str], defaults: &[&str]) -> Result<ScopeSet, OAuthError> {
     let asked = ScopeSet::parse(requested.unwrap_or(""))
         .map_err(|e| OAuthError::invalid_scope(format!("the scope parameter is malformed: {e}")))?;
-    let unknown: Vec<&str> = asked
-        .iter()
-        .filter(|s| *s != OFFLINE_ACCESS && !catalogue.contains(s))
-        .collect();
+    let unknown: Vec<&str> = asked.iter().filter(|s| *s != OFFLINE_ACCESS && !catalogue.contains(s)).collect();
     if !unknown.is_empty() {
         return Err(OAuthError::invalid_scope(format!(
             "unknown scope{} for this MCP server: {}",
@@ -102,9 +91,7 @@ pub fn parse_prompt(p: Option<&str>) -> Result<Prompt, OAuthError> {
         }
     }
     if out.none && (out.login || out.consent) {
-        return Err(OAuthError::invalid_request(
-            "prompt=none cannot be combined with other values",
-        ));
+        return Err(OAuthError::invalid_request("prompt=none cannot be combined with other values"));
     }
     Ok(out)
 }
@@ -143,9 +130,7 @@ pub fn check_response_type(rt: Option<&str>) -> Result<(), OAuthError> {
             ErrorCode::UnsupportedResponseType,
             format!("response_type {other:?} is not supported; use code"),
         )),
-        None => Err(OAuthError::invalid_request(
-            "missing parameter response_type",
-        )),
+        None => Err(OAuthError::invalid_request("missing parameter response_type")),
     }
 }
 
@@ -154,9 +139,7 @@ mod tests {
     use super::*;
 
     fn uris(list: &[&str]) -> Vec<RedirectUri> {
-        list.iter()
-            .map(|u| RedirectUri::parse(u).unwrap())
-            .collect()
+        list.iter().map(|u| RedirectUri::parse(u).unwrap()).collect()
     }
 
     #[test]
@@ -166,10 +149,7 @@ mod tests {
             resolve_redirect_uri(&one, Some("http://127.0.0.1:5000/callback")).unwrap(),
             "http://127.0.0.1:5000/callback"
         );
-        assert_eq!(
-            resolve_redirect_uri(&one, None).unwrap(),
-            "http://127.0.0.1/callback"
-        );
+        assert_eq!(resolve_redirect_uri(&one, None).unwrap(), "http://127.0.0.1/callback");
         assert!(resolve_redirect_uri(&one, Some("https://evil.example/cb")).is_err());
         let two = uris(&["https://a.example/cb", "https://b.example/cb"]);
         assert!(resolve_redirect_uri(&two, None).is_err());
@@ -179,60 +159,23 @@ mod tests {
     fn resource_selection() {
         let only = ResourceUri::parse("https://mcp.example.com").unwrap();
         assert_eq!(select_resource(&[], None, Some(&only)).unwrap(), only);
-        assert_eq!(
-            select_resource(&["https://MCP.example.com/".into()], None, None).unwrap(),
-            only
-        );
-        assert_eq!(
-            select_resource(&[], None, None).unwrap_err().code,
-            ErrorCode::InvalidTarget
-        );
-        assert!(
-            select_resource(
-                &["https://a.example".into(), "https://b.example".into()],
-                None,
-                None
-            )
-            .is_err()
-        );
-        assert!(
-            select_resource(
-                &["https://a.example".into(), "https://A.example/".into()],
-                None,
-                None
-            )
-            .is_ok()
-        );
-        assert_eq!(
-            select_resource(&["not a uri".into()], None, None)
-                .unwrap_err()
-                .code,
-            ErrorCode::InvalidTarget
-        );
+        assert_eq!(select_resource(&["https://MCP.example.com/".into()], None, None).unwrap(), only);
+        assert_eq!(select_resource(&[], None, None).unwrap_err().code, ErrorCode::InvalidTarget);
+        assert!(select_resource(&["https://a.example".into(), "https://b.example".into()], None, None).is_err());
+        assert!(select_resource(&["https://a.example".into(), "https://A.example/".into()], None, None).is_ok());
+        assert_eq!(select_resource(&["not a uri".into()], None, None).unwrap_err().code, ErrorCode::InvalidTarget);
     }
 
     #[test]
     fn scope_resolution() {
         let cat = ["mcp:tools", "mcp:admin"];
         let defaults = ["mcp:tools"];
+        assert_eq!(resolve_scope(None, &cat, &defaults).unwrap().to_space_separated(), "mcp:tools");
         assert_eq!(
-            resolve_scope(None, &cat, &defaults)
-                .unwrap()
-                .to_space_separated(),
-            "mcp:tools"
-        );
-        assert_eq!(
-            resolve_scope(Some(" offline_access"), &cat, &defaults)
-                .unwrap()
-                .to_space_separated(),
+            resolve_scope(Some(" offline_access"), &cat, &defaults).unwrap().to_space_separated(),
             "mcp:tools offline_access"
         );
-        assert_eq!(
-            resolve_scope(Some("mcp:admin"), &cat, &defaults)
-                .unwrap()
-                .to_space_separated(),
-            "mcp:admin"
-        );
+        assert_eq!(resolve_scope(Some("mcp:admin"), &cat, &defaults).unwrap().to_space_separated(), "mcp:admin");
         let e = resolve_scope(Some("mcp:tools nope other"), &cat, &defaults).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidScope);
         assert!(e.description.contains("nope other"), "{}", e.description);
@@ -243,34 +186,15 @@ mod tests {
         assert!(parse_prompt(Some("consent")).unwrap().consent);
         assert!(parse_prompt(Some("login consent")).unwrap().login);
         assert!(parse_prompt(Some("none login")).is_err());
-        assert_eq!(
-            parse_prompt(Some("select_account")).unwrap(),
-            Prompt::default()
-        );
+        assert_eq!(parse_prompt(Some("select_account")).unwrap(), Prompt::default());
     }
 
     #[test]
     fn response_urls_carry_state_and_iss() {
-        let u = response_url(
-            "http://127.0.0.1:9/cb",
-            "https://as.example",
-            Some("a b&c"),
-            Ok("xyz"),
-        );
-        assert_eq!(
-            u,
-            "http://127.0.0.1:9/cb?code=xyz&state=a+b%26c&iss=https%3A%2F%2Fas.example"
-        );
+        let u = response_url("http://127.0.0.1:9/cb", "https://as.example", Some("a b&c"), Ok("xyz"));
+        assert_eq!(u, "http://127.0.0.1:9/cb?code=xyz&state=a+b%26c&iss=https%3A%2F%2Fas.example");
         let e = OAuthError::new(ErrorCode::AccessDenied, "no");
-        let u = response_url(
-            "https://c.example/cb?x=1",
-            "https://as.example",
-            None,
-            Err(&e),
-        );
-        assert!(
-            u.starts_with("https://c.example/cb?x=1&error=access_denied&"),
-            "{u}"
-        );
+        let u = response_url("https://c.example/cb?x=1", "https://as.example", None, Err(&e));
+        assert!(u.starts_with("https://c.example/cb?x=1&error=access_denied&"), "{u}");
     }
 }

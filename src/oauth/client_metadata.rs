@@ -170,9 +170,7 @@ impl ClientMetadata {
     /// because clients send all three. Also accepts [`Self::to_json`]'s output
     /// unchanged, so stored metadata reloads through the same validation.
     pub fn from_request(body: &Value) -> Result<Self, ClientMetadataError> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| invalid("the registration request body must be a JSON object"))?;
+        let obj = body.as_object().ok_or_else(|| invalid("the registration request body must be a JSON object"))?;
 
         let redirect_uris = parse_redirect_uris(obj)?;
 
@@ -191,8 +189,7 @@ impl ClientMetadata {
         let grant_types = match string_array(obj, "grant_types")? {
             None => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             Some(list) => {
-                let mut set: BTreeSet<GrantType> =
-                    list.into_iter().filter_map(GrantType::parse).collect();
+                let mut set: BTreeSet<GrantType> = list.into_iter().filter_map(GrantType::parse).collect();
                 set.insert(GrantType::AuthorizationCode);
                 set.into_iter().collect()
             }
@@ -200,45 +197,29 @@ impl ClientMetadata {
 
         let response_types = match string_array(obj, "response_types")? {
             Some(list) if !list.contains(&"code") => {
-                return Err(invalid(
-                    "response_types must include \"code\", the only supported response type",
-                ));
+                return Err(invalid("response_types must include \"code\", the only supported response type"));
             }
             _ => vec!["code".to_owned()],
         };
 
         let application_type = match optional_str(obj, "application_type")? {
             Some(t) => ApplicationType::parse(t).ok_or_else(|| {
-                invalid(format!(
-                    "unsupported application_type {:?}; expected \"web\" or \"native\"",
-                    excerpt(t)
-                ))
+                invalid(format!("unsupported application_type {:?}; expected \"web\" or \"native\"", excerpt(t)))
             })?,
             // TS SDK v2's rule, so v1 clients get what v2 would have sent.
-            None if redirect_uris
-                .iter()
-                .all(|r| r.is_loopback() || r.is_private_use()) =>
-            {
-                ApplicationType::Native
-            }
+            None if redirect_uris.iter().all(|r| r.is_loopback() || r.is_private_use()) => ApplicationType::Native,
             None => ApplicationType::Web,
         };
 
         let client_name = optional_text(obj, "client_name")?;
-        if client_name
-            .as_ref()
-            .is_some_and(|n| n.chars().count() > MAX_CLIENT_NAME_CHARS)
-        {
-            return Err(invalid(format!(
-                "client_name must be at most {MAX_CLIENT_NAME_CHARS} characters"
-            )));
+        if client_name.as_ref().is_some_and(|n| n.chars().count() > MAX_CLIENT_NAME_CHARS) {
+            return Err(invalid(format!("client_name must be at most {MAX_CLIENT_NAME_CHARS} characters")));
         }
 
         let scope = match optional_str(obj, "scope")? {
             None => None,
             Some(s) => {
-                let set =
-                    ScopeSet::parse(s).map_err(|e| invalid(format!("scope is invalid: {e}")))?;
+                let set = ScopeSet::parse(s).map_err(|e| invalid(format!("scope is invalid: {e}")))?;
                 Some(set.to_space_separated()).filter(|s| !s.is_empty())
             }
         };
@@ -282,26 +263,11 @@ impl ClientMetadata {
     /// For storage: round-trips through to_json/from_request.
     pub fn to_json(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert(
-            "redirect_uris".into(),
-            string_values(self.redirect_uris.iter().map(RedirectUri::as_str)),
-        );
-        m.insert(
-            "token_endpoint_auth_method".into(),
-            self.token_endpoint_auth_method.as_str().into(),
-        );
-        m.insert(
-            "grant_types".into(),
-            string_values(self.grant_types.iter().map(|g| g.as_str())),
-        );
-        m.insert(
-            "response_types".into(),
-            string_values(self.response_types.iter().map(String::as_str)),
-        );
-        m.insert(
-            "application_type".into(),
-            self.application_type.as_str().into(),
-        );
+        m.insert("redirect_uris".into(), string_values(self.redirect_uris.iter().map(RedirectUri::as_str)));
+        m.insert("token_endpoint_auth_method".into(), self.token_endpoint_auth_method.as_str().into());
+        m.insert("grant_types".into(), string_values(self.grant_types.iter().map(|g| g.as_str())));
+        m.insert("response_types".into(), string_values(self.response_types.iter().map(String::as_str)));
+        m.insert("application_type".into(), self.application_type.as_str().into());
         let optionals = [
             ("client_name", &self.client_name),
             ("client_uri", &self.client_uri),
@@ -319,10 +285,7 @@ impl ClientMetadata {
             }
         }
         if !self.contacts.is_empty() {
-            m.insert(
-                "contacts".into(),
-                string_values(self.contacts.iter().map(String::as_str)),
-            );
+            m.insert("contacts".into(), string_values(self.contacts.iter().map(String::as_str)));
         }
         if let Some(jwks) = &self.jwks {
             m.insert("jwks".into(), jwks.clone());
@@ -345,15 +308,11 @@ fn parse_redirect_uris(obj: &Map<String, Value>) -> Result<Vec<RedirectUri>, Cli
         return Err(invalid_redirect("redirect_uris must not be empty"));
     }
     if list.len() > MAX_REDIRECT_URIS {
-        return Err(invalid_redirect(format!(
-            "at most {MAX_REDIRECT_URIS} redirect_uris are allowed"
-        )));
+        return Err(invalid_redirect(format!("at most {MAX_REDIRECT_URIS} redirect_uris are allowed")));
     }
     list.into_iter()
         .map(|s| {
-            RedirectUri::parse(s).map_err(|e| {
-                invalid_redirect(format!("invalid redirect URI {:?}: {e}", excerpt(s)))
-            })
+            RedirectUri::parse(s).map_err(|e| invalid_redirect(format!("invalid redirect URI {:?}: {e}", excerpt(s))))
         })
         .collect()
 }
@@ -362,10 +321,7 @@ fn parse_contacts(obj: &Map<String, Value>) -> Result<Vec<String>, ClientMetadat
     let Some(list) = string_array(obj, "contacts")? else {
         return Ok(Vec::new());
     };
-    list.into_iter()
-        .filter(|c| !c.is_empty())
-        .map(|c| check_text("contacts", c).map(str::to_owned))
-        .collect()
+    list.into_iter().filter(|c| !c.is_empty()).map(|c| check_text("contacts", c).map(str::to_owned)).collect()
 }
 
 /// A member that was actually sent: `null` counts as absent.
@@ -374,46 +330,30 @@ fn present<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 }
 
 /// `""` counts as absent: clients send empty strings for unset fields.
-fn optional_str<'a>(
-    obj: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a str>, ClientMetadataError> {
+fn optional_str<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, ClientMetadataError> {
     let Some(v) = present(obj, name) else {
         return Ok(None);
     };
-    let s = v
-        .as_str()
-        .ok_or_else(|| invalid(format!("{name} must be a string")))?;
+    let s = v.as_str().ok_or_else(|| invalid(format!("{name} must be a string")))?;
     if s.len() > MAX_STRING_LEN {
-        return Err(invalid(format!(
-            "{name} must be at most {MAX_STRING_LEN} bytes"
-        )));
+        return Err(invalid(format!("{name} must be at most {MAX_STRING_LEN} bytes")));
     }
     Ok(Some(s).filter(|s| !s.is_empty()))
 }
 
 /// Free text that ends up in pages and logs.
-fn optional_text(
-    obj: &Map<String, Value>,
-    name: &str,
-) -> Result<Option<String>, ClientMetadataError> {
-    optional_str(obj, name)?
-        .map(|s| check_text(name, s).map(str::to_owned))
-        .transpose()
+fn optional_text(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, ClientMetadataError> {
+    optional_str(obj, name)?.map(|s| check_text(name, s).map(str::to_owned)).transpose()
 }
 
 fn check_text<'a>(name: &str, s: &'a str) -> Result<&'a str, ClientMetadataError> {
     if s.len() > MAX_STRING_LEN {
-        return Err(invalid(format!(
-            "{name} must be at most {MAX_STRING_LEN} bytes"
-        )));
+        return Err(invalid(format!("{name} must be at most {MAX_STRING_LEN} bytes")));
     }
     // Bidi overrides would let a name like "Claude" be spelled backwards in
     // the source and rendered forwards on the consent page.
     if s.chars().any(|c| c.is_control() || is_bidi_control(c)) {
-        return Err(invalid(format!(
-            "{name} must not contain control characters"
-        )));
+        return Err(invalid(format!("{name} must not contain control characters")));
     }
     Ok(s)
 }
@@ -422,10 +362,7 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-fn string_array<'a>(
-    obj: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<Vec<&'a str>>, ClientMetadataError> {
+fn string_array<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<Vec<&'a str>>, ClientMetadataError> {
     let Some(v) = present(obj, name) else {
         return Ok(None);
     };
@@ -460,11 +397,8 @@ fn optional_url(
     // The parser "repairs" `https:host` and `https:///host`; store only URLs
     // that already say what they mean.
     let prefix_len = url.scheme().len() + 3;
-    let spelled_out = s
-        .get(..prefix_len)
-        .is_some_and(|p| p.eq_ignore_ascii_case(&format!("{}://", url.scheme())))
-        && s.get(prefix_len..)
-            .is_some_and(|rest| !rest.starts_with('/'));
+    let spelled_out = s.get(..prefix_len).is_some_and(|p| p.eq_ignore_ascii_case(&format!("{}://", url.scheme())))
+        && s.get(prefix_len..).is_some_and(|rest| !rest.starts_with('/'));
     let has_userinfo = !url.username().is_empty() || url.password().is_some();
     let scheme_ok = match url.scheme() {
         "https" => true,
@@ -560,10 +494,7 @@ mod tests {
         assert_eq!(m.application_type, ApplicationType::Web);
         assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::None);
         assert!(!m.token_endpoint_auth_method.requires_secret());
-        assert_eq!(
-            m.grant_types,
-            [GrantType::AuthorizationCode, GrantType::RefreshToken]
-        );
+        assert_eq!(m.grant_types, [GrantType::AuthorizationCode, GrantType::RefreshToken]);
         assert_eq!(m.response_types, ["code"]);
         assert_eq!(m.client_name.as_deref(), Some("Cursor"));
         roundtrips(&m);
@@ -609,10 +540,7 @@ mod tests {
         );
         // https redirects among them, so the derived default is web.
         assert_eq!(m.application_type, ApplicationType::Web);
-        assert_eq!(
-            m.grant_types,
-            [GrantType::AuthorizationCode, GrantType::RefreshToken]
-        );
+        assert_eq!(m.grant_types, [GrantType::AuthorizationCode, GrantType::RefreshToken]);
         roundtrips(&m);
     }
 
@@ -627,10 +555,7 @@ mod tests {
             "client_name": "Simple Auth Client"
         }));
         // RFC 7591 default when the member is omitted, which means a secret is issued.
-        assert_eq!(
-            m.token_endpoint_auth_method,
-            TokenEndpointAuthMethod::ClientSecretBasic
-        );
+        assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::ClientSecretBasic);
         assert!(m.token_endpoint_auth_method.requires_secret());
         assert_eq!(m.application_type, ApplicationType::Native);
         assert_eq!(m.scope.as_deref(), Some("offline_access user"));
@@ -648,14 +573,8 @@ mod tests {
             "response_types": ["code"],
             "token_endpoint_auth_method": "client_secret_post"
         }));
-        assert_eq!(
-            m.token_endpoint_auth_method,
-            TokenEndpointAuthMethod::ClientSecretPost
-        );
-        assert_eq!(
-            m.to_json()["token_endpoint_auth_method"],
-            "client_secret_post"
-        );
+        assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::ClientSecretPost);
+        assert_eq!(m.to_json()["token_endpoint_auth_method"], "client_secret_post");
         assert_eq!(m.application_type, ApplicationType::Web);
         roundtrips(&m);
     }
@@ -668,18 +587,12 @@ mod tests {
             "token_endpoint_auth_method": "none",
             "scope": "mcp:tools"
         }));
-        assert_eq!(
-            m.grant_types,
-            [GrantType::AuthorizationCode, GrantType::RefreshToken]
-        );
+        assert_eq!(m.grant_types, [GrantType::AuthorizationCode, GrantType::RefreshToken]);
         assert_eq!(m.response_types, ["code"]);
         // Derived the way TS v2 would: loopback only, so native.
         assert_eq!(m.application_type, ApplicationType::Native);
         let j = m.to_json();
-        assert_eq!(
-            j["grant_types"],
-            json!(["authorization_code", "refresh_token"])
-        );
+        assert_eq!(j["grant_types"], json!(["authorization_code", "refresh_token"]));
         assert_eq!(j["response_types"], json!(["code"]));
         assert_eq!(j["application_type"], "native");
         roundtrips(&m);
@@ -693,33 +606,18 @@ mod tests {
         assert_eq!(web.application_type, ApplicationType::Web);
         let blank = ok(with("application_type", json!("")));
         assert_eq!(blank.application_type, ApplicationType::Web);
-        let explicit =
-            ok(json!({"redirect_uris": ["https://a.example/cb"], "application_type": "native"}));
+        let explicit = ok(json!({"redirect_uris": ["https://a.example/cb"], "application_type": "native"}));
         assert_eq!(explicit.application_type, ApplicationType::Native);
     }
 
     #[test]
     fn unsupported_grant_types_are_filtered() {
-        let m = ok(with(
-            "grant_types",
-            json!(["implicit", "authorization_code"]),
-        ));
+        let m = ok(with("grant_types", json!(["implicit", "authorization_code"])));
         assert_eq!(m.grant_types, [GrantType::AuthorizationCode]);
         assert_eq!(m.to_json()["grant_types"], json!(["authorization_code"]));
 
-        let m = ok(with(
-            "grant_types",
-            json!([
-                "password",
-                "client_credentials",
-                "refresh_token",
-                "refresh_token"
-            ]),
-        ));
-        assert_eq!(
-            m.grant_types,
-            [GrantType::AuthorizationCode, GrantType::RefreshToken]
-        );
+        let m = ok(with("grant_types", json!(["password", "client_credentials", "refresh_token", "refresh_token"])));
+        assert_eq!(m.grant_types, [GrantType::AuthorizationCode, GrantType::RefreshToken]);
         let m = ok(with("grant_types", json!([])));
         assert_eq!(m.grant_types, [GrantType::AuthorizationCode]);
     }
@@ -746,11 +644,7 @@ mod tests {
         assert!(invalid_redirect(json!({})).contains("redirect_uris is required"));
         assert!(invalid_redirect(json!({"redirect_uris": null})).contains("required"));
         assert!(invalid_redirect(json!({"redirect_uris": []})).contains("must not be empty"));
-        for v in [
-            json!("https://a.example/cb"),
-            json!([1]),
-            json!(["https://a.example/cb", null]),
-        ] {
+        for v in [json!("https://a.example/cb"), json!([1]), json!(["https://a.example/cb", null])] {
             let msg = invalid_redirect(json!({"redirect_uris": v}));
             assert_eq!(msg, "redirect_uris must be an array of strings");
         }
@@ -758,9 +652,7 @@ mod tests {
 
     #[test]
     fn at_most_twenty_redirect_uris() {
-        let list = |n: usize| -> Vec<String> {
-            (0..n).map(|i| format!("https://a.example/cb{i}")).collect()
-        };
+        let list = |n: usize| -> Vec<String> { (0..n).map(|i| format!("https://a.example/cb{i}")).collect() };
         ok(json!({"redirect_uris": list(20)}));
         assert!(invalid_redirect(json!({"redirect_uris": list(21)})).contains("at most 20"));
     }
@@ -772,13 +664,7 @@ mod tests {
         }));
         assert!(msg.contains("http://example.com/cb"), "{msg}");
         assert!(msg.contains("loopback"), "{msg}");
-        for bad in [
-            "javascript:alert(1)",
-            "https://example.com/cb#x",
-            "https://*.example.com/cb",
-            "/cb",
-            "",
-        ] {
+        for bad in ["javascript:alert(1)", "https://example.com/cb#x", "https://*.example.com/cb", "/cb", ""] {
             invalid_redirect(json!({"redirect_uris": [bad]}));
         }
         let long = format!("https://a.example/{}", "x".repeat(3000));
@@ -789,27 +675,15 @@ mod tests {
     #[test]
     fn auth_method_default_and_refusals() {
         let m = ok(base());
-        assert_eq!(
-            m.token_endpoint_auth_method,
-            TokenEndpointAuthMethod::ClientSecretBasic
-        );
+        assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::ClientSecretBasic);
         assert_eq!(
             ok(with("token_endpoint_auth_method", json!(null))).token_endpoint_auth_method,
             TokenEndpointAuthMethod::ClientSecretBasic
         );
-        for method in [
-            "private_key_jwt",
-            "client_secret_jwt",
-            "tls_client_auth",
-            "bogus",
-            "NONE",
-        ] {
+        for method in ["private_key_jwt", "client_secret_jwt", "tls_client_auth", "bogus", "NONE"] {
             let msg = invalid_metadata(with("token_endpoint_auth_method", json!(method)));
             assert!(msg.contains(method), "{msg}");
-            assert!(
-                msg.contains("none, client_secret_basic, client_secret_post"),
-                "{msg}"
-            );
+            assert!(msg.contains("none, client_secret_basic, client_secret_post"), "{msg}");
         }
         let msg = invalid_metadata(with("token_endpoint_auth_method", json!(["none"])));
         assert_eq!(msg, "token_endpoint_auth_method must be a string");
@@ -851,33 +725,13 @@ mod tests {
     #[test]
     fn wrong_types_name_the_member() {
         for (member, value, expected) in [
-            (
-                "grant_types",
-                json!("authorization_code"),
-                "grant_types must be an array of strings",
-            ),
-            (
-                "grant_types",
-                json!([1]),
-                "grant_types must be an array of strings",
-            ),
-            (
-                "response_types",
-                json!("code"),
-                "response_types must be an array of strings",
-            ),
-            (
-                "contacts",
-                json!("a@b.example"),
-                "contacts must be an array of strings",
-            ),
+            ("grant_types", json!("authorization_code"), "grant_types must be an array of strings"),
+            ("grant_types", json!([1]), "grant_types must be an array of strings"),
+            ("response_types", json!("code"), "response_types must be an array of strings"),
+            ("contacts", json!("a@b.example"), "contacts must be an array of strings"),
             ("client_name", json!(5), "client_name must be a string"),
             ("scope", json!(["a"]), "scope must be a string"),
-            (
-                "application_type",
-                json!(true),
-                "application_type must be a string",
-            ),
+            ("application_type", json!(true), "application_type must be a string"),
             ("client_uri", json!({}), "client_uri must be a string"),
             ("software_id", json!(1), "software_id must be a string"),
         ] {
@@ -888,23 +742,14 @@ mod tests {
     #[test]
     fn unknown_application_type_is_refused() {
         let msg = invalid_metadata(with("application_type", json!("browser")));
-        assert!(
-            msg.contains("application_type") && msg.contains("browser"),
-            "{msg}"
-        );
+        assert!(msg.contains("application_type") && msg.contains("browser"), "{msg}");
         invalid_metadata(with("application_type", json!("Web")));
     }
 
     #[test]
     fn client_name_limits() {
-        ok(with(
-            "client_name",
-            json!("é".repeat(MAX_CLIENT_NAME_CHARS)),
-        ));
-        let msg = invalid_metadata(with(
-            "client_name",
-            json!("x".repeat(MAX_CLIENT_NAME_CHARS + 1)),
-        ));
+        ok(with("client_name", json!("é".repeat(MAX_CLIENT_NAME_CHARS))));
+        let msg = invalid_metadata(with("client_name", json!("x".repeat(MAX_CLIENT_NAME_CHARS + 1))));
         assert!(msg.contains("client_name"), "{msg}");
         for name in ["Evil\nApp", "Evil\u{7}", "a\u{1b}[31mred", "\u{202E}edualC"] {
             let msg = invalid_metadata(with("client_name", json!(name)));
@@ -923,10 +768,7 @@ mod tests {
             "policy_uri": "https://a.example/privacy"
         }));
         assert_eq!(m.client_uri.as_deref(), Some("https://a.example"));
-        assert_eq!(
-            m.logo_uri.as_deref(),
-            Some("http://localhost:3000/logo.png")
-        );
+        assert_eq!(m.logo_uri.as_deref(), Some("http://localhost:3000/logo.png"));
         roundtrips(&m);
 
         for member in ["client_uri", "logo_uri", "tos_uri", "policy_uri"] {
@@ -1000,12 +842,7 @@ mod tests {
     #[test]
     fn strings_are_capped() {
         let long = "x".repeat(MAX_STRING_LEN + 1);
-        for member in [
-            "software_id",
-            "scope",
-            "client_uri",
-            "token_endpoint_auth_method",
-        ] {
+        for member in ["software_id", "scope", "client_uri", "token_endpoint_auth_method"] {
             let msg = invalid_metadata(with(member, json!(long)));
             assert!(msg.contains("at most 2000 bytes"), "{msg}");
         }
@@ -1016,14 +853,7 @@ mod tests {
     #[test]
     fn to_json_has_required_members_and_no_empty_ones() {
         let mut b = base();
-        for member in [
-            "client_name",
-            "client_uri",
-            "logo_uri",
-            "scope",
-            "software_id",
-            "jwks_uri",
-        ] {
+        for member in ["client_name", "client_uri", "logo_uri", "scope", "software_id", "jwks_uri"] {
             b[member] = json!("");
         }
         b["policy_uri"] = json!(null);
@@ -1034,13 +864,7 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            [
-                "application_type",
-                "grant_types",
-                "redirect_uris",
-                "response_types",
-                "token_endpoint_auth_method"
-            ]
+            ["application_type", "grant_types", "redirect_uris", "response_types", "token_endpoint_auth_method"]
         );
         assert_eq!(j["redirect_uris"], json!(["https://app.example/cb"]));
         assert!(j.values().all(|v| !v.is_null() && v != ""));
@@ -1049,23 +873,14 @@ mod tests {
     #[test]
     fn redirect_uris_are_echoed_exactly() {
         let m = ok(json!({"redirect_uris": ["http://localhost", "HTTPS://App.Example"]}));
-        assert_eq!(
-            m.to_json()["redirect_uris"],
-            json!(["http://localhost", "HTTPS://App.Example"])
-        );
+        assert_eq!(m.to_json()["redirect_uris"], json!(["http://localhost", "HTTPS://App.Example"]));
     }
 
     #[test]
     fn error_codes() {
         let e = ClientMetadataError::InvalidRedirectUri("x".into());
-        assert_eq!(
-            (e.code(), e.description().as_str()),
-            ("invalid_redirect_uri", "x")
-        );
+        assert_eq!((e.code(), e.description().as_str()), ("invalid_redirect_uri", "x"));
         let e = ClientMetadataError::InvalidClientMetadata("y".into());
-        assert_eq!(
-            (e.code(), e.to_string().as_str()),
-            ("invalid_client_metadata", "y")
-        );
+        assert_eq!((e.code(), e.to_string().as_str()), ("invalid_client_metadata", "y"));
     }
 }

@@ -23,9 +23,7 @@ impl Params {
                 return Err(OAuthError::invalid_request("too many parameters"));
             }
             if v.len() > MAX_VALUE_LEN {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {k} is too long"
-                )));
+                return Err(OAuthError::invalid_request(format!("parameter {k} is too long")));
             }
             if v.is_empty() {
                 continue;
@@ -35,9 +33,7 @@ impl Params {
                 continue;
             }
             if p.map.insert(k.to_string(), v.into_owned()).is_some() {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {k} is repeated"
-                )));
+                return Err(OAuthError::invalid_request(format!("parameter {k} is repeated")));
             }
         }
         Ok(p)
@@ -48,8 +44,7 @@ impl Params {
     }
 
     pub fn require(&self, key: &str) -> Result<&str, OAuthError> {
-        self.get(key)
-            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter {key}")))
+        self.get(key).ok_or_else(|| OAuthError::invalid_request(format!("missing parameter {key}")))
     }
 
     pub fn resources(&self) -> &[String] {
@@ -80,19 +75,13 @@ mod tests {
         assert_eq!(p.get("b"), None);
         assert_eq!(p.get("c"), Some(" x y"));
         assert!(Params::parse("a=1&a=2").is_err());
-        assert!(
-            Params::parse("a=1&a=").is_ok(),
-            "an empty repeat counts as omitted"
-        );
+        assert!(Params::parse("a=1&a=").is_ok(), "an empty repeat counts as omitted");
     }
 
     #[test]
     fn resource_may_repeat() {
         let p = Params::parse("resource=https%3A%2F%2Fa&resource=https%3A%2F%2Fb").unwrap();
-        assert_eq!(
-            p.resources(),
-            &["https://a".to_string(), "https://b".to_string()]
-        );
+        assert_eq!(p.resources(), &["https://a".to_string(), "https://b".to_string()]);
         let again = Params::parse(&p.to_query()).unwrap();
         assert_eq!(again.resources(), p.resources());
     }

@@ -42,10 +42,9 @@ impl PkceError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::MalformedVerifier | Self::Mismatch => "invalid_grant",
-            Self::Missing
-            | Self::PlainNotAllowed
-            | Self::UnsupportedMethod(_)
-            | Self::MalformedChallenge => "invalid_request",
+            Self::Missing | Self::PlainNotAllowed | Self::UnsupportedMethod(_) | Self::MalformedChallenge => {
+                "invalid_request"
+            }
         }
     }
 }
@@ -56,9 +55,7 @@ impl CodeChallenge {
     ///
     /// Empty values count as omitted (OAuth 2.1 §3.1).
     pub fn parse(challenge: Option<&str>, method: Option<&str>) -> Result<Self, PkceError> {
-        let challenge = challenge
-            .filter(|c| !c.is_empty())
-            .ok_or(PkceError::Missing)?;
+        let challenge = challenge.filter(|c| !c.is_empty()).ok_or(PkceError::Missing)?;
         match method.filter(|m| !m.is_empty()) {
             None | Some("plain") => return Err(PkceError::PlainNotAllowed),
             Some(S256) => {}
@@ -66,10 +63,8 @@ impl CodeChallenge {
         }
         // Decoding (not just a charset check) also refuses non-canonical final
         // characters, which no SHA-256 output could produce.
-        let well_formed = challenge.len() == CHALLENGE_LEN
-            && URL_SAFE_NO_PAD
-                .decode(challenge)
-                .is_ok_and(|bytes| bytes.len() == 32);
+        let well_formed =
+            challenge.len() == CHALLENGE_LEN && URL_SAFE_NO_PAD.decode(challenge).is_ok_and(|bytes| bytes.len() == 32);
         if !well_formed {
             return Err(PkceError::MalformedChallenge);
         }
@@ -84,18 +79,12 @@ impl CodeChallenge {
     /// challenge; verifier syntax checked first (43..=128 chars of [A-Za-z0-9-._~]).
     pub fn verify(&self, verifier: &str) -> Result<(), PkceError> {
         let well_formed = VERIFIER_LEN.contains(&verifier.len())
-            && verifier
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
         if !well_formed {
             return Err(PkceError::MalformedVerifier);
         }
         let computed = s256(verifier);
-        if constant_time_eq(computed.as_bytes(), self.0.as_bytes()) {
-            Ok(())
-        } else {
-            Err(PkceError::Mismatch)
-        }
+        if constant_time_eq(computed.as_bytes(), self.0.as_bytes()) { Ok(()) } else { Err(PkceError::Mismatch) }
     }
 }
 
@@ -125,13 +114,13 @@ mod tests {
         // The RFC's verifier is BASE64URL of these 32 octets, and the
         // challenge is BASE64URL(SHA256(ASCII(verifier))).
         let octets: [u8; 32] = [
-            116, 24, 223, 180, 151, 153, 224, 37, 79, 250, 96, 125, 216, 173, 187, 186, 22, 212,
-            37, 77, 105, 214, 191, 240, 91, 88, 5, 88, 83, 132, 141, 121,
+            116, 24, 223, 180, 151, 153, 224, 37, 79, 250, 96, 125, 216, 173, 187, 186, 22, 212, 37, 77, 105, 214, 191,
+            240, 91, 88, 5, 88, 83, 132, 141, 121,
         ];
         assert_eq!(URL_SAFE_NO_PAD.encode(octets), RFC_VERIFIER);
         let digest: [u8; 32] = [
-            19, 211, 30, 150, 26, 26, 216, 236, 47, 22, 177, 12, 76, 152, 46, 8, 118, 168, 120,
-            173, 109, 241, 68, 86, 110, 225, 137, 74, 203, 112, 249, 195,
+            19, 211, 30, 150, 26, 26, 216, 236, 47, 22, 177, 12, 76, 152, 46, 8, 118, 168, 120, 173, 109, 241, 68, 86,
+            110, 225, 137, 74, 203, 112, 249, 195,
         ];
         assert_eq!(Sha256::digest(RFC_VERIFIER.as_bytes()).as_slice(), digest);
         assert_eq!(URL_SAFE_NO_PAD.encode(digest), RFC_CHALLENGE);
@@ -155,14 +144,8 @@ mod tests {
 
     #[test]
     fn missing_challenge() {
-        assert_eq!(
-            CodeChallenge::parse(None, Some("S256")),
-            Err(PkceError::Missing)
-        );
-        assert_eq!(
-            CodeChallenge::parse(Some(""), Some("S256")),
-            Err(PkceError::Missing)
-        );
+        assert_eq!(CodeChallenge::parse(None, Some("S256")), Err(PkceError::Missing));
+        assert_eq!(CodeChallenge::parse(Some(""), Some("S256")), Err(PkceError::Missing));
         assert_eq!(CodeChallenge::parse(None, None), Err(PkceError::Missing));
         assert_eq!(PkceError::Missing.code(), "invalid_request");
     }
@@ -181,10 +164,7 @@ mod tests {
     #[test]
     fn other_methods_are_unsupported_and_case_matters() {
         for m in ["s256", "S512", "SHA256"] {
-            assert_eq!(
-                CodeChallenge::parse(Some(RFC_CHALLENGE), Some(m)),
-                Err(PkceError::UnsupportedMethod(m.into()))
-            );
+            assert_eq!(CodeChallenge::parse(Some(RFC_CHALLENGE), Some(m)), Err(PkceError::UnsupportedMethod(m.into())));
         }
     }
 
@@ -202,11 +182,7 @@ mod tests {
             &"a".repeat(128),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-c\n",
         ] {
-            assert_eq!(
-                CodeChallenge::parse(Some(c), Some("S256")),
-                Err(PkceError::MalformedChallenge),
-                "{c:?}"
-            );
+            assert_eq!(CodeChallenge::parse(Some(c), Some("S256")), Err(PkceError::MalformedChallenge), "{c:?}");
         }
     }
 

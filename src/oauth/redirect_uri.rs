@@ -117,11 +117,7 @@ impl RedirectUri {
                     return Err(RedirectUriError::MissingHost);
                 }
                 check_port(port)?;
-                Ok(Self {
-                    original: s.to_owned(),
-                    kind: Kind::Https,
-                    host: url.host_str().map(str::to_owned),
-                })
+                Ok(Self { original: s.to_owned(), kind: Kind::Https, host: url.host_str().map(str::to_owned) })
             }
             "http" => {
                 let authority = raw.authority.ok_or(RedirectUriError::InsecureHttp)?;
@@ -132,10 +128,7 @@ impl RedirectUri {
                 check_port(port)?;
                 Ok(Self {
                     original: s.to_owned(),
-                    kind: Kind::Loopback {
-                        host: host.to_owned(),
-                        path_and_query: raw.rest.to_owned(),
-                    },
+                    kind: Kind::Loopback { host: host.to_owned(), path_and_query: raw.rest.to_owned() },
                     host: Some(host.to_owned()),
                 })
             }
@@ -175,23 +168,14 @@ impl RedirectUri {
         if requested == self.original {
             return true;
         }
-        let Kind::Loopback {
-            host,
-            path_and_query,
-        } = &self.kind
-        else {
+        let Kind::Loopback { host, path_and_query } = &self.kind else {
             return false;
         };
         // Parsing refuses fragments, userinfo and non-loopback http for us.
         match Self::parse(requested) {
-            Ok(Self {
-                kind:
-                    Kind::Loopback {
-                        host: req_host,
-                        path_and_query: req_rest,
-                    },
-                ..
-            }) => req_host == *host && req_rest == *path_and_query,
+            Ok(Self { kind: Kind::Loopback { host: req_host, path_and_query: req_rest }, .. }) => {
+                req_host == *host && req_rest == *path_and_query
+            }
             _ => false,
         }
     }
@@ -251,15 +235,12 @@ fn check_uri_characters(s: &str) -> Result<(), RedirectUriError> {
         return Err(RedirectUriError::InvalidCharacter(c));
     }
     let b = s.as_bytes();
-    let percent_ok = b.iter().enumerate().all(|(i, &c)| {
-        c != b'%'
-            || b.get(i + 1..i + 3)
-                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-    });
+    let percent_ok = b
+        .iter()
+        .enumerate()
+        .all(|(i, &c)| c != b'%' || b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)));
     if !percent_ok {
-        return Err(RedirectUriError::Malformed(
-            "'%' must be followed by two hex digits".into(),
-        ));
+        return Err(RedirectUriError::Malformed("'%' must be followed by two hex digits".into()));
     }
     Ok(())
 }
@@ -281,17 +262,9 @@ fn split_raw(s: &str) -> Result<RawParts<'_>, RedirectUriError> {
         Some(hier) => {
             let end = hier.find(['/', '?', '#']).unwrap_or(hier.len());
             let (authority, rest) = hier.split_at(end);
-            RawParts {
-                scheme,
-                authority: Some(authority),
-                rest,
-            }
+            RawParts { scheme, authority: Some(authority), rest }
         }
-        None => RawParts {
-            scheme,
-            authority: None,
-            rest: after,
-        },
+        None => RawParts { scheme, authority: None, rest: after },
     })
 }
 
@@ -304,16 +277,12 @@ fn is_valid_scheme(scheme: &str) -> bool {
 
 fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), RedirectUriError> {
     if authority.starts_with('[') {
-        let end = authority
-            .find(']')
-            .ok_or_else(|| RedirectUriError::Malformed("unterminated IPv6 literal".into()))?;
+        let end = authority.find(']').ok_or_else(|| RedirectUriError::Malformed("unterminated IPv6 literal".into()))?;
         let (host, after) = authority.split_at(end + 1);
         if after.is_empty() {
             return Ok((host, None));
         }
-        let port = after
-            .strip_prefix(':')
-            .ok_or(RedirectUriError::InvalidPort)?;
+        let port = after.strip_prefix(':').ok_or(RedirectUriError::InvalidPort)?;
         return Ok((host, Some(port)));
     }
     Ok(match authority.split_once(':') {
@@ -325,9 +294,7 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), RedirectUriE
 /// An empty port (`http://127.0.0.1:/cb`) is legal RFC 3986 but no client sends one.
 fn check_port(port: Option<&str>) -> Result<(), RedirectUriError> {
     match port {
-        Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) => {
-            Err(RedirectUriError::InvalidPort)
-        }
+        Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) => Err(RedirectUriError::InvalidPort),
         _ => Ok(()),
     }
 }
@@ -377,10 +344,7 @@ mod tests {
         ] {
             assert!(ok(s).is_loopback(), "{s}");
         }
-        assert_eq!(
-            ok("http://127.0.0.1:1/").host().as_deref(),
-            Some("127.0.0.1")
-        );
+        assert_eq!(ok("http://127.0.0.1:1/").host().as_deref(), Some("127.0.0.1"));
         assert_eq!(ok("http://[::1]:1/").host().as_deref(), Some("[::1]"));
     }
 
@@ -432,11 +396,7 @@ mod tests {
             ("tel:123", "tel"),
             ("sms:123", "sms"),
         ] {
-            assert_eq!(
-                err(s),
-                RedirectUriError::ForbiddenScheme(scheme.into()),
-                "{s}"
-            );
+            assert_eq!(err(s), RedirectUriError::ForbiddenScheme(scheme.into()), "{s}");
         }
     }
 
@@ -456,14 +416,8 @@ mod tests {
 
     #[test]
     fn refuses_userinfo() {
-        assert_eq!(
-            err("https://user@example.com/cb"),
-            RedirectUriError::Userinfo
-        );
-        assert_eq!(
-            err("https://u:p@example.com/cb"),
-            RedirectUriError::Userinfo
-        );
+        assert_eq!(err("https://user@example.com/cb"), RedirectUriError::Userinfo);
+        assert_eq!(err("https://u:p@example.com/cb"), RedirectUriError::Userinfo);
         assert_eq!(err("http://@127.0.0.1/cb"), RedirectUriError::Userinfo);
         assert_eq!(err("cursor://x@y/cb"), RedirectUriError::Userinfo);
     }
@@ -485,18 +439,9 @@ mod tests {
 
     #[test]
     fn refuses_characters_outside_rfc3986() {
-        assert_eq!(
-            err("https://good.example\\.evil.example/cb"),
-            RedirectUriError::InvalidCharacter('\\')
-        );
-        assert_eq!(
-            err("https://example.com/<script>"),
-            RedirectUriError::InvalidCharacter('<')
-        );
-        assert_eq!(
-            err("https://exämple.com/cb"),
-            RedirectUriError::InvalidCharacter('ä')
-        );
+        assert_eq!(err("https://good.example\\.evil.example/cb"), RedirectUriError::InvalidCharacter('\\'));
+        assert_eq!(err("https://example.com/<script>"), RedirectUriError::InvalidCharacter('<'));
+        assert_eq!(err("https://exämple.com/cb"), RedirectUriError::InvalidCharacter('ä'));
     }
 
     #[test]
@@ -520,22 +465,10 @@ mod tests {
         assert_eq!(err("https:///cb"), RedirectUriError::MissingHost);
         assert_eq!(err("https:/cb"), RedirectUriError::MissingHost);
         assert_eq!(err("http://127.0.0.1:/cb"), RedirectUriError::InvalidPort);
-        assert!(matches!(
-            err("http://[::1]x/cb"),
-            RedirectUriError::Malformed(_) | RedirectUriError::InvalidPort
-        ));
-        assert!(matches!(
-            err("http://127.0.0.1:99999/cb"),
-            RedirectUriError::Malformed(_)
-        ));
-        assert!(matches!(
-            err("https://a.example/%zz"),
-            RedirectUriError::Malformed(_)
-        ));
-        assert!(matches!(
-            err("https://[::1/cb"),
-            RedirectUriError::Malformed(_)
-        ));
+        assert!(matches!(err("http://[::1]x/cb"), RedirectUriError::Malformed(_) | RedirectUriError::InvalidPort));
+        assert!(matches!(err("http://127.0.0.1:99999/cb"), RedirectUriError::Malformed(_)));
+        assert!(matches!(err("https://a.example/%zz"), RedirectUriError::Malformed(_)));
+        assert!(matches!(err("https://[::1/cb"), RedirectUriError::Malformed(_)));
     }
 
     #[test]
@@ -549,11 +482,7 @@ mod tests {
 
     #[test]
     fn errors_display_one_line() {
-        for e in [
-            err("http://example.com/cb"),
-            err("javascript:alert(1)"),
-            err("https://a/\r\n"),
-        ] {
+        for e in [err("http://example.com/cb"), err("javascript:alert(1)"), err("https://a/\r\n")] {
             let msg = e.to_string();
             assert!(!msg.is_empty() && !msg.contains('\n'), "{msg:?}");
         }

@@ -95,9 +95,7 @@ fn canonicalise(s: &str, mode: Mode) -> Result<ResourceUri, ResourceUriError> {
         return Err(ResourceUriError::Fragment);
     }
     if !percent_encoding_ok(s) {
-        return Err(ResourceUriError::Malformed(
-            "'%' must be followed by two hex digits".into(),
-        ));
+        return Err(ResourceUriError::Malformed("'%' must be followed by two hex digits".into()));
     }
 
     let (scheme, after) = s.split_once(':').ok_or(ResourceUriError::NotAbsolute)?;
@@ -110,9 +108,7 @@ fn canonicalise(s: &str, mode: Mode) -> Result<ResourceUri, ResourceUriError> {
     }
     // The URL parser turns `https:h` and `https:///h` into `https://h/`; a
     // resource indicator has to spell its authority out.
-    let hier = after
-        .strip_prefix("//")
-        .ok_or(ResourceUriError::MissingHost)?;
+    let hier = after.strip_prefix("//").ok_or(ResourceUriError::MissingHost)?;
     let authority = &hier[..hier.find(['/', '?']).unwrap_or(hier.len())];
     if authority.contains('@') {
         return Err(ResourceUriError::Userinfo);
@@ -157,11 +153,9 @@ fn is_loopback(url: &url::Url) -> bool {
 /// resource could otherwise survive canonicalisation.
 fn percent_encoding_ok(s: &str) -> bool {
     let b = s.as_bytes();
-    b.iter().enumerate().all(|(i, &c)| {
-        c != b'%'
-            || b.get(i + 1..i + 3)
-                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-    })
+    b.iter()
+        .enumerate()
+        .all(|(i, &c)| c != b'%' || b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
 }
 
 /// RFC 3986 unreserved, reserved and `%`.
@@ -192,18 +186,12 @@ mod tests {
             assert_eq!(reg(s).as_deref(), Ok("https://mcp.example.com"), "{s}");
             assert_eq!(req(s).as_deref(), Ok("https://mcp.example.com"), "{s}");
         }
-        assert_eq!(
-            reg("http://localhost:80/").as_deref(),
-            Ok("http://localhost")
-        );
+        assert_eq!(reg("http://localhost:80/").as_deref(), Ok("http://localhost"));
     }
 
     #[test]
     fn keeps_non_default_port_and_path_exactly() {
-        assert_eq!(
-            reg("https://h:8443/mcp").as_deref(),
-            Ok("https://h:8443/mcp")
-        );
+        assert_eq!(reg("https://h:8443/mcp").as_deref(), Ok("https://h:8443/mcp"));
         assert_eq!(reg("https://h/mcp").as_deref(), Ok("https://h/mcp"));
         assert_eq!(reg("https://h/mcp/").as_deref(), Ok("https://h/mcp/"));
         assert_eq!(reg("https://H/MCP").as_deref(), Ok("https://h/MCP"));
@@ -215,37 +203,19 @@ mod tests {
 
     #[test]
     fn registration_allows_http_only_on_loopback() {
-        assert_eq!(
-            reg("http://localhost:3000/mcp").as_deref(),
-            Ok("http://localhost:3000/mcp")
-        );
-        assert_eq!(
-            reg("http://127.0.0.1:3000/mcp").as_deref(),
-            Ok("http://127.0.0.1:3000/mcp")
-        );
+        assert_eq!(reg("http://localhost:3000/mcp").as_deref(), Ok("http://localhost:3000/mcp"));
+        assert_eq!(reg("http://127.0.0.1:3000/mcp").as_deref(), Ok("http://127.0.0.1:3000/mcp"));
         assert_eq!(reg("http://[::1]/mcp").as_deref(), Ok("http://[::1]/mcp"));
-        assert_eq!(
-            reg("http://LOCALHOST/mcp").as_deref(),
-            Ok("http://localhost/mcp")
-        );
-        assert_eq!(
-            reg("http://example.com/mcp"),
-            Err(ResourceUriError::HttpsRequired)
-        );
-        assert_eq!(
-            reg("http://localhost.example.com/mcp"),
-            Err(ResourceUriError::HttpsRequired)
-        );
+        assert_eq!(reg("http://LOCALHOST/mcp").as_deref(), Ok("http://localhost/mcp"));
+        assert_eq!(reg("http://example.com/mcp"), Err(ResourceUriError::HttpsRequired));
+        assert_eq!(reg("http://localhost.example.com/mcp"), Err(ResourceUriError::HttpsRequired));
         let msg = ResourceUriError::HttpsRequired.to_string();
         assert!(msg.contains("https"), "{msg}");
     }
 
     #[test]
     fn requested_http_elsewhere_is_canonicalised_not_refused() {
-        assert_eq!(
-            req("HTTP://Example.com:80/mcp").as_deref(),
-            Ok("http://example.com/mcp")
-        );
+        assert_eq!(req("HTTP://Example.com:80/mcp").as_deref(), Ok("http://example.com/mcp"));
     }
 
     #[test]
@@ -271,10 +241,7 @@ mod tests {
         assert_eq!(reg("https://h/mcp?x=1"), Err(ResourceUriError::Query));
         assert_eq!(reg("https://h/mcp?"), Err(ResourceUriError::Query));
         assert_eq!(req("https://h/mcp?x=1").as_deref(), Ok("https://h/mcp"));
-        assert_eq!(
-            req("https://mcp.sentry.dev/mcp?utm_source=plugin").as_deref(),
-            Ok("https://mcp.sentry.dev/mcp")
-        );
+        assert_eq!(req("https://mcp.sentry.dev/mcp?utm_source=plugin").as_deref(), Ok("https://mcp.sentry.dev/mcp"));
         assert_eq!(req("https://h/?a=b").as_deref(), Ok("https://h"));
         assert_eq!(req("https://h?a=b").as_deref(), Ok("https://h"));
         assert!(ResourceUriError::Query.to_string().contains("query"));
@@ -304,12 +271,7 @@ mod tests {
 
     #[test]
     fn refuses_missing_host() {
-        for s in [
-            "https:///mcp",
-            "https:mcp.example.com",
-            "https://",
-            "https://:443/",
-        ] {
+        for s in ["https:///mcp", "https:mcp.example.com", "https://", "https://:443/"] {
             assert_eq!(reg(s), Err(ResourceUriError::MissingHost), "{s}");
             assert_eq!(req(s), Err(ResourceUriError::MissingHost), "{s}");
         }
@@ -331,14 +293,8 @@ mod tests {
 
     #[test]
     fn refuses_malformed_and_overlong() {
-        assert!(matches!(
-            reg("https://h:99999/mcp"),
-            Err(ResourceUriError::Malformed(_))
-        ));
-        assert!(matches!(
-            reg("https://[::1/mcp"),
-            Err(ResourceUriError::Malformed(_))
-        ));
+        assert!(matches!(reg("https://h:99999/mcp"), Err(ResourceUriError::Malformed(_))));
+        assert!(matches!(reg("https://[::1/mcp"), Err(ResourceUriError::Malformed(_))));
         for s in ["https://h/%zz", "https://h/mcp%", "https://h/mcp%4"] {
             assert!(matches!(reg(s), Err(ResourceUriError::Malformed(_))), "{s}");
             assert!(matches!(req(s), Err(ResourceUriError::Malformed(_))), "{s}");

@@ -50,12 +50,7 @@ impl ScopeSet {
     /// empty strings are skipped so the space-separated form stays parseable.
     #[allow(clippy::should_implement_trait)] // the inherent name is part of the agreed API; FromIterator is implemented too
     pub fn from_iter<I: IntoIterator<Item = S>, S: Into<String>>(i: I) -> Self {
-        Self(
-            i.into_iter()
-                .map(Into::into)
-                .filter(|s| !s.is_empty())
-                .collect(),
-        )
+        Self(i.into_iter().map(Into::into).filter(|s| !s.is_empty()).collect())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -164,10 +159,7 @@ mod tests {
 
     #[test]
     fn accepts_full_scope_token_alphabet() {
-        let all: String = (0x21u8..=0x7E)
-            .filter(|b| *b != b'"' && *b != b'\\')
-            .map(char::from)
-            .collect();
+        let all: String = (0x21u8..=0x7E).filter(|b| *b != b'"' && *b != b'\\').map(char::from).collect();
         assert_eq!(set(&all).len(), 1);
     }
 
@@ -181,11 +173,7 @@ mod tests {
             ("caf\u{e9}", "caf\u{e9}"),
             ("x\u{7f}", "x\u{7f}"),
         ] {
-            assert_eq!(
-                ScopeSet::parse(input),
-                Err(ScopeError::InvalidCharacter(token.into())),
-                "{input:?}"
-            );
+            assert_eq!(ScopeSet::parse(input), Err(ScopeError::InvalidCharacter(token.into())), "{input:?}");
         }
         let msg = ScopeError::InvalidCharacter("a\nb".into()).to_string();
         assert!(!msg.contains('\n'), "{msg}");
@@ -195,10 +183,7 @@ mod tests {
     fn caps_input_length() {
         let ok = "a".repeat(MAX_LEN);
         assert_eq!(set(&ok).len(), 1);
-        assert_eq!(
-            ScopeSet::parse(&"a ".repeat(MAX_LEN / 2 + 1)),
-            Err(ScopeError::TooLong)
-        );
+        assert_eq!(ScopeSet::parse(&"a ".repeat(MAX_LEN / 2 + 1)), Err(ScopeError::TooLong));
     }
 
     #[test]
@@ -212,10 +197,7 @@ mod tests {
         assert_eq!(asked.difference(&granted), set("c"));
         assert_eq!(granted.without(OFFLINE_ACCESS), set("a b"));
         assert_eq!(granted.without("zzz"), granted);
-        assert_eq!(
-            granted.iter().collect::<Vec<_>>(),
-            ["a", "b", "offline_access"]
-        );
+        assert_eq!(granted.iter().collect::<Vec<_>>(), ["a", "b", "offline_access"]);
     }
 
     #[test]
@@ -232,10 +214,7 @@ mod tests {
         assert_eq!(s.to_string(), "mcp offline_access");
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(json, r#""mcp offline_access""#);
-        assert_eq!(
-            serde_json::from_str::<ScopeSet>(r#"" mcp  offline_access""#).unwrap(),
-            s
-        );
+        assert_eq!(serde_json::from_str::<ScopeSet>(r#"" mcp  offline_access""#).unwrap(), s);
         assert!(serde_json::from_str::<ScopeSet>(r#""a\tb""#).is_err());
     }
 }

@@ -27,11 +27,7 @@ pub struct EventRow {
 }
 
 pub async fn record(db: &Db, e: &Event<'_>, now: i64) -> Result<()> {
-    let details = if e.details.is_null() {
-        "{}".to_string()
-    } else {
-        e.details.to_string()
-    };
+    let details = if e.details.is_null() { "{}".to_string() } else { e.details.to_string() };
     dispatch!(db, |pool| {
         sqlx::query(
         "INSERT INTO audit_events (id, at, event, actor, user_id, client_id, ip, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"

@@ -104,10 +104,7 @@ pub async fn create(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
         .bind(c.metadata_expires_at)
         .fetch_one(pool)
         .await
-        .map_err(|e| StoreError::on_conflict(e, || format!(
-            "a client with id {:?} already exists",
-            c.client_id
-        )))?);
+        .map_err(|e| StoreError::on_conflict(e, || format!("a client with id {:?} already exists", c.client_id)))?);
     Ok(row.into())
 }
 
@@ -164,10 +161,7 @@ pub async fn update_metadata(
 
 pub async fn get(db: &Db, client_id: &str) -> Result<Option<Client>> {
     let sql = format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1");
-    let row: Option<Row> = dispatch!(db, |pool| sqlx::query_as(&sql)
-        .bind(client_id)
-        .fetch_optional(pool)
-        .await?);
+    let row: Option<Row> = dispatch!(db, |pool| sqlx::query_as(&sql).bind(client_id).fetch_optional(pool).await?);
     Ok(row.map(Client::from))
 }
 
@@ -178,29 +172,21 @@ pub async fn list(db: &Db) -> Result<Vec<Client>> {
 }
 
 pub async fn count_by_kind(db: &Db, kind: ClientKind) -> Result<i64> {
-    dispatch!(db, |pool| sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM clients WHERE kind = $1"
-    )
-    .bind(kind.as_str())
-    .fetch_one(pool)
-    .await
-    .map_err(StoreError::from))
+    dispatch!(db, |pool| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM clients WHERE kind = $1")
+        .bind(kind.as_str())
+        .fetch_one(pool)
+        .await
+        .map_err(StoreError::from))
 }
 
 /// Deletes a client; its grants, codes and refresh tokens go with it (cascade).
 pub async fn remove(db: &Db, client_id: &str) -> Result<()> {
-    let n = dispatch!(db, |pool| sqlx::query(
-        "DELETE FROM clients WHERE client_id = $1"
-    )
-    .bind(client_id)
-    .execute(pool)
-    .await?
-    .rows_affected());
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    let n = dispatch!(db, |pool| sqlx::query("DELETE FROM clients WHERE client_id = $1")
+        .bind(client_id)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }
 
 /// Records use at most once a minute per client, so hot paths do not write on every request.

@@ -108,11 +108,13 @@ pub async fn redeem<T, E>(
                     .await?;
             }
             if let Some(jti) = jti {
-                sqlx::query("INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
-                    .bind(jti)
-                    .bind(now + 86_400)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(jti)
+                .bind(now + 86_400)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             return Ok(Redeemed::Replayed { grant_id });

@@ -17,16 +17,10 @@ pub struct Grant {
     pub revoked_at: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, user_id, client_id, resource_id, scope, created_at, updated_at, last_used_at, revoked_at";
+const COLUMNS: &str = "id, user_id, client_id, resource_id, scope, created_at, updated_at, last_used_at, revoked_at";
 
 /// The live grant of this person to this client for this resource, if any.
-pub async fn live(
-    db: &Db,
-    user_id: Uuid,
-    client_id: &str,
-    resource_id: Uuid,
-) -> Result<Option<Grant>> {
+pub async fn live(db: &Db, user_id: Uuid, client_id: &str, resource_id: Uuid) -> Result<Option<Grant>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM grants WHERE user_id = $1 AND client_id = $2 AND resource_id = $3 AND revoked_at IS NULL"
     );
@@ -41,11 +35,7 @@ pub async fn live(
 
 pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<Grant>> {
     let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = $1");
-    dispatch!(db, |pool| sqlx::query_as::<_, Grant>(&sql)
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::from))
+    dispatch!(db, |pool| sqlx::query_as::<_, Grant>(&sql).bind(id).fetch_optional(pool).await.map_err(StoreError::from))
 }
 
 /// Records consent: sets the live grant's scope to `scope`, creating the grant when there is none.
@@ -65,20 +55,18 @@ pub async fn approve(
              AND revoked_at IS NULL{}",
             for_update(pool)
         );
-        let existing: Option<Grant> = sqlx::query_as(&select)
-            .bind(user_id)
-            .bind(client_id)
-            .bind(resource_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing: Option<Grant> =
+            sqlx::query_as(&select).bind(user_id).bind(client_id).bind(resource_id).fetch_optional(&mut *tx).await?;
         let grant: Grant = match existing {
             Some(g) => {
-                sqlx::query_as(&format!("UPDATE grants SET scope = $1, updated_at = $2 WHERE id = $3 RETURNING {COLUMNS}"))
-                    .bind(scope)
-                    .bind(now)
-                    .bind(g.id)
-                    .fetch_one(&mut *tx)
-                    .await?
+                sqlx::query_as(&format!(
+                    "UPDATE grants SET scope = $1, updated_at = $2 WHERE id = $3 RETURNING {COLUMNS}"
+                ))
+                .bind(scope)
+                .bind(now)
+                .bind(g.id)
+                .fetch_one(&mut *tx)
+                .await?
             }
             None => {
                 sqlx::query_as(&format!(
@@ -104,32 +92,23 @@ pub async fn approve(
 pub async fn revoke(db: &Db, id: Uuid, now: i64) -> Result<bool> {
     dispatch!(db, |pool| {
         let mut tx = pool.begin_write().await?;
-        let n =
-            sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        let n = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(n > 0)
     })
 }
 
 pub async fn list_for_user(db: &Db, user_id: Uuid) -> Result<Vec<Grant>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM grants WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at"
-    );
-    dispatch!(db, |pool| sqlx::query_as::<_, Grant>(&sql)
-        .bind(user_id)
-        .fetch_all(pool)
-        .await
-        .map_err(StoreError::from))
+    let sql = format!("SELECT {COLUMNS} FROM grants WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at");
+    dispatch!(db, |pool| sqlx::query_as::<_, Grant>(&sql).bind(user_id).fetch_all(pool).await.map_err(StoreError::from))
 }

@@ -36,19 +36,15 @@ pub async fn insert(db: &Db, k: &KeyRow) -> Result<()> {
 /// All keys, oldest activation first.
 pub async fn list(db: &Db) -> Result<Vec<KeyRow>> {
     let sql = format!("SELECT {COLUMNS} FROM signing_keys ORDER BY activates_at, created_at");
-    dispatch!(db, |pool| Ok(sqlx::query_as::<_, KeyRow>(&sql)
-        .fetch_all(pool)
-        .await?))
+    dispatch!(db, |pool| Ok(sqlx::query_as::<_, KeyRow>(&sql).fetch_all(pool).await?))
 }
 
 /// Drops keys superseded long enough ago that no token they signed can still be valid.
 pub async fn delete(db: &Db, kid: &str) -> Result<()> {
-    dispatch!(db, |pool| sqlx::query(
-        "DELETE FROM signing_keys WHERE kid = $1"
-    )
-    .bind(kid)
-    .execute(pool)
-    .await?
-    .rows_affected());
+    dispatch!(db, |pool| sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+        .bind(kid)
+        .execute(pool)
+        .await?
+        .rows_affected());
     Ok(())
 }

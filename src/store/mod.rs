@@ -5,9 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub mod audit;
 pub mod clients;
@@ -89,9 +87,7 @@ pub(crate) trait BeginWrite {
     type Database: sqlx::Database;
     fn begin_write(
         &self,
-    ) -> impl Future<
-        Output = std::result::Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>,
-    > + Send;
+    ) -> impl Future<Output = std::result::Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send;
     /// The row-lock suffix for `SELECT`s inside a write transaction.
     const FOR_UPDATE: &'static str;
 }
@@ -100,9 +96,7 @@ impl BeginWrite for SqlitePool {
     type Database = sqlx::Sqlite;
     fn begin_write(
         &self,
-    ) -> impl Future<
-        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
-    > + Send {
+    ) -> impl Future<Output = std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send {
         self.begin_with("BEGIN IMMEDIATE")
     }
     const FOR_UPDATE: &'static str = "";
@@ -112,9 +106,7 @@ impl BeginWrite for PgPool {
     type Database = sqlx::Postgres;
     fn begin_write(
         &self,
-    ) -> impl Future<
-        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
-    > + Send {
+    ) -> impl Future<Output = std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send {
         self.begin()
     }
     const FOR_UPDATE: &'static str = " FOR UPDATE";
@@ -138,22 +130,15 @@ impl Db {
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             return Ok(Db::Postgres(pool));
         }
-        let path = url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
+        let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
         let path = path.split('?').next().unwrap_or(path);
         let memory = path == ":memory:" || path.is_empty();
-        if !memory {
-            if let Some(dir) = std::path::Path::new(path).parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::Unavailable(format!(
-                            "cannot create data directory {}: {e}",
-                            dir.display()
-                        ))
-                    })?;
-                }
-            }
+        if !memory
+            && let Some(dir) = std::path::Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create data directory {}: {e}", dir.display())))?;
         }
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -181,10 +166,7 @@ impl Db {
     /// Readiness: one round trip.
     pub async fn ping(&self) -> Result<()> {
         dispatch!(self, |pool| {
-            sqlx::query("SELECT 1")
-                .execute(pool)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+            sqlx::query("SELECT 1").execute(pool).await.map_err(StoreError::from_sqlx)?;
         });
         Ok(())
     }
@@ -211,12 +193,7 @@ impl Db {
                 "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
                 "DELETE FROM refresh_tokens WHERE expires_at < $1 - 86400",
             ] {
-                n += sqlx::query(sql)
-                    .bind(now)
-                    .execute(pool)
-                    .await
-                    .map_err(StoreError::from_sqlx)?
-                    .rows_affected();
+                n += sqlx::query(sql).bind(now).execute(pool).await.map_err(StoreError::from_sqlx)?.rows_affected();
             }
         });
         Ok(n)

@@ -76,10 +76,7 @@ pub async fn insert(db: &Db, r: &NewRefreshToken) -> Result<()> {
 
 pub async fn by_hash(db: &Db, token_hash: &[u8]) -> Result<Option<RefreshToken>> {
     let sql = format!("{SELECT} WHERE t.token_hash = $1");
-    dispatch!(db, |pool| Ok(sqlx::query_as::<_, RefreshToken>(&sql)
-        .bind(token_hash)
-        .fetch_optional(pool)
-        .await?))
+    dispatch!(db, |pool| Ok(sqlx::query_as::<_, RefreshToken>(&sql).bind(token_hash).fetch_optional(pool).await?))
 }
 
 /// How a presented refresh token was handled.
@@ -92,11 +89,7 @@ pub enum Rotated<T, E> {
     /// Used again inside the grace window: the same successor, sealed under a key from this token.
     Grace(RefreshToken, Vec<u8>),
     /// Used again after the grace window (or its successor moved on): the whole grant was revoked.
-    Reused {
-        grant_id: Uuid,
-        user_id: Uuid,
-        client_id: String,
-    },
+    Reused { grant_id: Uuid, user_id: Uuid, client_id: String },
     /// Unknown, expired, revoked, or its grant or person is no longer active.
     Invalid,
 }
@@ -123,20 +116,15 @@ pub async fn rotate<T, E>(
             "" => "",
             _ => " FOR UPDATE OF t",
         };
-        let row: Option<RefreshToken> =
-            sqlx::query_as(&format!("{SELECT} WHERE t.token_hash = $1{lock}"))
-                .bind(token_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let row: Option<RefreshToken> = sqlx::query_as(&format!("{SELECT} WHERE t.token_hash = $1{lock}"))
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else {
             return Ok(Rotated::Invalid);
         };
         // Another client presenting this token learns nothing and changes nothing.
-        if row.client_id != client_id
-            || row.revoked_at.is_some()
-            || !row.grant_live
-            || row.expires_at <= now
-        {
+        if row.client_id != client_id || row.revoked_at.is_some() || !row.grant_live || row.expires_at <= now {
             return Ok(Rotated::Invalid);
         }
         let Some(rotated_at) = row.rotated_at else {
@@ -174,28 +162,23 @@ pub async fn rotate<T, E>(
             .await?,
             None => None,
         };
-        if now - rotated_at < grace && successor_current.is_some() {
-            if let Some(sealed) = row.successor_sealed.clone() {
-                return Ok(Rotated::Grace(row, sealed));
-            }
+        if now - rotated_at < grace
+            && successor_current.is_some()
+            && let Some(sealed) = row.successor_sealed.clone()
+        {
+            return Ok(Rotated::Grace(row, sealed));
         }
         sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(row.grant_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(row.grant_id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(row.grant_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(Rotated::Reused {
-            grant_id: row.grant_id,
-            user_id: row.user_id,
-            client_id: row.client_id,
-        })
+        Ok(Rotated::Reused { grant_id: row.grant_id, user_id: row.user_id, client_id: row.client_id })
     })
 }

@@ -60,10 +60,7 @@ async fn write(db: &Db, new: &NewResource, now: i64, replace: bool) -> Result<Re
         let row: ResourceRow = match existing {
             Some(_) if !replace => return Err(StoreError::Conflict(conflict())),
             Some(id) => {
-                sqlx::query("DELETE FROM resource_scopes WHERE resource_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query("DELETE FROM resource_scopes WHERE resource_id = $1").bind(id).execute(&mut *tx).await?;
                 sqlx::query_as(&format!(
                     "UPDATE resources SET name = $1, token_lifetime = $2, updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
                 ))
@@ -101,21 +98,17 @@ async fn write(db: &Db, new: &NewResource, now: i64, replace: bool) -> Result<Re
             .map_err(|e| StoreError::on_conflict(e, || format!("scope {:?} is listed twice", s.name)))?;
         }
         tx.commit().await?;
-        Ok(Resource {
-            row,
-            scopes: new.scopes.clone(),
-        })
+        Ok(Resource { row, scopes: new.scopes.clone() })
     })
 }
 
 pub async fn by_uri(db: &Db, uri: &str) -> Result<Option<Resource>> {
-    let row: Option<ResourceRow> = dispatch!(db, |pool| sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM resources WHERE uri = $1"
-    ))
-    .bind(uri)
-    .fetch_optional(pool)
-    .await
-    .map_err(StoreError::from_sqlx)?);
+    let row: Option<ResourceRow> =
+        dispatch!(db, |pool| sqlx::query_as(&format!("SELECT {COLUMNS} FROM resources WHERE uri = $1"))
+            .bind(uri)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::from_sqlx)?);
     match row {
         Some(row) => Ok(Some(with_scopes(db, row).await?)),
         None => Ok(None),
@@ -123,13 +116,12 @@ pub async fn by_uri(db: &Db, uri: &str) -> Result<Option<Resource>> {
 }
 
 pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<Resource>> {
-    let row: Option<ResourceRow> = dispatch!(db, |pool| sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM resources WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
-    .map_err(StoreError::from_sqlx)?);
+    let row: Option<ResourceRow> =
+        dispatch!(db, |pool| sqlx::query_as(&format!("SELECT {COLUMNS} FROM resources WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::from_sqlx)?);
     match row {
         Some(row) => Ok(Some(with_scopes(db, row).await?)),
         None => Ok(None),
@@ -139,23 +131,22 @@ pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<Resource>> {
 async fn with_scopes(db: &Db, row: ResourceRow) -> Result<Resource> {
     let scopes = dispatch!(db, |pool| {
         sqlx::query_as::<_, ScopeRow>(
-        "SELECT name, description, is_default FROM resource_scopes WHERE resource_id = $1 ORDER BY position"
-    )
-    .bind(row.id)
-    .fetch_all(pool)
-    .await
-    .map_err(StoreError::from_sqlx)?
+            "SELECT name, description, is_default FROM resource_scopes WHERE resource_id = $1 ORDER BY position",
+        )
+        .bind(row.id)
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::from_sqlx)?
     });
     Ok(Resource { row, scopes })
 }
 
 pub async fn list(db: &Db) -> Result<Vec<Resource>> {
-    let rows: Vec<ResourceRow> = dispatch!(db, |pool| sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM resources ORDER BY uri"
-    ))
-    .fetch_all(pool)
-    .await
-    .map_err(StoreError::from_sqlx)?);
+    let rows: Vec<ResourceRow> =
+        dispatch!(db, |pool| sqlx::query_as(&format!("SELECT {COLUMNS} FROM resources ORDER BY uri"))
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::from_sqlx)?);
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         out.push(with_scopes(db, row).await?);
@@ -165,27 +156,19 @@ pub async fn list(db: &Db) -> Result<Vec<Resource>> {
 
 /// Every scope name of every resource, for `scopes_supported`.
 pub async fn all_scope_names(db: &Db) -> Result<Vec<String>> {
-    dispatch!(db, |pool| sqlx::query_scalar::<_, String>(
-        "SELECT DISTINCT name FROM resource_scopes ORDER BY name"
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(StoreError::from_sqlx))
+    dispatch!(db, |pool| sqlx::query_scalar::<_, String>("SELECT DISTINCT name FROM resource_scopes ORDER BY name")
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::from_sqlx))
 }
 
 /// Removes a resource; its grants, codes and refresh tokens go with it (cascade).
 pub async fn remove(db: &Db, uri: &str) -> Result<()> {
-    let n = dispatch!(db, |pool| sqlx::query(
-        "DELETE FROM resources WHERE uri = $1"
-    )
-    .bind(uri)
-    .execute(pool)
-    .await
-    .map_err(StoreError::from_sqlx)?
-    .rows_affected());
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    let n = dispatch!(db, |pool| sqlx::query("DELETE FROM resources WHERE uri = $1")
+        .bind(uri)
+        .execute(pool)
+        .await
+        .map_err(StoreError::from_sqlx)?
+        .rows_affected());
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }

@@ -24,20 +24,19 @@ fn backend(e: impl std::fmt::Display) -> session_store::Error {
 #[async_trait::async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        let data =
-            serde_json::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = serde_json::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
         loop {
             let inserted = dispatch!(&self.db, |pool| {
                 sqlx::query(
-                "INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING"
-            )
-            .bind(record.id.to_string())
-            .bind(&data)
-            .bind(record.expiry_date.unix_timestamp())
-            .execute(pool)
-            .await
-            .map_err(backend)?
-            .rows_affected()
+                    "INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(record.id.to_string())
+                .bind(&data)
+                .bind(record.expiry_date.unix_timestamp())
+                .execute(pool)
+                .await
+                .map_err(backend)?
+                .rows_affected()
             });
             if inserted == 1 {
                 return Ok(());
@@ -47,8 +46,7 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data =
-            serde_json::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = serde_json::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
         dispatch!(&self.db, |pool| sqlx::query(
             "INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at"
@@ -73,21 +71,16 @@ impl SessionStore for DbSessionStore {
         .fetch_optional(pool)
         .await
         .map_err(backend)?);
-        data.map(|d| {
-            serde_json::from_slice(&d).map_err(|e| session_store::Error::Decode(e.to_string()))
-        })
-        .transpose()
+        data.map(|d| serde_json::from_slice(&d).map_err(|e| session_store::Error::Decode(e.to_string()))).transpose()
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        dispatch!(&self.db, |pool| sqlx::query(
-            "DELETE FROM web_sessions WHERE id = $1"
-        )
-        .bind(id.to_string())
-        .execute(pool)
-        .await
-        .map_err(backend)?
-        .rows_affected());
+        dispatch!(&self.db, |pool| sqlx::query("DELETE FROM web_sessions WHERE id = $1")
+            .bind(id.to_string())
+            .execute(pool)
+            .await
+            .map_err(backend)?
+            .rows_affected());
         Ok(())
     }
 }

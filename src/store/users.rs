@@ -16,8 +16,7 @@ pub struct User {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str =
-    "id, username, password_hash, display_name, email, disabled, created_at, updated_at";
+const COLUMNS: &str = "id, username, password_hash, display_name, email, disabled, created_at, updated_at";
 
 pub async fn create(db: &Db, username: &str, password_hash: &str, now: i64) -> Result<User> {
     let sql = format!(
@@ -32,9 +31,7 @@ pub async fn create(db: &Db, username: &str, password_hash: &str, now: i64) -> R
         .bind(now)
         .fetch_one(pool)
         .await
-        .map_err(|e| StoreError::on_conflict(e, || format!(
-            "a user named {username:?} already exists"
-        ))))
+        .map_err(|e| StoreError::on_conflict(e, || format!("a user named {username:?} already exists"))))
 }
 
 pub async fn by_username(db: &Db, username: &str) -> Result<Option<User>> {
@@ -57,55 +54,39 @@ pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<User>> {
 
 pub async fn list(db: &Db) -> Result<Vec<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users ORDER BY username");
-    dispatch!(db, |pool| sqlx::query_as::<_, User>(&sql)
-        .fetch_all(pool)
+    dispatch!(db, |pool| sqlx::query_as::<_, User>(&sql).fetch_all(pool).await.map_err(StoreError::from_sqlx))
+}
+
+pub async fn count(db: &Db) -> Result<i64> {
+    dispatch!(db, |pool| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users")
+        .fetch_one(pool)
         .await
         .map_err(StoreError::from_sqlx))
 }
 
-pub async fn count(db: &Db) -> Result<i64> {
-    dispatch!(db, |pool| sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM users"
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(StoreError::from_sqlx))
-}
-
 pub async fn set_password(db: &Db, username: &str, password_hash: &str, now: i64) -> Result<()> {
-    let n = dispatch!(db, |pool| sqlx::query(
-        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3"
-    )
-    .bind(password_hash)
-    .bind(now)
-    .bind(username)
-    .execute(pool)
-    .await
-    .map_err(StoreError::from_sqlx)?
-    .rows_affected());
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    let n =
+        dispatch!(db, |pool| sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
+            .bind(password_hash)
+            .bind(now)
+            .bind(username)
+            .execute(pool)
+            .await
+            .map_err(StoreError::from_sqlx)?
+            .rows_affected());
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }
 
 pub async fn set_disabled(db: &Db, username: &str, disabled: bool, now: i64) -> Result<()> {
-    let n = dispatch!(db, |pool| sqlx::query(
-        "UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3"
-    )
-    .bind(disabled)
-    .bind(now)
-    .bind(username)
-    .execute(pool)
-    .await
-    .map_err(StoreError::from_sqlx)?
-    .rows_affected());
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    let n = dispatch!(db, |pool| sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3")
+        .bind(disabled)
+        .bind(now)
+        .bind(username)
+        .execute(pool)
+        .await
+        .map_err(StoreError::from_sqlx)?
+        .rows_affected());
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }
 
 pub async fn set_profile(
@@ -126,9 +107,5 @@ pub async fn set_profile(
     .await
     .map_err(StoreError::from_sqlx)?
     .rows_affected());
-    if n == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }

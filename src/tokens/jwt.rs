@@ -18,10 +18,7 @@ pub struct AccessTokenClaims<'a> {
     pub auth_time: Option<i64>,
 }
 
-pub fn mint_access_token(
-    key: &LoadedKey,
-    c: &AccessTokenClaims<'_>,
-) -> Result<String, josekit::JoseError> {
+pub fn mint_access_token(key: &LoadedKey, c: &AccessTokenClaims<'_>) -> Result<String, josekit::JoseError> {
     let mut header = JwsHeader::new();
     header.set_token_type("at+jwt");
     header.set_key_id(&key.kid);

@@ -18,9 +18,7 @@ const SEAL_LABEL: &str = "portcullis signing key v1";
 pub enum KeyError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(
-        "signing key {0} is encrypted: set key_encryption_secret to the secret it was stored with"
-    )]
+    #[error("signing key {0} is encrypted: set key_encryption_secret to the secret it was stored with")]
     NeedSecret(String),
     #[error("signing key {0} could not be decrypted: wrong key_encryption_secret")]
     WrongSecret(String),
@@ -67,11 +65,7 @@ pub fn classify(activations: &[i64], now: i64, retention: i64) -> Vec<KeyState> 
             Some(a) if i == a => KeyState::Active,
             Some(a) if i < a => {
                 let until = activations[i + 1] + retention;
-                if until > now {
-                    KeyState::Retiring { until }
-                } else {
-                    KeyState::Expired
-                }
+                if until > now { KeyState::Retiring { until } } else { KeyState::Expired }
             }
             _ => KeyState::Pending,
         })
@@ -88,10 +82,7 @@ pub struct LoadedKey {
 
 impl std::fmt::Debug for LoadedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .finish_non_exhaustive()
+        f.debug_struct("LoadedKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
     }
 }
 
@@ -125,10 +116,7 @@ impl KeyRing {
         Ok(KeyRing {
             db,
             settings,
-            loaded: RwLock::new(Arc::new(Loaded {
-                keys,
-                loaded_at: Instant::now(),
-            })),
+            loaded: RwLock::new(Arc::new(Loaded { keys, loaded_at: Instant::now() })),
             reload: tokio::sync::Mutex::new(()),
         })
     }
@@ -145,10 +133,7 @@ impl KeyRing {
         }
         match load(&self.db, &self.settings).await {
             Ok(keys) => {
-                let fresh = Arc::new(Loaded {
-                    keys,
-                    loaded_at: Instant::now(),
-                });
+                let fresh = Arc::new(Loaded { keys, loaded_at: Instant::now() });
                 *self.loaded.write().expect("key cache lock") = fresh.clone();
                 Ok(fresh)
             }
@@ -164,23 +149,14 @@ impl KeyRing {
     pub fn invalidate(&self) {
         let mut w = self.loaded.write().expect("key cache lock");
         let keys = w.keys.clone();
-        *w = Arc::new(Loaded {
-            keys,
-            loaded_at: Instant::now() - self.settings.refresh * 2,
-        });
+        *w = Arc::new(Loaded { keys, loaded_at: Instant::now() - self.settings.refresh * 2 });
     }
 
     /// The key that signs now.
     pub async fn signing_key(&self) -> Result<Arc<LoadedKey>, KeyError> {
         let loaded = self.current().await?;
         let now = store::now();
-        loaded
-            .keys
-            .iter()
-            .rev()
-            .find(|k| k.activates_at <= now)
-            .cloned()
-            .ok_or(KeyError::NoActiveKey)
+        loaded.keys.iter().rev().find(|k| k.activates_at <= now).cloned().ok_or(KeyError::NoActiveKey)
     }
 
     /// Every published public key, as a JWK Set.
@@ -188,24 +164,15 @@ impl KeyRing {
         let loaded = self.current().await?;
         let activations: Vec<i64> = loaded.keys.iter().map(|k| k.activates_at).collect();
         let states = classify(&activations, store::now(), self.settings.retention);
-        let keys: Vec<_> = loaded
-            .keys
-            .iter()
-            .zip(states)
-            .filter(|(_, s)| s.published())
-            .map(|(k, _)| k.public_jwk.clone())
-            .collect();
+        let keys: Vec<_> =
+            loaded.keys.iter().zip(states).filter(|(_, s)| s.published()).map(|(k, _)| k.public_jwk.clone()).collect();
         Ok(serde_json::json!({ "keys": keys }))
     }
 }
 
 async fn load(db: &Db, settings: &KeySettings) -> Result<Vec<Arc<LoadedKey>>, KeyError> {
     let rows = store::keys::list(db).await?;
-    let states = classify(
-        &rows.iter().map(|r| r.activates_at).collect::<Vec<_>>(),
-        store::now(),
-        settings.retention,
-    );
+    let states = classify(&rows.iter().map(|r| r.activates_at).collect::<Vec<_>>(), store::now(), settings.retention);
     let mut keys = Vec::with_capacity(rows.len());
     for (row, state) in rows.into_iter().zip(states) {
         if state == KeyState::Expired {
@@ -218,10 +185,7 @@ async fn load(db: &Db, settings: &KeySettings) -> Result<Vec<Arc<LoadedKey>>, Ke
 
 fn decode(row: KeyRow, settings: &KeySettings) -> Result<LoadedKey, KeyError> {
     let der = if row.encrypted {
-        let secret = settings
-            .encryption_secret
-            .as_ref()
-            .ok_or_else(|| KeyError::NeedSecret(row.kid.clone()))?;
+        let secret = settings.encryption_secret.as_ref().ok_or_else(|| KeyError::NeedSecret(row.kid.clone()))?;
         seal::open(SEAL_LABEL, secret.expose().as_bytes(), &row.private_key)
             .map_err(|_| KeyError::WrongSecret(row.kid.clone()))?
     } else {
@@ -232,21 +196,12 @@ fn decode(row: KeyRow, settings: &KeySettings) -> Result<LoadedKey, KeyError> {
         "ES256" => Box::new(ES256.signer_from_der(&der).map_err(broken)?),
         "RS256" => Box::new(RS256.signer_from_der(&der).map_err(broken)?),
         other => {
-            return Err(KeyError::Broken(
-                row.kid.clone(),
-                format!("unsupported algorithm {other}"),
-            ));
+            return Err(KeyError::Broken(row.kid.clone(), format!("unsupported algorithm {other}")));
         }
     };
-    let public_jwk = serde_json::from_str(&row.public_jwk)
-        .map_err(|e| KeyError::Broken(row.kid.clone(), e.to_string()))?;
-    Ok(LoadedKey {
-        kid: row.kid,
-        alg: row.alg,
-        activates_at: row.activates_at,
-        public_jwk,
-        signer,
-    })
+    let public_jwk =
+        serde_json::from_str(&row.public_jwk).map_err(|e| KeyError::Broken(row.kid.clone(), e.to_string()))?;
+    Ok(LoadedKey { kid: row.kid, alg: row.alg, activates_at: row.activates_at, public_jwk, signer })
 }
 
 /// A new key pair, its private part sealed when a key-encryption secret is configured.
@@ -267,10 +222,7 @@ pub fn generate(settings: &KeySettings, now: i64, activates_at: i64) -> Result<K
     jwk.set_algorithm(settings.alg.as_str());
     jwk.set_key_use("sig");
     let (private_key, encrypted) = match &settings.encryption_secret {
-        Some(secret) => (
-            seal::seal(SEAL_LABEL, secret.expose().as_bytes(), &der),
-            true,
-        ),
+        Some(secret) => (seal::seal(SEAL_LABEL, secret.expose().as_bytes(), &der), true),
         None => (der, false),
     };
     Ok(KeyRow {
@@ -298,17 +250,9 @@ pub async fn rotate(db: &Db, settings: &KeySettings, now: i64) -> Result<KeyRow,
 }
 
 /// Every key with its state, for `portcullis keys list`.
-pub async fn status(
-    db: &Db,
-    settings: &KeySettings,
-    now: i64,
-) -> Result<Vec<(KeyRow, KeyState)>, KeyError> {
+pub async fn status(db: &Db, settings: &KeySettings, now: i64) -> Result<Vec<(KeyRow, KeyState)>, KeyError> {
     let rows = store::keys::list(db).await?;
-    let states = classify(
-        &rows.iter().map(|r| r.activates_at).collect::<Vec<_>>(),
-        now,
-        settings.retention,
-    );
+    let states = classify(&rows.iter().map(|r| r.activates_at).collect::<Vec<_>>(), now, settings.retention);
     Ok(rows.into_iter().zip(states).collect())
 }
 
@@ -320,18 +264,9 @@ mod tests {
     fn classify_rotation_timeline() {
         // Key A active since 0; key B rotated in at 100, signs from 700; retention 1000.
         let acts = [0, 700];
-        assert_eq!(
-            classify(&acts, 100, 1000),
-            vec![KeyState::Active, KeyState::Pending]
-        );
-        assert_eq!(
-            classify(&acts, 700, 1000),
-            vec![KeyState::Retiring { until: 1700 }, KeyState::Active]
-        );
-        assert_eq!(
-            classify(&acts, 1700, 1000),
-            vec![KeyState::Expired, KeyState::Active]
-        );
+        assert_eq!(classify(&acts, 100, 1000), vec![KeyState::Active, KeyState::Pending]);
+        assert_eq!(classify(&acts, 700, 1000), vec![KeyState::Retiring { until: 1700 }, KeyState::Active]);
+        assert_eq!(classify(&acts, 1700, 1000), vec![KeyState::Expired, KeyState::Active]);
         assert_eq!(classify(&[], 5, 10), Vec::<KeyState>::new());
     }
 
@@ -354,18 +289,9 @@ mod tests {
             assert!(jwk.get("d").is_none(), "private part leaked: {jwk}");
             let key = decode(row.clone(), &settings).unwrap();
             assert_eq!(key.kid, row.kid);
-            let no_secret = KeySettings {
-                encryption_secret: None,
-                ..settings.clone()
-            };
-            assert!(matches!(
-                decode(row.clone(), &no_secret),
-                Err(KeyError::NeedSecret(_))
-            ));
-            let wrong = KeySettings {
-                encryption_secret: Some(Secret::new("another-secret-value")),
-                ..settings
-            };
+            let no_secret = KeySettings { encryption_secret: None, ..settings.clone() };
+            assert!(matches!(decode(row.clone(), &no_secret), Err(KeyError::NeedSecret(_))));
+            let wrong = KeySettings { encryption_secret: Some(Secret::new("another-secret-value")), ..settings };
             assert!(matches!(decode(row, &wrong), Err(KeyError::WrongSecret(_))));
         }
     }

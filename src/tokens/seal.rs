@@ -37,9 +37,7 @@ pub fn open(label: &str, secret: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenEr
         return Err(OpenError);
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    cipher(label, secret)
-        .decrypt(Nonce::from_slice(nonce), ct)
-        .map_err(|_| OpenError)
+    cipher(label, secret).decrypt(Nonce::from_slice(nonce), ct).map_err(|_| OpenError)
 }
 
 #[cfg(test)]

@@ -41,10 +41,7 @@ pub fn hash_blocking(password: &str) -> Result<String, PasswordError> {
 }
 
 pub fn verify_blocking(password: &str, stored: &str) -> bool {
-    password.len() <= MAX_LEN
-        && Argon2::default()
-            .verify_password(password.as_bytes(), stored)
-            .is_ok()
+    password.len() <= MAX_LEN && Argon2::default().verify_password(password.as_bytes(), stored).is_ok()
 }
 
 /// A hash of a random password, verified against when the user does not exist so that an unknown
@@ -60,22 +57,14 @@ pub struct Hasher {
 
 impl Default for Hasher {
     fn default() -> Self {
-        let n = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        Hasher {
-            permits: Arc::new(Semaphore::new(n * 2)),
-        }
+        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Hasher { permits: Arc::new(Semaphore::new(n * 2)) }
     }
 }
 
 impl Hasher {
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| PasswordError::Hash(e.to_string()))?;
+        let _permit = self.permits.acquire().await.map_err(|e| PasswordError::Hash(e.to_string()))?;
         tokio::task::spawn_blocking(move || hash_blocking(&password))
             .await
             .map_err(|e| PasswordError::Hash(e.to_string()))?

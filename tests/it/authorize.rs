@@ -3,9 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{
-    Engine, MCP, PASSWORD, TestApp, browser, db_tests, hidden, location, pkce, query_of,
-};
+use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, db_tests, hidden, location, pkce, query_of};
 
 db_tests!(
     unknown_client_or_redirect_gets_a_page_not_a_redirect,
@@ -24,11 +22,7 @@ db_tests!(
     post_authorize_works_like_get,
 );
 
-fn base_query<'a>(
-    client_id: &'a str,
-    redirect: &'a str,
-    challenge: &'a str,
-) -> Vec<(&'a str, &'a str)> {
+fn base_query<'a>(client_id: &'a str, redirect: &'a str, challenge: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("response_type", "code"),
         ("client_id", client_id),
@@ -40,11 +34,7 @@ fn base_query<'a>(
 }
 
 async fn get(app: &TestApp, http: &reqwest::Client, q: &[(&str, &str)]) -> reqwest::Response {
-    http.get(app.url("/authorize"))
-        .query(q)
-        .send()
-        .await
-        .unwrap()
+    http.get(app.url("/authorize")).query(q).send().await.unwrap()
 }
 
 async fn unknown_client_or_redirect_gets_a_page_not_a_redirect(engine: Engine) {
@@ -52,29 +42,14 @@ async fn unknown_client_or_redirect_gets_a_page_not_a_redirect(engine: Engine) {
     let client = app.public_client("https://app.example/cb").await;
     let (_, ch) = pkce();
     for (q, why) in [
-        (
-            base_query("no-such-client", "https://app.example/cb", &ch),
-            "unknown client",
-        ),
-        (
-            base_query(&client, "https://evil.example/cb", &ch),
-            "unregistered redirect",
-        ),
-        (
-            base_query(&client, "https://app.example/cb/", &ch),
-            "not an exact match",
-        ),
-        (
-            base_query(&client, "https://app.example/cb?x=1", &ch),
-            "extra query",
-        ),
+        (base_query("no-such-client", "https://app.example/cb", &ch), "unknown client"),
+        (base_query(&client, "https://evil.example/cb", &ch), "unregistered redirect"),
+        (base_query(&client, "https://app.example/cb/", &ch), "not an exact match"),
+        (base_query(&client, "https://app.example/cb?x=1", &ch), "extra query"),
     ] {
         let res = get(&app, &app.http, &q).await;
         assert_eq!(res.status(), 400, "{why}");
-        assert!(
-            res.headers().get("location").is_none(),
-            "{why}: must not redirect"
-        );
+        assert!(res.headers().get("location").is_none(), "{why}: must not redirect");
         let ct = res.headers()["content-type"].to_str().unwrap().to_string();
         assert!(ct.starts_with("text/html"), "{why}: {ct}");
         let body = res.text().await.unwrap();
@@ -82,12 +57,7 @@ async fn unknown_client_or_redirect_gets_a_page_not_a_redirect(engine: Engine) {
     }
     let res = app.http.get(app.url("/authorize")).send().await.unwrap();
     assert_eq!(res.status(), 400, "no parameters at all");
-    let res = app
-        .http
-        .get(app.url(&format!("/authorize?client_id={client}&client_id={client}")))
-        .send()
-        .await
-        .unwrap();
+    let res = app.http.get(app.url(&format!("/authorize?client_id={client}&client_id={client}"))).send().await.unwrap();
     assert_eq!(res.status(), 400, "repeated parameters are refused");
     assert!(res.headers().get("location").is_none());
 }
@@ -110,11 +80,7 @@ async fn loopback_redirects_match_any_port(engine: Engine) {
         "http://[::1]:7/x",
     ] {
         let res = get(&app, &app.http, &base_query(id, ok, &ch)).await;
-        assert_eq!(
-            res.status(),
-            303,
-            "{ok} should be accepted (redirect to login)"
-        );
+        assert_eq!(res.status(), 303, "{ok} should be accepted (redirect to login)");
         assert!(location(&res).contains("/login?request_id="), "{ok}");
     }
     for bad in [
@@ -137,12 +103,7 @@ async fn errors_redirect_with_state_and_iss(engine: Engine) {
     let state = "odd state/+&=é";
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (
-            vec![
-                ("response_type", "code"),
-                ("client_id", &client),
-                ("redirect_uri", redirect),
-                ("state", state),
-            ],
+            vec![("response_type", "code"), ("client_id", &client), ("redirect_uri", redirect), ("state", state)],
             "invalid_request",
         ),
         (
@@ -156,12 +117,7 @@ async fn errors_redirect_with_state_and_iss(engine: Engine) {
             "invalid_request",
         ),
         (
-            vec![
-                ("response_type", "code"),
-                ("client_id", &client),
-                ("code_challenge", &ch),
-                ("state", state),
-            ],
+            vec![("response_type", "code"), ("client_id", &client), ("code_challenge", &ch), ("state", state)],
             "invalid_request",
         ),
         (
@@ -190,8 +146,7 @@ async fn errors_redirect_with_state_and_iss(engine: Engine) {
 
 async fn resource_is_canonicalised_and_checked(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
-    app.add_resource("https://other.example.com", &[("x:read", "Read", true)])
-        .await;
+    app.add_resource("https://other.example.com", &[("x:read", "Read", true)]).await;
     let redirect = "https://app.example/cb";
     // Unknown resource: invalid_target through the redirect.
     let client = app.public_client(redirect).await;
@@ -204,15 +159,11 @@ async fn resource_is_canonicalised_and_checked(engine: Engine) {
     let mut q = base_query(&client, redirect, &ch);
     q.push(("resource", MCP));
     q.push(("resource", "https://other.example.com"));
-    assert_eq!(
-        query_of(&location(&get(&app, &app.http, &q).await))["error"],
-        "invalid_target"
-    );
+    assert_eq!(query_of(&location(&get(&app, &app.http, &q).await))["error"], "invalid_target");
     // Non-canonical spellings of registered resources are accepted, and `aud` is canonical.
-    for (sent, canonical) in [
-        ("HTTPS://MCP.EXAMPLE.COM:443/mcp", MCP),
-        ("https://other.example.com/", "https://other.example.com"),
-    ] {
+    for (sent, canonical) in
+        [("HTTPS://MCP.EXAMPLE.COM:443/mcp", MCP), ("https://other.example.com/", "https://other.example.com")]
+    {
         let (client_id, code, verifier, _) = app.code_for(redirect, &[("resource", sent)]).await;
         let (status, body) = app
             .token(&[
@@ -244,13 +195,9 @@ async fn resource_defaults(engine: Engine) {
         ])
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        crate::helpers::jwt_parts(body["access_token"].as_str().unwrap()).1["aud"],
-        json!(MCP)
-    );
+    assert_eq!(crate::helpers::jwt_parts(body["access_token"].as_str().unwrap()).1["aud"], json!(MCP));
     // Two registered and no default: the client is told to send one.
-    app.add_resource("https://second.example.com", &[("y", "Y", true)])
-        .await;
+    app.add_resource("https://second.example.com", &[("y", "Y", true)]).await;
     let client = app.public_client(redirect).await;
     let (_, ch) = pkce();
     let res = get(&app, &app.http, &base_query(&client, redirect, &ch)).await;
@@ -258,14 +205,11 @@ async fn resource_defaults(engine: Engine) {
     assert_eq!(p["error"], "invalid_target");
     assert!(p["error_description"].contains("resource"), "{p:?}");
     // A configured default wins.
-    let app2 = TestApp::spawn_with(engine, "", |c| {
-        c.default_resource = Some("https://second.example.com".into())
-    })
-    .await
-    .with_defaults()
-    .await;
-    app2.add_resource("https://second.example.com", &[("y", "Y", true)])
+    let app2 = TestApp::spawn_with(engine, "", |c| c.default_resource = Some("https://second.example.com".into()))
+        .await
+        .with_defaults()
         .await;
+    app2.add_resource("https://second.example.com", &[("y", "Y", true)]).await;
     let (client_id, code, verifier, _) = app2.code_for(redirect, &[]).await;
     let (_, body) = app2
         .token(&[
@@ -290,10 +234,7 @@ async fn scope_rules(engine: Engine) {
     q.push(("scope", "mcp:tools  bogus other"));
     let p = query_of(&location(&get(&app, &app.http, &q).await));
     assert_eq!(p["error"], "invalid_scope");
-    assert!(
-        p["error_description"].contains("bogus other"),
-        "names the unknown scopes: {p:?}"
-    );
+    assert!(p["error_description"].contains("bogus other"), "names the unknown scopes: {p:?}");
     // No scope: the defaults. A leading space and runs of spaces are fine (claude.ai sends "+offline_access").
     for (asked, expected) in [
         (None, "mcp:tools"),
@@ -332,19 +273,10 @@ async fn login_then_consent_then_code(engine: Engine) {
     let login_url = location(&res);
     assert!(login_url.starts_with("/login?request_id="), "{login_url}");
     let page = http.get(app.url(&login_url)).send().await.unwrap();
-    let csp = page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        csp.contains("form-action 'self' http://127.0.0.1:*"),
-        "login may continue to the client: {csp}"
-    );
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("form-action 'self' http://127.0.0.1:*"), "login may continue to the client: {csp}");
     let page = page.text().await.unwrap();
-    assert!(
-        page.contains("Test client"),
-        "the login page names the client"
-    );
+    assert!(page.contains("Test client"), "the login page names the client");
     let res = http
         .post(app.url("/login"))
         .form(&[
@@ -374,10 +306,7 @@ async fn login_then_consent_then_code(engine: Engine) {
         .unwrap();
     assert_eq!(res.status(), 303, "never 307 after a form post");
     let loc = location(&res);
-    assert!(
-        loc.starts_with(asked),
-        "back to the port the client asked for: {loc}"
-    );
+    assert!(loc.starts_with(asked), "back to the port the client asked for: {loc}");
     let p = query_of(&loc);
     assert_eq!(p["state"], "s-1");
     assert_eq!(p["iss"], app.base);
@@ -404,11 +333,7 @@ async fn remembered_grant_skips_consent_until_more_is_asked(engine: Engine) {
     let mut q = base_query(&client_id, redirect, &ch);
     q.push(("scope", "mcp:tools"));
     let res = get(&app, &http, &q).await;
-    assert_eq!(
-        res.status(),
-        302,
-        "consent remembered: straight back with a code"
-    );
+    assert_eq!(res.status(), 302, "consent remembered: straight back with a code");
     assert!(query_of(&location(&res)).contains_key("code"));
     // Asking for more shows consent for the union, the new scope marked.
     let mut q = base_query(&client_id, redirect, &ch);
@@ -416,10 +341,7 @@ async fn remembered_grant_skips_consent_until_more_is_asked(engine: Engine) {
     let res = get(&app, &http, &q).await;
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
-    assert!(
-        page.contains("Use the tools") && page.contains("Administer"),
-        "the union is shown"
-    );
+    assert!(page.contains("Use the tools") && page.contains("Administer"), "the union is shown");
     let loc = app.authorize_approve(&http, &q).await;
     assert!(query_of(&loc).contains_key("code"));
     // Now both are remembered.
@@ -436,20 +358,13 @@ async fn prompt_values(engine: Engine) {
     // prompt=none without a session: login_required, through the redirect.
     let mut q = base_query(&client, redirect, &ch);
     q.push(("prompt", "none"));
-    assert_eq!(
-        query_of(&location(&get(&app, &app.http, &q).await))["error"],
-        "login_required"
-    );
+    assert_eq!(query_of(&location(&get(&app, &app.http, &q).await))["error"], "login_required");
     // Signed in but no grant: consent_required.
     let http = browser();
     app.login(&http, "alice", PASSWORD).await;
-    assert_eq!(
-        query_of(&location(&get(&app, &http, &q).await))["error"],
-        "consent_required"
-    );
+    assert_eq!(query_of(&location(&get(&app, &http, &q).await))["error"], "consent_required");
     // With a grant, prompt=consent still asks.
-    app.authorize_approve(&http, &base_query(&client, redirect, &ch))
-        .await;
+    app.authorize_approve(&http, &base_query(&client, redirect, &ch)).await;
     let mut q = base_query(&client, redirect, &ch);
     q.push(("prompt", "consent"));
     assert_eq!(get(&app, &http, &q).await.status(), 200);
@@ -468,11 +383,7 @@ async fn deny_returns_access_denied(engine: Engine) {
     let (_, ch) = pkce();
     let http = browser();
     app.login(&http, "alice", PASSWORD).await;
-    let page = get(&app, &http, &base_query(&client, redirect, &ch))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = get(&app, &http, &base_query(&client, redirect, &ch)).await.text().await.unwrap();
     let res = http
         .post(app.url("/consent"))
         .form(&[
@@ -499,26 +410,13 @@ async fn forms_need_the_csrf_token(engine: Engine) {
     let http = browser();
     // Login without the token.
     http.get(app.url("/login")).send().await.unwrap();
-    let res = http
-        .post(app.url("/login"))
-        .form(&[("username", "alice"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let res = http.post(app.url("/login")).form(&[("username", "alice"), ("password", PASSWORD)]).send().await.unwrap();
     assert_eq!(res.status(), 403);
     app.login(&http, "alice", PASSWORD).await;
-    let page = get(&app, &http, &base_query(&client, redirect, &ch))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = get(&app, &http, &base_query(&client, redirect, &ch)).await.text().await.unwrap();
     let res = http
         .post(app.url("/consent"))
-        .form(&[
-            ("csrf_token", "forged"),
-            ("request_id", &hidden(&page, "request_id")),
-            ("decision", "approve"),
-        ])
+        .form(&[("csrf_token", "forged"), ("request_id", &hidden(&page, "request_id")), ("decision", "approve")])
         .send()
         .await
         .unwrap();
@@ -533,19 +431,12 @@ async fn login_failures(engine: Engine) {
         let res = app.login(&http, user, password).await;
         assert_eq!(res.status(), 401);
         let body = res.text().await.unwrap();
-        assert!(
-            body.contains("Wrong username or password."),
-            "the same answer for both"
-        );
+        assert!(body.contains("Wrong username or password."), "the same answer for both");
     }
-    portcullis::admin::set_disabled(&app.db, "alice", true)
-        .await
-        .unwrap();
+    portcullis::admin::set_disabled(&app.db, "alice", true).await.unwrap();
     let res = app.login(&http, "alice", PASSWORD).await;
     assert_eq!(res.status(), 401);
-    let events = portcullis::store::audit::list(&app.db, Some("login_failed"), 10)
-        .await
-        .unwrap();
+    let events = portcullis::store::audit::list(&app.db, Some("login_failed"), 10).await.unwrap();
     assert_eq!(events.len(), 3);
     for e in events {
         assert!(!e.details.contains(PASSWORD), "no password in audit events");
@@ -563,14 +454,8 @@ async fn consent_page_content(engine: Engine) {
     q.push(("scope", "mcp:tools offline_access"));
     let res = get(&app, &http, &q).await;
     assert_eq!(res.status(), 200);
-    let csp = res.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
-        "{csp}"
-    );
+    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
     let page = res.text().await.unwrap();
     for needle in [
         "Test client",
@@ -593,24 +478,13 @@ async fn post_authorize_works_like_get(engine: Engine) {
     let redirect = "https://app.example/cb";
     let client = app.public_client(redirect).await;
     let (_, ch) = pkce();
-    let res = app
-        .http
-        .post(app.url("/authorize"))
-        .form(&base_query(&client, redirect, &ch))
-        .send()
-        .await
-        .unwrap();
+    let res = app.http.post(app.url("/authorize")).form(&base_query(&client, redirect, &ch)).send().await.unwrap();
     assert_eq!(res.status(), 303);
     assert!(location(&res).contains("/login?request_id="));
     let res = app
         .http
         .post(app.url("/authorize"))
-        .form(&[
-            ("response_type", "code"),
-            ("client_id", client.as_str()),
-            ("redirect_uri", redirect),
-            ("state", "x"),
-        ])
+        .form(&[("response_type", "code"), ("client_id", client.as_str()), ("redirect_uri", redirect), ("state", "x")])
         .send()
         .await
         .unwrap();

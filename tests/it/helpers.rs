@@ -57,40 +57,24 @@ impl TestDb {
             Engine::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("portcullis.db").display());
-                TestDb {
-                    url,
-                    engine,
-                    _dir: Some(dir),
-                    pg_admin: None,
-                }
+                TestDb { url, engine, _dir: Some(dir), pg_admin: None }
             }
             Engine::Postgres => {
-                let admin = std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
-                    .expect("PORTCULLIS_TEST_POSTGRES_URL");
+                let admin = std::env::var("PORTCULLIS_TEST_POSTGRES_URL").expect("PORTCULLIS_TEST_POSTGRES_URL");
                 let name = format!(
                     "portcullis_it_{}_{}_{}",
                     std::process::id(),
                     COUNTER.fetch_add(1, Ordering::Relaxed),
-                    portcullis::tokens::secrets::random_string(4)
-                        .to_ascii_lowercase()
-                        .replace(['-', '_'], "x")
+                    portcullis::tokens::secrets::random_string(4).to_ascii_lowercase().replace(['-', '_'], "x")
                 );
-                let conn = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|e| {
-                    panic!("PORTCULLIS_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}")
-                });
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&conn)
+                let conn = sqlx::PgPool::connect(&admin)
                     .await
-                    .expect("create test database");
+                    .unwrap_or_else(|e| panic!("PORTCULLIS_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}"));
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&conn).await.expect("create test database");
                 conn.close().await;
                 let mut url = url::Url::parse(&admin).expect("postgres url");
                 url.set_path(&name);
-                TestDb {
-                    url: url.to_string(),
-                    engine,
-                    _dir: None,
-                    pg_admin: Some((admin, name)),
-                }
+                TestDb { url: url.to_string(), engine, _dir: None, pg_admin: Some((admin, name)) }
             }
         }
     }
@@ -107,16 +91,10 @@ impl Drop for TestDb {
         if let Some((admin, name)) = self.pg_admin.take() {
             // Best effort, on a thread of its own: Drop cannot await.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
                 rt.block_on(async {
                     let conn = sqlx::PgPool::connect(&admin).await.ok()?;
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&conn)
-                        .await
-                        .ok()?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&conn).await.ok()?;
                     conn.close().await;
                     Some(())
                 })
@@ -146,12 +124,7 @@ impl Drop for TestApp {
     }
 }
 
-pub fn settings_for(
-    url: &str,
-    issuer: &str,
-    bind: std::net::SocketAddr,
-    tweak: impl FnOnce(&mut Config),
-) -> Settings {
+pub fn settings_for(url: &str, issuer: &str, bind: std::net::SocketAddr, tweak: impl FnOnce(&mut Config)) -> Settings {
     let mut c = Config {
         issuer: Some(issuer.to_string()),
         bind: bind.to_string(),
@@ -171,36 +144,20 @@ impl TestApp {
     }
 
     /// `issuer_path` is "" or like "/tenant1".
-    pub async fn spawn_with(
-        engine: Engine,
-        issuer_path: &str,
-        tweak: impl FnOnce(&mut Config),
-    ) -> TestApp {
+    pub async fn spawn_with(engine: Engine, issuer_path: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let test_db = TestDb::new(engine).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://{addr}{issuer_path}");
         let settings = settings_for(&test_db.url, &base, addr, tweak);
         let (state, _) = AppState::start(settings).await.expect("start");
         let app = portcullis::app(state.clone());
         let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-            .expect("serve");
+            axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                .await
+                .expect("serve");
         });
-        TestApp {
-            base,
-            db: state.db.clone(),
-            state,
-            http: browser(),
-            test_db,
-            server,
-        }
+        TestApp { base, db: state.db.clone(), state, http: browser(), test_db, server }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -208,49 +165,29 @@ impl TestApp {
     }
 
     pub async fn add_user(&self, name: &str) {
-        portcullis::admin::add_user(&self.db, &self.state.hasher, name, PASSWORD)
-            .await
-            .expect("add user");
+        portcullis::admin::add_user(&self.db, &self.state.hasher, name, PASSWORD).await.expect("add user");
     }
 
     pub async fn add_resource(&self, uri: &str, scopes: &[(&str, &str, bool)]) {
         let spec = portcullis::admin::ResourceSpec {
             uri: uri.into(),
             name: "Example MCP".into(),
-            scopes: scopes
-                .iter()
-                .map(|(n, d, def)| (n.to_string(), d.to_string(), *def))
-                .collect(),
+            scopes: scopes.iter().map(|(n, d, def)| (n.to_string(), d.to_string(), *def)).collect(),
             token_lifetime: None,
         };
-        portcullis::admin::add_resource(&self.db, &spec)
-            .await
-            .expect("add resource");
+        portcullis::admin::add_resource(&self.db, &spec).await.expect("add resource");
     }
 
     /// The usual fixture: alice, one MCP server with a default and an extra scope.
     pub async fn with_defaults(self) -> TestApp {
         self.add_user("alice").await;
-        self.add_resource(
-            MCP,
-            &[
-                ("mcp:tools", "Use the tools", true),
-                ("mcp:admin", "Administer", false),
-            ],
-        )
-        .await;
+        self.add_resource(MCP, &[("mcp:tools", "Use the tools", true), ("mcp:admin", "Administer", false)]).await;
         self
     }
 
     /// Registers a public client through /register.
     pub async fn register(&self, body: Value) -> Value {
-        let res = self
-            .http
-            .post(self.url("/register"))
-            .json(&body)
-            .send()
-            .await
-            .expect("register");
+        let res = self.http.post(self.url("/register")).json(&body).send().await.expect("register");
         assert_eq!(res.status(), 201, "registration failed");
         res.json().await.expect("json")
     }
@@ -263,28 +200,11 @@ impl TestApp {
     }
 
     /// Signs in through the login form (as a browser would, CSRF token included).
-    pub async fn login(
-        &self,
-        http: &reqwest::Client,
-        username: &str,
-        password: &str,
-    ) -> reqwest::Response {
-        let page = http
-            .get(self.url("/login"))
-            .send()
-            .await
-            .expect("login page")
-            .text()
-            .await
-            .expect("text");
+    pub async fn login(&self, http: &reqwest::Client, username: &str, password: &str) -> reqwest::Response {
+        let page = http.get(self.url("/login")).send().await.expect("login page").text().await.expect("text");
         let csrf = hidden(&page, "csrf_token");
         http.post(self.url("/login"))
-            .form(&[
-                ("username", username),
-                ("password", password),
-                ("csrf_token", &csrf),
-                ("next", ""),
-            ])
+            .form(&[("username", username), ("password", password), ("csrf_token", &csrf), ("next", "")])
             .send()
             .await
             .expect("login")
@@ -292,17 +212,8 @@ impl TestApp {
 
     /// Runs /authorize for a signed-in browser through consent (approving) and returns the
     /// final redirect Location to the client.
-    pub async fn authorize_approve(
-        &self,
-        http: &reqwest::Client,
-        query: &[(&str, &str)],
-    ) -> String {
-        let res = http
-            .get(self.url("/authorize"))
-            .query(query)
-            .send()
-            .await
-            .expect("authorize");
+    pub async fn authorize_approve(&self, http: &reqwest::Client, query: &[(&str, &str)]) -> String {
+        let res = http.get(self.url("/authorize")).query(query).send().await.expect("authorize");
         match res.status().as_u16() {
             302 | 303 => location(&res),
             200 => {
@@ -320,19 +231,12 @@ impl TestApp {
                 assert_eq!(res.status(), 303, "consent answer");
                 location(&res)
             }
-            s => panic!(
-                "unexpected /authorize status {s}: {}",
-                res.text().await.unwrap_or_default()
-            ),
+            s => panic!("unexpected /authorize status {s}: {}", res.text().await.unwrap_or_default()),
         }
     }
 
     /// The whole dance for alice with a fresh public client: returns (client_id, code, verifier).
-    pub async fn code_for(
-        &self,
-        redirect: &str,
-        extra: &[(&str, &str)],
-    ) -> (String, String, String, reqwest::Client) {
+    pub async fn code_for(&self, redirect: &str, extra: &[(&str, &str)]) -> (String, String, String, reqwest::Client) {
         let client_id = self.public_client(redirect).await;
         let http = browser();
         let res = self.login(&http, "alice", PASSWORD).await;
@@ -349,68 +253,41 @@ impl TestApp {
         q.extend_from_slice(extra);
         let loc = self.authorize_approve(&http, &q).await;
         let params = query_of(&loc);
-        let code = params
-            .get("code")
-            .unwrap_or_else(|| panic!("no code in {loc}"))
-            .clone();
+        let code = params.get("code").unwrap_or_else(|| panic!("no code in {loc}")).clone();
         (client_id, code, verifier, http)
     }
 
     pub async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
-        let res = self
-            .http
-            .post(self.url("/token"))
-            .form(form)
-            .send()
-            .await
-            .expect("token");
+        let res = self.http.post(self.url("/token")).form(form).send().await.expect("token");
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
     }
 }
 
 pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .build()
-        .expect("client")
+    reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().expect("client")
 }
 
 pub fn location(res: &reqwest::Response) -> String {
-    res.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
+    res.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
 pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
     let u = url::Url::parse(url).unwrap_or_else(|e| panic!("not a URL {url:?}: {e}"));
-    u.query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+    u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 /// The value of `<input type="hidden" name="NAME" value="...">` in a page.
 pub fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no hidden {name} in page:\n{page}"))
-        + marker.len();
-    page[start..]
-        .split('"')
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    let start = page.find(&marker).unwrap_or_else(|| panic!("no hidden {name} in page:\n{page}")) + marker.len();
+    page[start..].split('"').next().unwrap_or_default().to_string()
 }
 
 /// (verifier, S256 challenge)
 pub fn pkce() -> (String, String) {
     let verifier = portcullis::tokens::secrets::random_string(48);
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(Sha256::digest(verifier.as_bytes()));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
 
@@ -418,9 +295,7 @@ pub fn pkce() -> (String, String) {
 pub fn jwt_parts(token: &str) -> (Value, Value) {
     let mut parts = token.split('.');
     let dec = |p: Option<&str>| -> Value {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(p.expect("jwt part"))
-            .expect("b64");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.expect("jwt part")).expect("b64");
         serde_json::from_slice(&bytes).expect("json")
     };
     (dec(parts.next()), dec(parts.next()))

@@ -21,11 +21,7 @@ fn declared(c: &mut portcullis::config::Config) {
         uri: "HTTPS://Declared.Example.com/".into(),
         name: "Declared".into(),
         token_lifetime: Some(Seconds(120)),
-        scopes: vec![ScopeConfig {
-            name: "d:read".into(),
-            description: "Read".into(),
-            default: true,
-        }],
+        scopes: vec![ScopeConfig { name: "d:read".into(), description: "Read".into(), default: true }],
     }];
     c.clients = vec![ClientConfig {
         client_id: "agent-1".into(),
@@ -42,142 +38,61 @@ async fn config_declared_resources_and_clients_apply_idempotently(engine: Engine
         .unwrap()
         .expect("canonical URI stored");
     assert_eq!(r.row.token_lifetime, Some(120));
-    let c = portcullis::store::clients::get(&app.db, "agent-1")
-        .await
-        .unwrap()
-        .expect("client applied");
+    let c = portcullis::store::clients::get(&app.db, "agent-1").await.unwrap().expect("client applied");
     assert!(c.secret_hash.is_some());
     // Applying the same config again (a restart, another node) changes nothing and fails nothing.
-    portcullis::admin::apply_config(&app.db, &app.state.settings)
-        .await
-        .unwrap();
-    assert_eq!(
-        portcullis::store::resources::list(&app.db)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        portcullis::store::clients::list(&app.db)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    let doc: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        doc["scopes_supported"]
-            .as_array()
-            .unwrap()
-            .contains(&"d:read".into())
-    );
+    portcullis::admin::apply_config(&app.db, &app.state.settings).await.unwrap();
+    assert_eq!(portcullis::store::resources::list(&app.db).await.unwrap().len(), 1);
+    assert_eq!(portcullis::store::clients::list(&app.db).await.unwrap().len(), 1);
+    let doc: Value =
+        app.http.get(app.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["scopes_supported"].as_array().unwrap().contains(&"d:read".into()));
     // A bad declaration refuses to start and writes nothing.
     let bad = TestDb::new(engine).await;
-    let settings = settings_for(
-        &bad.url,
-        "http://127.0.0.1:1",
-        "127.0.0.1:1".parse().unwrap(),
-        |c| {
-            declared(c);
-            c.clients[0].redirect_uris = vec!["javascript:alert(1)".into()];
-        },
-    );
+    let settings = settings_for(&bad.url, "http://127.0.0.1:1", "127.0.0.1:1".parse().unwrap(), |c| {
+        declared(c);
+        c.clients[0].redirect_uris = vec!["javascript:alert(1)".into()];
+    });
     assert!(AppState::start(settings).await.is_err());
     let db = bad.connect().await;
-    assert!(
-        portcullis::store::resources::list(&db)
-            .await
-            .unwrap()
-            .is_empty(),
-        "nothing half-applied"
-    );
+    assert!(portcullis::store::resources::list(&db).await.unwrap().is_empty(), "nothing half-applied");
 }
 
 async fn first_start_creates_admin_once(engine: Engine) {
     let t = TestDb::new(engine).await;
-    let settings = settings_for(
-        &t.url,
-        "http://127.0.0.1:1",
-        "127.0.0.1:1".parse().unwrap(),
-        |c| c.bootstrap_admin = true,
-    );
+    let settings =
+        settings_for(&t.url, "http://127.0.0.1:1", "127.0.0.1:1".parse().unwrap(), |c| c.bootstrap_admin = true);
     let (_, started) = AppState::start(settings.clone()).await.unwrap();
     let password = started.admin_password.expect("a password on first start");
     assert!(password.len() >= 16);
     let (state, again) = AppState::start(settings).await.unwrap();
     assert!(again.admin_password.is_none(), "only once");
-    let admin = portcullis::store::users::by_username(&state.db, "admin")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(portcullis::users::password::verify_blocking(
-        &password,
-        &admin.password_hash
-    ));
+    let admin = portcullis::store::users::by_username(&state.db, "admin").await.unwrap().unwrap();
+    assert!(portcullis::users::password::verify_blocking(&password, &admin.password_hash));
 }
 
 async fn rotated_key_is_published_before_it_signs(engine: Engine) {
-    let app = TestApp::spawn_with(engine, "", |c| c.key_publish_delay = Seconds(2))
-        .await
-        .with_defaults()
-        .await;
+    let app = TestApp::spawn_with(engine, "", |c| c.key_publish_delay = Seconds(2)).await.with_defaults().await;
     let jwks = |app: &TestApp| {
         let (http, url) = (app.http.clone(), app.url("/jwks.json"));
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()["keys"]
-                .as_array()
-                .unwrap()
-                .clone()
-        }
+        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap()["keys"].as_array().unwrap().clone() }
     };
     let before = jwks(&app).await;
     assert_eq!(before.len(), 1);
     let old_kid = before[0]["kid"].as_str().unwrap().to_string();
     let settings = portcullis::state::key_settings(&app.state.settings);
-    let new = portcullis::tokens::keys::rotate(&app.db, &settings, portcullis::store::now())
-        .await
-        .unwrap();
+    let new = portcullis::tokens::keys::rotate(&app.db, &settings, portcullis::store::now()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await; // the key cache refreshes every second in tests
     let published = jwks(&app).await;
     assert_eq!(published.len(), 2, "the new key is published at once");
     assert!(published.iter().any(|k| k["kid"] == new.kid.as_str()));
     let token = access_token(&app).await;
-    assert_eq!(
-        jwt_parts(&token).0["kid"],
-        old_kid.as_str(),
-        "but does not sign yet"
-    );
+    assert_eq!(jwt_parts(&token).0["kid"], old_kid.as_str(), "but does not sign yet");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let token = access_token(&app).await;
-    assert_eq!(
-        jwt_parts(&token).0["kid"],
-        new.kid.as_str(),
-        "after the delay it signs"
-    );
-    let kids: Vec<_> = jwks(&app)
-        .await
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_string())
-        .collect();
-    assert!(
-        kids.contains(&old_kid),
-        "the old key stays published while its tokens live"
-    );
+    assert_eq!(jwt_parts(&token).0["kid"], new.kid.as_str(), "after the delay it signs");
+    let kids: Vec<_> = jwks(&app).await.iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect();
+    assert!(kids.contains(&old_kid), "the old key stays published while its tokens live");
 }
 
 async fn access_token(app: &TestApp) -> String {
@@ -199,26 +114,15 @@ async fn access_token(app: &TestApp) -> String {
 async fn encrypted_keys_need_their_secret(engine: Engine) {
     let t = TestDb::new(engine).await;
     let with = |secret: Option<&str>| {
-        settings_for(
-            &t.url,
-            "http://127.0.0.1:1",
-            "127.0.0.1:1".parse().unwrap(),
-            |c| {
-                c.key_encryption_secret = secret.map(Secret::new);
-            },
-        )
+        settings_for(&t.url, "http://127.0.0.1:1", "127.0.0.1:1".parse().unwrap(), |c| {
+            c.key_encryption_secret = secret.map(Secret::new);
+        })
     };
-    AppState::start(with(Some("first-secret-0123456789")))
-        .await
-        .unwrap();
+    AppState::start(with(Some("first-secret-0123456789"))).await.unwrap();
     let db = t.connect().await;
     let keys = portcullis::store::keys::list(&db).await.unwrap();
     assert!(keys[0].encrypted, "stored encrypted");
-    let err = AppState::start(with(None))
-        .await
-        .err()
-        .expect("refuses without the secret")
-        .to_string();
+    let err = AppState::start(with(None)).await.err().expect("refuses without the secret").to_string();
     assert!(err.contains("key_encryption_secret"), "{err}");
     let err = AppState::start(with(Some("another-secret-0123456789")))
         .await

@@ -3,9 +3,7 @@
 
 use portcullis::store::clients::{ClientKind, NewClient};
 use portcullis::store::resources::{NewResource, ScopeRow};
-use portcullis::store::{
-    self, StoreError, audit, clients, codes, grants, keys, refresh, resources, users,
-};
+use portcullis::store::{self, StoreError, audit, clients, codes, grants, keys, refresh, resources, users};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -26,53 +24,26 @@ db_tests!(
 async fn users_crud_and_unique_names(engine: Engine) {
     let t = TestDb::new(engine).await;
     let db = t.connect().await;
-    let u = users::create(&db, "alice", "$argon2id$x", 100)
-        .await
-        .unwrap();
+    let u = users::create(&db, "alice", "$argon2id$x", 100).await.unwrap();
     assert_eq!(u.username, "alice");
     assert!(!u.disabled);
-    let e = users::create(&db, "alice", "$argon2id$y", 101)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&e, StoreError::Conflict(m) if m.contains("alice")),
-        "{e:?}"
-    );
+    let e = users::create(&db, "alice", "$argon2id$y", 101).await.unwrap_err();
+    assert!(matches!(&e, StoreError::Conflict(m) if m.contains("alice")), "{e:?}");
     users::set_disabled(&db, "alice", true, 102).await.unwrap();
-    users::set_password(&db, "alice", "$argon2id$z", 103)
-        .await
-        .unwrap();
-    users::set_profile(
-        &db,
-        "alice",
-        Some("Alice A."),
-        Some("alice@example.com"),
-        104,
-    )
-    .await
-    .unwrap();
+    users::set_password(&db, "alice", "$argon2id$z", 103).await.unwrap();
+    users::set_profile(&db, "alice", Some("Alice A."), Some("alice@example.com"), 104).await.unwrap();
     let again = users::by_username(&db, "alice").await.unwrap().unwrap();
     assert!(again.disabled);
     assert_eq!(again.password_hash, "$argon2id$z");
     assert_eq!(again.email.as_deref(), Some("alice@example.com"));
-    assert_eq!(
-        users::by_id(&db, u.id).await.unwrap().unwrap().username,
-        "alice"
-    );
-    assert!(matches!(
-        users::set_disabled(&db, "nobody", true, 1).await,
-        Err(StoreError::NotFound)
-    ));
+    assert_eq!(users::by_id(&db, u.id).await.unwrap().unwrap().username, "alice");
+    assert!(matches!(users::set_disabled(&db, "nobody", true, 1).await, Err(StoreError::NotFound)));
     assert_eq!(users::count(&db).await.unwrap(), 1);
     assert_eq!(users::list(&db).await.unwrap().len(), 1);
 }
 
 fn scope(name: &str, default: bool) -> ScopeRow {
-    ScopeRow {
-        name: name.into(),
-        description: format!("{name} description"),
-        is_default: default,
-    }
+    ScopeRow { name: name.into(), description: format!("{name} description"), is_default: default }
 }
 
 async fn resources_crud_and_scope_catalogue(engine: Engine) {
@@ -87,40 +58,18 @@ async fn resources_crud_and_scope_catalogue(engine: Engine) {
     let r = resources::create(&db, &new, 1).await.unwrap();
     assert_eq!(r.scopes.len(), 2);
     let e = resources::create(&db, &new, 2).await.unwrap_err();
-    assert!(
-        matches!(&e, StoreError::Conflict(m) if m.contains("already registered")),
-        "{e:?}"
-    );
+    assert!(matches!(&e, StoreError::Conflict(m) if m.contains("already registered")), "{e:?}");
     // Upsert keeps the id (grants survive) and replaces the catalogue.
-    let replaced = resources::upsert(
-        &db,
-        &NewResource {
-            scopes: vec![scope("c:x", true)],
-            ..new.clone()
-        },
-        3,
-    )
-    .await
-    .unwrap();
+    let replaced =
+        resources::upsert(&db, &NewResource { scopes: vec![scope("c:x", true)], ..new.clone() }, 3).await.unwrap();
     assert_eq!(replaced.row.id, r.row.id);
-    let loaded = resources::by_uri(&db, "https://mcp.example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let loaded = resources::by_uri(&db, "https://mcp.example.com").await.unwrap().unwrap();
     assert_eq!(loaded.scopes, vec![scope("c:x", true)]);
     assert_eq!(loaded.row.token_lifetime, Some(300));
-    assert_eq!(
-        resources::all_scope_names(&db).await.unwrap(),
-        vec!["c:x".to_string()]
-    );
-    resources::remove(&db, "https://mcp.example.com")
-        .await
-        .unwrap();
+    assert_eq!(resources::all_scope_names(&db).await.unwrap(), vec!["c:x".to_string()]);
+    resources::remove(&db, "https://mcp.example.com").await.unwrap();
     assert!(resources::by_id(&db, r.row.id).await.unwrap().is_none());
-    assert!(matches!(
-        resources::remove(&db, "https://mcp.example.com").await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(resources::remove(&db, "https://mcp.example.com").await, Err(StoreError::NotFound)));
 }
 
 async fn resource_with_duplicate_scope_writes_nothing(engine: Engine) {
@@ -133,14 +82,8 @@ async fn resource_with_duplicate_scope_writes_nothing(engine: Engine) {
         scopes: vec![scope("x", true), scope("x", false)],
     };
     let e = resources::create(&db, &bad, 1).await.unwrap_err();
-    assert!(
-        matches!(&e, StoreError::Conflict(m) if m.contains("twice")),
-        "{e:?}"
-    );
-    assert!(
-        resources::list(&db).await.unwrap().is_empty(),
-        "the transaction must roll back"
-    );
+    assert!(matches!(&e, StoreError::Conflict(m) if m.contains("twice")), "{e:?}");
+    assert!(resources::list(&db).await.unwrap().is_empty(), "the transaction must roll back");
 }
 
 fn client(id: &str) -> NewClient {
@@ -160,47 +103,18 @@ async fn clients_crud(engine: Engine) {
     let db = t.connect().await;
     let c = clients::create(&db, &client("c1"), 10).await.unwrap();
     assert_eq!(c.kind, ClientKind::Dynamic);
-    assert!(matches!(
-        clients::create(&db, &client("c1"), 11).await,
-        Err(StoreError::Conflict(_))
-    ));
+    assert!(matches!(clients::create(&db, &client("c1"), 11).await, Err(StoreError::Conflict(_))));
     clients::touch(&db, "c1", 100).await.unwrap();
-    assert_eq!(
-        clients::get(&db, "c1").await.unwrap().unwrap().last_used_at,
-        Some(100)
-    );
-    let updated =
-        clients::update_metadata(&db, "c1", Some("New"), &json!({"a": 1}), Some(&[9]), 12)
-            .await
-            .unwrap();
+    assert_eq!(clients::get(&db, "c1").await.unwrap().unwrap().last_used_at, Some(100));
+    let updated = clients::update_metadata(&db, "c1", Some("New"), &json!({"a": 1}), Some(&[9]), 12).await.unwrap();
     assert_eq!(updated.client_name.as_deref(), Some("New"));
     assert_eq!(updated.secret_hash, Some(vec![9]));
-    assert_eq!(
-        clients::count_by_kind(&db, ClientKind::Dynamic)
-            .await
-            .unwrap(),
-        1
-    );
-    clients::upsert(
-        &db,
-        &NewClient {
-            kind: ClientKind::Static,
-            ..client("c1")
-        },
-        13,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        clients::get(&db, "c1").await.unwrap().unwrap().kind,
-        ClientKind::Static
-    );
+    assert_eq!(clients::count_by_kind(&db, ClientKind::Dynamic).await.unwrap(), 1);
+    clients::upsert(&db, &NewClient { kind: ClientKind::Static, ..client("c1") }, 13).await.unwrap();
+    assert_eq!(clients::get(&db, "c1").await.unwrap().unwrap().kind, ClientKind::Static);
     clients::remove(&db, "c1").await.unwrap();
     assert!(clients::get(&db, "c1").await.unwrap().is_none());
-    assert!(matches!(
-        clients::remove(&db, "c1").await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(clients::remove(&db, "c1").await, Err(StoreError::NotFound)));
 }
 
 /// A user, client and resource to hang grants on.
@@ -209,12 +123,7 @@ async fn parties(db: &store::Db) -> (Uuid, String, Uuid) {
     clients::create(db, &client("c1"), 1).await.unwrap();
     let r = resources::create(
         db,
-        &NewResource {
-            uri: "https://mcp.example.com".into(),
-            name: "M".into(),
-            token_lifetime: None,
-            scopes: vec![],
-        },
+        &NewResource { uri: "https://mcp.example.com".into(), name: "M".into(), token_lifetime: None, scopes: vec![] },
         1,
     )
     .await
@@ -226,42 +135,15 @@ async fn grants_approve_revoke(engine: Engine) {
     let t = TestDb::new(engine).await;
     let db = t.connect().await;
     let (user, client_id, resource) = parties(&db).await;
-    let g = grants::approve(&db, user, &client_id, resource, "a", 10)
-        .await
-        .unwrap();
-    let widened = grants::approve(&db, user, &client_id, resource, "a b", 11)
-        .await
-        .unwrap();
-    assert_eq!(
-        g.id, widened.id,
-        "one live grant per person, client and resource"
-    );
-    assert_eq!(
-        grants::live(&db, user, &client_id, resource)
-            .await
-            .unwrap()
-            .unwrap()
-            .scope,
-        "a b"
-    );
+    let g = grants::approve(&db, user, &client_id, resource, "a", 10).await.unwrap();
+    let widened = grants::approve(&db, user, &client_id, resource, "a b", 11).await.unwrap();
+    assert_eq!(g.id, widened.id, "one live grant per person, client and resource");
+    assert_eq!(grants::live(&db, user, &client_id, resource).await.unwrap().unwrap().scope, "a b");
     assert!(grants::revoke(&db, g.id, 12).await.unwrap());
-    assert!(
-        !grants::revoke(&db, g.id, 13).await.unwrap(),
-        "already revoked"
-    );
-    assert!(
-        grants::live(&db, user, &client_id, resource)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let fresh = grants::approve(&db, user, &client_id, resource, "a", 14)
-        .await
-        .unwrap();
-    assert_ne!(
-        fresh.id, g.id,
-        "consent after revocation starts a new grant"
-    );
+    assert!(!grants::revoke(&db, g.id, 13).await.unwrap(), "already revoked");
+    assert!(grants::live(&db, user, &client_id, resource).await.unwrap().is_none());
+    let fresh = grants::approve(&db, user, &client_id, resource, "a", 14).await.unwrap();
+    assert_ne!(fresh.id, g.id, "consent after revocation starts a new grant");
     assert_eq!(grants::list_for_user(&db, user).await.unwrap().len(), 1);
 }
 
@@ -281,12 +163,7 @@ fn code_row(grant_id: Uuid, user_id: Uuid, resource_id: Uuid, now: i64) -> codes
     }
 }
 
-fn refresh_row(
-    grant_id: Uuid,
-    hash: &[u8],
-    family: Option<(Uuid, Uuid)>,
-    now: i64,
-) -> refresh::NewRefreshToken {
+fn refresh_row(grant_id: Uuid, hash: &[u8], family: Option<(Uuid, Uuid)>, now: i64) -> refresh::NewRefreshToken {
     let id = Uuid::now_v7();
     refresh::NewRefreshToken {
         id,
@@ -305,88 +182,42 @@ async fn codes_single_use_and_replay_revokes(engine: Engine) {
     let t = TestDb::new(engine).await;
     let db = t.connect().await;
     let (user, client_id, resource) = parties(&db).await;
-    let g = grants::approve(&db, user, &client_id, resource, "a", 10)
-        .await
-        .unwrap();
-    codes::insert(&db, b"code-1", &code_row(g.id, user, resource, 10))
-        .await
-        .unwrap();
+    let g = grants::approve(&db, user, &client_id, resource, "a", 10).await.unwrap();
+    codes::insert(&db, b"code-1", &code_row(g.id, user, resource, 10)).await.unwrap();
     let issued_refresh = refresh_row(g.id, b"rt-1", None, 11);
     let family = issued_refresh.family_id;
     let first = codes::redeem(&db, b"code-1", 11, |c, ctx| {
         assert_eq!(ctx.resource_uri, "https://mcp.example.com");
         assert_eq!(c.scope, "a");
-        Ok::<_, ()>((
-            codes::Issued {
-                jti: "jti-1".into(),
-                refresh: Some(issued_refresh),
-            },
-            "ok",
-        ))
+        Ok::<_, ()>((codes::Issued { jti: "jti-1".into(), refresh: Some(issued_refresh) }, "ok"))
     })
     .await
     .unwrap();
     assert!(matches!(first, codes::Redeemed::Ok(_, "ok")));
     let second = codes::redeem(&db, b"code-1", 12, |_, _| {
-        Ok::<_, ()>((
-            codes::Issued {
-                jti: "j2".into(),
-                refresh: None,
-            },
-            "again",
-        ))
+        Ok::<_, ()>((codes::Issued { jti: "j2".into(), refresh: None }, "again"))
     })
     .await
     .unwrap();
-    assert!(
-        matches!(second, codes::Redeemed::Replayed { .. }),
-        "{second:?}"
-    );
+    assert!(matches!(second, codes::Redeemed::Replayed { .. }), "{second:?}");
     let rt = refresh::by_hash(&db, b"rt-1").await.unwrap().unwrap();
-    assert!(
-        rt.revoked_at.is_some(),
-        "the replay revokes what the first redemption issued"
-    );
+    assert!(rt.revoked_at.is_some(), "the replay revokes what the first redemption issued");
     assert_eq!(rt.family_id, family);
     // Expired and unknown codes are invalid; a refused check still spends the code.
-    codes::insert(&db, b"code-2", &code_row(g.id, user, resource, 10))
-        .await
-        .unwrap();
-    let late = codes::redeem(&db, b"code-2", 500, |_, _| {
-        Ok::<_, ()>((
-            codes::Issued {
-                jti: "j".into(),
-                refresh: None,
-            },
-            (),
-        ))
-    })
-    .await
-    .unwrap();
+    codes::insert(&db, b"code-2", &code_row(g.id, user, resource, 10)).await.unwrap();
+    let late =
+        codes::redeem(&db, b"code-2", 500, |_, _| Ok::<_, ()>((codes::Issued { jti: "j".into(), refresh: None }, ())))
+            .await
+            .unwrap();
     assert!(matches!(late, codes::Redeemed::Invalid));
-    codes::insert(&db, b"code-3", &code_row(g.id, user, resource, 10))
-        .await
-        .unwrap();
-    let refused = codes::redeem(&db, b"code-3", 11, |_, _| {
-        Err::<(codes::Issued, ()), _>("wrong verifier")
-    })
-    .await
-    .unwrap();
-    assert!(matches!(
-        refused,
-        codes::Redeemed::Refused("wrong verifier")
-    ));
-    let after = codes::redeem(&db, b"code-3", 12, |_, _| {
-        Ok::<_, ()>((
-            codes::Issued {
-                jti: "j".into(),
-                refresh: None,
-            },
-            (),
-        ))
-    })
-    .await
-    .unwrap();
+    codes::insert(&db, b"code-3", &code_row(g.id, user, resource, 10)).await.unwrap();
+    let refused =
+        codes::redeem(&db, b"code-3", 11, |_, _| Err::<(codes::Issued, ()), _>("wrong verifier")).await.unwrap();
+    assert!(matches!(refused, codes::Redeemed::Refused("wrong verifier")));
+    let after =
+        codes::redeem(&db, b"code-3", 12, |_, _| Ok::<_, ()>((codes::Issued { jti: "j".into(), refresh: None }, ())))
+            .await
+            .unwrap();
     assert!(matches!(after, codes::Redeemed::Replayed { .. }));
 }
 
@@ -394,20 +225,13 @@ async fn refresh_rotation_grace_and_reuse(engine: Engine) {
     let t = TestDb::new(engine).await;
     let db = t.connect().await;
     let (user, client_id, resource) = parties(&db).await;
-    let g = grants::approve(&db, user, &client_id, resource, "a", 10)
-        .await
-        .unwrap();
+    let g = grants::approve(&db, user, &client_id, resource, "a", 10).await.unwrap();
     let root = refresh_row(g.id, b"t0", None, 10);
     refresh::insert(&db, &root).await.unwrap();
     let next = |parent: &refresh::RefreshToken, hash: &[u8]| {
         Ok::<_, ()>((
             refresh::Successor {
-                token: refresh_row(
-                    parent.grant_id,
-                    hash,
-                    Some((parent.family_id, parent.id)),
-                    20,
-                ),
+                token: refresh_row(parent.grant_id, hash, Some((parent.family_id, parent.id)), 20),
                 sealed: hash.to_vec(),
             },
             (),
@@ -415,62 +239,29 @@ async fn refresh_rotation_grace_and_reuse(engine: Engine) {
     };
     // Another client presenting the token changes nothing.
     assert!(matches!(
-        refresh::rotate(&db, b"t0", "other", 20, 60, |r| next(r, b"x"))
-            .await
-            .unwrap(),
+        refresh::rotate(&db, b"t0", "other", 20, 60, |r| next(r, b"x")).await.unwrap(),
         refresh::Rotated::Invalid
     ));
-    let first = refresh::rotate(&db, b"t0", "c1", 20, 60, |r| next(r, b"t1"))
-        .await
-        .unwrap();
+    let first = refresh::rotate(&db, b"t0", "c1", 20, 60, |r| next(r, b"t1")).await.unwrap();
     assert!(matches!(first, refresh::Rotated::Fresh(..)));
     // Inside the window: the same successor, sealed.
-    match refresh::rotate(&db, b"t0", "c1", 50, 60, |r| next(r, b"t1-bis"))
-        .await
-        .unwrap()
-    {
+    match refresh::rotate(&db, b"t0", "c1", 50, 60, |r| next(r, b"t1-bis")).await.unwrap() {
         refresh::Rotated::Grace(_, sealed) => assert_eq!(sealed, b"t1"),
         other => panic!("expected grace, got {other:?}"),
     }
     // After the window: reuse revokes the whole grant.
-    let reused = refresh::rotate(&db, b"t0", "c1", 200, 60, |r| next(r, b"t1-ter"))
-        .await
-        .unwrap();
+    let reused = refresh::rotate(&db, b"t0", "c1", 200, 60, |r| next(r, b"t1-ter")).await.unwrap();
     assert!(matches!(reused, refresh::Rotated::Reused { .. }));
-    assert!(
-        grants::live(&db, user, &client_id, resource)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let t1 = refresh::rotate(&db, b"t1", "c1", 201, 60, |r| next(r, b"t2"))
-        .await
-        .unwrap();
-    assert!(
-        matches!(t1, refresh::Rotated::Invalid),
-        "the successor died with the grant"
-    );
+    assert!(grants::live(&db, user, &client_id, resource).await.unwrap().is_none());
+    let t1 = refresh::rotate(&db, b"t1", "c1", 201, 60, |r| next(r, b"t2")).await.unwrap();
+    assert!(matches!(t1, refresh::Rotated::Invalid), "the successor died with the grant");
     // A refused check rolls back: the token is not rotated.
-    let g2 = grants::approve(&db, user, &client_id, resource, "a", 300)
-        .await
-        .unwrap();
-    refresh::insert(&db, &refresh_row(g2.id, b"u0", None, 300))
-        .await
-        .unwrap();
-    let refused = refresh::rotate(&db, b"u0", "c1", 301, 60, |_| {
-        Err::<(refresh::Successor, ()), _>("bad scope")
-    })
-    .await
-    .unwrap();
+    let g2 = grants::approve(&db, user, &client_id, resource, "a", 300).await.unwrap();
+    refresh::insert(&db, &refresh_row(g2.id, b"u0", None, 300)).await.unwrap();
+    let refused =
+        refresh::rotate(&db, b"u0", "c1", 301, 60, |_| Err::<(refresh::Successor, ()), _>("bad scope")).await.unwrap();
     assert!(matches!(refused, refresh::Rotated::Refused("bad scope")));
-    assert!(
-        refresh::by_hash(&db, b"u0")
-            .await
-            .unwrap()
-            .unwrap()
-            .rotated_at
-            .is_none()
-    );
+    assert!(refresh::by_hash(&db, b"u0").await.unwrap().unwrap().rotated_at.is_none());
 }
 
 async fn keys_and_audit(engine: Engine) {
@@ -486,35 +277,14 @@ async fn keys_and_audit(engine: Engine) {
         activates_at: 1,
     };
     keys::insert(&db, &row).await.unwrap();
-    assert!(matches!(
-        keys::insert(&db, &row).await,
-        Err(StoreError::Conflict(_))
-    ));
+    assert!(matches!(keys::insert(&db, &row).await, Err(StoreError::Conflict(_))));
     assert_eq!(keys::list(&db).await.unwrap().len(), 1);
     keys::delete(&db, "k1").await.unwrap();
     assert!(keys::list(&db).await.unwrap().is_empty());
-    audit::record(
-        &db,
-        &audit::Event {
-            event: "login",
-            actor: Some("alice"),
-            ..Default::default()
-        },
-        5,
-    )
-    .await
-    .unwrap();
-    audit::record(
-        &db,
-        &audit::Event {
-            event: "login_failed",
-            ip: Some("127.0.0.1"),
-            ..Default::default()
-        },
-        6,
-    )
-    .await
-    .unwrap();
+    audit::record(&db, &audit::Event { event: "login", actor: Some("alice"), ..Default::default() }, 5).await.unwrap();
+    audit::record(&db, &audit::Event { event: "login_failed", ip: Some("127.0.0.1"), ..Default::default() }, 6)
+        .await
+        .unwrap();
     assert_eq!(audit::list(&db, None, 10).await.unwrap().len(), 2);
     let failed = audit::list(&db, Some("login_failed"), 10).await.unwrap();
     assert_eq!(failed.len(), 1);
@@ -533,23 +303,14 @@ async fn sessions_round_trip(engine: Engine) {
         expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
     };
     s.create(&mut record).await.unwrap();
-    assert_eq!(
-        s.load(&record.id).await.unwrap().unwrap().data["k"],
-        json!("v")
-    );
+    assert_eq!(s.load(&record.id).await.unwrap().unwrap().data["k"], json!("v"));
     record.data.insert("k".into(), json!("w"));
     s.save(&record).await.unwrap();
-    assert_eq!(
-        s.load(&record.id).await.unwrap().unwrap().data["k"],
-        json!("w")
-    );
+    assert_eq!(s.load(&record.id).await.unwrap().unwrap().data["k"], json!("w"));
     s.delete(&record.id).await.unwrap();
     assert!(s.load(&record.id).await.unwrap().is_none());
     // Expired sessions are not loaded, and the sweep removes them.
-    let mut old = Record {
-        expiry_date: time::OffsetDateTime::now_utc() - time::Duration::hours(1),
-        ..record.clone()
-    };
+    let mut old = Record { expiry_date: time::OffsetDateTime::now_utc() - time::Duration::hours(1), ..record.clone() };
     old.id = Id::default();
     s.save(&old).await.unwrap();
     assert!(s.load(&old.id).await.unwrap().is_none());
