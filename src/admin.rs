@@ -48,8 +48,44 @@ pub async fn add_user(
     username: &str,
     password: &str,
 ) -> Result<store::users::User, AdminError> {
+    add_user_with_profile(db, hasher, username, password, None, None).await
+}
+
+/// Adds a user with an optional display name and email (OpenID Connect `profile` and `email`).
+/// Everything is checked before the one insert, so a bad value writes nothing.
+pub async fn add_user_with_profile(
+    db: &Db,
+    hasher: &Hasher,
+    username: &str,
+    password: &str,
+    display_name: Option<&str>,
+    email: Option<&str>,
+) -> Result<store::users::User, AdminError> {
     validate_username(username)?;
     password::check_policy(password)?;
+    if let Some(name) = display_name
+        && (name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control))
+    {
+        return Err(invalid("display name must be 1-200 printable characters"));
+    }
+    if let Some(email) = email
+        && (email.len() > 254 || !email.contains('@') || email.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(invalid(format!("{email:?} is not an email address")));
+    }
+    let user = add_user_inner(db, hasher, username, password).await?;
+    if display_name.is_some() || email.is_some() {
+        store::users::set_profile(db, username, display_name, email, store::now()).await?;
+    }
+    Ok(store::users::by_id(db, user.id).await?.unwrap_or(user))
+}
+
+async fn add_user_inner(
+    db: &Db,
+    hasher: &Hasher,
+    username: &str,
+    password: &str,
+) -> Result<store::users::User, AdminError> {
     let hash = hasher.hash(password.to_string()).await?;
     Ok(store::users::create(db, username, &hash, store::now()).await?)
 }
@@ -150,6 +186,41 @@ pub async fn add_resource(db: &Db, spec: &ResourceSpec) -> Result<store::resourc
 pub async fn remove_resource(db: &Db, uri: &str) -> Result<(), AdminError> {
     let canonical = ResourceUri::parse_requested(uri).map_err(|e| invalid(format!("resource URI {uri:?}: {e}")))?;
     store::resources::remove(db, canonical.as_str()).await.map_err(not_found(format!("resource {canonical}")))
+}
+
+/// Issues (or replaces) the credentials an MCP server uses at /introspect. The secret is returned
+/// once; only its hash is kept.
+pub async fn issue_introspection_credentials(db: &Db, uri: &str) -> Result<(String, String), AdminError> {
+    let canonical = ResourceUri::parse_requested(uri).map_err(|e| invalid(format!("resource URI {uri:?}: {e}")))?;
+    let id = format!("rs-{}", secrets::random_string(12));
+    let secret = secrets::random_token();
+    store::resources::set_introspection(db, canonical.as_str(), &id, &secrets::hash(&secret), store::now())
+        .await
+        .map_err(not_found(format!("resource {canonical}")))?;
+    Ok((id, secret))
+}
+
+// ---- grants ----
+
+pub async fn revoke_grant(db: &Db, id: &str) -> Result<(), AdminError> {
+    let id: uuid::Uuid =
+        id.parse().map_err(|_| invalid(format!("{id:?} is not a grant id (see `portcullis grant list`)")))?;
+    let now = store::now();
+    if !store::grants::revoke(db, id, now).await? {
+        return Err(invalid(format!("grant {id} does not exist or is already revoked")));
+    }
+    store::audit::record(
+        db,
+        &store::audit::Event {
+            event: "grant_revoked",
+            actor: Some("cli"),
+            details: json!({ "grant_id": id, "by": "operator" }),
+            ..Default::default()
+        },
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 // ---- clients ----

@@ -40,6 +40,9 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// List and revoke grants (a person's consent for a client and an MCP server).
+    #[command(subcommand)]
+    Grant(GrantCmd),
     /// Validate the configuration and print it, secrets redacted.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -53,6 +56,12 @@ enum UserCmd {
         /// Read the password from standard input (otherwise a random one is generated and printed).
         #[arg(long)]
         password_stdin: bool,
+        /// Display name (OpenID Connect `name`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Email address (OpenID Connect `email`).
+        #[arg(long)]
+        email: Option<String>,
     },
     /// List users.
     List,
@@ -76,6 +85,8 @@ enum ResourceCmd {
     List,
     /// Remove an MCP server and every grant for it.
     Remove { uri: String },
+    /// Issue (or replace) the credentials the MCP server uses at /introspect; printed once.
+    Introspection { uri: String },
 }
 
 #[derive(Args)]
@@ -93,6 +104,24 @@ struct ResourceAdd {
     /// Access-token lifetime for this server, in seconds (default: access_token_lifetime).
     #[arg(long)]
     token_lifetime: Option<u64>,
+    /// Also issue credentials for /introspect (printed once).
+    #[arg(long)]
+    introspection: bool,
+}
+
+#[derive(Subcommand)]
+enum GrantCmd {
+    /// List live grants (with --all, revoked ones too).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a grant: its refresh tokens die at once, its access tokens read inactive.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +205,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Resource(cmd) => resource(&open(&settings).await?, cmd).await,
         Command::Client(cmd) => client(&open(&settings).await?, cmd).await,
         Command::Keys(cmd) => keys_cmd(&settings, &open(&settings).await?, cmd).await,
+        Command::Grant(cmd) => grant(&open(&settings).await?, cmd).await,
     }
 }
 
@@ -271,9 +301,9 @@ fn read_password(from_stdin: bool) -> Result<(String, bool), Failure> {
 async fn user(db: &Db, cmd: UserCmd) -> Result<(), Failure> {
     let hasher = Hasher::default();
     match cmd {
-        UserCmd::Add { username, password_stdin } => {
+        UserCmd::Add { username, password_stdin, name, email } => {
             let (password, generated) = read_password(password_stdin)?;
-            admin::add_user(db, &hasher, &username, &password).await?;
+            admin::add_user_with_profile(db, &hasher, &username, &password, name.as_deref(), email.as_deref()).await?;
             println!("added user {username}");
             if generated {
                 println!("password (shown once): {password}");
@@ -332,9 +362,17 @@ async fn resource(db: &Db, cmd: ResourceCmd) -> Result<(), Failure> {
                     .collect(),
                 token_lifetime: a.token_lifetime,
             };
+            if a.introspection {
+                // Validate before writing so a bad resource leaves no half-registered state.
+                admin::validate_resource(&spec)?;
+            }
             let r = admin::add_resource(db, &spec).await?;
             println!("registered resource {} ({})", r.row.uri, r.row.name);
             println!("its protected-resource metadata must list `\"resource\": \"{}\"`", r.row.uri);
+            if a.introspection {
+                let (id, secret) = admin::issue_introspection_credentials(db, &r.row.uri).await?;
+                print_introspection(&id, &secret);
+            }
         }
         ResourceCmd::List => {
             for r in store::resources::list(db).await? {
@@ -349,6 +387,39 @@ async fn resource(db: &Db, cmd: ResourceCmd) -> Result<(), Failure> {
         ResourceCmd::Remove { uri } => {
             admin::remove_resource(db, &uri).await?;
             println!("removed resource {uri}");
+        }
+        ResourceCmd::Introspection { uri } => {
+            let (id, secret) = admin::issue_introspection_credentials(db, &uri).await?;
+            print_introspection(&id, &secret);
+        }
+    }
+    Ok(())
+}
+
+fn print_introspection(id: &str, secret: &str) {
+    println!("introspection credentials (HTTP Basic at /introspect; the secret is shown once):");
+    println!("  client_id:     {id}");
+    println!("  client_secret: {secret}");
+}
+
+async fn grant(db: &Db, cmd: GrantCmd) -> Result<(), Failure> {
+    match cmd {
+        GrantCmd::List { user, client, all } => {
+            let list = store::grants::list(db, user.as_deref(), client.as_deref(), all).await?;
+            println!("{:<38} {:<16} {:<28} {:<32} {:<11} SCOPE", "ID", "USER", "CLIENT", "RESOURCE", "LAST USED");
+            for g in list {
+                let last = g.last_used_at.map(date).unwrap_or_else(|| "never".into());
+                let client = g.client_name.unwrap_or(g.client_id);
+                let revoked = if g.revoked_at.is_some() { " (revoked)" } else { "" };
+                println!(
+                    "{:<38} {:<16} {:<28} {:<32} {:<11} {}{revoked}",
+                    g.id, g.username, client, g.resource_uri, last, g.scope
+                );
+            }
+        }
+        GrantCmd::Revoke { id } => {
+            admin::revoke_grant(db, &id).await?;
+            println!("revoked grant {id}");
         }
     }
     Ok(())

@@ -9,7 +9,10 @@ use tower_sessions::Session;
 
 use crate::http::authorize::{continue_path, current_user, redirect};
 use crate::http::error::PageError;
-use crate::http::routes::{LOGIN, LOGOUT};
+use crate::http::routes::{ACCOUNT, LOGIN, LOGOUT};
+
+/// The `next` value that continues to the account page rather than a parked request.
+const ACCOUNT_NEXT: &str = "account";
 use crate::http::session::{self, SignedIn};
 use crate::http::views::{LoginPage, MessagePage};
 use crate::http::{clients, render, security};
@@ -19,6 +22,8 @@ use crate::store::{self, audit, users};
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
     request_id: Option<String>,
+    /// `account`: continue to the connected-apps page.
+    next: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -37,7 +42,8 @@ pub async fn page(
     session: Session,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
-    show(&state, &session, q.request_id.as_deref(), String::new(), None, StatusCode::OK).await
+    let target = q.request_id.or(q.next);
+    show(&state, &session, target.as_deref(), String::new(), None, StatusCode::OK).await
 }
 
 async fn show(
@@ -49,8 +55,8 @@ async fn show(
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let pending = match request_id {
+        Some(ACCOUNT_NEXT) | None => None,
         Some(id) => Some(session::pending(session, id).await?),
-        None => None,
     };
     let client_name = match &pending {
         Some(p) => clients::find(state, &p.client_id).await?.map(|c| c.display_name()),
@@ -61,7 +67,7 @@ async fn show(
         css_href: state.routes.path("/static/style.css"),
         action: state.routes.path(LOGIN),
         csrf_token: session::csrf_token(session).await?,
-        next: pending.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
+        next: request_id.unwrap_or_default().to_string(),
         username,
         error,
         client_name,
@@ -130,6 +136,7 @@ pub async fn submit(
     )
     .await?;
     match request_id {
+        Some(ACCOUNT_NEXT) => Ok(redirect(StatusCode::SEE_OTHER, &state.routes.path(ACCOUNT))),
         Some(id) => Ok(redirect(StatusCode::SEE_OTHER, &continue_path(&state, id))),
         None => Ok(render(&MessagePage {
             brand: "Portcullis".into(),

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::http::error::ApiError;
-use crate::http::routes::{AUTHORIZE, JWKS, REGISTER, TOKEN};
+use crate::http::routes::{AUTHORIZE, INTROSPECT, JWKS, REGISTER, REVOKE, TOKEN, USERINFO};
 use crate::oauth::scope::OFFLINE_ACCESS;
 use crate::state::AppState;
 use crate::store;
@@ -16,13 +16,18 @@ use crate::store;
 async fn document(state: &AppState) -> Result<serde_json::Map<String, Value>, ApiError> {
     let r = &state.routes;
     let mut scopes = store::resources::all_scope_names(&state.db).await?;
-    scopes.push(OFFLINE_ACCESS.to_string());
+    scopes.extend([OFFLINE_ACCESS, "openid", "profile", "email"].map(String::from));
     let doc = json!({
         "issuer": state.settings.issuer,
         "authorization_endpoint": r.url(AUTHORIZE),
         "token_endpoint": r.url(TOKEN),
         "registration_endpoint": r.url(REGISTER),
         "jwks_uri": r.url(JWKS),
+        "revocation_endpoint": r.url(REVOKE),
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "introspection_endpoint": r.url(INTROSPECT),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "userinfo_endpoint": r.url(USERINFO),
         "scopes_supported": scopes,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -52,6 +57,23 @@ pub async fn oidc_metadata(State(state): State<AppState>) -> Result<Response, Ap
     let mut doc = document(&state).await?;
     doc.insert("subject_types_supported".into(), json!(["public"]));
     doc.insert("id_token_signing_alg_values_supported".into(), json!([state.settings.signing_alg.as_str()]));
+    doc.insert(
+        "claims_supported".into(),
+        json!([
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "azp",
+            "name",
+            "preferred_username",
+            "email",
+            "email_verified"
+        ]),
+    );
     Ok(respond(doc))
 }
 

@@ -16,6 +16,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::state::AppState;
 use crate::store::sessions::DbSessionStore;
 
+pub mod account;
 pub mod assets;
 pub mod authorize;
 pub mod client_auth;
@@ -23,13 +24,16 @@ pub mod clients;
 pub mod consent;
 pub mod error;
 pub mod health;
+pub mod introspect;
 pub mod login;
 pub mod metadata;
 pub mod register;
+pub mod revoke;
 pub mod routes;
 pub mod security;
 pub mod session;
 pub mod token;
+pub mod userinfo;
 pub mod views;
 
 use routes::*;
@@ -54,6 +58,9 @@ pub fn app(state: AppState) -> Router {
     let mut api = Router::new()
         .route(&r.path(JWKS), get(metadata::jwks))
         .route(&r.path(TOKEN), axum::routing::post(token::token))
+        .route(&r.path(REVOKE), axum::routing::post(revoke::revoke))
+        .route(&r.path(INTROSPECT), axum::routing::post(introspect::introspect))
+        .route(&r.path(USERINFO), get(userinfo::userinfo).post(userinfo::userinfo))
         .route(&r.path(REGISTER), axum::routing::post(register::register))
         .route(&r.path(REGISTER_CLIENT), get(register::read).put(register::update).delete(register::delete));
     for path in r.oauth_metadata_paths() {
@@ -77,6 +84,9 @@ pub fn app(state: AppState) -> Router {
         .route(&r.path(LOGIN), get(login::page).post(login::submit))
         .route(&r.path(LOGOUT), get(login::logout_page).post(login::logout))
         .route(&r.path(CONSENT), get(consent::page).post(consent::submit))
+        .route(&r.path(ACCOUNT), get(account::page))
+        .route(&r.path(ACCOUNT_REVOKE), axum::routing::post(account::revoke))
+        .route(&r.path(ACCOUNT_PASSWORD), axum::routing::post(account::password))
         .layer(session_layer);
 
     let plain = Router::new()

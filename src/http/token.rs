@@ -34,6 +34,8 @@ pub struct TokenResponse {
     scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
 }
 
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
@@ -195,12 +197,18 @@ async fn authorization_code(
             expires_in: minted.expires_in,
             scope: scope.to_space_separated(),
             refresh_token: refresh.as_ref().map(|(t, _)| t.clone()),
+            id_token: None,
         };
         Ok((Issued { jti: minted.jti, refresh: refresh.map(|(_, row)| row) }, response))
     })
     .await?;
     match outcome {
-        Redeemed::Ok(_, response) => Ok(response),
+        Redeemed::Ok(code, mut response) => {
+            if ScopeSet::parse(&code.scope).is_ok_and(|s| s.contains("openid")) {
+                response.id_token = Some(id_token(state, &key, client.client_id(), &code, now).await?);
+            }
+            Ok(response)
+        }
         Redeemed::Refused(e) => Err(e.into()),
         Redeemed::Replayed { grant_id } => {
             audit::record(
@@ -313,5 +321,30 @@ async fn refresh_token(
         expires_in: minted.expires_in,
         scope: scope.to_space_separated(),
         refresh_token: Some(refresh_token),
+        id_token: None,
+    })
+}
+
+/// The OpenID Connect ID token for a redeemed code: who signed in, when, for which client.
+async fn id_token(
+    state: &AppState,
+    key: &LoadedKey,
+    client_id: &str,
+    code: &codes::Code,
+    now: i64,
+) -> Result<String, ApiError> {
+    let user = store::users::by_id(&state.db, code.user_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the person no longer exists"))?;
+    let scopes: Vec<&str> = code.scope.split(' ').collect();
+    let mut claims = crate::http::userinfo::profile_claims(&user, &scopes);
+    claims.insert("auth_time".into(), code.auth_time.into());
+    if let Some(nonce) = &code.nonce {
+        claims.insert("nonce".into(), nonce.clone().into());
+    }
+    let lifetime = state.settings.access_token_lifetime.as_i64();
+    jwt::mint_id_token(key, &state.settings.issuer, client_id, claims, now, lifetime).map_err(|e| {
+        tracing::error!(error = %e, "signing an ID token failed");
+        OAuthError::server_error("could not sign the ID token").into()
     })
 }

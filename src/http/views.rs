@@ -124,4 +124,34 @@ pub struct LogoutPage {
     pub csrf_token: String,
 }
 
-page_helpers!(LoginPage, ConsentPage, ErrorPage, MessagePage, LogoutPage);
+/// The signed-in person's connected apps, with revoke, and a password change form.
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub brand: String,
+    pub css_href: String,
+    pub username: String,
+    pub csrf_token: String,
+    pub revoke_action: String,
+    pub password_action: String,
+    pub logout_action: String,
+    pub apps: Vec<AppLine>,
+    /// A confirmation ("Access revoked") or an error from the last form.
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct AppLine {
+    pub grant_id: String,
+    pub client_name: String,
+    pub client_verified: bool,
+    pub client_identity: String,
+    pub resource_name: String,
+    pub resource_uri: String,
+    /// Each granted scope in words.
+    pub scopes: Vec<String>,
+    pub first_used: String,
+    pub last_used: String,
+}
+
+page_helpers!(LoginPage, ConsentPage, ErrorPage, MessagePage, LogoutPage, AccountPage);

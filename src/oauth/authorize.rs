@@ -51,12 +51,15 @@ pub fn select_resource(
     }
 }
 
-/// The scope to authorize: what was asked, each name known to the resource; nothing asked (or only
-/// `offline_access`) means the resource's default scopes.
+/// Scopes every request may carry whatever the MCP server: refresh and OpenID Connect.
+pub const BUILT_IN_SCOPES: [&str; 4] = [OFFLINE_ACCESS, "openid", "profile", "email"];
+
+/// The scope to authorize: what was asked, each name known to the resource or built in; nothing
+/// asked (or only built-in scopes, e.g. `offline_access`) means the resource's default scopes too.
 pub fn resolve_scope(requested: Option<&str>, catalogue: &[&str], defaults: &[&str]) -> Result<ScopeSet, OAuthError> {
     let asked = ScopeSet::parse(requested.unwrap_or(""))
         .map_err(|e| OAuthError::invalid_scope(format!("the scope parameter is malformed: {e}")))?;
-    let unknown: Vec<&str> = asked.iter().filter(|s| *s != OFFLINE_ACCESS && !catalogue.contains(s)).collect();
+    let unknown: Vec<&str> = asked.iter().filter(|s| !BUILT_IN_SCOPES.contains(s) && !catalogue.contains(s)).collect();
     if !unknown.is_empty() {
         return Err(OAuthError::invalid_scope(format!(
             "unknown scope{} for this MCP server: {}",
@@ -64,7 +67,7 @@ pub fn resolve_scope(requested: Option<&str>, catalogue: &[&str], defaults: &[&s
             unknown.join(" ")
         )));
     }
-    if asked.without(OFFLINE_ACCESS).is_empty() {
+    if asked.iter().all(|s| BUILT_IN_SCOPES.contains(&s)) {
         return Ok(asked.union(&ScopeSet::from_iter(defaults.iter().copied())));
     }
     Ok(asked)
@@ -176,6 +179,10 @@ mod tests {
             "mcp:tools offline_access"
         );
         assert_eq!(resolve_scope(Some("mcp:admin"), &cat, &defaults).unwrap().to_space_separated(), "mcp:admin");
+        assert_eq!(
+            resolve_scope(Some("openid profile email"), &cat, &defaults).unwrap().to_space_separated(),
+            "email mcp:tools openid profile"
+        );
         let e = resolve_scope(Some("mcp:tools nope other"), &cat, &defaults).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidScope);
         assert!(e.description.contains("nope other"), "{}", e.description);

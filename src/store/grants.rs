@@ -112,3 +112,38 @@ pub async fn list_for_user(db: &Db, user_id: Uuid) -> Result<Vec<Grant>> {
     let sql = format!("SELECT {COLUMNS} FROM grants WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at");
     dispatch!(db, |pool| sqlx::query_as::<_, Grant>(&sql).bind(user_id).fetch_all(pool).await.map_err(StoreError::from))
 }
+
+/// A grant with the names an operator reads.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct GrantListing {
+    pub id: Uuid,
+    pub username: String,
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub resource_uri: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// Grants, live ones first, optionally for one person and/or one client.
+pub async fn list(
+    db: &Db,
+    username: Option<&str>,
+    client_id: Option<&str>,
+    include_revoked: bool,
+) -> Result<Vec<GrantListing>> {
+    dispatch!(db, |pool| Ok(sqlx::query_as::<_, GrantListing>(
+        "SELECT g.id, u.username, g.client_id, c.client_name, r.uri AS resource_uri, g.scope, g.created_at, \
+         g.last_used_at, g.revoked_at FROM grants g JOIN users u ON u.id = g.user_id \
+         JOIN clients c ON c.client_id = g.client_id JOIN resources r ON r.id = g.resource_id \
+         WHERE ($1 IS NULL OR u.username = $1) AND ($2 IS NULL OR g.client_id = $2) AND ($3 OR g.revoked_at IS NULL) \
+         ORDER BY g.revoked_at IS NOT NULL, g.created_at"
+    )
+    .bind(username)
+    .bind(client_id)
+    .bind(include_revoked)
+    .fetch_all(pool)
+    .await?))
+}

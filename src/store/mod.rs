@@ -14,6 +14,7 @@ pub mod grants;
 pub mod keys;
 pub mod refresh;
 pub mod resources;
+pub mod revocations;
 pub mod sessions;
 pub mod users;
 

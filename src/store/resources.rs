@@ -12,6 +12,9 @@ pub struct ResourceRow {
     pub token_lifetime: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The resource server's credentials for /introspect, when issued.
+    pub introspection_id: Option<String>,
+    pub introspection_secret_hash: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -36,7 +39,8 @@ pub struct NewResource {
     pub scopes: Vec<ScopeRow>,
 }
 
-const COLUMNS: &str = "id, uri, name, token_lifetime, created_at, updated_at";
+const COLUMNS: &str =
+    "id, uri, name, token_lifetime, created_at, updated_at, introspection_id, introspection_secret_hash";
 
 /// Registers a resource; a second registration of the same URI is a `Conflict`.
 pub async fn create(db: &Db, new: &NewResource, now: i64) -> Result<Resource> {
@@ -171,4 +175,25 @@ pub async fn remove(db: &Db, uri: &str) -> Result<()> {
         .map_err(StoreError::from_sqlx)?
         .rows_affected());
     if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+/// Issues (or replaces) the resource server's introspection credentials.
+pub async fn set_introspection(db: &Db, uri: &str, id: &str, secret_hash: &[u8], now: i64) -> Result<()> {
+    let n = dispatch!(db, |pool| sqlx::query(
+        "UPDATE resources SET introspection_id = $1, introspection_secret_hash = $2, updated_at = $3 WHERE uri = $4"
+    )
+    .bind(id)
+    .bind(secret_hash)
+    .bind(now)
+    .bind(uri)
+    .execute(pool)
+    .await?
+    .rows_affected());
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+/// The resource whose introspection credentials have this id.
+pub async fn by_introspection_id(db: &Db, id: &str) -> Result<Option<ResourceRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM resources WHERE introspection_id = $1");
+    dispatch!(db, |pool| Ok(sqlx::query_as::<_, ResourceRow>(&sql).bind(id).fetch_optional(pool).await?))
 }

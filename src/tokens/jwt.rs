@@ -37,6 +37,73 @@ pub fn mint_access_token(key: &LoadedKey, c: &AccessTokenClaims<'_>) -> Result<S
     jwt::encode_with_signer(&p, &header, key.signer.as_ref())
 }
 
+/// An OpenID Connect ID token; `claims` already holds `sub` and the profile claims.
+pub fn mint_id_token(
+    key: &LoadedKey,
+    issuer: &str,
+    client_id: &str,
+    mut claims: serde_json::Map<String, serde_json::Value>,
+    now: i64,
+    lifetime: i64,
+) -> Result<String, josekit::JoseError> {
+    let mut header = JwsHeader::new();
+    header.set_token_type("JWT");
+    header.set_key_id(&key.kid);
+    claims.insert("iss".into(), issuer.into());
+    claims.insert("aud".into(), client_id.into());
+    claims.insert("azp".into(), client_id.into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("exp".into(), (now + lifetime).into());
+    let p = JwtPayload::from_map(claims)?;
+    jwt::encode_with_signer(&p, &header, key.signer.as_ref())
+}
+
 fn claim(p: &mut JwtPayload, name: &str, v: serde_json::Value) -> Result<(), josekit::JoseError> {
     p.set_claim(name, Some(v))
+}
+
+/// The claims of an access token this server issued, after its signature, type, issuer and
+/// expiry were checked.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct VerifiedAccessToken {
+    pub sub: String,
+    #[serde(deserialize_with = "one_audience")]
+    pub aud: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub scope: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+fn one_audience<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Aud {
+        One(String),
+        Many(Vec<String>),
+    }
+    match Aud::deserialize(d)? {
+        Aud::One(a) => Ok(a),
+        Aud::Many(v) if v.len() == 1 => Ok(v.into_iter().next().unwrap_or_default()),
+        Aud::Many(_) => Err(serde::de::Error::custom("expected one audience")),
+    }
+}
+
+use serde::Deserialize;
+
+/// Validates an access token: our signature, `typ: at+jwt`, our issuer, not expired.
+pub async fn verify_access_token(
+    keys: &crate::tokens::keys::KeyRing,
+    token: &str,
+    issuer: &str,
+    now: i64,
+) -> Option<VerifiedAccessToken> {
+    let (claims, typ) = keys.verify(token).await?;
+    if typ.as_str() != Some("at+jwt") || claims.get("iss").and_then(|v| v.as_str()) != Some(issuer) {
+        return None;
+    }
+    let claims: VerifiedAccessToken = serde_json::from_value(serde_json::Value::Object(claims)).ok()?;
+    (claims.exp > now).then_some(claims)
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use josekit::jwk::KeyPair;
-use josekit::jws::{ES256, JwsSigner, RS256};
+use josekit::jws::{ES256, JwsSigner, JwsVerifier, RS256};
 
 use crate::config::{Secret, SigningAlg};
 use crate::store::keys::KeyRow;
@@ -78,6 +78,7 @@ pub struct LoadedKey {
     pub activates_at: i64,
     pub public_jwk: serde_json::Value,
     pub signer: Box<dyn JwsSigner>,
+    pub verifier: Box<dyn JwsVerifier>,
 }
 
 impl std::fmt::Debug for LoadedKey {
@@ -159,6 +160,18 @@ impl KeyRing {
         loaded.keys.iter().rev().find(|k| k.activates_at <= now).cloned().ok_or(KeyError::NoActiveKey)
     }
 
+    /// Checks a JWT's signature against the key its `kid` names (any key still loaded) and
+    /// returns its header and claims. Claims are not validated here.
+    pub async fn verify(&self, token: &str) -> Option<(serde_json::Map<String, serde_json::Value>, serde_json::Value)> {
+        let header = josekit::jwt::decode_header(token).ok()?;
+        let kid = header.claim("kid")?.as_str()?.to_string();
+        let typ = header.claim("typ").cloned().unwrap_or(serde_json::Value::Null);
+        let loaded = self.current().await.ok()?;
+        let key = loaded.keys.iter().find(|k| k.kid == kid)?;
+        let (payload, _) = josekit::jwt::decode_with_verifier(token, key.verifier.as_ref()).ok()?;
+        Some((payload.claims_set().clone(), typ))
+    }
+
     /// Every published public key, as a JWK Set.
     pub async fn jwks(&self) -> Result<serde_json::Value, KeyError> {
         let loaded = self.current().await?;
@@ -199,9 +212,14 @@ fn decode(row: KeyRow, settings: &KeySettings) -> Result<LoadedKey, KeyError> {
             return Err(KeyError::Broken(row.kid.clone(), format!("unsupported algorithm {other}")));
         }
     };
-    let public_jwk =
+    let public_jwk: serde_json::Value =
         serde_json::from_str(&row.public_jwk).map_err(|e| KeyError::Broken(row.kid.clone(), e.to_string()))?;
-    Ok(LoadedKey { kid: row.kid, alg: row.alg, activates_at: row.activates_at, public_jwk, signer })
+    let jwk = josekit::jwk::Jwk::from_bytes(public_jwk.to_string().as_bytes()).map_err(broken)?;
+    let verifier: Box<dyn JwsVerifier> = match row.alg.as_str() {
+        "RS256" => Box::new(RS256.verifier_from_jwk(&jwk).map_err(broken)?),
+        _ => Box::new(ES256.verifier_from_jwk(&jwk).map_err(broken)?),
+    };
+    Ok(LoadedKey { kid: row.kid, alg: row.alg, activates_at: row.activates_at, public_jwk, signer, verifier })
 }
 
 /// A new key pair, its private part sealed when a key-encryption secret is configured.
