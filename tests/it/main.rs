@@ -7,6 +7,7 @@ mod authorize;
 mod cli;
 mod metadata;
 mod register;
+mod resource_server;
 mod startup;
 mod store;
 mod token;
