@@ -158,7 +158,7 @@ pub fn validate_resource(spec: &ResourceSpec) -> Result<NewResource, AdminError>
         if parsed.len() != 1 {
             return Err(invalid(format!("scope {scope:?} must be a single name without spaces")));
         }
-        if scope == crate::oauth::scope::OFFLINE_ACCESS || scope == "openid" {
+        if crate::oauth::authorize::BUILT_IN_SCOPES.contains(&scope.as_str()) {
             return Err(invalid(format!("scope {scope:?} is built in; do not declare it on a resource")));
         }
         if description.is_empty() {
@@ -279,6 +279,7 @@ fn client_record(spec: &ClientSpec) -> Result<(NewClient, Option<String>), Admin
         secret_hash: secret.as_deref().map(secrets::hash),
         registration_token_hash: None,
         metadata_expires_at: None,
+        registered_ip: None,
     };
     Ok((record, secret))
 }
@@ -296,6 +297,20 @@ pub async fn remove_client(db: &Db, client_id: &str) -> Result<(), AdminError> {
 /// Applies the resources and clients declared in the config file; idempotent.
 pub async fn apply_config(db: &Db, settings: &Settings) -> Result<(), AdminError> {
     // Validate everything first so a bad entry writes nothing.
+    let (resources, clients) = validate_declarations(settings)?;
+    let now = store::now();
+    for r in &resources {
+        store::resources::upsert(db, r, now).await?;
+    }
+    for c in &clients {
+        store::clients::upsert(db, c, now).await?;
+    }
+    Ok(())
+}
+
+/// Checks the resources and clients declared in the config file, as `serve` would apply them.
+/// `config check` runs this too, so it refuses what start-up would refuse.
+pub fn validate_declarations(settings: &Settings) -> Result<(Vec<NewResource>, Vec<NewClient>), AdminError> {
     let resources = settings.resources.iter().map(|r| validate_resource(&r.into())).collect::<Result<Vec<_>, _>>()?;
     let clients = settings
         .clients
@@ -311,12 +326,5 @@ pub async fn apply_config(db: &Db, settings: &Settings) -> Result<(), AdminError
             .map(|(record, _)| record)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let now = store::now();
-    for r in &resources {
-        store::resources::upsert(db, r, now).await?;
-    }
-    for c in &clients {
-        store::clients::upsert(db, c, now).await?;
-    }
-    Ok(())
+    Ok((resources, clients))
 }

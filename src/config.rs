@@ -31,6 +31,19 @@ const ENV_KEYS: &[&str] = &[
     "key_retention",
     "key_cache_refresh",
     "bootstrap_admin",
+    "registration",
+    "max_dynamic_clients",
+    "registrations_per_ip_per_hour",
+    "unused_client_lifetime",
+    "idle_client_lifetime",
+    "cimd_policy",
+    "cimd_allow_hosts",
+    "cimd_deny_hosts",
+    "cimd_min_cache",
+    "cimd_max_cache",
+    "cimd_fetches_per_host_per_minute",
+    "cimd_test_ca_file",
+    "cimd_test_allow_loopback",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +166,31 @@ impl SigningAlg {
     }
 }
 
+/// Who may register clients dynamically (RFC 7591 §3).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationPolicy {
+    /// Anyone (MCP clients register without credentials).
+    #[default]
+    Open,
+    /// Nobody: `/register` answers 403.
+    Closed,
+    /// Holders of an initial access token made with `portcullis client token`.
+    Token,
+}
+
+/// Which Client ID Metadata Documents are accepted.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CimdPolicy {
+    /// Documents from any https host (minus `cimd_deny_hosts`).
+    #[default]
+    Any,
+    /// Only from `cimd_allow_hosts`.
+    Allowlist,
+    Off,
+}
+
 /// An MCP server declared in the config file, applied idempotently at start-up.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -217,6 +255,26 @@ pub struct Config {
     pub key_cache_refresh: Seconds,
     /// Create an `admin` user with a random password when the database has no users.
     pub bootstrap_admin: bool,
+    pub registration: RegistrationPolicy,
+    /// Cap on dynamically registered clients in total.
+    pub max_dynamic_clients: u64,
+    /// Registrations one IP address may make per hour (0: no limit).
+    pub registrations_per_ip_per_hour: u64,
+    /// Dynamically registered clients never used are deleted after this long.
+    pub unused_client_lifetime: Seconds,
+    /// Dynamically registered clients not used for this long are deleted.
+    pub idle_client_lifetime: Seconds,
+    pub cimd_policy: CimdPolicy,
+    pub cimd_allow_hosts: Vec<String>,
+    pub cimd_deny_hosts: Vec<String>,
+    /// Bounds on how long a fetched document is trusted, whatever its Cache-Control says.
+    pub cimd_min_cache: Seconds,
+    pub cimd_max_cache: Seconds,
+    pub cimd_fetches_per_host_per_minute: u64,
+    /// UNSAFE, tests only: trust this extra CA when fetching documents.
+    pub cimd_test_ca_file: Option<PathBuf>,
+    /// UNSAFE, tests only: allow documents on loopback addresses.
+    pub cimd_test_allow_loopback: bool,
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
 }
@@ -242,6 +300,19 @@ impl Default for Config {
             key_retention: Seconds(86_400),
             key_cache_refresh: Seconds(60),
             bootstrap_admin: true,
+            registration: RegistrationPolicy::Open,
+            max_dynamic_clients: 10_000,
+            registrations_per_ip_per_hour: 30,
+            unused_client_lifetime: Seconds(86_400),
+            idle_client_lifetime: Seconds(90 * 86_400),
+            cimd_policy: CimdPolicy::Any,
+            cimd_allow_hosts: Vec::new(),
+            cimd_deny_hosts: Vec::new(),
+            cimd_min_cache: Seconds(300),
+            cimd_max_cache: Seconds(86_400),
+            cimd_fetches_per_host_per_minute: 30,
+            cimd_test_ca_file: None,
+            cimd_test_allow_loopback: false,
             resources: Vec::new(),
             clients: Vec::new(),
         }
@@ -338,6 +409,20 @@ impl Config {
         {
             return Err(invalid("key_encryption_secret", "must be at least 16 characters"));
         }
+        if self.cimd_min_cache.0 > self.cimd_max_cache.0 {
+            return Err(invalid("cimd_min_cache", "must not exceed cimd_max_cache"));
+        }
+        if self.cimd_policy == CimdPolicy::Allowlist && self.cimd_allow_hosts.is_empty() {
+            return Err(invalid("cimd_allow_hosts", "must list hosts when cimd_policy is \"allowlist\""));
+        }
+        if let Some(path) = &self.cimd_test_ca_file
+            && !path.exists()
+        {
+            return Err(invalid("cimd_test_ca_file", format!("{} does not exist", path.display())));
+        }
+        if self.cimd_test_ca_file.is_some() || self.cimd_test_allow_loopback {
+            tracing::warn!("cimd_test_* settings are for tests only: never use them in production");
+        }
         for r in &self.resources {
             ResourceUri::parse(&r.uri).map_err(|e| invalid("resources.uri", format!("{}: {e}", r.uri)))?;
         }
@@ -397,31 +482,8 @@ impl Settings {
 }
 
 fn toml_string(c: &Config) -> String {
-    // figment has no TOML writer; serde_json -> hand-rolled flat TOML keeps the dependency list short.
-    let value = serde_json::to_value(c).unwrap_or_default();
-    let mut out = String::new();
-    let mut tables = String::new();
-    if let serde_json::Value::Object(map) = value {
-        for (k, v) in map {
-            match v {
-                serde_json::Value::Null => {}
-                serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) => {
-                    for item in items {
-                        tables.push_str(&format!("\n[[{k}]]\n"));
-                        if let serde_json::Value::Object(fields) = item {
-                            for (fk, fv) in fields {
-                                if !fv.is_null() {
-                                    tables.push_str(&format!("{fk} = {}\n", fv));
-                                }
-                            }
-                        }
-                    }
-                }
-                v => out.push_str(&format!("{k} = {v}\n")),
-            }
-        }
-    }
-    out + &tables
+    // The same crate figment reads with, so the output loads back as a config file.
+    toml::to_string(c).unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:[redacted]@host/db`.

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod fetch;
 pub mod http;
 pub mod jobs;
 pub mod oauth;

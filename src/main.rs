@@ -192,6 +192,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Serve => serve(settings).await,
         Command::Config(ConfigCmd::Check) => {
+            admin::validate_declarations(&settings)?;
             print!("{}", settings.redacted_toml());
             eprintln!("configuration is valid");
             Ok(())
@@ -231,7 +232,9 @@ async fn open(settings: &Settings) -> Result<Db, Failure> {
 async fn serve(settings: Settings) -> Result<(), Failure> {
     init_logging(&settings);
     let bind = settings.bind;
-    let (state, started) = AppState::start(settings).await?;
+    let url = portcullis::config::redact_url(settings.database_url.expose());
+    let (state, started) =
+        AppState::start(settings).await.map_err(|e| Failure(format!("cannot start with database {url}: {e}")))?;
     if let Some(password) = started.admin_password {
         print_first_start(&state, &password);
     }

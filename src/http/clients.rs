@@ -54,7 +54,7 @@ pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Registered
     let Some(row) = store::clients::get(&state.db, client_id).await? else {
         return Ok(None);
     };
-    match ClientMetadata::from_request(&row.metadata) {
+    match ClientMetadata::from_stored(&row.metadata) {
         Ok(metadata) => Ok(Some(RegisteredClient { row, metadata })),
         Err(e) => {
             tracing::error!(client_id, error = %e, "stored client metadata no longer validates");

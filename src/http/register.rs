@@ -85,6 +85,7 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: B
             secret_hash: secret.as_deref().map(secrets::hash),
             registration_token_hash: Some(secrets::hash(&registration_token)),
             metadata_expires_at: None,
+            registered_ip: None,
         },
         now,
     )
@@ -110,11 +111,7 @@ async fn managed(state: &AppState, headers: &HeaderMap, client_id: &str) -> Resu
         ApiError::from(OAuthError::new(ErrorCode::InvalidToken, "invalid registration access token"))
             .with_challenge(INVALID_TOKEN)
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or_else(denied)?;
+    let token = crate::http::bearer_token(headers).ok_or_else(denied)?;
     let client = clients::find(state, client_id).await?.ok_or_else(denied)?;
     match &client.row.registration_token_hash {
         Some(hash) if secrets::verify(token.trim(), hash) => Ok(client),

@@ -17,11 +17,7 @@ fn bearer_error(status: StatusCode, error: &'static str, challenge: &'static str
 
 pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let invalid = || bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "Bearer error=\"invalid_token\"");
-    let Some(token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-    else {
+    let Some(token) = crate::http::bearer_token(&headers) else {
         return bearer_error(StatusCode::UNAUTHORIZED, "invalid_request", "Bearer");
     };
     let now = store::now();

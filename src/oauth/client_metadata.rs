@@ -28,6 +28,8 @@ pub enum TokenEndpointAuthMethod {
     None,
     ClientSecretBasic,
     ClientSecretPost,
+    /// RFC 7523 §2.2; only for metadata-document clients (keys from their document).
+    PrivateKeyJwt,
 }
 
 impl TokenEndpointAuthMethod {
@@ -36,6 +38,7 @@ impl TokenEndpointAuthMethod {
             Self::None => "none",
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -44,6 +47,7 @@ impl TokenEndpointAuthMethod {
             "none" => Some(Self::None),
             "client_secret_basic" => Some(Self::ClientSecretBasic),
             "client_secret_post" => Some(Self::ClientSecretPost),
+            "private_key_jwt" => Some(Self::PrivateKeyJwt),
             _ => None,
         }
     }
@@ -51,7 +55,7 @@ impl TokenEndpointAuthMethod {
     /// Whether registration issues a `client_secret`. Claude Desktop treats a
     /// secret returned for a `none` request as an error.
     pub fn requires_secret(self) -> bool {
-        self != Self::None
+        matches!(self, Self::ClientSecretBasic | Self::ClientSecretPost)
     }
 }
 
@@ -170,18 +174,30 @@ impl ClientMetadata {
     /// because clients send all three. Also accepts [`Self::to_json`]'s output
     /// unchanged, so stored metadata reloads through the same validation.
     pub fn from_request(body: &Value) -> Result<Self, ClientMetadataError> {
+        Self::parse_with(body, false)
+    }
+
+    /// Reloads stored metadata, which for metadata-document clients may name `private_key_jwt`
+    /// (negotiated from their document; dynamic registration never accepts it).
+    pub fn from_stored(body: &Value) -> Result<Self, ClientMetadataError> {
+        Self::parse_with(body, true)
+    }
+
+    fn parse_with(body: &Value, allow_private_key_jwt: bool) -> Result<Self, ClientMetadataError> {
         let obj = body.as_object().ok_or_else(|| invalid("the registration request body must be a JSON object"))?;
 
         let redirect_uris = parse_redirect_uris(obj)?;
 
         let token_endpoint_auth_method = match optional_str(obj, "token_endpoint_auth_method")? {
             None => TokenEndpointAuthMethod::ClientSecretBasic,
-            Some(m) => TokenEndpointAuthMethod::parse(m).ok_or_else(|| {
-                invalid(format!(
-                    "unsupported token_endpoint_auth_method {:?}; supported: {SUPPORTED_AUTH_METHODS}",
-                    excerpt(m)
-                ))
-            })?,
+            Some(m) => TokenEndpointAuthMethod::parse(m)
+                .filter(|m| allow_private_key_jwt || *m != TokenEndpointAuthMethod::PrivateKeyJwt)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "unsupported token_endpoint_auth_method {:?}; supported: {SUPPORTED_AUTH_METHODS}",
+                        excerpt(m)
+                    ))
+                })?,
         };
 
         // RFC 7591 §2 lets us replace unsupported grant types; refusing would

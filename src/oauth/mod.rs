@@ -2,6 +2,7 @@
 //! No axum, no SQL.
 
 pub mod authorize;
+pub mod cimd;
 pub mod client_metadata;
 pub mod error;
 pub mod params;

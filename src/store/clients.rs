@@ -82,6 +82,8 @@ pub struct NewClient {
     pub secret_hash: Option<Vec<u8>>,
     pub registration_token_hash: Option<Vec<u8>>,
     pub metadata_expires_at: Option<i64>,
+    /// Where a dynamic registration came from (per-IP limits, shared by every node).
+    pub registered_ip: Option<String>,
 }
 
 const COLUMNS: &str = "client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
@@ -90,7 +92,8 @@ const COLUMNS: &str = "client_id, kind, client_name, metadata, secret_hash, regi
 pub async fn create(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
     let sql = format!(
         "INSERT INTO clients (client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
-         created_at, updated_at, metadata_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) RETURNING {COLUMNS}"
+         created_at, updated_at, metadata_expires_at, registered_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) \
+         RETURNING {COLUMNS}"
     );
     let metadata = c.metadata.to_string();
     let row: Row = dispatch!(db, |pool| sqlx::query_as(&sql)
@@ -102,6 +105,7 @@ pub async fn create(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
         .bind(&c.registration_token_hash)
         .bind(now)
         .bind(c.metadata_expires_at)
+        .bind(&c.registered_ip)
         .fetch_one(pool)
         .await
         .map_err(|e| StoreError::on_conflict(e, || format!("a client with id {:?} already exists", c.client_id)))?);
@@ -202,4 +206,54 @@ pub async fn touch(db: &Db, client_id: &str, now: i64) -> Result<()> {
     .rows_affected()
     });
     Ok(())
+}
+
+/// Dynamic registrations from this IP address since `since`.
+pub async fn registrations_from(db: &Db, ip: &str, since: i64) -> Result<i64> {
+    dispatch!(db, |pool| Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM clients WHERE registered_ip = $1 AND created_at >= $2"
+    )
+    .bind(ip)
+    .bind(since)
+    .fetch_one(pool)
+    .await?))
+}
+
+/// Stores a metadata-document client's logo, fetched through the hardened fetcher.
+pub async fn set_logo(db: &Db, client_id: &str, logo: Option<(&[u8], &str)>) -> Result<()> {
+    dispatch!(db, |pool| sqlx::query("UPDATE clients SET logo = $1, logo_content_type = $2 WHERE client_id = $3")
+        .bind(logo.map(|l| l.0))
+        .bind(logo.map(|l| l.1))
+        .bind(client_id)
+        .execute(pool)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+pub async fn logo(db: &Db, client_id: &str) -> Result<Option<(Vec<u8>, String)>> {
+    let row: Option<(Option<Vec<u8>>, Option<String>)> =
+        dispatch!(db, |pool| sqlx::query_as("SELECT logo, logo_content_type FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await?);
+    Ok(match row {
+        Some((Some(bytes), Some(ct))) => Some((bytes, ct)),
+        _ => None,
+    })
+}
+
+/// Deletes dynamically registered clients never used since `unused_before`, or not used since
+/// `idle_before`, with everything granted to them. Each row is deleted by exactly one caller, so
+/// nodes may run this at the same time; returns the ids this call deleted.
+pub async fn delete_stale_dynamic(db: &Db, unused_before: i64, idle_before: i64) -> Result<Vec<String>> {
+    dispatch!(db, |pool| Ok(sqlx::query_scalar::<_, String>(
+        "DELETE FROM clients WHERE kind = 'dynamic' AND \
+         ((last_used_at IS NULL AND created_at < $1) OR (last_used_at IS NOT NULL AND last_used_at < $2)) \
+         RETURNING client_id"
+    )
+    .bind(unused_before)
+    .bind(idle_before)
+    .fetch_all(pool)
+    .await?))
 }

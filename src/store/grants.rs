@@ -15,9 +15,13 @@ pub struct Grant {
     pub updated_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// For metadata-document clients: the document's identity (redirect URIs, name, keys) that
+    /// was shown when the person consented; a change asks again.
+    pub client_fingerprint: Option<String>,
 }
 
-const COLUMNS: &str = "id, user_id, client_id, resource_id, scope, created_at, updated_at, last_used_at, revoked_at";
+const COLUMNS: &str =
+    "id, user_id, client_id, resource_id, scope, created_at, updated_at, last_used_at, revoked_at, client_fingerprint";
 
 /// The live grant of this person to this client for this resource, if any.
 pub async fn live(db: &Db, user_id: Uuid, client_id: &str, resource_id: Uuid) -> Result<Option<Grant>> {
@@ -48,6 +52,19 @@ pub async fn approve(
     scope: &str,
     now: i64,
 ) -> Result<Grant> {
+    approve_as_shown(db, user_id, client_id, resource_id, scope, None, now).await
+}
+
+/// [`approve`], recording the client identity the person saw (metadata-document clients).
+pub async fn approve_as_shown(
+    db: &Db,
+    user_id: Uuid,
+    client_id: &str,
+    resource_id: Uuid,
+    scope: &str,
+    client_fingerprint: Option<&str>,
+    now: i64,
+) -> Result<Grant> {
     dispatch!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         let select = format!(
@@ -60,18 +77,19 @@ pub async fn approve(
         let grant: Grant = match existing {
             Some(g) => {
                 sqlx::query_as(&format!(
-                    "UPDATE grants SET scope = $1, updated_at = $2 WHERE id = $3 RETURNING {COLUMNS}"
+                    "UPDATE grants SET scope = $1, updated_at = $2, client_fingerprint = $3 WHERE id = $4 RETURNING {COLUMNS}"
                 ))
                 .bind(scope)
                 .bind(now)
+                .bind(client_fingerprint)
                 .bind(g.id)
                 .fetch_one(&mut *tx)
                 .await?
             }
             None => {
                 sqlx::query_as(&format!(
-                    "INSERT INTO grants (id, user_id, client_id, resource_id, scope, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
+                    "INSERT INTO grants (id, user_id, client_id, resource_id, scope, created_at, updated_at, client_fingerprint) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7) RETURNING {COLUMNS}"
                 ))
                 .bind(Uuid::now_v7())
                 .bind(user_id)
@@ -79,6 +97,7 @@ pub async fn approve(
                 .bind(resource_id)
                 .bind(scope)
                 .bind(now)
+                .bind(client_fingerprint)
                 .fetch_one(&mut *tx)
                 .await?
             }

@@ -13,6 +13,7 @@ pub mod codes;
 pub mod grants;
 pub mod keys;
 pub mod refresh;
+pub mod registration;
 pub mod resources;
 pub mod revocations;
 pub mod sessions;
@@ -193,6 +194,7 @@ impl Db {
                 "DELETE FROM web_sessions WHERE expires_at < $1",
                 "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
                 "DELETE FROM refresh_tokens WHERE expires_at < $1 - 86400",
+                "DELETE FROM used_client_assertions WHERE expires_at < $1",
             ] {
                 n += sqlx::query(sql).bind(now).execute(pool).await.map_err(StoreError::from_sqlx)?.rows_affected();
             }

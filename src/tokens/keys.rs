@@ -57,7 +57,9 @@ impl KeyState {
 
 /// The state of each key, given activation times in ascending order.
 pub fn classify(activations: &[i64], now: i64, retention: i64) -> Vec<KeyState> {
-    let active = activations.iter().rposition(|&a| a <= now);
+    // With no key active yet (the only key was rotated in before the first start), the earliest
+    // signs: no verifier can hold a stale key set, since none was ever published.
+    let active = activations.iter().rposition(|&a| a <= now).or(if activations.is_empty() { None } else { Some(0) });
     activations
         .iter()
         .enumerate()
@@ -156,8 +158,15 @@ impl KeyRing {
     /// The key that signs now.
     pub async fn signing_key(&self) -> Result<Arc<LoadedKey>, KeyError> {
         let loaded = self.current().await?;
-        let now = store::now();
-        loaded.keys.iter().rev().find(|k| k.activates_at <= now).cloned().ok_or(KeyError::NoActiveKey)
+        let activations: Vec<i64> = loaded.keys.iter().map(|k| k.activates_at).collect();
+        let states = classify(&activations, store::now(), self.settings.retention);
+        loaded
+            .keys
+            .iter()
+            .zip(states)
+            .find(|(_, s)| *s == KeyState::Active)
+            .map(|(k, _)| k.clone())
+            .ok_or(KeyError::NoActiveKey)
     }
 
     /// Checks a JWT's signature against the key its `kid` names (any key still loaded) and
@@ -286,6 +295,7 @@ mod tests {
         assert_eq!(classify(&acts, 700, 1000), vec![KeyState::Retiring { until: 1700 }, KeyState::Active]);
         assert_eq!(classify(&acts, 1700, 1000), vec![KeyState::Expired, KeyState::Active]);
         assert_eq!(classify(&[], 5, 10), Vec::<KeyState>::new());
+        assert_eq!(classify(&[100], 5, 10), vec![KeyState::Active], "the only key signs even before its time");
     }
 
     #[test]

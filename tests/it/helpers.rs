@@ -265,6 +265,8 @@ impl TestApp {
 }
 
 pub fn browser() -> reqwest::Client {
+    // reqwest is built without a default TLS provider (the server installs ring at start-up).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().expect("client")
 }
 

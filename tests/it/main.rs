@@ -5,6 +5,7 @@ mod helpers;
 
 mod authorize;
 mod cli;
+mod fetch;
 mod metadata;
 mod register;
 mod resource_server;

@@ -95,6 +95,7 @@ fn client(id: &str) -> NewClient {
         secret_hash: None,
         registration_token_hash: Some(vec![1, 2, 3]),
         metadata_expires_at: None,
+        registered_ip: None,
     }
 }
 

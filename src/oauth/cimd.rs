@@ -1,0 +1,185 @@
+//! Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document, MCP 2026-07-28):
+//! which `client_id`s are document URLs, and validating a fetched document into the metadata we
+//! store. Fetching lives in `crate::fetch`; this module is pure.
+
+use serde_json::{Map, Value};
+
+use super::client_metadata::{ClientMetadata, TokenEndpointAuthMethod};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CimdError(pub String);
+
+fn err(msg: impl Into<String>) -> CimdError {
+    CimdError(msg.into())
+}
+
+/// A Client Identifier URL: https, a host, a path other than `/`, no userinfo, fragment, query or
+/// dot segments. Compared with the document's `client_id` by simple string comparison.
+pub fn is_client_id_url(client_id: &str) -> bool {
+    let Some(rest) = client_id.strip_prefix("https://") else { return false };
+    let Ok(url) = url::Url::parse(client_id) else { return false };
+    let path_start = rest.find('/').unwrap_or(rest.len());
+    let raw_path = &rest[path_start..];
+    url.host_str().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && !client_id.contains('#')
+        && !client_id.contains('?')
+        && raw_path.len() > 1
+        && !raw_path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// The host shown as the client's verified identity.
+pub fn host_of(client_id: &str) -> String {
+    url::Url::parse(client_id).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// Validates a document fetched from `client_id` and returns the metadata to store, with the
+/// token endpoint auth method negotiated: `private_key_jwt` when the document offers it and has
+/// keys, else `none` when offered (or when nothing is said); secret-based methods are refused.
+pub fn validate_document(client_id: &str, body: &[u8]) -> Result<ClientMetadata, CimdError> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| err(format!("the document is not valid JSON: {e}")))?;
+    let obj = doc.as_object().ok_or_else(|| err("the document must be a JSON object"))?;
+    match obj.get("client_id").and_then(Value::as_str) {
+        Some(id) if id == client_id => {}
+        Some(_) => return Err(err("the document's client_id does not match the URL it was fetched from")),
+        None => return Err(err("the document has no client_id")),
+    }
+    for secret in ["client_secret", "client_secret_expires_at"] {
+        if obj.contains_key(secret) {
+            return Err(err(format!("a metadata document must not contain {secret}")));
+        }
+    }
+    if let Some(keys) = obj.get("jwks").and_then(|j| j.get("keys")).and_then(Value::as_array)
+        && keys.iter().any(|k| ["d", "p", "q", "dp", "dq", "qi", "k"].iter().any(|m| k.get(*m).is_some()))
+    {
+        return Err(err("the document's jwks contains private key material"));
+    }
+    match obj.get("redirect_uris").and_then(Value::as_array) {
+        Some(list) if !list.is_empty() => {}
+        _ => return Err(err("the document must list redirect_uris")),
+    }
+    let has_keys = obj.get("jwks").is_some() || obj.get("jwks_uri").and_then(Value::as_str).is_some();
+    let method = negotiate(obj, has_keys)?;
+    // Everything else is RFC 7591 client metadata: validate it the same way as a registration.
+    let mut as_request: Map<String, Value> = obj.clone();
+    as_request.insert("token_endpoint_auth_method".into(), "none".into());
+    as_request.remove("token_endpoint_auth_methods_supported");
+    let mut metadata = ClientMetadata::from_request(&Value::Object(as_request)).map_err(|e| err(e.description()))?;
+    metadata.token_endpoint_auth_method = method;
+    Ok(metadata)
+}
+
+fn negotiate(obj: &Map<String, Value>, has_keys: bool) -> Result<TokenEndpointAuthMethod, CimdError> {
+    let preferred = obj.get("token_endpoint_auth_method").and_then(Value::as_str);
+    let offered: Vec<&str> = match obj.get("token_endpoint_auth_methods_supported") {
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        Some(_) => return Err(err("token_endpoint_auth_methods_supported must be an array of strings")),
+        None => preferred.map(|p| vec![p]).unwrap_or_else(|| vec!["none"]),
+    };
+    if let Some(p) = preferred
+        && p.starts_with("client_secret")
+    {
+        return Err(err(format!("a metadata document cannot use {p}: there is no secret to share")));
+    }
+    if offered.contains(&"private_key_jwt") && has_keys {
+        return Ok(TokenEndpointAuthMethod::PrivateKeyJwt);
+    }
+    if offered.contains(&"none") {
+        return Ok(TokenEndpointAuthMethod::None);
+    }
+    if offered.contains(&"private_key_jwt") {
+        return Err(err("private_key_jwt needs jwks or jwks_uri in the document"));
+    }
+    Err(err(format!(
+        "none of the document's auth methods ({}) is supported; use none or private_key_jwt",
+        offered.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const CLAUDE_CODE: &str = "https://claude.ai/oauth/claude-code-client-metadata";
+
+    #[test]
+    fn client_id_urls() {
+        assert!(is_client_id_url(CLAUDE_CODE));
+        assert!(is_client_id_url("https://chatgpt.com/oauth/abc/client.json"));
+        assert!(is_client_id_url("https://example.com:8443/c"));
+        for bad in [
+            "http://example.com/c",
+            "https://example.com",
+            "https://example.com/",
+            "https://user@example.com/c",
+            "https://example.com/c#x",
+            "https://example.com/c?x=1",
+            "https://example.com/a/../c",
+            "https://example.com/./c",
+            "abc123",
+        ] {
+            assert!(!is_client_id_url(bad), "{bad}");
+        }
+    }
+
+    fn doc(extra: Value) -> Vec<u8> {
+        let mut d = json!({ "client_id": CLAUDE_CODE, "client_name": "Claude Code",
+            "redirect_uris": ["http://localhost/callback", "http://127.0.0.1/callback"] });
+        d.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::to_vec(&d).unwrap()
+    }
+
+    #[test]
+    fn claude_code_document() {
+        let m = validate_document(CLAUDE_CODE, &doc(json!({}))).unwrap();
+        assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::None, "omitted means none");
+        assert!(m.redirect_uris[0].matches("http://localhost:58135/callback"));
+    }
+
+    #[test]
+    fn chatgpt_prefers_private_key_jwt() {
+        let m = validate_document(
+            CLAUDE_CODE,
+            &doc(json!({ "token_endpoint_auth_method": "private_key_jwt",
+                "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+                "jwks_uri": "https://chatgpt.com/oauth/jwks.json" })),
+        )
+        .unwrap();
+        assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::PrivateKeyJwt);
+        // Without keys it falls back to none.
+        let m = validate_document(
+            CLAUDE_CODE,
+            &doc(json!({ "token_endpoint_auth_method": "private_key_jwt", "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"] })),
+        )
+        .unwrap();
+        assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::None);
+    }
+
+    #[test]
+    fn hostile_documents() {
+        let cases = [
+            (br#"<html>"#.to_vec(), "JSON"),
+            (b"[1]".to_vec(), "object"),
+            (
+                serde_json::to_vec(
+                    &json!({ "client_id": "https://evil.example/c", "redirect_uris": ["https://a.example/cb"] }),
+                )
+                .unwrap(),
+                "match",
+            ),
+            (doc(json!({ "token_endpoint_auth_method": "client_secret_post" })), "secret"),
+            (doc(json!({ "client_secret": "x" })), "client_secret"),
+            (doc(json!({ "redirect_uris": [] })), "redirect_uris"),
+            (doc(json!({ "jwks": { "keys": [{ "kty": "EC", "d": "x" }] } })), "private key"),
+            (doc(json!({ "token_endpoint_auth_methods_supported": ["tls_client_auth"] })), "supported"),
+            (doc(json!({ "redirect_uris": ["javascript:alert(1)"] })), "javascript"),
+        ];
+        for (body, needle) in cases {
+            let e = validate_document(CLAUDE_CODE, &body).unwrap_err();
+            assert!(e.0.to_lowercase().contains(&needle.to_lowercase()), "{needle}: {e}");
+        }
+    }
+}
