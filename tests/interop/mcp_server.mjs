@@ -4,13 +4,19 @@
 //   - RFC 9728 protected-resource metadata at /.well-known/oauth-protected-resource/mcp
 //     and /.well-known/oauth-protected-resource;
 //   - 401 + WWW-Authenticate (resource_metadata, scope) without a valid token;
-//   - verifies RFC 9068 JWT access tokens against the AS's JWKS (typ at+jwt, iss, aud, exp);
+//   - verifies RFC 9068 JWT access tokens against the AS's JWKS (typ at+jwt, iss, aud, exp),
+//     or, with --introspect, asks the AS's RFC 7662 introspection endpoint about every token
+//     (HTTP Basic with the credentials `portcullis resource add --introspection` printed) and
+//     requires active:true, aud == this server's URL, iss == the issuer, an unexpired exp;
 //   - one tool, `whoami`, returning the token's sub and scope;
 //   - GET /stats: the distinct access-token jti values it accepted (in total and per client_id).
 //
-// Usage: node mcp_server.mjs [--port N] [--issuer URL] [--introspect]
-//   or env MCP_PORT, PORTCULLIS_ISSUER (AS_ISSUER). Port 0 picks a free port; the chosen
-//   port is printed as "mcp_server listening on http://127.0.0.1:PORT/mcp".
+// Usage: node mcp_server.mjs [--port N] [--issuer URL] [--name NAME]
+//                           [--introspect [--client-id ID] [--client-secret SECRET]]
+//   or env MCP_PORT, PORTCULLIS_ISSUER (AS_ISSUER), MCP_INTROSPECTION_CLIENT_ID,
+//   MCP_INTROSPECTION_CLIENT_SECRET (prefer the env for the secret: argv is visible in ps).
+//   Port 0 picks a free port; the chosen port is printed as
+//   "mcp_server listening on http://127.0.0.1:PORT/mcp".
 import express from 'express';
 import { createRemoteJWKSet, jwtVerify, errors as joseErrors } from 'jose';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -23,14 +29,22 @@ function parseArgs(argv) {
     port: Number(process.env.MCP_PORT ?? 0),
     issuer: process.env.PORTCULLIS_ISSUER ?? process.env.AS_ISSUER,
     introspect: false,
+    name: 'Portcullis interop MCP server',
+    clientId: process.env.MCP_INTROSPECTION_CLIENT_ID,
+    clientSecret: process.env.MCP_INTROSPECTION_CLIENT_SECRET,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--port') opts.port = Number(argv[++i]);
     else if (a === '--issuer') opts.issuer = argv[++i];
     else if (a === '--introspect') opts.introspect = true;
+    else if (a === '--name') opts.name = argv[++i];
+    else if (a === '--client-id') opts.clientId = argv[++i];
+    else if (a === '--client-secret') opts.clientSecret = argv[++i];
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node mcp_server.mjs [--port N] [--issuer URL] [--introspect]');
+      console.log(
+        'usage: node mcp_server.mjs [--port N] [--issuer URL] [--name NAME] [--introspect [--client-id ID] [--client-secret SECRET]]',
+      );
       process.exit(0);
     } else {
       console.error(`mcp_server: unknown argument ${a}`);
@@ -45,9 +59,11 @@ function parseArgs(argv) {
     console.error(`mcp_server: bad port ${opts.port}`);
     process.exit(2);
   }
-  if (opts.introspect) {
-    // Reserved: verifying opaque tokens through RFC 7662 introspection is not implemented yet.
-    console.error('mcp_server: --introspect is reserved and not implemented yet');
+  if (opts.introspect && (!opts.clientId || !opts.clientSecret)) {
+    console.error(
+      'mcp_server: --introspect needs the introspection credentials (--client-id/--client-secret or ' +
+        'MCP_INTROSPECTION_CLIENT_ID/MCP_INTROSPECTION_CLIENT_SECRET)',
+    );
     process.exit(2);
   }
   return opts;
@@ -79,7 +95,7 @@ function prm() {
     authorization_servers: [issuer],
     scopes_supported: [SCOPE],
     bearer_methods_supported: ['header'],
-    resource_name: 'Portcullis interop MCP server',
+    resource_name: opts.name,
   };
 }
 
@@ -93,6 +109,102 @@ function challenge(res, status, error, description) {
   res.status(status).json({ error: error ?? 'unauthorized', error_description: description ?? 'a bearer token is required' });
 }
 
+// Why a token was refused: 401 invalid_token with this description.
+class Refused extends Error {}
+
+async function verifyJwt(token) {
+  try {
+    const { payload, protectedHeader } = await jwtVerify(token, jwks, {
+      issuer,
+      audience: resourceUrl,
+      typ: 'at+jwt',
+      algorithms: ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'],
+      requiredClaims: ['exp', 'sub', 'jti'],
+      clockTolerance: 0,
+    });
+    return { payload, how: `alg=${protectedHeader.alg} kid=${protectedHeader.kid}` };
+  } catch (e) {
+    const expired = e instanceof joseErrors.JWTExpired;
+    throw new Refused(expired ? 'the access token expired' : `the access token is invalid: ${e.message}`, {
+      cause: `${e.code ?? e.name}: ${e.message}`,
+    });
+  }
+}
+
+// RFC 7662: ask the AS. Every request asks again (no cache), so a revocation takes effect at once.
+let introspectionEndpoint = '';
+async function introspectionUrl() {
+  if (introspectionEndpoint) return introspectionEndpoint;
+  let advertised;
+  try {
+    const meta = await (await fetch(`${issuer.replace(/\/$/, '')}/.well-known/oauth-authorization-server`)).json();
+    advertised = meta.introspection_endpoint;
+  } catch (e) {
+    log(`could not read the AS metadata: ${e.message}`);
+  }
+  if (!advertised) log('WARNING: the AS metadata has no introspection_endpoint; using {issuer}/introspect');
+  introspectionEndpoint = advertised ?? `${issuer.replace(/\/$/, '')}/introspect`;
+  return introspectionEndpoint;
+}
+
+const introspection = { calls: 0, active: 0, inactive: 0, refused: 0, errors: 0 };
+
+async function verifyIntrospect(token) {
+  const url = await introspectionUrl();
+  // RFC 6749 §2.3.1: each part form-urlencoded, then base64.
+  const basic = Buffer.from(`${encodeURIComponent(opts.clientId)}:${encodeURIComponent(opts.clientSecret)}`).toString('base64');
+  introspection.calls++;
+  let status;
+  let text;
+  try {
+    const r = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
+    });
+    status = r.status;
+    text = await r.text();
+  } catch (e) {
+    introspection.errors++;
+    throw new Refused('the authorization server could not be asked about the token', { cause: `POST ${url}: ${e.message}` });
+  }
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  if (status !== 200 || !body || typeof body !== 'object') {
+    introspection.errors++;
+    throw new Refused('the authorization server could not be asked about the token', {
+      cause: `POST ${url} -> ${status}: ${String(text).slice(0, 300)}`,
+    });
+  }
+  if (body.active !== true) {
+    introspection.inactive++;
+    throw new Refused('the access token is not active', { cause: `introspection: ${JSON.stringify(body)}` });
+  }
+  introspection.active++;
+  const auds = Array.isArray(body.aud) ? body.aud : [body.aud];
+  const now = Math.floor(Date.now() / 1000);
+  const problem = !auds.includes(resourceUrl)
+    ? `aud ${JSON.stringify(body.aud)} is not ${resourceUrl}`
+    : body.iss !== undefined && body.iss !== issuer
+      ? `iss ${JSON.stringify(body.iss)} is not ${issuer}`
+      : typeof body.exp === 'number' && body.exp <= now
+        ? `exp ${body.exp} has passed (now ${now})`
+        : !body.sub || !body.jti
+          ? 'no sub or jti'
+          : body.token_type !== undefined && String(body.token_type).toLowerCase() !== 'bearer'
+            ? `token_type ${JSON.stringify(body.token_type)}`
+            : '';
+  if (problem) {
+    introspection.refused++;
+    throw new Refused(`the access token is not for this server: ${problem}`, { cause: `active introspection answer refused: ${JSON.stringify(body)}` });
+  }
+  return { payload: body, how: 'introspected' };
+}
+
 async function requireToken(req, res, next) {
   const header = req.get('authorization') ?? '';
   const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header);
@@ -101,44 +213,42 @@ async function requireToken(req, res, next) {
     log(`${req.method} ${req.path}: no bearer token -> 401`);
     return challenge(res, 401);
   }
+  let verified;
   try {
-    const { payload, protectedHeader } = await jwtVerify(m[1], jwks, {
-      issuer,
-      audience: resourceUrl,
-      typ: 'at+jwt',
-      algorithms: ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'],
-      requiredClaims: ['exp', 'sub', 'jti'],
-      clockTolerance: 0,
-    });
-    const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
-    if (!scopes.includes(SCOPE)) {
-      rejected++;
-      log(`${req.method} ${req.path}: token jti=${payload.jti} lacks scope ${SCOPE} (has "${payload.scope}") -> 403`);
-      res.set(
-        'WWW-Authenticate',
-        `Bearer error="insufficient_scope", scope="${SCOPE}", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`,
-      );
-      return res.status(403).json({ error: 'insufficient_scope' });
-    }
-    acceptedRequests++;
-    if (!acceptedJti.has(payload.jti)) {
-      acceptedJti.add(payload.jti);
-      const cid = String(payload.client_id ?? '');
-      if (!jtiByClient.has(cid)) jtiByClient.set(cid, new Set());
-      jtiByClient.get(cid).add(payload.jti);
-      log(
-        `accepted new token jti=${payload.jti} sub=${payload.sub} client_id=${cid} scope="${payload.scope}" ` +
-          `alg=${protectedHeader.alg} kid=${protectedHeader.kid} exp_in=${payload.exp - Math.floor(Date.now() / 1000)}s`,
-      );
-    }
-    req.auth = { token: m[1], payload };
-    return next();
+    verified = await (opts.introspect ? verifyIntrospect(m[1]) : verifyJwt(m[1]));
   } catch (e) {
     rejected++;
-    const expired = e instanceof joseErrors.JWTExpired;
-    log(`${req.method} ${req.path}: token rejected (${e.code ?? e.name}: ${e.message}) -> 401`);
-    return challenge(res, 401, 'invalid_token', expired ? 'the access token expired' : `the access token is invalid: ${e.message}`);
+    if (!(e instanceof Refused)) {
+      log(`${req.method} ${req.path}: error verifying the token -> 401:`, e);
+      return challenge(res, 401, 'invalid_token', 'the access token could not be verified');
+    }
+    log(`${req.method} ${req.path}: token rejected (${e.cause ?? e.message}) -> 401`);
+    return challenge(res, 401, 'invalid_token', e.message);
   }
+  const { payload, how } = verified;
+  const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
+  if (!scopes.includes(SCOPE)) {
+    rejected++;
+    log(`${req.method} ${req.path}: token jti=${payload.jti} lacks scope ${SCOPE} (has "${payload.scope}") -> 403`);
+    res.set(
+      'WWW-Authenticate',
+      `Bearer error="insufficient_scope", scope="${SCOPE}", resource_metadata="${origin}/.well-known/oauth-protected-resource/mcp"`,
+    );
+    return res.status(403).json({ error: 'insufficient_scope' });
+  }
+  acceptedRequests++;
+  if (!acceptedJti.has(payload.jti)) {
+    acceptedJti.add(payload.jti);
+    const cid = String(payload.client_id ?? '');
+    if (!jtiByClient.has(cid)) jtiByClient.set(cid, new Set());
+    jtiByClient.get(cid).add(payload.jti);
+    log(
+      `accepted new token jti=${payload.jti} sub=${payload.sub} client_id=${cid} scope="${payload.scope}" ` +
+        `${how} exp_in=${payload.exp - Math.floor(Date.now() / 1000)}s`,
+    );
+  }
+  req.auth = { token: m[1], payload };
+  return next();
 }
 
 function buildMcpServer(auth) {
@@ -170,7 +280,14 @@ app.get(['/.well-known/oauth-protected-resource/mcp', '/.well-known/oauth-protec
 app.get('/stats', (req, res) => {
   const byClient = {};
   for (const [cid, set] of jtiByClient) byClient[cid] = { distinct_jti: set.size, jti: [...set] };
-  res.json({ distinct_jti: acceptedJti.size, accepted_requests: acceptedRequests, rejected_requests: rejected, by_client: byClient });
+  res.json({
+    mode: opts.introspect ? 'introspect' : 'jwt',
+    distinct_jti: acceptedJti.size,
+    accepted_requests: acceptedRequests,
+    rejected_requests: rejected,
+    ...(opts.introspect ? { introspection } : {}),
+    by_client: byClient,
+  });
 });
 
 app.get('/healthz', (req, res) => res.type('text').send('ok'));
@@ -204,7 +321,7 @@ const listener = app.listen(opts.port, '127.0.0.1', () => {
   const { port } = listener.address();
   origin = `http://127.0.0.1:${port}`;
   resourceUrl = `${origin}/mcp`;
-  log(`listening on ${resourceUrl} (issuer ${issuer})`);
+  log(`listening on ${resourceUrl} (issuer ${issuer}; tokens checked by ${opts.introspect ? `introspection as ${opts.clientId}` : 'JWT verification against the JWKS'})`);
   console.log(`mcp_server listening on ${resourceUrl}`);
 });
 listener.on('error', (e) => {

@@ -6,7 +6,9 @@
 #   portcullis-setup  migrate, user add, resource add, serve (GET /readyz), MCP server up
 #   ts-sdk            @modelcontextprotocol/sdk client: discovery, DCR, browser login+consent, tool call, refresh
 #   python-sdk        mcp (Python) client: the same
+#   introspection     the TS SDK flow against a second MCP server that checks tokens at /introspect (RFC 7662)
 #   screenshots       login, consent and error pages at 390 px and 1280 px
+#   account-revoke    a TS SDK flow, then alice revokes the app at /account: refresh and introspection fail
 # Ends with "interop: N passed, N failed"; exits non-zero when anything failed.
 #
 # Environment: INTEROP_OUT (default tests/interop/out) for screenshots and logs;
@@ -61,6 +63,9 @@ fail() {
   SERVER_LOG_WANTED=1
 }
 SERVER_LOG_WANTED=0
+INTROSPECTION_ERR=""
+INTROSPECTION_CLIENT_ID=""
+INTROSPECTION_CLIENT_SECRET=""
 
 show_server_logs() {
   [ -n "$TMP" ] || return 0
@@ -69,11 +74,14 @@ show_server_logs() {
     tail -n 300 "$TMP/portcullis.log"
     echo "----- end of portcullis log -----"
   fi
-  if [ -f "$TMP/mcp_server.log" ]; then
-    echo "----- mcp_server log (last 100 lines) -----"
-    tail -n 100 "$TMP/mcp_server.log"
-    echo "----- end of mcp_server log -----"
-  fi
+  local f
+  for f in mcp_server mcp_server_introspect; do
+    if [ -f "$TMP/$f.log" ]; then
+      echo "----- $f log (last 100 lines) -----"
+      tail -n 100 "$TMP/$f.log"
+      echo "----- end of $f log -----"
+    fi
+  done
 }
 
 free_port() {
@@ -143,12 +151,15 @@ AS_PORT="$(free_port)"
 MCP_PORT="$(free_port)"
 while [ "$MCP_PORT" = "$AS_PORT" ]; do MCP_PORT="$(free_port)"; done
 MCP_URL="http://127.0.0.1:$MCP_PORT/mcp"
+MCP2_PORT="$(free_port)"
+while [ "$MCP2_PORT" = "$AS_PORT" ] || [ "$MCP2_PORT" = "$MCP_PORT" ]; do MCP2_PORT="$(free_port)"; done
+MCP2_URL="http://127.0.0.1:$MCP2_PORT/mcp"   # the MCP server that introspects
 
 export PORTCULLIS_DATABASE_URL="sqlite://$TMP/portcullis.db"
 export PORTCULLIS_ISSUER="http://127.0.0.1:$AS_PORT"      # no trailing slash
 export PORTCULLIS_BIND="127.0.0.1:$AS_PORT"
 export RUST_LOG="${RUST_LOG:-info}"
-note "AS $PORTCULLIS_ISSUER, MCP server $MCP_URL, database $PORTCULLIS_DATABASE_URL"
+note "AS $PORTCULLIS_ISSUER, MCP servers $MCP_URL (JWT) and $MCP2_URL (introspection), database $PORTCULLIS_DATABASE_URL"
 
 # --- portcullis-setup ----------------------------------------------------------------------------
 echo
@@ -177,6 +188,29 @@ else
     step "portcullis resource add $MCP_URL ..." "$BIN" resource add "$MCP_URL" --name "Interop MCP" \
       --scope "mcp:tools=Call the interop server's tools" --token-lifetime 4
   AS_PID=""
+  # The introspecting MCP server: its own resource, with /introspect credentials. A failure here
+  # fails only the tests that need it (introspection, account-revoke), not portcullis-setup.
+  if [ $setup_ok -eq 1 ]; then
+    note "\$ portcullis resource add $MCP2_URL ... --introspection"
+    if "$BIN" resource add "$MCP2_URL" --name "Interop MCP (introspection)" \
+      --scope "mcp:tools=Call the introspecting interop server's tools" --token-lifetime 4 --introspection \
+      >"$TMP/resource-add-introspection.out" 2>&1; then
+      INTROSPECTION_CLIENT_ID="$(sed -n 's/^[[:space:]]*client_id:[[:space:]]*\([^[:space:]]*\)[[:space:]]*$/\1/p' "$TMP/resource-add-introspection.out" | head -n 1)"
+      INTROSPECTION_CLIENT_SECRET="$(sed -n 's/^[[:space:]]*client_secret:[[:space:]]*\([^[:space:]]*\)[[:space:]]*$/\1/p' "$TMP/resource-add-introspection.out" | head -n 1)"
+      if [ -n "$INTROSPECTION_CLIENT_ID" ] && [ -n "$INTROSPECTION_CLIENT_SECRET" ]; then
+        note "introspection credentials: client_id $INTROSPECTION_CLIENT_ID (secret not shown)"
+      else
+        INTROSPECTION_ERR="resource add --introspection printed no client_id/client_secret lines"
+        note "$INTROSPECTION_ERR; it printed (secrets masked):"
+        sed -E 's/(secret[^:]*:[[:space:]]*).*/\1<masked>/' "$TMP/resource-add-introspection.out"
+      fi
+    else
+      INTROSPECTION_ERR="portcullis resource add --introspection failed"
+      note "$INTROSPECTION_ERR:"
+      sed -E 's/(secret[^:]*:[[:space:]]*).*/\1<masked>/' "$TMP/resource-add-introspection.out"
+    fi
+    rm -f "$TMP/resource-add-introspection.out"
+  fi
   if [ $setup_ok -eq 1 ]; then
     note "\$ portcullis serve"
     "$BIN" serve >"$TMP/portcullis.log" 2>&1 &
@@ -197,13 +231,27 @@ if [ $setup_ok -eq 1 ]; then
     note "the MCP server did not start"
   fi
 fi
+if [ $setup_ok -eq 1 ] && [ "$FAKE" = "1" ]; then
+  INTROSPECTION_ERR="not supported by dev/fake_as.mjs"
+fi
+if [ $setup_ok -eq 1 ] && [ -z "$INTROSPECTION_ERR" ]; then
+  MCP_INTROSPECTION_CLIENT_ID="$INTROSPECTION_CLIENT_ID" MCP_INTROSPECTION_CLIENT_SECRET="$INTROSPECTION_CLIENT_SECRET" \
+    node "$HERE/mcp_server.mjs" --port "$MCP2_PORT" --issuer "$PORTCULLIS_ISSUER" --introspect \
+    --name "Portcullis interop MCP server (introspection)" >"$TMP/mcp_server_introspect.log" 2>&1 &
+  MCP2_PID=$!
+  PIDS+=($MCP2_PID)
+  if ! wait_http_200 "http://127.0.0.1:$MCP2_PORT/healthz" 15 "$MCP2_PID"; then
+    INTROSPECTION_ERR="the introspecting MCP server did not start (see mcp_server_introspect.log)"
+    note "$INTROSPECTION_ERR"
+  fi
+fi
 if [ $setup_ok -eq 1 ]; then
   meta="$(curl -s --max-time 5 "$PORTCULLIS_ISSUER/.well-known/oauth-authorization-server")"
   note "AS metadata: $meta"
   pass "portcullis-setup"
 else
   fail "portcullis-setup" "see above"
-  for t in ts-sdk python-sdk screenshots; do fail "$t" "not run: portcullis-setup failed"; done
+  for t in ts-sdk python-sdk introspection screenshots account-revoke; do fail "$t" "not run: portcullis-setup failed"; done
   show_server_logs
   summary_and_exit
 fi
@@ -226,9 +274,34 @@ EOF
 fi
 
 # --- clients -----------------------------------------------------------------------------------
-INTEROP_SCREENSHOTS="$OUT/flow/ts" run_test ts-sdk 180 node "$HERE/ts_client.mjs"
+INTEROP_SCREENSHOTS="$OUT/flow/ts" run_test ts-sdk 180 node "$HERE/ts_client.mjs" --tokens-out "$TMP/ts-tokens.json"
 INTEROP_SCREENSHOTS="$OUT/flow/py" run_test python-sdk 180 "$HERE/.venv/bin/python" "$HERE/py_client.py"
+if [ -n "$INTROSPECTION_ERR" ]; then
+  fail introspection "not run: $INTROSPECTION_ERR"
+else
+  # The TS SDK flow against the introspecting server, then plain-HTTP checks of /introspect
+  # (bad credentials; a live token for the JWT server, from ts-sdk's grant, reads inactive here).
+  INTEROP_SCREENSHOTS="$OUT/flow/introspect" INTEROP_INTROSPECTION_CLIENT_ID="$INTROSPECTION_CLIENT_ID" \
+    INTEROP_INTROSPECTION_CLIENT_SECRET="$INTROSPECTION_CLIENT_SECRET" \
+    run_test introspection 180 bash -c '
+      node "$1/ts_client.mjs" --mcp-url "$2" --expect-mode introspect --label ts_client/introspect &&
+      node "$1/introspect_checks.mjs" --issuer "$PORTCULLIS_ISSUER" --mcp-url "$2" --other-tokens "$3"' \
+    _ "$HERE" "$MCP2_URL" "$TMP/ts-tokens.json"
+fi
 run_test screenshots 120 node "$HERE/screenshots.mjs" --out "$OUT/screenshots"
+# account-revoke: a fresh TS SDK flow (its own client name, so /account lists it once) against the
+# introspecting MCP server, keeping its tokens; then account_revoke.mjs revokes it in the browser.
+if [ -n "$INTROSPECTION_ERR" ]; then
+  fail account-revoke "not run: $INTROSPECTION_ERR"
+else
+  INTEROP_SCREENSHOTS="$OUT/flow/revoke" INTEROP_INTROSPECTION_CLIENT_ID="$INTROSPECTION_CLIENT_ID" \
+    INTEROP_INTROSPECTION_CLIENT_SECRET="$INTROSPECTION_CLIENT_SECRET" \
+    run_test account-revoke 240 bash -c '
+      node "$1/ts_client.mjs" --mcp-url "$2" --client-name "Portcullis interop (account-revoke)" \
+        --tokens-out "$3" --label ts_client/revoke &&
+      node "$1/account_revoke.mjs" --tokens "$3" --out "$4/screenshots" --flow "$4/flow/account"' \
+    _ "$HERE" "$MCP2_URL" "$TMP/revoke-tokens.json" "$OUT"
+fi
 
 if [ "$SERVER_LOG_WANTED" = "1" ]; then show_server_logs; fi
 note "screenshots: $OUT/screenshots; flow screenshots: $OUT/flow; logs: $OUT/logs"

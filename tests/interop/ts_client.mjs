@@ -6,16 +6,24 @@
 // start a new authorization.
 //
 // Usage: node ts_client.mjs --mcp-url URL --user NAME --password PW [--screenshots DIR]
+//          [--client-name NAME] [--expect-mode jwt|introspect] [--tokens-out FILE] [--label L]
 //   (or env MCP_URL, INTEROP_USER, INTEROP_PASSWORD, INTEROP_SCREENSHOTS)
+//   --client-name     client_name sent at dynamic registration (shown on consent and /account)
+//   --expect-mode     require the MCP server's /stats `mode` (introspect: the server must have
+//                     had >= 2 active introspection answers, one per access token)
+//   --tokens-out FILE write the final state as JSON (client_id, issuer, token_endpoint,
+//                     mcp_url, the last tokens) for a later test; mode 0600
+//   --label L         log prefix (default ts_client)
 // Exit status 0 on success; non-zero with "ts_client: FAIL: ..." otherwise.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { authorize } from './browser.mjs';
 
-const NAME = 'ts_client';
+let NAME = 'ts_client';
 const t0 = Date.now();
 const log = (m) => console.log(`${NAME} [+${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
 class Fail extends Error {}
@@ -32,6 +40,9 @@ function parseArgs(argv) {
     timeout: Number(process.env.INTEROP_CLIENT_TIMEOUT ?? 150),
     // Other values `sub` may take for this user (Portcullis puts the user's id, not the name, in `sub`).
     expectSub: (process.env.INTEROP_EXPECT_SUB ?? '').split(/\s+/).filter(Boolean),
+    clientName: 'Portcullis interop (MCP TypeScript SDK)',
+    expectMode: undefined,
+    tokensOut: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -42,6 +53,10 @@ function parseArgs(argv) {
     else if (a === '--screenshots') o.screenshots = v();
     else if (a === '--timeout') o.timeout = Number(v());
     else if (a === '--expect-sub') o.expectSub.push(v());
+    else if (a === '--client-name') o.clientName = v();
+    else if (a === '--expect-mode') o.expectMode = v();
+    else if (a === '--tokens-out') o.tokensOut = v();
+    else if (a === '--label') NAME = v();
     else throw new Fail(`unknown argument ${a}`);
   }
   if (!o.mcpUrl || !o.user || o.password === undefined) {
@@ -97,8 +112,9 @@ function loggingFetch(exchanges) {
 }
 
 class InMemoryOAuthProvider {
-  constructor({ redirectUrl, user, password, screenshots }) {
+  constructor({ redirectUrl, user, password, screenshots, clientName }) {
     this._redirectUrl = redirectUrl;
+    this.clientName = clientName;
     this.user = user;
     this.password = password;
     this.screenshots = screenshots;
@@ -116,7 +132,7 @@ class InMemoryOAuthProvider {
   }
   get clientMetadata() {
     return {
-      client_name: 'Portcullis interop (MCP TypeScript SDK)',
+      client_name: this.clientName,
       redirect_uris: [this._redirectUrl],
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
@@ -205,7 +221,13 @@ async function main() {
   const callbackPort = await freePort();
   const redirectUrl = `http://127.0.0.1:${callbackPort}/callback`;
   const exchanges = [];
-  const provider = new InMemoryOAuthProvider({ redirectUrl, user: o.user, password: o.password, screenshots: o.screenshots });
+  const provider = new InMemoryOAuthProvider({
+    redirectUrl,
+    user: o.user,
+    password: o.password,
+    screenshots: o.screenshots,
+    clientName: o.clientName,
+  });
 
   // The issuer the MCP server names, to check the RFC 9207 `iss` in the authorization response.
   const prm = await (await fetch(`${origin}/.well-known/oauth-protected-resource/mcp`)).json();
@@ -283,6 +305,33 @@ async function main() {
   log(`MCP server stats: this client ${mine} distinct jti; total ${stats.distinct_jti} (was ${statsBefore.distinct_jti})`);
   check(mine >= 2, `the MCP server saw ${mine} distinct token(s) for client ${clientId}, expected >= 2`);
   check(provider.invalidations.length === 0, `the SDK invalidated credentials: ${provider.invalidations.join(', ')}`);
+  if (o.expectMode) {
+    check(stats.mode === o.expectMode, `the MCP server checks tokens by ${JSON.stringify(stats.mode)}, expected ${JSON.stringify(o.expectMode)}`);
+    if (o.expectMode === 'introspect') {
+      log(`MCP server introspection counters: ${JSON.stringify(stats.introspection)}`);
+      check(
+        (stats.introspection?.active ?? 0) >= 2,
+        `the MCP server got ${stats.introspection?.active ?? 0} active introspection answer(s), expected >= 2 (one per access token)`,
+      );
+    }
+  }
+
+  if (o.tokensOut) {
+    const meta = await (await fetch(`${issuer.replace(/\/$/, '')}/.well-known/oauth-authorization-server`)).json();
+    const state = {
+      issuer,
+      token_endpoint: meta.token_endpoint,
+      introspection_endpoint: meta.introspection_endpoint,
+      mcp_url: mcpUrl,
+      client_id: clientId,
+      client_name: o.clientName,
+      sub: w1.sub,
+      tokens: t2,
+      written_at: Math.floor(Date.now() / 1000),
+    };
+    fs.writeFileSync(o.tokensOut, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+    log(`wrote the final tokens to ${o.tokensOut}`);
+  }
 
   await client.close().catch(() => {});
   log(`PASS: registered ${clientId}, authorized in the browser, called whoami as ${o.user} (sub ${w1.sub}), refreshed with rotation`);
