@@ -18,6 +18,11 @@ pub struct Inner {
     pub keys: KeyRing,
     pub hasher: Hasher,
     pub routes: Routes,
+    /// Outbound fetches of client-supplied URLs (metadata documents, keys, logos).
+    pub fetcher: crate::fetch::Fetcher,
+    pub cimd_limiter: crate::http::cimd::HostLimiter,
+    /// `jwks_uri` documents of `private_key_jwt` clients, by URL, until the instant given.
+    pub client_keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -35,6 +40,8 @@ pub enum StartError {
     Keys(#[from] crate::tokens::keys::KeyError),
     #[error("{0}")]
     Admin(#[from] crate::admin::AdminError),
+    #[error("metadata-document fetcher: {0}")]
+    Fetch(#[from] crate::fetch::FetchError),
 }
 
 pub fn key_settings(settings: &Settings) -> KeySettings {
@@ -67,6 +74,21 @@ impl AppState {
             started.admin_password = crate::admin::bootstrap_admin(&db, &hasher).await?;
         }
         let routes = Routes::new(&settings.issuer);
-        Ok((AppState(Arc::new(Inner { settings, db, keys, hasher, routes })), started))
+        let fetcher = crate::fetch::Fetcher::new(crate::fetch::FetchConfig {
+            test_ca_file: settings.cimd_test_ca_file.clone(),
+            test_allow_loopback: settings.cimd_test_allow_loopback,
+            ..Default::default()
+        })?;
+        let inner = Inner {
+            settings,
+            db,
+            keys,
+            hasher,
+            routes,
+            fetcher,
+            cimd_limiter: Default::default(),
+            client_keys: Default::default(),
+        };
+        Ok((AppState(Arc::new(inner)), started))
     }
 }

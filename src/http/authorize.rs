@@ -45,12 +45,17 @@ async fn authorize(state: &AppState, session: &Session, raw: &str, status: Statu
     let client_id = params
         .get("client_id")
         .ok_or_else(|| PageError::bad_request("The app did not say who it is (client_id is missing)."))?;
-    let client = clients::find(state, client_id).await?.ok_or_else(|| {
-        PageError::bad_request(
-            "The app asking for access is not registered here. Ask its developer to register it again.",
-        )
-        .with_code(ErrorCode::InvalidClient)
-    })?;
+    let client = match clients::resolve(state, client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(PageError::bad_request(
+                "The app asking for access is not registered here. Ask its developer to register it again.",
+            )
+            .with_code(ErrorCode::InvalidClient));
+        }
+        Err(crate::http::cimd::ResolveError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(PageError::bad_request(e.public_message()).with_code(ErrorCode::InvalidClient)),
+    };
     let redirect_uri = authz::resolve_redirect_uri(&client.metadata.redirect_uris, params.get("redirect_uri"))
         .map_err(PageError::from)?;
     let client_state = params.get("state").map(str::to_string);
@@ -151,8 +156,14 @@ pub async fn proceed(
     };
     let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
     let grant = grants::live(&state.db, who.user_id, &pending.client_id, pending.resource_id).await?;
+    // A metadata document whose redirect URIs, name or keys changed since consent asks again.
+    let shown = match clients::find(state, &pending.client_id).await? {
+        Some(c) => clients::fingerprint(&c),
+        None => None,
+    };
     if let Some(g) = &grant
         && !pending.force_consent
+        && g.client_fingerprint == shown
         && requested.is_subset(&ScopeSet::parse(&g.scope).unwrap_or_default())
     {
         let url = issue_code(state, &pending, &who, g.id).await?;

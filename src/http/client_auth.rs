@@ -6,9 +6,11 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::http::client_assertion;
 use crate::http::clients::{self, RegisteredClient};
 use crate::http::error::ApiError;
 use crate::oauth::OAuthError;
+use crate::oauth::client_metadata::TokenEndpointAuthMethod;
 use crate::oauth::params::Params;
 use crate::state::AppState;
 use crate::store;
@@ -74,14 +76,33 @@ pub async fn authenticate(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<RegisteredClient, ApiError> {
+    if let Some(kind) = params.get("client_assertion_type") {
+        if kind != client_assertion::JWT_BEARER {
+            return Err(OAuthError::invalid_client(format!("unsupported client_assertion_type {kind:?}")).into());
+        }
+        if headers.contains_key(header::AUTHORIZATION) || params.get("client_secret").is_some() {
+            return Err(OAuthError::invalid_request("use one client authentication method, not two").into());
+        }
+        let assertion = params.require("client_assertion")?;
+        let client = client_assertion::authenticate(state, params.get("client_id"), assertion).await?;
+        store::clients::touch(&state.db, client.client_id(), store::now()).await?;
+        return Ok(client);
+    }
     let creds = credentials(headers, params)?;
     let fail = |msg: &str| {
         let e = ApiError::from(OAuthError::invalid_client(msg));
         if creds.via_basic { e.with_challenge(BASIC_CHALLENGE) } else { e }
     };
-    let Some(client) = clients::find(state, &creds.client_id).await? else {
-        return Err(fail("unknown client: register again"));
+    let client = match clients::resolve(state, &creds.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(fail("unknown client: register again")),
+        Err(crate::http::cimd::ResolveError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(fail(&e.public_message())),
     };
+    // A document that prefers private_key_jwt but also allows none works either way.
+    if client.auth_method() == TokenEndpointAuthMethod::PrivateKeyJwt && !crate::http::cimd::also_none(&client) {
+        return Err(fail("this client must authenticate with a private_key_jwt client_assertion"));
+    }
     match (&client.row.secret_hash, &creds.secret) {
         (Some(hash), Some(secret)) if secrets::verify(secret, hash) => {}
         (Some(_), Some(_)) => return Err(fail("client authentication failed")),

@@ -19,11 +19,17 @@ impl RegisteredClient {
 
     /// The name to show; dynamic clients chose it themselves.
     pub fn display_name(&self) -> String {
-        self.metadata.client_name.clone().unwrap_or_else(|| self.row.client_id.clone())
+        match (&self.metadata.client_name, self.row.kind) {
+            (Some(name), _) => name.clone(),
+            // CIMD: without a name, the verified host is the best identity there is.
+            (None, ClientKind::MetadataDocument) => crate::oauth::cimd::host_of(&self.row.client_id),
+            (None, _) => self.row.client_id.clone(),
+        }
     }
 
+    /// Pre-registered clients, and metadata-document clients (their host vouches for the document).
     pub fn verified(&self) -> bool {
-        self.row.kind == ClientKind::Static
+        matches!(self.row.kind, ClientKind::Static | ClientKind::MetadataDocument)
     }
 
     pub fn identity_line(&self) -> String {
@@ -48,6 +54,23 @@ impl RegisteredClient {
     pub fn gets_refresh_token(&self, scope: &ScopeSet) -> bool {
         self.metadata.grant_types.contains(&GrantType::RefreshToken) || scope.contains(OFFLINE_ACCESS)
     }
+}
+
+/// The client for a request: a metadata-document client is (re)fetched when its cached document
+/// expired; any other client is looked up.
+pub async fn resolve(
+    state: &AppState,
+    client_id: &str,
+) -> Result<Option<RegisteredClient>, crate::http::cimd::ResolveError> {
+    if crate::oauth::cimd::is_client_id_url(client_id) {
+        return crate::http::cimd::resolve(state, client_id).await.map(Some);
+    }
+    Ok(find(state, client_id).await?)
+}
+
+/// The fingerprint a grant records for this client (metadata-document clients only).
+pub fn fingerprint(client: &RegisteredClient) -> Option<String> {
+    (client.row.kind == ClientKind::MetadataDocument).then(|| crate::oauth::cimd::fingerprint(&client.metadata))
 }
 
 pub async fn find(state: &AppState, client_id: &str) -> Result<Option<RegisteredClient>, StoreError> {

@@ -126,12 +126,14 @@ pub async fn submit(
                 Some(g) => requested.union(&ScopeSet::parse(&g.scope).unwrap_or_default()),
                 None => requested,
             };
-            let grant = grants::approve(
+            let shown = clients::find(&state, &pending.client_id).await?.and_then(|c| clients::fingerprint(&c));
+            let grant = grants::approve_as_shown(
                 &state.db,
                 who.user_id,
                 &pending.client_id,
                 pending.resource_id,
                 &scope.to_space_separated(),
+                shown.as_deref(),
                 now,
             )
             .await?;

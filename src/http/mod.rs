@@ -19,6 +19,8 @@ use crate::store::sessions::DbSessionStore;
 pub mod account;
 pub mod assets;
 pub mod authorize;
+pub mod cimd;
+pub mod client_assertion;
 pub mod client_auth;
 pub mod clients;
 pub mod consent;

@@ -35,10 +35,19 @@ pub fn host_of(client_id: &str) -> String {
     url::Url::parse(client_id).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default()
 }
 
-/// Validates a document fetched from `client_id` and returns the metadata to store, with the
-/// token endpoint auth method negotiated: `private_key_jwt` when the document offers it and has
-/// keys, else `none` when offered (or when nothing is said); secret-based methods are refused.
-pub fn validate_document(client_id: &str, body: &[u8]) -> Result<ClientMetadata, CimdError> {
+/// A validated document: the metadata to store, with the auth method negotiated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    pub metadata: ClientMetadata,
+    /// `private_key_jwt` was chosen but the document also allows `none` (ChatGPT's), so a client
+    /// without an assertion is accepted too.
+    pub also_none: bool,
+}
+
+/// Validates a document fetched from `client_id`, negotiating the token endpoint auth method:
+/// `private_key_jwt` when the document offers it and has keys, else `none` when offered (or when
+/// nothing is said). Secret-based methods are refused.
+pub fn validate_document(client_id: &str, body: &[u8]) -> Result<Document, CimdError> {
     let doc: Value = serde_json::from_slice(body).map_err(|e| err(format!("the document is not valid JSON: {e}")))?;
     let obj = doc.as_object().ok_or_else(|| err("the document must be a JSON object"))?;
     match obj.get("client_id").and_then(Value::as_str) {
@@ -61,17 +70,28 @@ pub fn validate_document(client_id: &str, body: &[u8]) -> Result<ClientMetadata,
         _ => return Err(err("the document must list redirect_uris")),
     }
     let has_keys = obj.get("jwks").is_some() || obj.get("jwks_uri").and_then(Value::as_str).is_some();
-    let method = negotiate(obj, has_keys)?;
+    let (method, also_none) = negotiate(obj, has_keys)?;
     // Everything else is RFC 7591 client metadata: validate it the same way as a registration.
     let mut as_request: Map<String, Value> = obj.clone();
     as_request.insert("token_endpoint_auth_method".into(), "none".into());
     as_request.remove("token_endpoint_auth_methods_supported");
     let mut metadata = ClientMetadata::from_request(&Value::Object(as_request)).map_err(|e| err(e.description()))?;
     metadata.token_endpoint_auth_method = method;
-    Ok(metadata)
+    Ok(Document { metadata, also_none })
 }
 
-fn negotiate(obj: &Map<String, Value>, has_keys: bool) -> Result<TokenEndpointAuthMethod, CimdError> {
+/// A short digest of what a person judged at consent: redirect URIs, name and keys. A document
+/// whose fingerprint changed asks for consent again (CIMD §8.4).
+pub fn fingerprint(m: &ClientMetadata) -> String {
+    use sha2::{Digest, Sha256};
+    let json = m.to_json();
+    let part = |k: &str| json.get(k).cloned().unwrap_or(Value::Null);
+    let material = serde_json::json!([part("redirect_uris"), part("client_name"), part("jwks"), part("jwks_uri")]);
+    let digest = Sha256::digest(material.to_string().as_bytes());
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+fn negotiate(obj: &Map<String, Value>, has_keys: bool) -> Result<(TokenEndpointAuthMethod, bool), CimdError> {
     let preferred = obj.get("token_endpoint_auth_method").and_then(Value::as_str);
     let offered: Vec<&str> = match obj.get("token_endpoint_auth_methods_supported") {
         Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
@@ -84,10 +104,10 @@ fn negotiate(obj: &Map<String, Value>, has_keys: bool) -> Result<TokenEndpointAu
         return Err(err(format!("a metadata document cannot use {p}: there is no secret to share")));
     }
     if offered.contains(&"private_key_jwt") && has_keys {
-        return Ok(TokenEndpointAuthMethod::PrivateKeyJwt);
+        return Ok((TokenEndpointAuthMethod::PrivateKeyJwt, offered.contains(&"none")));
     }
     if offered.contains(&"none") {
-        return Ok(TokenEndpointAuthMethod::None);
+        return Ok((TokenEndpointAuthMethod::None, false));
     }
     if offered.contains(&"private_key_jwt") {
         return Err(err("private_key_jwt needs jwks or jwks_uri in the document"));
@@ -134,28 +154,31 @@ mod tests {
 
     #[test]
     fn claude_code_document() {
-        let m = validate_document(CLAUDE_CODE, &doc(json!({}))).unwrap();
+        let m = validate_document(CLAUDE_CODE, &doc(json!({}))).unwrap().metadata;
         assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::None, "omitted means none");
         assert!(m.redirect_uris[0].matches("http://localhost:58135/callback"));
     }
 
     #[test]
     fn chatgpt_prefers_private_key_jwt() {
-        let m = validate_document(
+        let d = validate_document(
             CLAUDE_CODE,
             &doc(json!({ "token_endpoint_auth_method": "private_key_jwt",
                 "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
                 "jwks_uri": "https://chatgpt.com/oauth/jwks.json" })),
         )
         .unwrap();
-        assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::PrivateKeyJwt);
+        assert_eq!(d.metadata.token_endpoint_auth_method, TokenEndpointAuthMethod::PrivateKeyJwt);
+        assert!(d.also_none);
+        let changed = validate_document(CLAUDE_CODE, &doc(json!({ "client_name": "Other" }))).unwrap();
+        assert_ne!(fingerprint(&d.metadata), fingerprint(&changed.metadata));
         // Without keys it falls back to none.
         let m = validate_document(
             CLAUDE_CODE,
             &doc(json!({ "token_endpoint_auth_method": "private_key_jwt", "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"] })),
         )
         .unwrap();
-        assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::None);
+        assert_eq!(m.metadata.token_endpoint_auth_method, TokenEndpointAuthMethod::None);
     }
 
     #[test]

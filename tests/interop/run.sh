@@ -11,8 +11,7 @@
 #   account-revoke    a TS SDK flow, then alice revokes the app at /account: refresh and introspection fail
 # Ends with "interop: N passed, N failed"; exits non-zero when anything failed.
 #
-# Environment: INTEROP_OUT (default tests/interop/out) for screenshots and logs;
-# INTEROP_FAKE_AS=1 runs the rig against dev/fake_as.mjs instead of the binary (rig self-check).
+# Environment: INTEROP_OUT (default tests/interop/out) for screenshots and logs.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -123,19 +122,16 @@ run_test() {
 }
 
 # --- binary and tools --------------------------------------------------------------------------
-FAKE="${INTEROP_FAKE_AS:-0}"
 BIN="${1:-$ROOT/target/debug/portcullis}"
-if [ "$FAKE" != "1" ]; then
-  if [ ! -x "$BIN" ]; then
-    if [ -z "${1:-}" ]; then
-      note "$BIN missing: cargo build --bin portcullis"
-      (cd "$ROOT" && cargo build --bin portcullis) || { fail "build" "cargo build --bin portcullis failed"; summary_and_exit; }
-    else
-      fail "portcullis-setup" "no executable at $BIN"; summary_and_exit
-    fi
+if [ ! -x "$BIN" ]; then
+  if [ -z "${1:-}" ]; then
+    note "$BIN missing: cargo build --bin portcullis"
+    (cd "$ROOT" && cargo build --bin portcullis) || { fail "build" "cargo build --bin portcullis failed"; summary_and_exit; }
+  else
+    fail "portcullis-setup" "no executable at $BIN"; summary_and_exit
   fi
-  BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 fi
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 
 note "setup.sh"
 if ! "$HERE/setup.sh"; then
@@ -175,48 +171,40 @@ step() { # description, command...
     return 1
   fi
 }
-if [ "$FAKE" = "1" ]; then
-  note "INTEROP_FAKE_AS=1: using dev/fake_as.mjs, NOT the real server"
-  node "$HERE/dev/fake_as.mjs" --port "$AS_PORT" --resource "$MCP_URL" --token-lifetime 4 \
-    --user "$USER_NAME:$PASSWORD" >"$TMP/portcullis.log" 2>&1 &
-  PIDS+=($!)
-  AS_PID=$!
-else
-  step "portcullis migrate" "$BIN" migrate &&
-    step "portcullis user add $USER_NAME --password-stdin" \
-      bash -c 'printf "%s" "$1" | "$2" user add "$3" --password-stdin' _ "$PASSWORD" "$BIN" "$USER_NAME" &&
-    step "portcullis resource add $MCP_URL ..." "$BIN" resource add "$MCP_URL" --name "Interop MCP" \
-      --scope "mcp:tools=Call the interop server's tools" --token-lifetime 4
-  AS_PID=""
-  # The introspecting MCP server: its own resource, with /introspect credentials. A failure here
-  # fails only the tests that need it (introspection, account-revoke), not portcullis-setup.
-  if [ $setup_ok -eq 1 ]; then
-    note "\$ portcullis resource add $MCP2_URL ... --introspection"
-    if "$BIN" resource add "$MCP2_URL" --name "Interop MCP (introspection)" \
-      --scope "mcp:tools=Call the introspecting interop server's tools" --token-lifetime 4 --introspection \
-      >"$TMP/resource-add-introspection.out" 2>&1; then
-      INTROSPECTION_CLIENT_ID="$(sed -n 's/^[[:space:]]*client_id:[[:space:]]*\([^[:space:]]*\)[[:space:]]*$/\1/p' "$TMP/resource-add-introspection.out" | head -n 1)"
-      INTROSPECTION_CLIENT_SECRET="$(sed -n 's/^[[:space:]]*client_secret:[[:space:]]*\([^[:space:]]*\)[[:space:]]*$/\1/p' "$TMP/resource-add-introspection.out" | head -n 1)"
-      if [ -n "$INTROSPECTION_CLIENT_ID" ] && [ -n "$INTROSPECTION_CLIENT_SECRET" ]; then
-        note "introspection credentials: client_id $INTROSPECTION_CLIENT_ID (secret not shown)"
-      else
-        INTROSPECTION_ERR="resource add --introspection printed no client_id/client_secret lines"
-        note "$INTROSPECTION_ERR; it printed (secrets masked):"
-        sed -E 's/(secret[^:]*:[[:space:]]*).*/\1<masked>/' "$TMP/resource-add-introspection.out"
-      fi
+step "portcullis migrate" "$BIN" migrate &&
+  step "portcullis user add $USER_NAME --password-stdin" \
+    bash -c 'printf "%s" "$1" | "$2" user add "$3" --password-stdin' _ "$PASSWORD" "$BIN" "$USER_NAME" &&
+  step "portcullis resource add $MCP_URL ..." "$BIN" resource add "$MCP_URL" --name "Interop MCP" \
+    --scope "mcp:tools=Call the interop server's tools" --token-lifetime 4
+AS_PID=""
+# The introspecting MCP server: its own resource, with /introspect credentials. A failure here
+# fails only the tests that need it (introspection, account-revoke), not portcullis-setup.
+if [ $setup_ok -eq 1 ]; then
+  note "\$ portcullis resource add $MCP2_URL ... --introspection"
+  if "$BIN" resource add "$MCP2_URL" --name "Interop MCP (introspection)" \
+    --scope "mcp:tools=Call the introspecting interop server's tools" --token-lifetime 4 --introspection \
+    >"$TMP/resource-add-introspection.out" 2>&1; then
+    INTROSPECTION_CLIENT_ID="$(sed -n 's/^[[:space:]]*client_id:[[:space:]]*\([^[:space:]]*\)[[:space:]]*$/\1/p' "$TMP/resource-add-introspection.out" | head -n 1)"
+    INTROSPECTION_CLIENT_SECRET="$(sed -n 's/^[[:space:]]*client_secret:[[:space:]]*\([^[:space:]]*\)[[:space:]]*$/\1/p' "$TMP/resource-add-introspection.out" | head -n 1)"
+    if [ -n "$INTROSPECTION_CLIENT_ID" ] && [ -n "$INTROSPECTION_CLIENT_SECRET" ]; then
+      note "introspection credentials: client_id $INTROSPECTION_CLIENT_ID (secret not shown)"
     else
-      INTROSPECTION_ERR="portcullis resource add --introspection failed"
-      note "$INTROSPECTION_ERR:"
+      INTROSPECTION_ERR="resource add --introspection printed no client_id/client_secret lines"
+      note "$INTROSPECTION_ERR; it printed (secrets masked):"
       sed -E 's/(secret[^:]*:[[:space:]]*).*/\1<masked>/' "$TMP/resource-add-introspection.out"
     fi
-    rm -f "$TMP/resource-add-introspection.out"
+  else
+    INTROSPECTION_ERR="portcullis resource add --introspection failed"
+    note "$INTROSPECTION_ERR:"
+    sed -E 's/(secret[^:]*:[[:space:]]*).*/\1<masked>/' "$TMP/resource-add-introspection.out"
   fi
-  if [ $setup_ok -eq 1 ]; then
-    note "\$ portcullis serve"
-    "$BIN" serve >"$TMP/portcullis.log" 2>&1 &
-    AS_PID=$!
-    PIDS+=($AS_PID)
-  fi
+  rm -f "$TMP/resource-add-introspection.out"
+fi
+if [ $setup_ok -eq 1 ]; then
+  note "\$ portcullis serve"
+  "$BIN" serve >"$TMP/portcullis.log" 2>&1 &
+  AS_PID=$!
+  PIDS+=($AS_PID)
 fi
 if [ $setup_ok -eq 1 ] && ! wait_http_200 "$PORTCULLIS_ISSUER/readyz" 30 "$AS_PID"; then
   setup_ok=0
@@ -230,9 +218,6 @@ if [ $setup_ok -eq 1 ]; then
     setup_ok=0
     note "the MCP server did not start"
   fi
-fi
-if [ $setup_ok -eq 1 ] && [ "$FAKE" = "1" ]; then
-  INTROSPECTION_ERR="not supported by dev/fake_as.mjs"
 fi
 if [ $setup_ok -eq 1 ] && [ -z "$INTROSPECTION_ERR" ]; then
   MCP_INTROSPECTION_CLIENT_ID="$INTROSPECTION_CLIENT_ID" MCP_INTROSPECTION_CLIENT_SECRET="$INTROSPECTION_CLIENT_SECRET" \
@@ -260,8 +245,7 @@ export MCP_URL INTEROP_USER="$USER_NAME" INTEROP_PASSWORD="$PASSWORD"
 
 # Portcullis puts the user's id (not the name) in `sub`, and the CLI does not print it: read it
 # from the fresh database so the clients can check that `sub` is alice's.
-if [ "$FAKE" != "1" ]; then
-  INTEROP_EXPECT_SUB="$("$HERE/.venv/bin/python" - "$TMP/portcullis.db" "$USER_NAME" <<'EOF' 2>/dev/null
+INTEROP_EXPECT_SUB="$("$HERE/.venv/bin/python" - "$TMP/portcullis.db" "$USER_NAME" <<'EOF' 2>/dev/null
 import sqlite3, sys, uuid
 con = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
 row = con.execute("SELECT id FROM users WHERE username = ?", (sys.argv[2],)).fetchone()
@@ -269,9 +253,8 @@ v = row[0]
 print(uuid.UUID(bytes=v) if isinstance(v, bytes) and len(v) == 16 else v)
 EOF
 )" || INTEROP_EXPECT_SUB=""
-  note "user $USER_NAME has id ${INTEROP_EXPECT_SUB:-(unknown: could not read it from the database)}"
-  export INTEROP_EXPECT_SUB
-fi
+note "user $USER_NAME has id ${INTEROP_EXPECT_SUB:-(unknown: could not read it from the database)}"
+export INTEROP_EXPECT_SUB
 
 # --- clients -----------------------------------------------------------------------------------
 INTEROP_SCREENSHOTS="$OUT/flow/ts" run_test ts-sdk 180 node "$HERE/ts_client.mjs" --tokens-out "$TMP/ts-tokens.json"
