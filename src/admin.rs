@@ -200,6 +200,46 @@ pub async fn issue_introspection_credentials(db: &Db, uri: &str) -> Result<(Stri
     Ok((id, secret))
 }
 
+// ---- registration ----
+
+pub async fn issue_initial_access_token(db: &Db, label: &str, expires_in: Option<u64>) -> Result<String, AdminError> {
+    if label.trim().is_empty() || label.len() > 100 {
+        return Err(invalid("label must be 1-100 characters"));
+    }
+    let token = secrets::random_token();
+    let now = store::now();
+    let expires_at = expires_in.map(|s| now + s.min(10 * 365 * 86_400) as i64);
+    store::registration::create_initial_token(db, &secrets::hash(&token), label, now, expires_at).await?;
+    Ok(token)
+}
+
+/// Clients for listing: dynamic registrations with the same name, redirect URIs and software id
+/// (claude.ai registers one per connection) are one group, shown by its newest member.
+pub struct ClientGroup {
+    pub newest: store::clients::Client,
+    pub count: usize,
+}
+
+pub fn group_clients(clients: Vec<store::clients::Client>, group: bool) -> Vec<ClientGroup> {
+    let mut out: Vec<(Option<String>, ClientGroup)> = Vec::new();
+    for c in clients {
+        let key = (group && c.kind == ClientKind::Dynamic).then(|| {
+            let m = &c.metadata;
+            json!([c.client_name, m.get("redirect_uris"), m.get("software_id")]).to_string()
+        });
+        match out.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
+            Some((_, g)) => {
+                g.count += 1;
+                if c.created_at >= g.newest.created_at {
+                    g.newest = c;
+                }
+            }
+            None => out.push((key, ClientGroup { newest: c, count: 1 })),
+        }
+    }
+    out.into_iter().map(|(_, g)| g).collect()
+}
+
 // ---- grants ----
 
 pub async fn revoke_grant(db: &Db, id: &str) -> Result<(), AdminError> {

@@ -140,10 +140,21 @@ enum ClientCmd {
         #[arg(long)]
         confidential: bool,
     },
-    /// List clients.
-    List,
+    /// List clients; identical dynamic registrations are grouped (`--all` lists each).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
     /// Remove a client and everything granted to it.
     Remove { client_id: String },
+    /// Make an initial access token for `registration = "token"` (printed once).
+    Token {
+        #[arg(long, default_value = "cli")]
+        label: String,
+        /// Lifetime in seconds (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -439,18 +450,24 @@ async fn client(db: &Db, cmd: ClientCmd) -> Result<(), Failure> {
                 println!("client_secret (shown once): {secret}");
             }
         }
-        ClientCmd::List => {
-            println!("{:<44} {:<18} {:<12} NAME", "CLIENT_ID", "ORIGIN", "LAST USED");
-            for c in store::clients::list(db).await? {
+        ClientCmd::List { all } => {
+            println!("{:<44} {:<18} {:<12} {:<12} NAME", "CLIENT_ID", "ORIGIN", "CREATED", "LAST USED");
+            for group in admin::group_clients(store::clients::list(db).await?, !all) {
+                let c = &group.newest;
                 let last = c.last_used_at.map(date).unwrap_or_else(|| "never".into());
-                println!(
-                    "{:<44} {:<18} {:<12} {}",
-                    c.client_id,
-                    c.kind.as_str(),
-                    last,
-                    c.client_name.unwrap_or_default()
-                );
+                let id = if group.count > 1 {
+                    format!("{} (+{} alike)", c.client_id, group.count - 1)
+                } else {
+                    c.client_id.clone()
+                };
+                let name = c.client_name.clone().unwrap_or_default();
+                println!("{:<44} {:<18} {:<12} {:<12} {name}", id, c.kind.as_str(), date(c.created_at), last);
             }
+        }
+        ClientCmd::Token { label, expires_in } => {
+            let token = admin::issue_initial_access_token(db, &label, expires_in).await?;
+            println!("initial access token (send as `Authorization: Bearer` to /register; shown once):");
+            println!("  {token}");
         }
         ClientCmd::Remove { client_id } => {
             admin::remove_client(db, &client_id).await?;

@@ -100,8 +100,14 @@ impl IntoResponse for ApiError {
         if let Some(challenge) = self.www_authenticate {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            }
+            _ => {}
         }
         res
     }

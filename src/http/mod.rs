@@ -95,7 +95,8 @@ pub fn app(state: AppState) -> Router {
         .route(&r.path(HEALTHZ), get(health::healthz))
         .route(&r.path(READYZ), get(health::readyz))
         .route(&r.path("/static/style.css"), get(assets::style))
-        .route(&r.path("/static/favicon.svg"), get(assets::favicon));
+        .route(&r.path("/static/favicon.svg"), get(assets::favicon))
+        .route(&r.path(CLIENT_LOGO), get(assets::client_logo));
 
     Router::new()
         .merge(api)

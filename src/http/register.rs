@@ -8,14 +8,18 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::config::RegistrationPolicy;
 use crate::http::clients::{self, RegisteredClient};
 use crate::http::error::{ApiError, no_store};
 use crate::oauth::client_metadata::{ClientMetadata, ClientMetadataError};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
 use crate::store::clients::{ClientKind, NewClient};
+use crate::store::registration;
 use crate::store::{self, audit};
 use crate::tokens::secrets;
+use axum::extract::ConnectInfo;
+use std::net::SocketAddr;
 
 const INVALID_TOKEN: &str = "Bearer error=\"invalid_token\"";
 
@@ -68,7 +72,60 @@ fn information(
     Value::Object(doc)
 }
 
-pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+/// The registration policy (open, closed, initial access token) and the abuse limits: per IP
+/// address per hour, and in total. Counts come from the database, so every node shares them.
+async fn admit(state: &AppState, headers: &HeaderMap, ip: Option<&str>, now: i64) -> Result<(), ApiError> {
+    match state.settings.registration {
+        RegistrationPolicy::Open => {}
+        RegistrationPolicy::Closed => {
+            return Err(OAuthError::new(
+                ErrorCode::AccessDenied,
+                "dynamic client registration is closed on this server; ask its administrator for a client",
+            )
+            .into());
+        }
+        RegistrationPolicy::Token => {
+            let valid = match crate::http::bearer_token(headers) {
+                Some(t) => registration::initial_token_valid(&state.db, &secrets::hash(t), now).await?,
+                None => false,
+            };
+            if !valid {
+                return Err(ApiError::from(OAuthError::new(
+                    ErrorCode::InvalidToken,
+                    "registration requires a valid initial access token (Authorization: Bearer)",
+                ))
+                .with_challenge(INVALID_TOKEN));
+            }
+        }
+    }
+    let per_ip = state.settings.registrations_per_ip_per_hour;
+    if let Some(ip) = ip
+        && per_ip > 0
+        && store::clients::registrations_from(&state.db, ip, now - 3600).await? >= per_ip as i64
+    {
+        return Err(
+            OAuthError::new(ErrorCode::SlowDown, "too many registrations from this address; try again later").into()
+        );
+    }
+    if store::clients::count_by_kind(&state.db, ClientKind::Dynamic).await? >= state.settings.max_dynamic_clients as i64
+    {
+        return Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "this server has reached its limit of registered clients",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ip = connect.map(|c| c.0.0.ip().to_string());
+    admit(&state, &headers, ip.as_deref(), store::now()).await?;
     let request = json_body(&headers, &body)?;
     let metadata = ClientMetadata::from_request(&request).map_err(metadata_error)?;
     let client_id = secrets::random_string(16);
@@ -85,7 +142,7 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: B
             secret_hash: secret.as_deref().map(secrets::hash),
             registration_token_hash: Some(secrets::hash(&registration_token)),
             metadata_expires_at: None,
-            registered_ip: None,
+            registered_ip: ip.clone(),
         },
         now,
     )

@@ -10,6 +10,7 @@ pub const REVOKE: &str = "/revoke";
 pub const INTROSPECT: &str = "/introspect";
 pub const USERINFO: &str = "/userinfo";
 pub const ACCOUNT: &str = "/account";
+pub const CLIENT_LOGO: &str = "/client-logo";
 pub const ACCOUNT_REVOKE: &str = "/account/revoke";
 pub const ACCOUNT_PASSWORD: &str = "/account/password";
 pub const LOGIN: &str = "/login";

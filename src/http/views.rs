@@ -49,6 +49,8 @@ pub struct ConsentPage {
     pub previously_granted: bool,
     pub redirect_host: String,
     pub redirect_is_loopback: bool,
+    /// The client's logo, served from this server (fetched through the hardened fetcher).
+    pub client_logo: Option<String>,
 }
 
 /// One requested scope on the consent screen.

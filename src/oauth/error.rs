@@ -22,6 +22,8 @@ pub enum ErrorCode {
     UnsupportedTokenType,
     ServerError,
     TemporarilyUnavailable,
+    /// A rate limit (the RFC 8628 code, the one OAuth has for "slow down"); answered with 429.
+    SlowDown,
 }
 
 impl ErrorCode {
@@ -45,6 +47,7 @@ impl ErrorCode {
             UnsupportedTokenType => "unsupported_token_type",
             ServerError => "server_error",
             TemporarilyUnavailable => "temporarily_unavailable",
+            SlowDown => "slow_down",
         }
     }
 
@@ -56,6 +59,7 @@ impl ErrorCode {
             AccessDenied => 403,
             ServerError => 500,
             TemporarilyUnavailable => 503,
+            SlowDown => 429,
             _ => 400,
         }
     }
