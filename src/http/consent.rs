@@ -83,14 +83,10 @@ pub async fn render(
         previously_granted: grant.is_some(),
         redirect_host: redirect.as_ref().and_then(|r| r.host()).unwrap_or_else(|| pending.redirect_uri.clone()),
         redirect_is_loopback: redirect.as_ref().is_some_and(|r| r.is_loopback()),
-        client_logo: match store::clients::logo(&state.db, client.client_id()).await? {
-            Some(_) => Some(format!(
-                "{}?client_id={}",
-                state.routes.path(CLIENT_LOGO),
-                url::form_urlencoded::byte_serialize(client.client_id().as_bytes()).collect::<String>()
-            )),
-            None => None,
-        },
+        client_logo: store::clients::logo(&state.db, client.client_id()).await?.map(|_| {
+            let id: String = url::form_urlencoded::byte_serialize(client.client_id().as_bytes()).collect();
+            format!("{}?client_id={id}", state.routes.path(CLIENT_LOGO))
+        }),
     };
     let mut res = crate::http::render(&view);
     res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, security::csp_with_form_action(&pending.redirect_uri));
