@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::http::error::ApiError;
 use crate::http::routes::{AUTHORIZE, INTROSPECT, JWKS, REGISTER, REVOKE, TOKEN, USERINFO};
+use crate::config::CimdPolicy;
 use crate::oauth::scope::OFFLINE_ACCESS;
 use crate::state::AppState;
 use crate::store;
@@ -33,8 +34,10 @@ async fn document(state: &AppState) -> Result<serde_json::Map<String, Value>, Ap
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-        "authorization_response_iss_parameter_supported": true,
+                "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384"],
+                "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": state.settings.cimd_policy != CimdPolicy::Off,
         "prompt_values_supported": ["none", "login", "consent"],
     });
     match doc {
