@@ -44,6 +44,14 @@ const ENV_KEYS: &[&str] = &[
     "cimd_fetches_per_host_per_minute",
     "cimd_test_ca_file",
     "cimd_test_allow_loopback",
+    "trusted_proxies",
+    "rate_limit_per_ip",
+    "rate_limit_total",
+    "login_max_failures",
+    "login_lockout",
+    "max_body_bytes",
+    "tls_cert_file",
+    "tls_key_file",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +199,43 @@ pub enum CimdPolicy {
     Off,
 }
 
+/// Requests per minute for each rate-limited endpoint; 0 turns a limit off.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    pub authorize: u32,
+    pub token: u32,
+    pub register: u32,
+    pub introspect: u32,
+    pub login: u32,
+    pub revoke: u32,
+}
+
+impl RateLimits {
+    fn per_ip() -> Self {
+        RateLimits { authorize: 300, token: 600, register: 60, introspect: 6000, login: 30, revoke: 300 }
+    }
+    fn total() -> Self {
+        RateLimits {
+            authorize: 30_000,
+            token: 60_000,
+            register: 3000,
+            introspect: 600_000,
+            login: 3000,
+            revoke: 30_000,
+        }
+    }
+    pub fn off() -> Self {
+        RateLimits { authorize: 0, token: 0, register: 0, introspect: 0, login: 0, revoke: 0 }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self::per_ip()
+    }
+}
+
 /// An MCP server declared in the config file, applied idempotently at start-up.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -275,6 +320,21 @@ pub struct Config {
     pub cimd_test_ca_file: Option<PathBuf>,
     /// UNSAFE, tests only: allow documents on loopback addresses.
     pub cimd_test_allow_loopback: bool,
+    /// Proxies (IP addresses or CIDR ranges) whose `Forwarded` / `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Requests per minute one IP address may make to each limited endpoint (0: no limit).
+    pub rate_limit_per_ip: RateLimits,
+    /// Requests per minute all clients together may make to each limited endpoint, per node.
+    pub rate_limit_total: RateLimits,
+    /// Failed logins before an account (or an address) is locked out for a while.
+    pub login_max_failures: u32,
+    /// The first lockout; each further failure doubles it (up to a day).
+    pub login_lockout: Seconds,
+    /// Largest request body accepted anywhere.
+    pub max_body_bytes: usize,
+    /// Serve HTTPS directly (PEM files) when there is no TLS-terminating proxy.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
 }
@@ -313,6 +373,14 @@ impl Default for Config {
             cimd_fetches_per_host_per_minute: 30,
             cimd_test_ca_file: None,
             cimd_test_allow_loopback: false,
+            trusted_proxies: Vec::new(),
+            rate_limit_per_ip: RateLimits::per_ip(),
+            rate_limit_total: RateLimits::total(),
+            login_max_failures: 5,
+            login_lockout: Seconds(60),
+            max_body_bytes: 64 * 1024,
+            tls_cert_file: None,
+            tls_key_file: None,
             resources: Vec::new(),
             clients: Vec::new(),
         }
@@ -422,6 +490,23 @@ impl Config {
         }
         if self.cimd_test_ca_file.is_some() || self.cimd_test_allow_loopback {
             tracing::warn!("cimd_test_* settings are for tests only: never use them in production");
+        }
+        for p in &self.trusted_proxies {
+            crate::http::client_ip::parse_net(p).map_err(|e| invalid("trusted_proxies", e))?;
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(c), Some(k)) => {
+                for (key, path) in [("tls_cert_file", c), ("tls_key_file", k)] {
+                    if !path.exists() {
+                        return Err(invalid(key, format!("{} does not exist", path.display())));
+                    }
+                }
+            }
+            (None, None) => {}
+            _ => return Err(invalid("tls_cert_file", "set both tls_cert_file and tls_key_file, or neither")),
+        }
+        if self.max_body_bytes < 4096 {
+            return Err(invalid("max_body_bytes", "must be at least 4096"));
         }
         for r in &self.resources {
             ResourceUri::parse(&r.uri).map_err(|e| invalid("resources.uri", format!("{}: {e}", r.uri)))?;

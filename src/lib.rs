@@ -8,9 +8,11 @@ pub mod config;
 pub mod fetch;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod oauth;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod tokens;
 pub mod users;
 

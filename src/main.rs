@@ -43,6 +43,9 @@ enum Command {
     /// List and revoke grants (a person's consent for a client and an MCP server).
     #[command(subcommand)]
     Grant(GrantCmd),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Validate the configuration and print it, secrets redacted.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -107,6 +110,28 @@ struct ResourceAdd {
     /// Also issue credentials for /introspect (printed once).
     #[arg(long)]
     introspection: bool,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Most recent events first.
+    List {
+        /// Only this event (login, login_failed, login_locked, consent_granted, consent_denied,
+        /// client_registered, client_deleted, metadata_document_failed, refresh_reuse_detected,
+        /// code_replay_detected, grant_revoked, key_rotated, password_changed).
+        #[arg(long)]
+        event: Option<String>,
+        /// Only events by this actor (a username, `cli`, `cleanup`).
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        client: Option<String>,
+        /// Only events newer than this (e.g. 90m, 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,6 +243,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Client(cmd) => client(&open(&settings).await?, cmd).await,
         Command::Keys(cmd) => keys_cmd(&settings, &open(&settings).await?, cmd).await,
         Command::Grant(cmd) => grant(&open(&settings).await?, cmd).await,
+        Command::Audit(cmd) => audit(&open(&settings).await?, cmd).await,
     }
 }
 
@@ -254,9 +280,19 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
     tracing::info!(issuer = %state.settings.issuer, %bind, database = state.db.engine(), "portcullis is serving");
     let jobs = portcullis::jobs::spawn(state.clone());
     let app = portcullis::app(state.clone());
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    match (&state.settings.tls_cert_file, &state.settings.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let config = portcullis::tls::load_config(cert, key).map_err(Failure)?;
+            let listener = portcullis::tls::TlsListener::new(listener, config)?;
+            tracing::info!("serving HTTPS with the configured certificate");
+            let app = app.into_make_service_with_connect_info::<portcullis::tls::PeerAddr>();
+            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        }
+        _ => {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        }
+    }
     jobs.abort();
     state.db.close().await;
     tracing::info!("stopped");
@@ -410,6 +446,37 @@ async fn resource(db: &Db, cmd: ResourceCmd) -> Result<(), Failure> {
     Ok(())
 }
 
+async fn audit(db: &Db, cmd: AuditCmd) -> Result<(), Failure> {
+    let AuditCmd::List { event, actor, client, since, limit } = cmd;
+    let since = match since {
+        Some(s) => Some(store::now() - portcullis::config::Seconds::parse(&s).map_err(Failure)?.as_i64()),
+        None => None,
+    };
+    if !(1..=10_000).contains(&limit) {
+        return Err(Failure("--limit must be between 1 and 10000".into()));
+    }
+    let filter = store::audit::Filter {
+        event: event.as_deref(),
+        actor: actor.as_deref(),
+        client_id: client.as_deref(),
+        since,
+        limit,
+    };
+    println!("{:<25} {:<26} {:<16} {:<24} {:<15} DETAILS", "TIME", "EVENT", "ACTOR", "CLIENT", "IP");
+    for e in store::audit::search(db, &filter).await? {
+        println!(
+            "{:<25} {:<26} {:<16} {:<24} {:<15} {}",
+            datetime(e.at),
+            e.event,
+            e.actor.unwrap_or_default(),
+            e.client_id.unwrap_or_default(),
+            e.ip.unwrap_or_default(),
+            e.details
+        );
+    }
+    Ok(())
+}
+
 fn print_introspection(id: &str, secret: &str) {
     println!("introspection credentials (HTTP Basic at /introspect; the secret is shown once):");
     println!("  client_id:     {id}");
@@ -503,6 +570,17 @@ async fn keys_cmd(settings: &Settings, db: &Db, cmd: KeysCmd) -> Result<(), Fail
         }
         KeysCmd::Rotate => {
             let row = keys::rotate(db, &ks, store::now()).await?;
+            store::audit::record(
+                db,
+                &store::audit::Event {
+                    event: "key_rotated",
+                    actor: Some("cli"),
+                    details: serde_json::json!({ "kid": row.kid, "activates_at": row.activates_at }),
+                    ..Default::default()
+                },
+                store::now(),
+            )
+            .await?;
             println!("added key {} ({}): published now, signs from {}", row.kid, row.alg, datetime(row.activates_at));
         }
     }

@@ -23,6 +23,9 @@ pub struct Inner {
     pub cimd_limiter: crate::http::cimd::HostLimiter,
     /// `jwks_uri` documents of `private_key_jwt` clients, by URL, until the instant given.
     pub client_keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
+    pub limiter: crate::http::rate_limit::Limiter,
+    pub metrics: crate::metrics::Metrics,
+    pub trusted_proxies: Vec<crate::http::client_ip::IpNet>,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,6 +77,9 @@ impl AppState {
             started.admin_password = crate::admin::bootstrap_admin(&db, &hasher).await?;
         }
         let routes = Routes::new(&settings.issuer);
+        // Validated with the configuration; a bad entry cannot reach here.
+        let trusted_proxies =
+            settings.trusted_proxies.iter().filter_map(|p| crate::http::client_ip::parse_net(p).ok()).collect();
         let fetcher = crate::fetch::Fetcher::new(crate::fetch::FetchConfig {
             test_ca_file: settings.cimd_test_ca_file.clone(),
             test_allow_loopback: settings.cimd_test_allow_loopback,
@@ -88,6 +94,9 @@ impl AppState {
             fetcher,
             cimd_limiter: Default::default(),
             client_keys: Default::default(),
+            limiter: Default::default(),
+            metrics: Default::default(),
+            trusted_proxies,
         };
         Ok((AppState(Arc::new(inner)), started))
     }

@@ -22,3 +22,30 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
         }
     }
 }
+
+/// Prometheus text (see `crate::metrics`).
+pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+}
+
+/// Counts every request by its route (not its raw path, which would explode the label space),
+/// and OAuth errors by code.
+pub async fn record_metrics(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let endpoint = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let start = std::time::Instant::now();
+    let res = next.run(req).await;
+    state.metrics.request(&endpoint, &method, res.status().as_u16(), start.elapsed());
+    if let Some(code) = res.extensions().get::<crate::http::error::OAuthErrorCode>() {
+        state.metrics.oauth_error(code.0);
+    }
+    res
+}

@@ -13,11 +13,13 @@ use crate::http::routes::{ACCOUNT, LOGIN, LOGOUT};
 
 /// The `next` value that continues to the account page rather than a parked request.
 const ACCOUNT_NEXT: &str = "account";
+use crate::http::client_ip::ClientIp;
 use crate::http::session::{self, SignedIn};
 use crate::http::views::{LoginPage, MessagePage};
 use crate::http::{clients, render, security};
 use crate::state::AppState;
-use crate::store::{self, audit, users};
+use crate::store::{self, audit, throttle, users};
+use axum::Extension;
 
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
@@ -82,17 +84,54 @@ async fn show(
 
 pub async fn submit(
     State(state): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
     session: Session,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     session::check_csrf(&session, form.csrf_token.as_deref()).await?;
     let request_id = Some(form.next.as_str()).filter(|n| !n.is_empty());
+    let now = store::now();
+    let ip_text = ip.to_string();
+    // Throttle keys: the account (whether or not it exists, so the answer reveals nothing) and
+    // the address (with more room: many people may share one).
+    let user_key = format!("user:{}", form.username.to_lowercase());
+    let ip_key = format!("ip:{ip_text}");
+    let locked = throttle::locked_until(&state.db, &[&user_key, &ip_key]).await?;
+    if locked > now {
+        state.metrics.login("locked");
+        let minutes = (locked - now + 59) / 60;
+        let message =
+            format!("Too many failed sign-ins. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" });
+        return show(&state, &session, request_id, form.username, Some(message), StatusCode::TOO_MANY_REQUESTS).await;
+    }
     let user = users::by_username(&state.db, &form.username).await?;
     let ok = state.hasher.verify(form.password, user.as_ref().map(|u| u.password_hash.clone())).await;
-    let now = store::now();
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         other => {
+            let s = &state.settings;
+            let lockout = s.login_lockout.as_i64();
+            let (failures, user_lock) =
+                throttle::record_failure(&state.db, &user_key, now, s.login_max_failures, lockout).await?;
+            let (_, ip_lock) =
+                throttle::record_failure(&state.db, &ip_key, now, s.login_max_failures * 5, lockout).await?;
+            if user_lock.max(ip_lock) > now {
+                audit::record(
+                    &state.db,
+                    &audit::Event {
+                        event: "login_locked",
+                        actor: Some(&form.username),
+                        ip: Some(&ip_text),
+                        details: serde_json::json!({ "until": user_lock.max(ip_lock), "failures": failures }),
+                        ..Default::default()
+                    },
+                    now,
+                )
+                .await?;
+            }
+            // A growing delay before answering slows guessing further (it costs no CPU here).
+            tokio::time::sleep(std::time::Duration::from_millis(100 * failures.clamp(0, 10) as u64)).await;
+            state.metrics.login("failed");
             let reason = match &other {
                 Some(u) if ok && u.disabled => "disabled",
                 Some(_) => "wrong_password",
@@ -103,6 +142,7 @@ pub async fn submit(
                 &audit::Event {
                     event: "login_failed",
                     actor: Some(&form.username),
+                    ip: Some(&ip_text),
                     user_id: other.as_ref().map(|u| u.id),
                     details: serde_json::json!({ "reason": reason }),
                     ..Default::default()
@@ -119,6 +159,8 @@ pub async fn submit(
                 .await;
         }
     };
+    throttle::clear(&state.db, &user_key).await?;
+    state.metrics.login("success");
     session::sign_in(
         &session,
         SignedIn {
@@ -131,7 +173,13 @@ pub async fn submit(
     .await?;
     audit::record(
         &state.db,
-        &audit::Event { event: "login", actor: Some(&user.username), user_id: Some(user.id), ..Default::default() },
+        &audit::Event {
+            event: "login",
+            actor: Some(&user.username),
+            user_id: Some(user.id),
+            ip: Some(&ip_text),
+            ..Default::default()
+        },
         now,
     )
     .await?;

@@ -7,9 +7,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::config::CimdPolicy;
 use crate::http::error::ApiError;
 use crate::http::routes::{AUTHORIZE, INTROSPECT, JWKS, REGISTER, REVOKE, TOKEN, USERINFO};
-use crate::config::CimdPolicy;
 use crate::oauth::scope::OFFLINE_ACCESS;
 use crate::state::AppState;
 use crate::store;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -22,6 +22,7 @@ pub mod authorize;
 pub mod cimd;
 pub mod client_assertion;
 pub mod client_auth;
+pub mod client_ip;
 pub mod clients;
 pub mod consent;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod health;
 pub mod introspect;
 pub mod login;
 pub mod metadata;
+pub mod rate_limit;
 pub mod register;
 pub mod revoke;
 pub mod routes;
@@ -38,6 +40,7 @@ pub mod token;
 pub mod userinfo;
 pub mod views;
 
+use rate_limit::Bucket;
 use routes::*;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -57,13 +60,14 @@ pub fn app(state: AppState) -> Router {
             HeaderName::from_static("mcp-protocol-version"),
         ])
         .max_age(Duration::from_secs(86_400));
+    let limited = |bucket| axum::middleware::from_fn_with_state((state.clone(), bucket), rate_limit::limit);
     let mut api = Router::new()
         .route(&r.path(JWKS), get(metadata::jwks))
-        .route(&r.path(TOKEN), axum::routing::post(token::token))
-        .route(&r.path(REVOKE), axum::routing::post(revoke::revoke))
-        .route(&r.path(INTROSPECT), axum::routing::post(introspect::introspect))
+        .route(&r.path(TOKEN), post(token::token).layer(limited(Bucket::Token)))
+        .route(&r.path(REVOKE), post(revoke::revoke).layer(limited(Bucket::Revoke)))
+        .route(&r.path(INTROSPECT), post(introspect::introspect).layer(limited(Bucket::Introspect)))
         .route(&r.path(USERINFO), get(userinfo::userinfo).post(userinfo::userinfo))
-        .route(&r.path(REGISTER), axum::routing::post(register::register))
+        .route(&r.path(REGISTER), post(register::register).layer(limited(Bucket::Register)))
         .route(&r.path(REGISTER_CLIENT), get(register::read).put(register::update).delete(register::delete));
     for path in r.oauth_metadata_paths() {
         api = api.route(&path, get(metadata::oauth_metadata));
@@ -82,8 +86,8 @@ pub fn app(state: AppState) -> Router {
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(time::Duration::seconds(state.settings.session_lifetime.as_i64())));
     let pages = Router::new()
-        .route(&r.path(AUTHORIZE), get(authorize::get).post(authorize::post))
-        .route(&r.path(LOGIN), get(login::page).post(login::submit))
+        .route(&r.path(AUTHORIZE), get(authorize::get).post(authorize::post).layer(limited(Bucket::Authorize)))
+        .route(&r.path(LOGIN), get(login::page).post(login::submit).layer(limited(Bucket::Login)))
         .route(&r.path(LOGOUT), get(login::logout_page).post(login::logout))
         .route(&r.path(CONSENT), get(consent::page).post(consent::submit))
         .route(&r.path(ACCOUNT), get(account::page))
@@ -94,6 +98,7 @@ pub fn app(state: AppState) -> Router {
     let plain = Router::new()
         .route(&r.path(HEALTHZ), get(health::healthz))
         .route(&r.path(READYZ), get(health::readyz))
+        .route(&r.path(METRICS), get(health::metrics))
         .route(&r.path("/static/style.css"), get(assets::style))
         .route(&r.path("/static/favicon.svg"), get(assets::favicon))
         .route(&r.path(CLIENT_LOGO), get(assets::client_logo));
@@ -104,7 +109,10 @@ pub fn app(state: AppState) -> Router {
         .merge(plain)
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), error::render_pages))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), health::record_metrics))
         .layer(axum::middleware::from_fn(security::headers))
+        .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip::resolve))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)

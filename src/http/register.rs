@@ -18,8 +18,6 @@ use crate::store::clients::{ClientKind, NewClient};
 use crate::store::registration;
 use crate::store::{self, audit};
 use crate::tokens::secrets;
-use axum::extract::ConnectInfo;
-use std::net::SocketAddr;
 
 const INVALID_TOKEN: &str = "Bearer error=\"invalid_token\"";
 
@@ -120,11 +118,11 @@ async fn admit(state: &AppState, headers: &HeaderMap, ip: Option<&str>, now: i64
 
 pub async fn register(
     State(state): State<AppState>,
-    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    connect: Option<axum::Extension<crate::http::client_ip::ClientIp>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let ip = connect.map(|c| c.0.0.ip().to_string());
+    let ip = connect.map(|c| c.0.0.to_string());
     admit(&state, &headers, ip.as_deref(), store::now()).await?;
     let request = json_body(&headers, &body)?;
     let metadata = ClientMetadata::from_request(&request).map_err(metadata_error)?;

@@ -18,6 +18,7 @@ pub const LOGOUT: &str = "/logout";
 pub const CONSENT: &str = "/consent";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
+pub const METRICS: &str = "/metrics";
 pub const STATIC: &str = "/static";
 
 pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";

@@ -204,6 +204,7 @@ async fn authorization_code(
     .await?;
     match outcome {
         Redeemed::Ok(code, mut response) => {
+            state.metrics.token_issued("authorization_code");
             if ScopeSet::parse(&code.scope).is_ok_and(|s| s.contains("openid")) {
                 response.id_token = Some(id_token(state, &key, client.client_id(), &code, now).await?);
             }
@@ -294,6 +295,7 @@ async fn refresh_token(
         }
         Rotated::Reused { grant_id, user_id, client_id } => {
             tracing::warn!(%grant_id, client_id, "refresh token reuse detected: grant revoked");
+            state.metrics.refresh_reuse();
             audit::record(
                 &state.db,
                 &audit::Event {
@@ -315,6 +317,7 @@ async fn refresh_token(
             return Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked").into());
         }
     };
+    state.metrics.token_issued("refresh_token");
     Ok(TokenResponse {
         access_token: minted.access_token,
         token_type: "Bearer",

@@ -49,12 +49,31 @@ pub async fn record(db: &Db, e: &Event<'_>, now: i64) -> Result<()> {
 
 /// Most recent first; `event` filters by name when given.
 pub async fn list(db: &Db, event: Option<&str>, limit: i64) -> Result<Vec<EventRow>> {
+    search(db, &Filter { event, limit, ..Default::default() }).await
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Filter<'a> {
+    pub event: Option<&'a str>,
+    /// Matches the actor or the user's name.
+    pub actor: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub since: Option<i64>,
+    pub limit: i64,
+}
+
+/// Most recent first, filtered by every field that is set.
+pub async fn search(db: &Db, f: &Filter<'_>) -> Result<Vec<EventRow>> {
     dispatch!(db, |pool| Ok(sqlx::query_as::<_, EventRow>(
         "SELECT id, at, event, actor, user_id, client_id, ip, details FROM audit_events \
-         WHERE ($1 IS NULL OR event = $1) ORDER BY at DESC, id DESC LIMIT $2"
+         WHERE ($1 IS NULL OR event = $1) AND ($2 IS NULL OR actor = $2) AND ($3 IS NULL OR client_id = $3) \
+         AND ($4 IS NULL OR at >= $4) ORDER BY at DESC, id DESC LIMIT $5"
     )
-    .bind(event)
-    .bind(limit)
+    .bind(f.event)
+    .bind(f.actor)
+    .bind(f.client_id)
+    .bind(f.since)
+    .bind(f.limit)
     .fetch_all(pool)
     .await?))
 }

@@ -17,6 +17,7 @@ pub mod registration;
 pub mod resources;
 pub mod revocations;
 pub mod sessions;
+pub mod throttle;
 pub mod users;
 
 /// Runs `$body` with `$pool` bound to the engine's native pool; the body is type-checked per engine.
@@ -72,6 +73,13 @@ impl StoreError {
         match e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            // SQLite busy past the busy timeout (SQLITE_BUSY 5, SQLITE_LOCKED 6, and their extended
+            // codes): another writer holds the lock; retrying later works.
+            sqlx::Error::Database(ref d)
+                if d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
+            {
                 StoreError::Unavailable(e.to_string())
             }
             e => StoreError::Database(e),
