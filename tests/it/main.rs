@@ -4,11 +4,17 @@
 mod helpers;
 
 mod authorize;
+mod cimd;
 mod cli;
+mod faults;
 mod fetch;
+mod hostile;
+mod logs;
 mod metadata;
+mod properties;
 mod register;
 mod resource_server;
+mod scale_out;
 mod startup;
 mod store;
 mod token;
