@@ -77,7 +77,7 @@ impl StoreError {
             }
             // SQLite busy past the busy timeout (SQLITE_BUSY 5, SQLITE_LOCKED 6, and their extended
             // codes): another writer holds the lock; retrying later works.
-                        sqlx::Error::Database(ref d)
+            sqlx::Error::Database(ref d)
                 if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
                     && d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
             {
