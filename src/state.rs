@@ -26,6 +26,7 @@ pub struct Inner {
     pub limiter: crate::http::rate_limit::Limiter,
     pub metrics: crate::metrics::Metrics,
     pub trusted_proxies: Vec<crate::http::client_ip::IpNet>,
+    pub metadata_cache: crate::http::metadata::DocumentCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -97,6 +98,7 @@ impl AppState {
             limiter: Default::default(),
             metrics: Default::default(),
             trusted_proxies,
+            metadata_cache: Default::default(),
         };
         Ok((AppState(Arc::new(inner)), started))
     }

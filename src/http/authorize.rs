@@ -157,9 +157,9 @@ pub async fn proceed(
     let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
     let grant = grants::live(&state.db, who.user_id, &pending.client_id, pending.resource_id).await?;
     // A metadata document whose redirect URIs, name or keys changed since consent asks again.
-    let shown = match clients::find(state, &pending.client_id).await? {
-        Some(c) => clients::fingerprint(&c),
-        None => None,
+    let shown = match grant.is_some() && crate::oauth::cimd::is_client_id_url(&pending.client_id) {
+        true => clients::find(state, &pending.client_id).await?.and_then(|c| clients::fingerprint(&c)),
+        false => None,
     };
     if let Some(g) = &grant
         && !pending.force_consent
@@ -221,7 +221,8 @@ pub async fn issue_code(
     Ok(authz::response_url(&pending.redirect_uri, &state.settings.issuer, pending.state.as_deref(), Ok(&code)))
 }
 
-/// Where the login page continues to for a parked request.
+/// Where the login page continues to for a parked request (the id is the person's input here).
 pub fn continue_path(state: &AppState, request_id: &str) -> String {
-    format!("{}?request_id={request_id}", state.routes.path(CONSENT))
+    let id: String = url::form_urlencoded::byte_serialize(request_id.as_bytes()).collect();
+    format!("{}?request_id={id}", state.routes.path(CONSENT))
 }

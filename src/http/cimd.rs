@@ -88,8 +88,11 @@ fn check_policy(state: &AppState, host: &str) -> Result<(), ResolveError> {
 /// The client behind a Client ID Metadata Document URL.
 pub async fn resolve(state: &AppState, client_id: &str) -> Result<RegisteredClient, ResolveError> {
     let host = cimd::host_of(client_id);
-    check_policy(state, &host)?;
     let now = store::now();
+    if let Err(e) = check_policy(state, &host) {
+        audit_failure(state, client_id, &e, now).await;
+        return Err(e);
+    }
     if let Some(row) = store::clients::get(&state.db, client_id).await?
         && row.kind == ClientKind::MetadataDocument
         && row.metadata_expires_at.is_some_and(|t| t > now)
@@ -99,22 +102,26 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<RegisteredClie
     }
     let result = fetch_and_store(state, client_id, &host, now).await;
     if let Err(e) = &result {
-        tracing::warn!(client_id, error = %e, "metadata document refused");
-        if !matches!(e, ResolveError::Store(_)) {
-            let _ = audit::record(
-                &state.db,
-                &audit::Event {
-                    event: "metadata_document_failed",
-                    client_id: Some(client_id),
-                    details: serde_json::json!({ "reason": e.to_string() }),
-                    ..Default::default()
-                },
-                now,
-            )
-            .await;
-        }
+        audit_failure(state, client_id, e, now).await;
     }
     result
+}
+
+async fn audit_failure(state: &AppState, client_id: &str, e: &ResolveError, now: i64) {
+    tracing::warn!(client_id, error = %e, "metadata document refused");
+    if !matches!(e, ResolveError::Store(_)) {
+        let _ = audit::record(
+            &state.db,
+            &audit::Event {
+                event: "metadata_document_failed",
+                client_id: Some(client_id),
+                details: serde_json::json!({ "reason": e.to_string() }),
+                ..Default::default()
+            },
+            now,
+        )
+        .await;
+    }
 }
 
 async fn fetch_and_store(

@@ -64,7 +64,12 @@ pub async fn authenticate(
         return Err(fail("client_assertion signature does not verify with the client's keys"));
     }
     let now = store::now();
-    let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| fail("client_assertion has no exp"))?;
+    // NumericDate may have a fraction (RFC 7519 §2); josekit writes one.
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_f64)
+        .map(|e| e as i64)
+        .ok_or_else(|| fail("client_assertion has no exp"))?;
     if exp <= now || exp > now + MAX_LIFETIME {
         return Err(fail("client_assertion is expired or lives too long"));
     }

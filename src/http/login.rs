@@ -94,7 +94,8 @@ pub async fn submit(
     let ip_text = ip.to_string();
     // Throttle keys: the account (whether or not it exists, so the answer reveals nothing) and
     // the address (with more room: many people may share one).
-    let user_key = format!("user:{}", form.username.to_lowercase());
+    // (Postgres text cannot hold NUL; such a name is simply an unknown user.)
+    let user_key = format!("user:{}", form.username.to_lowercase().replace('\0', "\u{fffd}"));
     let ip_key = format!("ip:{ip_text}");
     let locked = throttle::locked_until(&state.db, &[&user_key, &ip_key]).await?;
     if locked > now {

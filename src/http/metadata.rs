@@ -46,18 +46,44 @@ async fn document(state: &AppState) -> Result<serde_json::Map<String, Value>, Ap
     }
 }
 
-fn respond(doc: serde_json::Map<String, Value>) -> Response {
-    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(Value::Object(doc))).into_response()
+fn respond(body: axum::body::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()
+}
+
+/// The serialized documents, rebuilt at most every few seconds: discovery is the hottest path and
+/// only changes when a resource (and so `scopes_supported`) is added.
+#[derive(Default)]
+pub struct DocumentCache {
+    docs: std::sync::Mutex<[Option<(std::time::Instant, axum::body::Bytes)>; 2]>,
+}
+
+const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn cached(state: &AppState, oidc: bool) -> Result<axum::body::Bytes, ApiError> {
+    let slot = usize::from(oidc);
+    if let Some((at, body)) = &state.metadata_cache.docs.lock().expect("cache lock")[slot]
+        && at.elapsed() < FRESH
+    {
+        return Ok(body.clone());
+    }
+    let doc = if oidc { oidc_document(state).await? } else { document(state).await? };
+    let body = axum::body::Bytes::from(serde_json::to_vec(&Value::Object(doc)).unwrap_or_default());
+    state.metadata_cache.docs.lock().expect("cache lock")[slot] = Some((std::time::Instant::now(), body.clone()));
+    Ok(body)
 }
 
 pub async fn oauth_metadata(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(respond(document(&state).await?))
+    Ok(respond(cached(&state, false).await?))
+}
+
+pub async fn oidc_metadata(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(respond(cached(&state, true).await?))
 }
 
 /// OIDC discovery: the same facts plus the fields OIDC Discovery §3 requires, since strict clients
 /// reject the document without them.
-pub async fn oidc_metadata(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let mut doc = document(&state).await?;
+async fn oidc_document(state: &AppState) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let mut doc = document(state).await?;
     doc.insert("subject_types_supported".into(), json!(["public"]));
     doc.insert("id_token_signing_alg_values_supported".into(), json!([state.settings.signing_alg.as_str()]));
     doc.insert(
@@ -77,7 +103,7 @@ pub async fn oidc_metadata(State(state): State<AppState>) -> Result<Response, Ap
             "email_verified"
         ]),
     );
-    Ok(respond(doc))
+    Ok(doc)
 }
 
 pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -108,7 +108,7 @@ pub fn app(state: AppState) -> Router {
         .merge(pages)
         .merge(plain)
         .fallback(error::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), error::render_pages))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), error::finish_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), health::record_metrics))
         .layer(axum::middleware::from_fn(security::headers))
         .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))

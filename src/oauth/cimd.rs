@@ -69,7 +69,8 @@ pub fn validate_document(client_id: &str, body: &[u8]) -> Result<Document, CimdE
         Some(list) if !list.is_empty() => {}
         _ => return Err(err("the document must list redirect_uris")),
     }
-    let has_keys = obj.get("jwks").is_some() || obj.get("jwks_uri").and_then(Value::as_str).is_some();
+    let has_keys = obj.get("jwks").and_then(|j| j.get("keys")).and_then(Value::as_array).is_some_and(|k| !k.is_empty())
+        || obj.get("jwks_uri").and_then(Value::as_str).is_some_and(|u| !u.is_empty());
     let (method, also_none) = negotiate(obj, has_keys)?;
     // Everything else is RFC 7591 client metadata: validate it the same way as a registration.
     let mut as_request: Map<String, Value> = obj.clone();

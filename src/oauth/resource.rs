@@ -116,6 +116,11 @@ fn canonicalise(s: &str, mode: Mode) -> Result<ResourceUri, ResourceUriError> {
     if authority.is_empty() || authority.starts_with(':') {
         return Err(ResourceUriError::MissingHost);
     }
+    // A percent-encoded host decodes to characters a host cannot hold (`a%22b` becomes `a"b`),
+    // and no MCP server is named that way.
+    if authority.contains('%') {
+        return Err(ResourceUriError::InvalidCharacter('%'));
+    }
 
     let url = url::Url::parse(s).map_err(|e| ResourceUriError::Malformed(e.to_string()))?;
     let host = url.host_str().ok_or(ResourceUriError::MissingHost)?;

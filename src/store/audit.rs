@@ -28,6 +28,9 @@ pub struct EventRow {
 
 pub async fn record(db: &Db, e: &Event<'_>, now: i64) -> Result<()> {
     let details = if e.details.is_null() { "{}".to_string() } else { e.details.to_string() };
+    // Actors and client ids come from requests; Postgres text cannot hold NUL.
+    let clean = |s: Option<&str>| s.map(|s| s.replace('\0', "\u{fffd}"));
+    let (actor, client_id) = (clean(e.actor), clean(e.client_id));
     dispatch!(db, |pool| {
         sqlx::query(
         "INSERT INTO audit_events (id, at, event, actor, user_id, client_id, ip, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -35,9 +38,9 @@ pub async fn record(db: &Db, e: &Event<'_>, now: i64) -> Result<()> {
     .bind(Uuid::now_v7())
     .bind(now)
     .bind(e.event)
-    .bind(e.actor)
+        .bind(&actor)
     .bind(e.user_id)
-    .bind(e.client_id)
+    .bind(&client_id)
     .bind(e.ip)
     .bind(details)
     .execute(pool)

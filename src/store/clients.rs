@@ -164,6 +164,9 @@ pub async fn update_metadata(
 }
 
 pub async fn get(db: &Db, client_id: &str) -> Result<Option<Client>> {
+    if client_id.contains('\0') {
+        return Ok(None);
+    }
     let sql = format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1");
     let row: Option<Row> = dispatch!(db, |pool| sqlx::query_as(&sql).bind(client_id).fetch_optional(pool).await?);
     Ok(row.map(Client::from))

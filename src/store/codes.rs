@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::refresh::{self, NewRefreshToken};
-use super::{BeginWrite, Db, Result, dispatch};
+use super::{BeginWrite, Db, Result, dispatch, for_update};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Code {
@@ -101,6 +101,10 @@ pub async fn redeem<T, E>(
                 return Ok(Redeemed::Invalid);
             };
             if let Some(family) = family {
+                // Lock the family first: a rotation in flight commits before the update below
+                // takes its snapshot, so the successor it inserts is revoked too (Postgres).
+                let lock = format!("SELECT id FROM refresh_tokens WHERE family_id = $1{}", for_update(pool));
+                sqlx::query(&lock).bind(family).fetch_all(&mut *tx).await?;
                 sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
                     .bind(now)
                     .bind(family)

@@ -46,6 +46,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Input the database cannot store (Postgres refuses NUL characters in text).
+    #[error("the request contains characters that cannot be stored")]
+    InvalidInput,
     #[error("database error: {0}")]
     Database(sqlx::Error),
     #[error("migration failed: {0}")]
@@ -74,6 +77,9 @@ impl StoreError {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Database(ref d) if matches!(d.code().as_deref(), Some("22021" | "22P05")) => {
+                StoreError::InvalidInput
             }
             // SQLite busy past the busy timeout (SQLITE_BUSY 5, SQLITE_LOCKED 6, and their extended
             // codes): another writer holds the lock; retrying later works.

@@ -25,7 +25,7 @@ pub async fn create_initial_token(
 
 pub async fn initial_token_valid(db: &Db, token_hash: &[u8], now: i64) -> Result<bool> {
     let found: Option<String> = dispatch!(db, |pool| sqlx::query_scalar(
-        "SELECT label FROM initial_access_tokens WHERE token_hash = $1 AND revoked_at IS NULL \\
+        "SELECT label FROM initial_access_tokens WHERE token_hash = $1 AND revoked_at IS NULL \
          AND (expires_at IS NULL OR expires_at > $2)"
     )
     .bind(token_hash)

@@ -145,17 +145,29 @@ async fn with_scopes(db: &Db, row: ResourceRow) -> Result<Resource> {
     Ok(Resource { row, scopes })
 }
 
+/// Every resource with its scopes, in two queries (the authorization endpoint reads this).
 pub async fn list(db: &Db) -> Result<Vec<Resource>> {
     let rows: Vec<ResourceRow> =
         dispatch!(db, |pool| sqlx::query_as(&format!("SELECT {COLUMNS} FROM resources ORDER BY uri"))
             .fetch_all(pool)
             .await
             .map_err(StoreError::from_sqlx)?);
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        out.push(with_scopes(db, row).await?);
-    }
-    Ok(out)
+    let scopes: Vec<(Uuid, String, String, bool)> = dispatch!(db, |pool| sqlx::query_as(
+        "SELECT resource_id, name, description, is_default FROM resource_scopes ORDER BY resource_id, position"
+    )
+    .fetch_all(pool)
+    .await?);
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let mine = scopes
+                .iter()
+                .filter(|s| s.0 == row.id)
+                .map(|s| ScopeRow { name: s.1.clone(), description: s.2.clone(), is_default: s.3 })
+                .collect();
+            Resource { row, scopes: mine }
+        })
+        .collect())
 }
 
 /// Every scope name of every resource, for `scopes_supported`.
@@ -194,6 +206,9 @@ pub async fn set_introspection(db: &Db, uri: &str, id: &str, secret_hash: &[u8],
 
 /// The resource whose introspection credentials have this id.
 pub async fn by_introspection_id(db: &Db, id: &str) -> Result<Option<ResourceRow>> {
+    if id.contains('\0') {
+        return Ok(None);
+    }
     let sql = format!("SELECT {COLUMNS} FROM resources WHERE introspection_id = $1");
     dispatch!(db, |pool| Ok(sqlx::query_as::<_, ResourceRow>(&sql).bind(id).fetch_optional(pool).await?))
 }

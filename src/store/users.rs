@@ -35,6 +35,10 @@ pub async fn create(db: &Db, username: &str, password_hash: &str, now: i64) -> R
 }
 
 pub async fn by_username(db: &Db, username: &str) -> Result<Option<User>> {
+    // No stored name has a NUL (Postgres cannot even compare one): the same answer on both engines.
+    if username.contains('\0') {
+        return Ok(None);
+    }
     let sql = format!("SELECT {COLUMNS} FROM users WHERE username = $1");
     dispatch!(db, |pool| sqlx::query_as::<_, User>(&sql)
         .bind(username)

@@ -73,7 +73,12 @@ async fn metadata_scopes_are_the_union_of_resource_scopes_and_offline_access(eng
         &[("mcp:tools", "Tools", true), ("files:read", "Read files", false)],
     )
     .await;
+    // Documents are cached for a few seconds (discovery is the hottest path): poll for the change.
     let expected = with_built_ins(&["files:read", "mcp:admin", "mcp:tools"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(7);
+    while scopes(&app, OAUTH).await != expected && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     assert_eq!(scopes(&app, OAUTH).await, expected);
     assert_eq!(scopes(&app, OIDC).await, expected);
 }

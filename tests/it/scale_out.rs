@@ -8,7 +8,7 @@ use portcullis::config::Seconds;
 use portcullis::state::AppState;
 use serde_json::Value;
 
-use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, db_tests, jwt_parts, pkce, query_of, settings_for};
+use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, db_tests, jwt_parts, pkce, settings_for};
 
 db_tests!(two_nodes_share_everything);
 
@@ -16,7 +16,7 @@ db_tests!(two_nodes_share_everything);
 async fn second_node(a: &TestApp) -> (String, AppState, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let settings = settings_for(&a.test_db.url, &a.base, addr, |c| c.key_publish_delay = Seconds(3));
+    let settings = settings_for(&a.test_db.url, &a.base, addr, |c| c.key_publish_delay = Seconds(5));
     let (state, _) = AppState::start(settings).await.unwrap();
     let app = portcullis::app(state.clone());
     let server = tokio::spawn(async move {
@@ -31,7 +31,7 @@ async fn kids(http: &reqwest::Client, base: &str) -> Vec<String> {
 }
 
 async fn two_nodes_share_everything(engine: Engine) {
-    let a = TestApp::spawn_with(engine, "", |c| c.key_publish_delay = Seconds(3)).await.with_defaults().await;
+    let a = TestApp::spawn_with(engine, "", |c| c.key_publish_delay = Seconds(5)).await.with_defaults().await;
     let (b, b_state, b_server) = second_node(&a).await;
     let redirect = "https://app.example/cb";
 
@@ -85,7 +85,8 @@ async fn two_nodes_share_everything(engine: Engine) {
         Value::from(new_key.kid.clone()),
         "not signing yet"
     );
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let wait = (new_key.activates_at - portcullis::store::now()).max(0) as u64 * 1000 + 1200;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
     let (_, later) = a
         .token(&[
             ("grant_type", "refresh_token"),

@@ -72,7 +72,7 @@ async fn first_start_creates_admin_once(engine: Engine) {
 }
 
 async fn rotated_key_is_published_before_it_signs(engine: Engine) {
-    let app = TestApp::spawn_with(engine, "", |c| c.key_publish_delay = Seconds(2)).await.with_defaults().await;
+    let app = TestApp::spawn_with(engine, "", |c| c.key_publish_delay = Seconds(6)).await.with_defaults().await;
     let jwks = |app: &TestApp| {
         let (http, url) = (app.http.clone(), app.url("/jwks.json"));
         async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap()["keys"].as_array().unwrap().clone() }
@@ -88,7 +88,9 @@ async fn rotated_key_is_published_before_it_signs(engine: Engine) {
     assert!(published.iter().any(|k| k["kid"] == new.kid.as_str()));
     let token = access_token(&app).await;
     assert_eq!(jwt_parts(&token).0["kid"], old_kid.as_str(), "but does not sign yet");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Wait until the new key's activation has passed (plus the one-second key cache).
+    let wait = (new.activates_at - portcullis::store::now()).max(0) as u64 * 1000 + 1200;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
     let token = access_token(&app).await;
     assert_eq!(jwt_parts(&token).0["kid"], new.kid.as_str(), "after the delay it signs");
     let kids: Vec<_> = jwks(&app).await.iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect();

@@ -1,0 +1,379 @@
+//! Tokens, codes, secrets and passwords never appear in logs or audit events: the real binary runs
+//! with `RUST_LOG=debug` (human and JSON formats), its whole output is captured, a full flow is
+//! driven over HTTP, and the output and the `audit_events` table are searched for every value the
+//! flow issued or sent.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis::store::Db;
+use reqwest::cookie::CookieStore;
+use serde_json::{Value, json};
+
+use crate::helpers::{Engine, TestDb, browser, db_tests, hidden, location, pkce, query_of};
+
+db_tests!(secrets_stay_out_of_human_debug_logs_and_audit, secrets_stay_out_of_json_debug_logs_and_audit);
+
+const PASSWORD: &str = "Log-test pass phrase 7e1f2a";
+const WRONG_PASSWORD: &str = "Wrong guess 4b9c0d-secret";
+const REDIRECT: &str = "http://127.0.0.1/cb";
+const MCP: &str = "https://mcp.example.com/mcp";
+
+async fn secrets_stay_out_of_human_debug_logs_and_audit(engine: Engine) {
+    check(engine, false).await
+}
+
+async fn secrets_stay_out_of_json_debug_logs_and_audit(engine: Engine) {
+    check(engine, true).await
+}
+
+/// Every secret value the flow handled, by name.
+type Secrets = Vec<(&'static str, String)>;
+
+async fn check(engine: Engine, json_format: bool) {
+    let db = TestDb::new(engine).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [("PORTCULLIS_DATABASE_URL", db.url.as_str())];
+    run(dir.path(), &["user", "add", "alice", "--password-stdin"], &env, Some(&format!("{PASSWORD}\n")));
+    let out = run(
+        dir.path(),
+        &["resource", "add", MCP, "--name", "Example", "--scope", "mcp:tools=Use tools", "--introspection"],
+        &env,
+        None,
+    );
+    let rs_id = value_after(&out, "client_id:").unwrap_or_else(|| panic!("no introspection client_id in:\n{out}"));
+    let rs_secret = value_after(&out, "client_secret:").unwrap_or_else(|| panic!("no introspection secret in:\n{out}"));
+
+    let server = Server::start(dir.path(), &db.url, json_format);
+    server.wait_ready().await;
+    let mut secrets = flow(&server.base, &rs_id, &rs_secret).await;
+    secrets.push(("password", PASSWORD.to_string()));
+    secrets.push(("wrong password", WRONG_PASSWORD.to_string()));
+    secrets.push(("introspection secret", rs_secret.clone()));
+    let output = server.stop();
+
+    // The capture is real: debug lines, one per request at least, in the chosen format.
+    if json_format {
+        assert!(output.contains("\"level\":\"DEBUG\""), "no JSON debug lines captured:\n{output}");
+    } else {
+        assert!(output.contains("DEBUG"), "no debug lines captured:\n{output}");
+    }
+    assert!(output.contains("/token") && output.contains("/introspect"), "requests are not logged:\n{output}");
+
+    let mut leaks = Vec::new();
+    for (name, value) in &secrets {
+        assert!(value.len() >= 16 || *name == "code verifier", "{name} is too short to search for: {value:?}");
+        for form in forms(value) {
+            if output.contains(&form) {
+                let line = output.lines().find(|l| l.contains(&form)).unwrap_or_default();
+                leaks.push(format!("log: {name} ({form}) in: {line}"));
+            }
+        }
+    }
+    let conn = Db::connect(&db.url).await.expect("connect");
+    for row in audit_rows(&conn).await {
+        for (name, value) in &secrets {
+            if forms(value).iter().any(|f| row.contains(f.as_str())) {
+                leaks.push(format!("audit_events: {name} in {row}"));
+            }
+        }
+    }
+    assert!(audit_rows(&conn).await.len() >= 3, "the flow records audit events");
+    assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+}
+
+/// The value as it could appear: raw, percent-encoded, and inside a JSON string.
+fn forms(value: &str) -> Vec<String> {
+    let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    let json = serde_json::to_string(value).expect("json");
+    let mut v = vec![value.to_string(), encoded, json.trim_matches('"').to_string()];
+    v.dedup();
+    v
+}
+
+async fn audit_rows(db: &Db) -> Vec<String> {
+    let sql = "SELECT event || ' ' || COALESCE(actor, '') || ' ' || COALESCE(client_id, '') || ' ' || \
+               COALESCE(ip, '') || ' ' || details FROM audit_events";
+    match db {
+        Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        Db::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+    }
+    .expect("audit rows")
+}
+
+fn cookie(jar: &reqwest::cookie::Jar, base: &str) -> String {
+    let header = jar.cookies(&base.parse().expect("url")).expect("a session cookie");
+    let header = header.to_str().expect("ascii").to_string();
+    header.split(';').map(str::trim).find_map(|c| c.strip_prefix("portcullis=")).expect("portcullis cookie").to_string()
+}
+
+/// Registration, a failed and a good sign-in, consent, code, token, refresh, userinfo,
+/// introspection, revocation, registration read: returns every secret value seen on the way.
+async fn flow(base: &str, rs_id: &str, rs_secret: &str) -> Secrets {
+    let _ = browser(); // installs the TLS provider
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let http = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut secrets: Secrets = Vec::new();
+    let url = |p: &str| format!("{base}{p}");
+
+    let res = http
+        .post(url("/register"))
+        .json(&json!({
+            "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "client_secret_post",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "client_name": "Log test",
+        }))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(res.status(), 201);
+    let client: Value = res.json().await.expect("json");
+    let client_id = client["client_id"].as_str().expect("client_id").to_string();
+    let client_secret = client["client_secret"].as_str().expect("client_secret").to_string();
+    let reg_token = client["registration_access_token"].as_str().expect("registration token").to_string();
+    secrets.push(("client secret", client_secret.clone()));
+    secrets.push(("registration access token", reg_token.clone()));
+    let res = http.get(url(&format!("/register/{client_id}"))).bearer_auth(&reg_token).send().await.expect("read");
+    assert_eq!(res.status(), 200, "registration read");
+
+    let page = http.get(url("/login")).send().await.expect("login page").text().await.expect("text");
+    let csrf = hidden(&page, "csrf_token");
+    secrets.push(("CSRF token (signed out)", csrf.clone()));
+    secrets.push(("session cookie (signed out)", cookie(&jar, base)));
+    let res = http
+        .post(url("/login"))
+        .form(&[("username", "alice"), ("password", WRONG_PASSWORD), ("csrf_token", &csrf), ("next", "")])
+        .send()
+        .await
+        .expect("failed login");
+    assert_eq!(res.status(), 401);
+    let res = http
+        .post(url("/login"))
+        .form(&[("username", "alice"), ("password", PASSWORD), ("csrf_token", &csrf), ("next", "")])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), 200, "login");
+    secrets.push(("session cookie (signed in)", cookie(&jar, base)));
+
+    let (verifier, challenge) = pkce();
+    secrets.push(("code verifier", verifier.clone()));
+    let res = http
+        .get(url("/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("scope", "mcp:tools offline_access openid"),
+            ("state", "log-state"),
+        ])
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(res.status(), 200, "consent page");
+    let page = res.text().await.expect("page");
+    let csrf = hidden(&page, "csrf_token");
+    secrets.push(("CSRF token (signed in)", csrf.clone()));
+    let res = http
+        .post(url("/consent"))
+        .form(&[("csrf_token", csrf.as_str()), ("request_id", &hidden(&page, "request_id")), ("decision", "approve")])
+        .send()
+        .await
+        .expect("consent");
+    assert_eq!(res.status(), 303);
+    let code = query_of(&location(&res)).get("code").cloned().expect("code");
+    secrets.push(("authorization code", code.clone()));
+
+    let token = |form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        async move {
+            let res = http.post(url("/token")).form(&form).send().await.expect("token");
+            assert_eq!(res.status(), 200, "token request {form:?}");
+            res.json::<Value>().await.expect("json")
+        }
+    };
+    let first = token(vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code.clone()),
+        ("redirect_uri", REDIRECT.into()),
+        ("client_id", client_id.clone()),
+        ("client_secret", client_secret.clone()),
+        ("code_verifier", verifier.clone()),
+    ])
+    .await;
+    let access = first["access_token"].as_str().expect("access_token").to_string();
+    let refresh1 = first["refresh_token"].as_str().expect("refresh_token").to_string();
+    secrets.push(("access token", access.clone()));
+    secrets.push(("refresh token 1", refresh1.clone()));
+    if let Some(id_token) = first["id_token"].as_str() {
+        secrets.push(("ID token", id_token.to_string()));
+    }
+    let second = token(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh1.clone()),
+        ("client_id", client_id.clone()),
+        ("client_secret", client_secret.clone()),
+    ])
+    .await;
+    let access2 = second["access_token"].as_str().expect("access_token").to_string();
+    let refresh2 = second["refresh_token"].as_str().expect("refresh_token").to_string();
+    assert_ne!(refresh1, refresh2, "refresh tokens rotate");
+    secrets.push(("access token 2", access2.clone()));
+    secrets.push(("refresh token 2", refresh2.clone()));
+
+    let res = http.get(url("/userinfo")).bearer_auth(&access2).send().await.expect("userinfo");
+    assert_eq!(res.status(), 200, "userinfo");
+
+    let res = http
+        .post(url("/introspect"))
+        .basic_auth(rs_id, Some(rs_secret))
+        .form(&[("token", access2.as_str())])
+        .send()
+        .await
+        .expect("introspect");
+    let answer: Value = res.json().await.expect("json");
+    assert_eq!(answer["active"], true, "{answer}");
+
+    let res = http
+        .post(url("/revoke"))
+        .form(&[
+            ("token", refresh2.as_str()),
+            ("token_type_hint", "refresh_token"),
+            ("client_id", &client_id),
+            ("client_secret", &client_secret),
+        ])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(res.status(), 200, "revoke");
+    let res = http
+        .post(url("/introspect"))
+        .basic_auth(rs_id, Some(rs_secret))
+        .form(&[("token", access2.as_str())])
+        .send()
+        .await
+        .expect("introspect");
+    let answer: Value = res.json().await.expect("json");
+    assert_eq!(answer["active"], false, "revoked: {answer}");
+    // A replayed code and a rotated refresh token are refused (and audited).
+    let res = http
+        .post(url("/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+            ("client_secret", &client_secret),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(res.status(), 400, "code replay");
+    secrets
+}
+
+// ---- the binary ----
+
+fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.args(args).current_dir(dir).env_clear();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs a CLI subcommand to success and returns its standard output.
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = command(dir, args, env)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn portcullis");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("portcullis output");
+    assert!(out.status.success(), "portcullis {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn value_after(text: &str, label: &str) -> Option<String> {
+    text.lines().find_map(|l| l.trim().strip_prefix(label)).map(|v| v.trim().to_string())
+}
+
+/// `portcullis serve` at debug level, standard output and error captured in one file.
+struct Server {
+    child: Option<Child>,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path, db_url: &str, json_format: bool) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let bind = format!("127.0.0.1:{port}");
+        let log = dir.join("serve.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut env =
+            vec![("PORTCULLIS_DATABASE_URL", db_url), ("PORTCULLIS_BIND", bind.as_str()), ("RUST_LOG", "debug")];
+        if json_format {
+            env.push(("PORTCULLIS_LOG_FORMAT", "json"));
+        }
+        let child = command(dir, &["serve"], &env)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn portcullis serve");
+        Server { child: Some(child), base: format!("http://{bind}"), log }
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    async fn wait_ready(&self) {
+        let http = browser();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if http.get(format!("{}/readyz", self.base)).send().await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "serve did not become ready:\n{}", self.output());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the server (after a moment for the last lines) and returns everything it printed.
+    fn stop(mut self) -> String {
+        std::thread::sleep(Duration::from_millis(300));
+        self.kill();
+        self.output()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
