@@ -8,6 +8,7 @@ mod cimd;
 mod cli;
 mod faults;
 mod fetch;
+mod hardening;
 mod hostile;
 mod logs;
 mod metadata;
