@@ -27,6 +27,8 @@ pub struct Inner {
     pub metrics: crate::metrics::Metrics,
     pub trusted_proxies: Vec<crate::http::client_ip::IpNet>,
     pub metadata_cache: crate::http::metadata::DocumentCache,
+    /// Dynamic clients registered (for `max_dynamic_clients`), recounted every few seconds.
+    pub dynamic_client_count: std::sync::Mutex<Option<(std::time::Instant, i64)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -99,6 +101,7 @@ impl AppState {
             metrics: Default::default(),
             trusted_proxies,
             metadata_cache: Default::default(),
+            dynamic_client_count: Default::default(),
         };
         Ok((AppState(Arc::new(inner)), started))
     }

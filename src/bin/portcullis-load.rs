@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-const ALL: &[&str] = &["healthz", "metadata", "jwks", "introspect", "authcode", "refresh", "register", "login"];
+const ALL: &[&str] = &["healthz", "metadata", "jwks", "register", "introspect", "authcode", "refresh", "login"];
 const REDIRECT_URI: &str = "http://127.0.0.1:33333/callback";
 const SCOPE: &str = "mcp:tools";
 

@@ -105,8 +105,7 @@ async fn admit(state: &AppState, headers: &HeaderMap, ip: Option<&str>, now: i64
             OAuthError::new(ErrorCode::SlowDown, "too many registrations from this address; try again later").into()
         );
     }
-    if store::clients::count_by_kind(&state.db, ClientKind::Dynamic).await? >= state.settings.max_dynamic_clients as i64
-    {
+    if dynamic_clients(state).await? >= state.settings.max_dynamic_clients as i64 {
         return Err(OAuthError::new(
             ErrorCode::AccessDenied,
             "this server has reached its limit of registered clients",
@@ -114,6 +113,22 @@ async fn admit(state: &AppState, headers: &HeaderMap, ip: Option<&str>, now: i64
         .into());
     }
     Ok(())
+}
+
+/// The number of dynamic clients, counted at most every few seconds plus this node's registrations
+/// since (counting a large table on every registration made registration slower as it grew).
+async fn dynamic_clients(state: &AppState) -> Result<i64, ApiError> {
+    {
+        let cache = state.dynamic_client_count.lock().expect("count lock");
+        if let Some((at, n)) = *cache
+            && at.elapsed() < std::time::Duration::from_secs(5)
+        {
+            return Ok(n);
+        }
+    }
+    let n = store::clients::count_by_kind(&state.db, ClientKind::Dynamic).await?;
+    *state.dynamic_client_count.lock().expect("count lock") = Some((std::time::Instant::now(), n));
+    Ok(n)
 }
 
 pub async fn register(
@@ -156,6 +171,9 @@ pub async fn register(
         now,
     )
     .await?;
+    if let Some((_, n)) = state.dynamic_client_count.lock().expect("count lock").as_mut() {
+        *n += 1;
+    }
     let doc = information(&state, &client_id, row.created_at, &metadata, secret.as_deref(), Some(&registration_token));
     Ok((StatusCode::CREATED, no_store(), Json(doc)).into_response())
 }

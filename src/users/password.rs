@@ -49,6 +49,23 @@ pub fn verify_blocking(password: &str, stored: &str) -> bool {
 static DUMMY_HASH: LazyLock<String> =
     LazyLock::new(|| hash_blocking(&crate::tokens::secrets::random_token()).unwrap_or_default());
 
+/// argon2id takes 19 MiB per hash. glibc raises its mmap threshold after such a block is freed, so
+/// later ones come from per-thread arenas and stay resident (hundreds of MB under a login burst).
+/// Pinning the threshold keeps every such block mmapped and returned at once. Call once at start.
+pub fn release_hash_memory_promptly() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only changes allocator tuning; it is called before threads allocate much.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+        }
+    }
+}
+
 /// Bounds concurrent argon2 computations across the process.
 #[derive(Clone)]
 pub struct Hasher {
@@ -58,7 +75,8 @@ pub struct Hasher {
 impl Default for Hasher {
     fn default() -> Self {
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Hasher { permits: Arc::new(Semaphore::new(n * 2)) }
+        // argon2 is CPU-bound: more hashes at once than cores only adds memory (19 MiB each).
+        Hasher { permits: Arc::new(Semaphore::new(n)) }
     }
 }
 
