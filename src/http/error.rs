@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::oauth::{ErrorCode, OAuthError};
@@ -282,6 +282,3 @@ pub async fn not_found(req: Request) -> Response {
         .into_response()
 }
 
-pub fn html_response(body: String) -> Response {
-    Html(body).into_response()
-}

@@ -148,13 +148,6 @@ impl KeyRing {
         }
     }
 
-    /// Forces the next access to reload (after a rotation through this node).
-    pub fn invalidate(&self) {
-        let mut w = self.loaded.write().expect("key cache lock");
-        let keys = w.keys.clone();
-        *w = Arc::new(Loaded { keys, loaded_at: Instant::now() - self.settings.refresh * 2 });
-    }
-
     /// The key that signs now.
     pub async fn signing_key(&self) -> Result<Arc<LoadedKey>, KeyError> {
         let loaded = self.current().await?;
