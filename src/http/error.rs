@@ -281,4 +281,3 @@ pub async fn not_found(req: Request) -> Response {
     (StatusCode::NOT_FOUND, Json(json!({ "error": "not_found", "error_description": "no such endpoint" })))
         .into_response()
 }
-

@@ -9,7 +9,6 @@
 //! (10.0.0.1, 169.254.169.254) are refused before any connection is attempted.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,16 +18,15 @@ use josekit::jwt::JwtPayload;
 use portcullis::config::{CimdPolicy, Config, RegistrationPolicy, Seconds};
 use portcullis::store::audit;
 use portcullis::store::clients::{self, ClientKind, NewClient};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::helpers::{Engine, MCP, PASSWORD, TestApp, TestDb, browser, db_tests, hidden, jwt_parts, location, pkce};
+use crate::helpers::{
+    Engine, MCP, PASSWORD, TestApp, TestDb, TlsTestServer, approve_consent, browser, db_tests, hidden, jwt_parts,
+    location, pkce, read_request_head,
+};
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0";
 
@@ -77,46 +75,14 @@ struct DocServer {
 
 impl DocServer {
     async fn start() -> DocServer {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "Portcullis CIMD test CA");
-        ca_params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let leaf_key = KeyPair::generate().expect("server key");
-        let mut leaf_params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("server params");
-        leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
-        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).expect("server certificate");
-
-        let ca_file = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(ca_file.path(), ca_cert.pem()).expect("write CA PEM");
-
-        let tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(leaf_cert.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-            )
-            .expect("server TLS config");
-        let acceptor = TlsAcceptor::from(Arc::new(tls));
-
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
-        let port = listener.local_addr().expect("local addr").port();
         let routes: Routes = Arc::default();
         let hits: Hits = Arc::default();
         let (r, h) = (routes.clone(), hits.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, acceptor.clone(), r.clone(), h.clone()));
-            }
-        });
+        let TlsTestServer { port, ca_file } =
+            TlsTestServer::start("Portcullis CIMD test CA", move |stream, acceptor, _port| {
+                serve(stream, acceptor, r.clone(), h.clone())
+            })
+            .await;
         DocServer { port, ca_file, routes, hits }
     }
 
@@ -160,18 +126,9 @@ async fn serve(stream: TcpStream, acceptor: TlsAcceptor, routes: Routes, hits: H
     let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream)).await else {
         return;
     };
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tls.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
-        }
-        if request.len() > 16 * 1024 {
-            return;
-        }
-    }
-    let request = String::from_utf8_lossy(&request).into_owned();
+    let Some(request) = read_request_head(&mut tls).await else {
+        return;
+    };
     let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
     *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
     let reply = routes.lock().unwrap().get(&path).cloned();
@@ -283,16 +240,7 @@ fn assert_consent_page(page: &str, client_name: &str) {
 }
 
 async fn approve(app: &TestApp, http: &reqwest::Client, page: &str) -> String {
-    let res = http
-        .post(app.url("/consent"))
-        .form(&[
-            ("csrf_token", hidden(page, "csrf_token").as_str()),
-            ("request_id", hidden(page, "request_id").as_str()),
-            ("decision", "approve"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = approve_consent(http, &app.url("/consent"), page).await;
     assert_eq!(res.status(), 303, "consent answer");
     location(&res)
 }

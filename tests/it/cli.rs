@@ -3,14 +3,16 @@
 //! the `PORTCULLIS_*` variables a test sets) and an empty working directory, so no
 //! `portcullis.toml` is picked up.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Engine, PASSWORD, TestDb, browser, db_tests, hidden, jwt_parts, location, pkce, query_of};
+use crate::helpers::{
+    Binary, Engine, PASSWORD, ServeOutput, TestDb, approve_consent, browser, db_tests, free_port, hidden, jwt_parts,
+    location, pkce, query_of, spawn_binary,
+};
 
 db_tests!(
     migrate_succeeds_and_is_idempotent,
@@ -516,71 +518,8 @@ impl Cli {
     }
 
     /// `portcullis serve` on a free loopback port; killed when dropped.
-    fn serve(&self) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let bind = format!("127.0.0.1:{port}");
-        let n = std::fs::read_dir(self.dir.path()).map(|d| d.count()).unwrap_or(0);
-        let stdout_path = self.dir.path().join(format!("serve-{n}.out"));
-        let stderr_path = self.dir.path().join(format!("serve-{n}.err"));
-        let child = command(
-            self.dir.path(),
-            &["serve"],
-            &[("PORTCULLIS_DATABASE_URL", &self.db.url), ("PORTCULLIS_BIND", &bind)],
-        )
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout_path).unwrap())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("spawn portcullis serve");
-        Server { child: Some(child), base: format!("http://{bind}"), stdout_path, stderr_path }
-    }
-}
-
-struct Server {
-    child: Option<Child>,
-    base: String,
-    stdout_path: PathBuf,
-    stderr_path: PathBuf,
-}
-
-impl Server {
-    /// Polls /readyz until 200; fails (with the server's output) if it exits or never gets ready.
-    async fn wait_ready(&mut self) {
-        let http = browser();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let res = http.get(format!("{}/readyz", self.base)).send().await;
-            if res.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            assert!(exited.is_none(), "serve exited ({exited:?}):\n{}", self.stderr());
-            assert!(Instant::now() < deadline, "serve did not become ready:\n{}", self.stderr());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    /// Kills the server and returns what it printed on standard output.
-    fn stop(mut self) -> String {
-        self.kill();
-        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
+    fn serve(&self) -> Binary {
+        Binary::start(self.dir.path(), free_port(), &[("PORTCULLIS_DATABASE_URL", &self.db.url)], ServeOutput::Separate)
     }
 }
 
@@ -611,26 +550,9 @@ impl Output {
     }
 }
 
-fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-    cmd.args(args).current_dir(dir).env_clear();
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
 /// Runs the binary to completion (killed after a minute, so a hang fails instead of blocking).
 fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    let mut child = command(dir, args, env)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn portcullis");
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
+    let child = spawn_binary(dir, args, env, stdin);
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -775,16 +697,7 @@ async fn first_token(base: &str) -> (u16, Value) {
         .unwrap();
     assert_eq!(res.status(), 200, "consent page");
     let page = res.text().await.unwrap();
-    let res = http
-        .post(format!("{base}/consent"))
-        .form(&[
-            ("csrf_token", hidden(&page, "csrf_token").as_str()),
-            ("request_id", hidden(&page, "request_id").as_str()),
-            ("decision", "approve"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = approve_consent(&http, &format!("{base}/consent"), &page).await;
     let code = query_of(&location(&res)).get("code").cloned().unwrap_or_else(|| panic!("no code: {}", location(&res)));
 
     let res = http

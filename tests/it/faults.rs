@@ -10,8 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +23,10 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::{Engine, MCP, PASSWORD, TestApp, TestDb, db_tests, hidden, location, pkce, postgres_configured};
+use crate::helpers::{
+    Binary, Engine, MCP, PASSWORD, ServeOutput, TestApp, TestDb, approve_consent, db_tests, hidden, location, pkce,
+    postgres_configured,
+};
 
 /// The redirect URI of every client these tests register (loopback: any port, http allowed).
 const REDIRECT: &str = "http://127.0.0.1/cb";
@@ -92,16 +94,7 @@ async fn authorize(http: &reqwest::Client, base: &str, client_id: &str) -> (Stri
         302 | 303 => location(&res),
         200 => {
             let page = res.text().await.expect("consent page");
-            let res = http
-                .post(format!("{base}/consent"))
-                .form(&[
-                    ("csrf_token", hidden(&page, "csrf_token").as_str()),
-                    ("request_id", hidden(&page, "request_id").as_str()),
-                    ("decision", "approve"),
-                ])
-                .send()
-                .await
-                .expect("consent");
+            let res = approve_consent(http, &format!("{base}/consent"), &page).await;
             assert_eq!(res.status(), 303, "consent answer");
             location(&res)
         }
@@ -635,69 +628,18 @@ async fn code_replay_racing_a_refresh_revokes_the_whole_family(engine: Engine) {
     );
 }
 
-/// `portcullis serve` on a given port; SIGKILLed when dropped (also when a test fails).
-struct Served {
-    child: Option<Child>,
-    base: String,
-    stderr_path: PathBuf,
-}
-
-impl Served {
-    fn start(dir: &Path, database_url: &str, port: u16, n: usize) -> Served {
-        let bind = format!("127.0.0.1:{port}");
-        let base = format!("http://{bind}");
-        let stdout_path = dir.join(format!("serve-{n}.out"));
-        let stderr_path = dir.join(format!("serve-{n}.err"));
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("PORTCULLIS_DATABASE_URL", database_url)
-            .env("PORTCULLIS_ISSUER", &base)
-            .env("PORTCULLIS_BIND", &bind)
-            .env("PORTCULLIS_BOOTSTRAP_ADMIN", "false")
-            // Codes outlive the test's rounds, so "not redeemed before the crash" means "still good".
-            .env("PORTCULLIS_AUTHORIZATION_CODE_LIFETIME", "600")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
-            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-            .spawn()
-            .expect("spawn portcullis serve");
-        Served { child: Some(child), base, stderr_path }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    async fn wait_ready(&mut self) {
-        let http = client(Duration::from_secs(5));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let res = http.get(format!("{}/readyz", self.base)).send().await;
-            if res.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            assert!(exited.is_none(), "serve exited ({exited:?}):\n{}", self.stderr());
-            assert!(Instant::now() < deadline, "serve did not become ready:\n{}", self.stderr());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGKILL (std's `Child::kill` on Unix), then reap.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `portcullis serve` on the given port (the same one across restarts); SIGKILLed when dropped
+/// (also when a test fails).
+fn serve(dir: &Path, database_url: &str, port: u16) -> Binary {
+    let base = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("PORTCULLIS_DATABASE_URL", database_url),
+        ("PORTCULLIS_ISSUER", base.as_str()),
+        ("PORTCULLIS_BOOTSTRAP_ADMIN", "false"),
+        // Codes outlive the test's rounds, so "not redeemed before the crash" means "still good".
+        ("PORTCULLIS_AUTHORIZATION_CODE_LIFETIME", "600"),
+    ];
+    Binary::start(dir, port, &env, ServeOutput::Separate)
 }
 
 /// What one round prepared: codes not yet redeemed, codes already redeemed (with the refresh
@@ -1045,9 +987,8 @@ async fn sigkill_during_token_burst_leaves_consistent_state(engine: Engine) {
         db.close().await;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut starts = 0;
-    let mut server = Served::start(dir.path(), &test_db.url, port, starts);
-    server.wait_ready().await;
+    let mut server = serve(dir.path(), &test_db.url, port);
+    server.wait_ready_with(&client(Duration::from_secs(5))).await;
 
     // Kill early in the burst (mostly code redemptions in flight), then deep into it.
     for kill_after in [6, 70] {
@@ -1075,9 +1016,8 @@ async fn sigkill_during_token_burst_leaves_consistent_state(engine: Engine) {
             seen.refreshes.len()
         );
 
-        starts += 1;
-        server = Served::start(dir.path(), &test_db.url, port, starts);
-        server.wait_ready().await;
+        server = serve(dir.path(), &test_db.url, port);
+        server.wait_ready_with(&client(Duration::from_secs(5))).await;
         let db = Db::connect(&test_db.url).await.expect("open the database after the crash");
         check_invariants(&db).await;
         check_answers_were_durable(&db, &seen).await;

@@ -5,17 +5,14 @@
 //! Nothing here reaches the internet.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis::fetch::{FetchConfig, FetchError, Fetcher, USER_AGENT};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::helpers::{TlsTestServer, read_request_head};
 
 const GOOD: &str =
     r#"{"client_id":"https://client.example/cimd.json","client_name":"Test","redirect_uris":["http://127.0.0.1/cb"]}"#;
@@ -30,43 +27,7 @@ struct TestServer {
 
 impl TestServer {
     async fn start() -> TestServer {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "Portcullis fetch test CA");
-        ca_params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let leaf_key = KeyPair::generate().expect("server key");
-        let mut leaf_params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("server params");
-        leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
-        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).expect("server certificate");
-
-        let ca_file = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(ca_file.path(), ca_cert.pem()).expect("write CA PEM");
-
-        let tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(leaf_cert.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-            )
-            .expect("server TLS config");
-        let acceptor = TlsAcceptor::from(Arc::new(tls));
-
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
-        let port = listener.local_addr().expect("local addr").port();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, acceptor.clone(), port));
-            }
-        });
+        let TlsTestServer { port, ca_file } = TlsTestServer::start("Portcullis fetch test CA", serve).await;
         TestServer { port, ca_file }
     }
 
@@ -126,18 +87,9 @@ async fn serve(stream: TcpStream, acceptor: TlsAcceptor, port: u16) {
     let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream)).await else {
         return;
     };
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tls.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
-        }
-        if request.len() > 16 * 1024 {
-            return;
-        }
-    }
-    let request = String::from_utf8_lossy(&request).into_owned();
+    let Some(request) = read_request_head(&mut tls).await else {
+        return;
+    };
     let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
     let header = |name: &str| {
         request.lines().find_map(|line| {

@@ -4,7 +4,9 @@
 use portcullis::config::{RateLimits, Seconds};
 use serde_json::Value;
 
-use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, db_tests, hidden};
+use crate::helpers::{
+    Binary, Engine, MCP, PASSWORD, ServeOutput, TestApp, binary_command, browser, db_tests, free_port, hidden,
+};
 
 db_tests!(
     login_locks_after_repeated_failures,
@@ -150,30 +152,19 @@ async fn native_tls_serves_https() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PORTCULLIS_DATABASE_URL", format!("sqlite://{}", dir.path().join("p.db").display()))
-        .env("PORTCULLIS_BIND", format!("127.0.0.1:{port}"))
-        .env("PORTCULLIS_ISSUER", format!("https://localhost:{port}"))
-        .env("PORTCULLIS_TLS_CERT_FILE", &cert_path)
-        .env("PORTCULLIS_TLS_KEY_FILE", &key_path)
-        .env("PORTCULLIS_BOOTSTRAP_ADMIN", "false")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(std::mem::replace(&mut child, std::process::Command::new("true").spawn().unwrap()));
+    let port = free_port();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let db_url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let issuer = format!("https://localhost:{port}");
+    let env = [
+        ("PATH", path.as_str()),
+        ("PORTCULLIS_DATABASE_URL", db_url.as_str()),
+        ("PORTCULLIS_ISSUER", issuer.as_str()),
+        ("PORTCULLIS_TLS_CERT_FILE", cert_path.to_str().unwrap()),
+        ("PORTCULLIS_TLS_KEY_FILE", key_path.to_str().unwrap()),
+        ("PORTCULLIS_BOOTSTRAP_ADMIN", "false"),
+    ];
+    let _server = Binary::start(dir.path(), port, &env, ServeOutput::Separate);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
     let http = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
@@ -205,13 +196,7 @@ async fn audit_list_filters() {
         portcullis::store::audit::record(&db, &e, now).await.unwrap();
     }
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(args)
-            .env_clear()
-            .env("PORTCULLIS_DATABASE_URL", &t.url)
-            .current_dir(std::env::temp_dir())
-            .output()
-            .unwrap();
+        let out = binary_command(&std::env::temp_dir(), args, &[("PORTCULLIS_DATABASE_URL", &t.url)]).output().unwrap();
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).to_string(),

@@ -2,7 +2,10 @@
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use portcullis::config::{Config, Settings};
@@ -218,16 +221,7 @@ impl TestApp {
             302 | 303 => location(&res),
             200 => {
                 let page = res.text().await.expect("consent page");
-                let res = http
-                    .post(self.url("/consent"))
-                    .form(&[
-                        ("csrf_token", hidden(&page, "csrf_token").as_str()),
-                        ("request_id", hidden(&page, "request_id").as_str()),
-                        ("decision", "approve"),
-                    ])
-                    .send()
-                    .await
-                    .expect("consent");
+                let res = approve_consent(http, &self.url("/consent"), &page).await;
                 assert_eq!(res.status(), 303, "consent answer");
                 location(&res)
             }
@@ -301,4 +295,239 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
         serde_json::from_slice(&bytes).expect("json")
     };
     (dec(parts.next()), dec(parts.next()))
+}
+
+/// Posts the consent page's form, approving (CSRF token and request id taken from `page`).
+pub async fn approve_consent(http: &reqwest::Client, consent_url: &str, page: &str) -> reqwest::Response {
+    http.post(consent_url)
+        .form(&[
+            ("csrf_token", hidden(page, "csrf_token").as_str()),
+            ("request_id", hidden(page, "request_id").as_str()),
+            ("decision", "approve"),
+        ])
+        .send()
+        .await
+        .expect("consent")
+}
+
+/// `SELECT COUNT(*) FROM table`, on either engine.
+pub async fn count_rows(db: &Db, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    match db {
+        Db::Sqlite(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
+        Db::Postgres(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
+    }
+    .unwrap_or_else(|e| panic!("count {table}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// A local HTTPS server with a throwaway test CA
+// ---------------------------------------------------------------------------------------------
+
+/// A TLS acceptor with a certificate for `localhost` and `127.0.0.1`, signed by a throwaway CA
+/// named `ca_name`, and that CA's PEM in a temp file (for the `*_test_ca_file` settings).
+pub fn test_ca(ca_name: &str) -> (tokio_rustls::TlsAcceptor, tempfile::NamedTempFile) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, ca_name);
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let leaf_key = KeyPair::generate().expect("server key");
+    let mut leaf_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("server params");
+    leaf_params.distinguished_name.push(DnType::CommonName, "localhost");
+    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).expect("server certificate");
+
+    let ca_file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca_file.path(), ca_cert.pem()).expect("write CA PEM");
+
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf_cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .expect("server TLS config");
+    (tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls)), ca_file)
+}
+
+/// A local HTTPS server on 127.0.0.1 (certificate from [`test_ca`]); every connection is handed
+/// to `serve` with the acceptor and the server's port. The task dies with the test's runtime.
+pub struct TlsTestServer {
+    pub port: u16,
+    pub ca_file: tempfile::NamedTempFile,
+}
+
+impl TlsTestServer {
+    pub async fn start<F, Fut>(ca_name: &str, serve: F) -> TlsTestServer
+    where
+        F: Fn(tokio::net::TcpStream, tokio_rustls::TlsAcceptor, u16) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (acceptor, ca_file) = test_ca(ca_name);
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await.expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, acceptor.clone(), port));
+            }
+        });
+        TlsTestServer { port, ca_file }
+    }
+}
+
+/// Reads a request's head (up to the blank line) from a test server's connection: `None` if the
+/// peer goes away first or sends more than 16 KiB.
+pub async fn read_request_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+        if request.len() > 16 * 1024 {
+            return None;
+        }
+    }
+    Some(String::from_utf8_lossy(&request).into_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real `portcullis` binary
+// ---------------------------------------------------------------------------------------------
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The binary with `args`, run in `dir` with a clean environment: only the variables in `env`.
+pub fn binary_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.args(args).current_dir(dir).env_clear();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Where a served binary's standard output and error go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServeOutput {
+    /// `serve-N.out` and `serve-N.err` in the working directory (N: entries already there).
+    Separate,
+    /// Both into `serve.log` in the working directory.
+    Combined,
+}
+
+/// `portcullis serve` on 127.0.0.1:`port` (`PORTCULLIS_BIND` set, plus `env` only); killed
+/// (SIGKILL, std's `Child::kill` on Unix) and reaped when dropped.
+pub struct Binary {
+    child: Option<Child>,
+    pub base: String,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+impl Binary {
+    pub fn start(dir: &Path, port: u16, env: &[(&str, &str)], output: ServeOutput) -> Binary {
+        let bind = format!("127.0.0.1:{port}");
+        let mut vars = env.to_vec();
+        vars.push(("PORTCULLIS_BIND", bind.as_str()));
+        let mut cmd = binary_command(dir, &["serve"], &vars);
+        cmd.stdin(Stdio::null());
+        let (stdout_path, stderr_path) = match output {
+            ServeOutput::Separate => {
+                let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+                let (out, err) = (dir.join(format!("serve-{n}.out")), dir.join(format!("serve-{n}.err")));
+                cmd.stdout(std::fs::File::create(&out).expect("stdout file"));
+                cmd.stderr(std::fs::File::create(&err).expect("stderr file"));
+                (out, err)
+            }
+            ServeOutput::Combined => {
+                let log = dir.join("serve.log");
+                let file = std::fs::File::create(&log).expect("log file");
+                cmd.stdout(file.try_clone().expect("clone"));
+                cmd.stderr(file);
+                (log.clone(), log)
+            }
+        };
+        let child = cmd.spawn().expect("spawn portcullis serve");
+        Binary { child: Some(child), base: format!("http://{bind}"), stdout_path, stderr_path }
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.stdout_path).unwrap_or_default()).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.stderr_path).unwrap_or_default()).into_owned()
+    }
+
+    /// Polls /readyz until 200; fails (with the server's output) if it exits or never gets ready.
+    pub async fn wait_ready(&mut self) {
+        self.wait_ready_with(&browser()).await
+    }
+
+    pub async fn wait_ready_with(&mut self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let res = http.get(format!("{}/readyz", self.base)).send().await;
+            if res.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            assert!(exited.is_none(), "serve exited ({exited:?}):\n{}", self.stderr());
+            assert!(Instant::now() < deadline, "serve did not become ready:\n{}", self.stderr());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills the server and returns what it printed on standard output.
+    pub fn stop(mut self) -> String {
+        self.kill();
+        self.stdout()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The binary with `args` (see [`binary_command`]), standard output and error piped, and `stdin`
+/// (when given) written to its standard input.
+pub fn spawn_binary(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Child {
+    use std::io::Write;
+    let mut child = binary_command(dir, args, env)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn portcullis");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    child
 }

@@ -11,7 +11,9 @@ use reqwest::cookie::CookieStore;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, db_tests, hidden, location, pkce, query_of};
+use crate::helpers::{
+    Engine, MCP, PASSWORD, TestApp, approve_consent, browser, count_rows, db_tests, hidden, location, pkce, query_of,
+};
 
 db_tests!(
     catalogue_gets_clean_4xx_and_writes_nothing,
@@ -996,19 +998,10 @@ async fn run_catalogue(app: &TestApp, fx: &Fixture, cases: &[Case]) -> Vec<Strin
     failures
 }
 
-async fn count(db: &Db, table: &str) -> i64 {
-    let sql = format!("SELECT COUNT(*) FROM {table}");
-    match db {
-        Db::Sqlite(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
-        Db::Postgres(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
-    }
-    .unwrap_or_else(|e| panic!("count {table}: {e}"))
-}
-
 async fn counts(db: &Db) -> Vec<(&'static str, i64)> {
     let mut v = Vec::new();
     for t in TABLES {
-        v.push((*t, count(db, t).await));
+        v.push((*t, count_rows(db, t).await));
     }
     v
 }
@@ -1162,16 +1155,7 @@ async fn hostile_names_and_state_are_rendered_literally(engine: Engine) {
     assert!(!page.to_ascii_lowercase().contains("<script"), "markup from the client name:\n{page}");
     assert!(!page.contains("<%="), "{page}");
 
-    let res = http
-        .post(app.url("/consent"))
-        .form(&[
-            ("csrf_token", hidden(&page, "csrf_token").as_str()),
-            ("request_id", hidden(&page, "request_id").as_str()),
-            ("decision", "approve"),
-        ])
-        .send()
-        .await
-        .expect("consent");
+    let res = approve_consent(&http, &app.url("/consent"), &page).await;
     assert_eq!(res.status(), 303);
     assert!(res.headers().get_all("set-cookie").iter().all(|v| !v.to_str().unwrap_or("").contains("injected")));
     let loc = location(&res);
@@ -1189,8 +1173,8 @@ async fn hostile_names_and_state_are_rendered_literally(engine: Engine) {
         ])
         .await;
     assert_eq!(status, 200, "{tokens}");
-    assert_eq!(count(&app.db, "users").await, 1, "users intact");
-    assert_eq!(count(&app.db, "clients").await, 1);
+    assert_eq!(count_rows(&app.db, "users").await, 1, "users intact");
+    assert_eq!(count_rows(&app.db, "clients").await, 1);
     let _ = MCP;
 }
 

@@ -3,16 +3,17 @@
 //! driven over HTTP, and the output and the `audit_events` table are searched for every value the
 //! flow issued or sent.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portcullis::store::Db;
 use reqwest::cookie::CookieStore;
 use serde_json::{Value, json};
 
-use crate::helpers::{Engine, TestDb, browser, db_tests, hidden, location, pkce, query_of};
+use crate::helpers::{
+    Binary, Engine, ServeOutput, TestDb, browser, db_tests, free_port, hidden, location, pkce, query_of, spawn_binary,
+};
 
 db_tests!(secrets_stay_out_of_human_debug_logs_and_audit, secrets_stay_out_of_json_debug_logs_and_audit);
 
@@ -46,13 +47,13 @@ async fn check(engine: Engine, json_format: bool) {
     let rs_id = value_after(&out, "client_id:").unwrap_or_else(|| panic!("no introspection client_id in:\n{out}"));
     let rs_secret = value_after(&out, "client_secret:").unwrap_or_else(|| panic!("no introspection secret in:\n{out}"));
 
-    let server = Server::start(dir.path(), &db.url, json_format);
+    let mut server = serve(dir.path(), &db.url, json_format);
     server.wait_ready().await;
     let mut secrets = flow(&server.base, &rs_id, &rs_secret).await;
     secrets.push(("password", PASSWORD.to_string()));
     secrets.push(("wrong password", WRONG_PASSWORD.to_string()));
     secrets.push(("introspection secret", rs_secret.clone()));
-    let output = server.stop();
+    let output = stop(server);
 
     // The capture is real: debug lines, one per request at least, in the chosen format.
     if json_format {
@@ -284,27 +285,9 @@ async fn flow(base: &str, rs_id: &str, rs_secret: &str) -> Secrets {
 
 // ---- the binary ----
 
-fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-    cmd.args(args).current_dir(dir).env_clear();
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
 /// Runs a CLI subcommand to success and returns its standard output.
 fn run(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let mut child = command(dir, args, env)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn portcullis");
-    if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-    }
+    let child = spawn_binary(dir, args, env, stdin);
     let out = child.wait_with_output().expect("portcullis output");
     assert!(out.status.success(), "portcullis {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -315,65 +298,16 @@ fn value_after(text: &str, label: &str) -> Option<String> {
 }
 
 /// `portcullis serve` at debug level, standard output and error captured in one file.
-struct Server {
-    child: Option<Child>,
-    base: String,
-    log: PathBuf,
+fn serve(dir: &Path, db_url: &str, json_format: bool) -> Binary {
+    let mut env = vec![("PORTCULLIS_DATABASE_URL", db_url), ("RUST_LOG", "debug")];
+    if json_format {
+        env.push(("PORTCULLIS_LOG_FORMAT", "json"));
+    }
+    Binary::start(dir, free_port(), &env, ServeOutput::Combined)
 }
 
-impl Server {
-    fn start(dir: &Path, db_url: &str, json_format: bool) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let bind = format!("127.0.0.1:{port}");
-        let log = dir.join("serve.log");
-        let file = std::fs::File::create(&log).expect("log file");
-        let mut env =
-            vec![("PORTCULLIS_DATABASE_URL", db_url), ("PORTCULLIS_BIND", bind.as_str()), ("RUST_LOG", "debug")];
-        if json_format {
-            env.push(("PORTCULLIS_LOG_FORMAT", "json"));
-        }
-        let child = command(dir, &["serve"], &env)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone"))
-            .stderr(file)
-            .spawn()
-            .expect("spawn portcullis serve");
-        Server { child: Some(child), base: format!("http://{bind}"), log }
-    }
-
-    fn output(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
-    }
-
-    async fn wait_ready(&self) {
-        let http = browser();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if http.get(format!("{}/readyz", self.base)).send().await.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "serve did not become ready:\n{}", self.output());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Stops the server (after a moment for the last lines) and returns everything it printed.
-    fn stop(mut self) -> String {
-        std::thread::sleep(Duration::from_millis(300));
-        self.kill();
-        self.output()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Stops the server (after a moment for the last lines) and returns everything it printed.
+fn stop(server: Binary) -> String {
+    std::thread::sleep(Duration::from_millis(300));
+    server.stop()
 }

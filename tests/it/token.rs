@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, db_tests, jwt_parts, pkce, query_of};
+use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, count_rows, db_tests, jwt_parts, pkce, query_of};
 
 const REDIRECT: &str = "https://app.example/cb";
 
@@ -278,14 +278,7 @@ async fn concurrent_refreshes_get_the_same_successor(engine: Engine) {
         successors.insert(body["refresh_token"].as_str().unwrap().to_string());
     }
     assert_eq!(successors.len(), 1, "one successor, not several");
-    let rows: i64 = match &app.db {
-        portcullis::store::Db::Sqlite(p) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens").fetch_one(p).await.unwrap()
-        }
-        portcullis::store::Db::Postgres(p) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens").fetch_one(p).await.unwrap()
-        }
-    };
+    let rows = count_rows(&app.db, "refresh_tokens").await;
     assert_eq!(rows, 2, "the original and its one successor");
 }
 
