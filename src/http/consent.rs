@@ -124,11 +124,10 @@ pub async fn submit(
     };
     let url = match form.decision.as_str() {
         "approve" => {
-            let existing = grants::live(&state.db, who.user_id, &pending.client_id, pending.resource_id).await?;
+            // Step-up widens the grant to the union of what it had and what was approved.
             let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
-            let scope = match &existing {
-                Some(g) => requested.union(&ScopeSet::parse(&g.scope).unwrap_or_default()),
-                None => requested,
+            let union = |granted: Option<&str>| {
+                requested.union(&ScopeSet::parse(granted.unwrap_or_default()).unwrap_or_default()).to_space_separated()
             };
             let shown = clients::find(&state, &pending.client_id).await?.and_then(|c| clients::fingerprint(&c));
             let grant = grants::approve_as_shown(
@@ -136,7 +135,7 @@ pub async fn submit(
                 who.user_id,
                 &pending.client_id,
                 pending.resource_id,
-                &scope.to_space_separated(),
+                union,
                 shown.as_deref(),
                 now,
             )

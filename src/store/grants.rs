@@ -52,16 +52,18 @@ pub async fn approve(
     scope: &str,
     now: i64,
 ) -> Result<Grant> {
-    approve_as_shown(db, user_id, client_id, resource_id, scope, None, now).await
+    approve_as_shown(db, user_id, client_id, resource_id, |_| scope.to_string(), None, now).await
 }
 
-/// [`approve`], recording the client identity the person saw (metadata-document clients).
+/// [`approve`] where the new scope is computed from the live grant inside the transaction (so two
+/// step-ups racing both end up in the grant), recording the client identity the person saw
+/// (metadata-document clients).
 pub async fn approve_as_shown(
     db: &Db,
     user_id: Uuid,
     client_id: &str,
     resource_id: Uuid,
-    scope: &str,
+    scope_for: impl FnOnce(Option<&str>) -> String,
     client_fingerprint: Option<&str>,
     now: i64,
 ) -> Result<Grant> {
@@ -74,6 +76,7 @@ pub async fn approve_as_shown(
         );
         let existing: Option<Grant> =
             sqlx::query_as(&select).bind(user_id).bind(client_id).bind(resource_id).fetch_optional(&mut *tx).await?;
+        let scope = scope_for(existing.as_ref().map(|g| g.scope.as_str()));
         let grant: Grant = match existing {
             Some(g) => {
                 sqlx::query_as(&format!(
