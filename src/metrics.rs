@@ -1,8 +1,9 @@
 //! Prometheus metrics, kept in-process and rendered as text at `/metrics`: requests and latency per
 //! endpoint, tokens issued, logins, OAuth errors by code, refresh-token reuse, rate-limit refusals.
-//! A few mutex-guarded maps: cheap at this server's request rates, and no exporter dependency.
+//! Mutex-guarded maps keyed so that recording a request allocates nothing once its endpoint,
+//! method and status have been seen: this runs on every request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,24 +18,32 @@ struct Histogram {
     total: u64,
 }
 
+/// One endpoint's requests by (method, status), and its latency.
+#[derive(Default)]
+struct Endpoint {
+    requests: Vec<(String, u16, u64)>,
+    latency: Histogram,
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    endpoints: Mutex<HashMap<String, Endpoint>>,
     counters: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
 impl Metrics {
     pub fn request(&self, endpoint: &str, method: &str, status: u16, elapsed: Duration) {
-        *self
-            .requests
-            .lock()
-            .expect("metrics lock")
-            .entry((endpoint.to_string(), method.to_string(), status))
-            .or_default() += 1;
         let secs = elapsed.as_secs_f64();
-        let mut latency = self.latency.lock().expect("metrics lock");
-        let h = latency.entry(endpoint.to_string()).or_default();
+        let mut endpoints = self.endpoints.lock().expect("metrics lock");
+        let e = match endpoints.get_mut(endpoint) {
+            Some(e) => e,
+            None => endpoints.entry(endpoint.to_string()).or_default(),
+        };
+        match e.requests.iter_mut().find(|(m, s, _)| *s == status && m == method) {
+            Some((_, _, n)) => *n += 1,
+            None => e.requests.push((method.to_string(), status, 1)),
+        }
+        let h = &mut e.latency;
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
                 h.counts[i] += 1;
@@ -66,19 +75,27 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
+        let endpoints = self.endpoints.lock().expect("metrics lock");
+        let mut names: Vec<&String> = endpoints.keys().collect();
+        names.sort();
         out.push_str("# HELP portcullis_http_requests_total HTTP requests by endpoint, method and status.\n");
         out.push_str("# TYPE portcullis_http_requests_total counter\n");
-        for ((endpoint, method, status), n) in self.requests.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                out,
-                "portcullis_http_requests_total{{endpoint=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                escape(endpoint)
-            );
+        for name in &names {
+            let mut requests: Vec<_> = endpoints[*name].requests.iter().collect();
+            requests.sort();
+            for (method, status, n) in requests {
+                let _ = writeln!(
+                    out,
+                    "portcullis_http_requests_total{{endpoint=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                    escape(name)
+                );
+            }
         }
         out.push_str("# HELP portcullis_http_request_duration_seconds Request latency by endpoint.\n");
         out.push_str("# TYPE portcullis_http_request_duration_seconds histogram\n");
-        for (endpoint, h) in self.latency.lock().expect("metrics lock").iter() {
-            let e = escape(endpoint);
+        for name in &names {
+            let h = &endpoints[*name].latency;
+            let e = escape(name);
             for (bound, n) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(
                     out,
@@ -93,6 +110,7 @@ impl Metrics {
             let _ = writeln!(out, "portcullis_http_request_duration_seconds_sum{{endpoint=\"{e}\"}} {}", h.sum);
             let _ = writeln!(out, "portcullis_http_request_duration_seconds_count{{endpoint=\"{e}\"}} {}", h.total);
         }
+        drop(endpoints);
         let counters = self.counters.lock().expect("metrics lock");
         let labels = [
             ("portcullis_tokens_issued_total", "grant_type", "Tokens issued by grant type."),

@@ -28,14 +28,15 @@ use tokio::net::TcpStream;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-const ALL: &[&str] = &["healthz", "metadata", "jwks", "register", "introspect", "authcode", "refresh", "login"];
+const ALL: &[&str] =
+    &["healthz", "readyz", "metadata", "jwks", "register", "introspect", "authcode", "refresh", "login"];
 const REDIRECT_URI: &str = "http://127.0.0.1:33333/callback";
 const SCOPE: &str = "mcp:tools";
 
 #[derive(Parser, Debug)]
 #[command(name = "portcullis-load", about = "Load benchmark for Portcullis")]
 struct Opts {
-    /// Scenario: healthz, metadata, jwks, register, authcode, refresh, introspect, login, or all
+    /// Scenario: healthz, readyz (one database round trip), metadata, jwks, register, authcode, refresh, introspect, login, or all
     /// (comma-separated lists work too).
     #[arg(long, default_value = "all")]
     scenario: String,
@@ -377,6 +378,7 @@ struct Target {
     login: String,
     consent: String,
     healthz: String,
+    readyz: String,
 }
 
 #[derive(Deserialize)]
@@ -430,6 +432,7 @@ async fn discover(base: &str) -> Res<Target> {
         login: format!("{prefix}/login"),
         consent: format!("{prefix}/consent"),
         healthz: format!("{prefix}/healthz"),
+        readyz: format!("{prefix}/readyz"),
     };
     let mut c = Conn::new(&t);
     let r = c.get(&t.metadata).await?;
@@ -554,6 +557,7 @@ async fn start_server(opts: &Opts) -> Res<(Server, String)> {
         login: String::new(),
         consent: String::new(),
         healthz: "/healthz".into(),
+        readyz: String::new(),
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -860,6 +864,7 @@ fn absolute(t: &Target, loc: &str) -> String {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scenario {
     Healthz,
+    Readyz,
     Metadata,
     Jwks,
     Register,
@@ -873,6 +878,7 @@ impl Scenario {
     fn parse(s: &str) -> Res<Scenario> {
         Ok(match s {
             "healthz" => Scenario::Healthz,
+            "readyz" => Scenario::Readyz,
             "metadata" => Scenario::Metadata,
             "jwks" => Scenario::Jwks,
             "register" => Scenario::Register,
@@ -886,6 +892,7 @@ impl Scenario {
     fn name(self) -> &'static str {
         match self {
             Scenario::Healthz => "healthz",
+            Scenario::Readyz => "readyz",
             Scenario::Metadata => "metadata",
             Scenario::Jwks => "jwks",
             Scenario::Register => "register",
@@ -935,6 +942,15 @@ async fn op(s: Scenario, w: &mut Worker, ctx: &Ctx) -> Res<Duration> {
             expect_status(&r, 200, "healthz")?;
             if r.body != br#"{"status":"ok"}"# {
                 return Err(format!("healthz: unexpected body {}", snippet(r.text())));
+            }
+            Ok(t0.elapsed())
+        }
+        Scenario::Readyz => {
+            let t0 = Instant::now();
+            let r = w.conn.get(&t.readyz).await?;
+            expect_status(&r, 200, "readyz")?;
+            if !r.text().contains(r#""status":"ready""#) {
+                return Err(format!("readyz: unexpected body {}", snippet(r.text())));
             }
             Ok(t0.elapsed())
         }

@@ -91,17 +91,22 @@ async fn validate(
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
-    let registered = resources::list(&state.db).await?;
-    let only = match registered.as_slice() {
-        [one] => crate::oauth::resource::ResourceUri::parse(&one.row.uri).ok(),
-        _ => None,
+    let requested = params.resources();
+    let default = state.settings.default_resource.as_ref();
+    // Only a request that names no MCP server, with no default configured, needs the catalogue:
+    // the target is then the only one registered.
+    let only = match requested.is_empty() && default.is_none() {
+        true => match resources::list(&state.db).await?.as_slice() {
+            [one] => crate::oauth::resource::ResourceUri::parse(&one.row.uri).ok(),
+            _ => None,
+        },
+        false => None,
     };
-    let target =
-        match authz::select_resource(params.resources(), state.settings.default_resource.as_ref(), only.as_ref()) {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(e)),
-        };
-    let Some(resource) = registered.iter().find(|r| r.row.uri == target.as_str()) else {
+    let target = match authz::select_resource(requested, default, only.as_ref()) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(resource) = resources::by_uri(&state.db, target.as_str()).await? else {
         return Ok(Err(OAuthError::invalid_target(format!("{target} is not an MCP server registered here"))));
     };
     let catalogue: Vec<&str> = resource.scopes.iter().map(|s| s.name.as_str()).collect();
@@ -142,8 +147,19 @@ pub async fn proceed(
     let answer = |e: OAuthError| {
         redirect(status, &authz::response_url(&pending.redirect_uri, issuer, pending.state.as_deref(), Err(&e)))
     };
-    let who = match current_user(state, session).await? {
-        Some(who) if pending.stale_login.as_ref() != Some(&who.login_id) => who,
+    // Who is signed in (still enabled) and what they already approved: one query.
+    let signed_in = match session::signed_in(session).await? {
+        Some(who) => match grants::standing(&state.db, who.user_id, &pending.client_id, pending.resource_id).await? {
+            Some(standing) if standing.enabled => Some((who, standing.grant)),
+            _ => {
+                session::sign_out(session).await?;
+                None
+            }
+        },
+        None => None,
+    };
+    let (who, grant) = match signed_in {
+        Some((who, grant)) if pending.stale_login.as_ref() != Some(&who.login_id) => (who, grant),
         _ if prompt_none => {
             return Ok(answer(OAuthError::new(ErrorCode::LoginRequired, "the person is not signed in")));
         }
@@ -155,7 +171,6 @@ pub async fn proceed(
         }
     };
     let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
-    let grant = grants::live(&state.db, who.user_id, &pending.client_id, pending.resource_id).await?;
     // A metadata document whose redirect URIs, name or keys changed since consent asks again.
     let shown = match grant.is_some() && crate::oauth::cimd::is_client_id_url(&pending.client_id) {
         true => clients::find(state, &pending.client_id).await?.and_then(|c| clients::fingerprint(&c)),

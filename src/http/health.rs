@@ -35,15 +35,13 @@ pub async fn record_metrics(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let endpoint = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_string();
+    // `MatchedPath` is an `Arc<str>` and `Method` inline for the standard ones: no allocation.
+    let endpoint = req.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let method = req.method().clone();
     let start = std::time::Instant::now();
     let res = next.run(req).await;
-    state.metrics.request(&endpoint, &method, res.status().as_u16(), start.elapsed());
+    let endpoint = endpoint.as_ref().map_or("unmatched", |p| p.as_str());
+    state.metrics.request(endpoint, method.as_str(), res.status().as_u16(), start.elapsed());
     if let Some(code) = res.extensions().get::<crate::http::error::OAuthErrorCode>() {
         state.metrics.oauth_error(code.0);
     }

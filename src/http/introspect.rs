@@ -15,7 +15,7 @@ use crate::http::token::form_params;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::store::resources::ResourceRow;
-use crate::store::{self, grants, resources, revocations, users};
+use crate::store::{self, resources, revocations};
 use crate::tokens::jwt::{self, VerifiedAccessToken};
 use crate::tokens::secrets;
 
@@ -61,17 +61,11 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
     Ok((no_store(), Json(answer)).into_response())
 }
 
-/// Not revoked, the person enabled, and the grant it was issued under still live (a grant
-/// approved again after a revocation is a new grant, newer than the token).
+/// Not revoked, the person enabled, and the grant it was issued under still live.
 async fn is_live(state: &AppState, claims: &VerifiedAccessToken, resource_id: uuid::Uuid) -> Result<bool, ApiError> {
-    if revocations::is_revoked(&state.db, &claims.jti).await? {
-        return Ok(false);
-    }
     let Ok(user_id) = claims.sub.parse::<uuid::Uuid>() else { return Ok(false) };
-    match users::by_id(&state.db, user_id).await? {
-        Some(u) if !u.disabled => {}
-        _ => return Ok(false),
-    }
-    let grant = grants::live(&state.db, user_id, &claims.client_id, resource_id).await?;
-    Ok(grant.is_some_and(|g| g.created_at <= claims.iat))
+    let live =
+        revocations::access_token_live(&state.db, &claims.jti, user_id, &claims.client_id, resource_id, claims.iat)
+            .await?;
+    Ok(live)
 }

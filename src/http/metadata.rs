@@ -1,7 +1,6 @@
 //! Discovery: RFC 8414 metadata, the OIDC discovery document (same facts), and the JWKS. All URLs
 //! come from the route table; no empty arrays, no empty strings.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -107,8 +106,7 @@ async fn oidc_document(state: &AppState) -> Result<serde_json::Map<String, Value
 }
 
 pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let set = state.keys.jwks().await?;
-    // Short enough that a key rotated in (published `key_publish_delay` before it signs) is seen
-    // by every verifier before its first token.
-    Ok(([(header::CACHE_CONTROL, "public, max-age=300")], Json(set)).into_response())
+    // `respond`'s max-age is short enough that a key rotated in (published `key_publish_delay`
+    // before it signs) is seen by every verifier before its first token.
+    Ok(respond(state.keys.jwks().await?))
 }

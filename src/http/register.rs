@@ -145,7 +145,13 @@ pub async fn register(
     let secret = metadata.token_endpoint_auth_method.requires_secret().then(secrets::random_token);
     let registration_token = secrets::random_token();
     let now = store::now();
-    let row = store::clients::create(
+    let event = audit::Event {
+        event: "client_registered",
+        client_id: Some(&client_id),
+        details: json!({ "client_name": metadata.client_name, "redirect_uris": metadata.to_json().get("redirect_uris") }),
+        ..Default::default()
+    };
+    let row = store::clients::register(
         &state.db,
         &NewClient {
             client_id: client_id.clone(),
@@ -157,17 +163,7 @@ pub async fn register(
             metadata_expires_at: None,
             registered_ip: ip.clone(),
         },
-        now,
-    )
-    .await?;
-    audit::record(
-        &state.db,
-        &audit::Event {
-            event: "client_registered",
-            client_id: Some(&client_id),
-            details: json!({ "client_name": metadata.client_name, "redirect_uris": metadata.to_json().get("redirect_uris") }),
-            ..Default::default()
-        },
+        &event,
         now,
     )
     .await?;

@@ -17,7 +17,7 @@ use crate::oauth::resource::ResourceUri;
 use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::store::codes::{self, Issued, Redeemed};
+use crate::store::codes::{self, Planned, Redeemed};
 use crate::store::refresh::{self, NewRefreshToken, Rotated, Successor};
 use crate::store::{self, audit};
 use crate::tokens::jwt::{self, AccessTokenClaims};
@@ -86,7 +86,6 @@ fn check_resources(sent: &[String], bound: &str) -> Result<(), OAuthError> {
 
 struct Minted {
     access_token: String,
-    jti: String,
     expires_in: i64,
 }
 
@@ -100,10 +99,10 @@ fn mint(
     scope: &ScopeSet,
     lifetime: Option<i64>,
     auth_time: Option<i64>,
+    jti: String,
     now: i64,
 ) -> Result<Minted, OAuthError> {
     let expires_in = lifetime.unwrap_or_else(|| state.settings.access_token_lifetime.as_i64());
-    let jti = secrets::random_string(16);
     let subject = user_id.to_string();
     // `offline_access` concerns refresh tokens, not the MCP server (SEP-2207): keep it out of `scope`.
     let scope = scope.without(OFFLINE_ACCESS).to_space_separated();
@@ -125,22 +124,28 @@ fn mint(
         tracing::error!(error = %e, "signing an access token failed");
         OAuthError::server_error("could not sign the access token")
     })?;
-    Ok(Minted { access_token, jti, expires_in })
+    Ok(Minted { access_token, expires_in })
+}
+
+/// Where a refresh token sits in its family: the first (its id names the family), or the
+/// successor of `parent`.
+enum Lineage {
+    Root(Uuid),
+    Successor { family: Uuid, parent: Uuid },
 }
 
 fn new_refresh(
     state: &AppState,
     grant_id: Uuid,
-    family: Option<(Uuid, Uuid)>,
+    lineage: Lineage,
     client_id: &str,
     scope: &str,
     now: i64,
 ) -> (String, NewRefreshToken) {
     let token = secrets::random_token();
-    let id = Uuid::now_v7();
-    let (family_id, parent_id) = match family {
-        Some((family, parent)) => (family, Some(parent)),
-        None => (id, None),
+    let (id, family_id, parent_id) = match lineage {
+        Lineage::Root(id) => (id, id, None),
+        Lineage::Successor { family, parent } => (Uuid::now_v7(), family, Some(parent)),
     };
     let row = NewRefreshToken {
         id,
@@ -165,7 +170,8 @@ async fn authorization_code(
     let verifier = params.require("code_verifier")?;
     let key = state.keys.signing_key().await?;
     let now = store::now();
-    let outcome = codes::redeem(&state.db, &secrets::hash(code), now, |code, ctx| {
+    let planned = Planned { jti: secrets::random_string(16), family_id: Uuid::now_v7() };
+    let outcome = codes::redeem(&state.db, &secrets::hash(code), now, &planned, |code, ctx| {
         if code.client_id != client.client_id() {
             return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
         }
@@ -186,11 +192,12 @@ async fn authorization_code(
             &scope,
             ctx.token_lifetime,
             Some(code.auth_time),
+            planned.jti.clone(),
             now,
         )?;
-        let refresh = client
-            .gets_refresh_token(&scope)
-            .then(|| new_refresh(state, code.grant_id, None, client.client_id(), &code.scope, now));
+        let refresh = client.gets_refresh_token(&scope).then(|| {
+            new_refresh(state, code.grant_id, Lineage::Root(planned.family_id), client.client_id(), &code.scope, now)
+        });
         let response = TokenResponse {
             access_token: minted.access_token,
             token_type: "Bearer",
@@ -199,7 +206,7 @@ async fn authorization_code(
             refresh_token: refresh.as_ref().map(|(t, _)| t.clone()),
             id_token: None,
         };
-        Ok((Issued { jti: minted.jti, refresh: refresh.map(|(_, row)| row) }, response))
+        Ok((refresh.map(|(_, row)| row), response))
     })
     .await?;
     match outcome {
@@ -268,6 +275,7 @@ async fn refresh_token(
             &scope,
             row.token_lifetime,
             None,
+            secrets::random_string(16),
             now,
         )?;
         Ok((scope, minted))
@@ -276,8 +284,8 @@ async fn refresh_token(
     let outcome: Rotated<_, OAuthError> =
         refresh::rotate(&state.db, &secrets::hash(presented), client.client_id(), now, grace, |row| {
             let (scope, minted) = answer(row)?;
-            let (token, next) =
-                new_refresh(state, row.grant_id, Some((row.family_id, row.id)), client.client_id(), &row.scope, now);
+            let lineage = Lineage::Successor { family: row.family_id, parent: row.id };
+            let (token, next) = new_refresh(state, row.grant_id, lineage, client.client_id(), &row.scope, now);
             let sealed = seal::seal(SUCCESSOR_LABEL, presented.as_bytes(), token.as_bytes());
             Ok((Successor { token: next, sealed }, (scope, minted, token)))
         })

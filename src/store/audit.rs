@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{Db, Result, dispatch};
+use super::{Db, Result, dispatch, dispatch_write};
 
 #[derive(Clone, Debug, Default)]
 pub struct Event<'a> {
@@ -26,27 +26,33 @@ pub struct EventRow {
     pub details: String,
 }
 
-pub async fn record(db: &Db, e: &Event<'_>, now: i64) -> Result<()> {
-    let details = if e.details.is_null() { "{}".to_string() } else { e.details.to_string() };
-    // Actors and client ids come from requests; Postgres text cannot hold NUL.
-    let clean = |s: Option<&str>| s.map(|s| s.replace('\0', "\u{fffd}"));
-    let (actor, client_id) = (clean(e.actor), clean(e.client_id));
-    dispatch!(db, |pool| {
+/// Inserts an audit event on a connection or transaction of either engine.
+macro_rules! insert_in {
+    ($conn:expr, $e:expr, $now:expr) => {{
+        let e: &$crate::store::audit::Event<'_> = $e;
+        let details = if e.details.is_null() { "{}".to_string() } else { e.details.to_string() };
+        // Actors and client ids come from requests; Postgres text cannot hold NUL.
+        let clean = |s: Option<&str>| s.map(|s| s.replace('\0', "\u{fffd}"));
         sqlx::query(
-        "INSERT INTO audit_events (id, at, event, actor, user_id, client_id, ip, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-    )
-    .bind(Uuid::now_v7())
-    .bind(now)
-    .bind(e.event)
-        .bind(&actor)
-    .bind(e.user_id)
-    .bind(&client_id)
-    .bind(e.ip)
-    .bind(details)
-    .execute(pool)
-    .await?
-    .rows_affected()
-    });
+            "INSERT INTO audit_events (id, at, event, actor, user_id, client_id, ip, details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind($now)
+        .bind(e.event)
+        .bind(clean(e.actor))
+        .bind(e.user_id)
+        .bind(clean(e.client_id))
+        .bind(e.ip)
+        .bind(details)
+        .execute($conn)
+        .await?;
+    }};
+}
+pub(crate) use insert_in;
+
+pub async fn record(db: &Db, e: &Event<'_>, now: i64) -> Result<()> {
+    dispatch_write!(db, |pool| insert_in!(pool, e, now));
     Ok(())
 }
 

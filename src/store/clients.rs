@@ -1,7 +1,7 @@
 //! OAuth clients: pre-registered (CLI/config), dynamically registered (RFC 7591), and cached
 //! Client ID Metadata Documents. Metadata is stored as the JSON document we echo back.
 
-use super::{Db, Result, StoreError, dispatch};
+use super::{BeginWrite, Db, Result, StoreError, dispatch, dispatch_write};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientKind {
@@ -96,7 +96,7 @@ pub async fn create(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
          RETURNING {COLUMNS}"
     );
     let metadata = c.metadata.to_string();
-    let row: Row = dispatch!(db, |pool| sqlx::query_as(&sql)
+    let row: Row = dispatch_write!(db, |pool| sqlx::query_as(&sql)
         .bind(&c.client_id)
         .bind(c.kind.as_str())
         .bind(&c.client_name)
@@ -112,6 +112,36 @@ pub async fn create(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
     Ok(row.into())
 }
 
+/// Registers a dynamic client and records `event` in the same transaction: no client without its
+/// audit row, one commit.
+pub async fn register(db: &Db, c: &NewClient, event: &super::audit::Event<'_>, now: i64) -> Result<Client> {
+    let sql = format!(
+        "INSERT INTO clients (client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
+         created_at, updated_at, metadata_expires_at, registered_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) \
+         RETURNING {COLUMNS}"
+    );
+    let metadata = c.metadata.to_string();
+    dispatch_write!(db, |pool| {
+        let mut tx = pool.begin_write().await?;
+        let row: Row = sqlx::query_as(&sql)
+            .bind(&c.client_id)
+            .bind(c.kind.as_str())
+            .bind(&c.client_name)
+            .bind(&metadata)
+            .bind(&c.secret_hash)
+            .bind(&c.registration_token_hash)
+            .bind(now)
+            .bind(c.metadata_expires_at)
+            .bind(&c.registered_ip)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| StoreError::on_conflict(e, || format!("a client with id {:?} already exists", c.client_id)))?;
+        super::audit::insert_in!(&mut *tx, event, now);
+        tx.commit().await?;
+        Ok(row.into())
+    })
+}
+
 /// Creates or replaces a client declared in configuration (or a refreshed metadata document),
 /// keeping `created_at`, `last_used_at` and the client's grants.
 pub async fn upsert(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
@@ -124,7 +154,7 @@ pub async fn upsert(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
          metadata_expires_at = excluded.metadata_expires_at RETURNING {COLUMNS}"
     );
     let metadata = c.metadata.to_string();
-    let row: Row = dispatch!(db, |pool| sqlx::query_as(&sql)
+    let row: Row = dispatch_write!(db, |pool| sqlx::query_as(&sql)
         .bind(&c.client_id)
         .bind(c.kind.as_str())
         .bind(&c.client_name)
@@ -152,7 +182,7 @@ pub async fn update_metadata(
          WHERE client_id = $5 RETURNING {COLUMNS}"
     );
     let metadata = metadata.to_string();
-    let row: Option<Row> = dispatch!(db, |pool| sqlx::query_as(&sql)
+    let row: Option<Row> = dispatch_write!(db, |pool| sqlx::query_as(&sql)
         .bind(client_name)
         .bind(&metadata)
         .bind(secret_hash)
@@ -188,7 +218,7 @@ pub async fn count_by_kind(db: &Db, kind: ClientKind) -> Result<i64> {
 
 /// Deletes a client; its grants, codes and refresh tokens go with it (cascade).
 pub async fn remove(db: &Db, client_id: &str) -> Result<()> {
-    let n = dispatch!(db, |pool| sqlx::query("DELETE FROM clients WHERE client_id = $1")
+    let n = dispatch_write!(db, |pool| sqlx::query("DELETE FROM clients WHERE client_id = $1")
         .bind(client_id)
         .execute(pool)
         .await?
@@ -198,7 +228,7 @@ pub async fn remove(db: &Db, client_id: &str) -> Result<()> {
 
 /// Records use at most once a minute per client, so hot paths do not write on every request.
 pub async fn touch(db: &Db, client_id: &str, now: i64) -> Result<()> {
-    dispatch!(db, |pool| {
+    dispatch_write!(db, |pool| {
         sqlx::query(
         "UPDATE clients SET last_used_at = $1 WHERE client_id = $2 AND (last_used_at IS NULL OR last_used_at < $1 - 60)"
     )
@@ -224,13 +254,15 @@ pub async fn registrations_from(db: &Db, ip: &str, since: i64) -> Result<i64> {
 
 /// Stores a metadata-document client's logo, fetched through the hardened fetcher.
 pub async fn set_logo(db: &Db, client_id: &str, logo: Option<(&[u8], &str)>) -> Result<()> {
-    dispatch!(db, |pool| sqlx::query("UPDATE clients SET logo = $1, logo_content_type = $2 WHERE client_id = $3")
-        .bind(logo.map(|l| l.0))
-        .bind(logo.map(|l| l.1))
-        .bind(client_id)
-        .execute(pool)
-        .await?
-        .rows_affected());
+    dispatch_write!(db, |pool| sqlx::query(
+        "UPDATE clients SET logo = $1, logo_content_type = $2 WHERE client_id = $3"
+    )
+    .bind(logo.map(|l| l.0))
+    .bind(logo.map(|l| l.1))
+    .bind(client_id)
+    .execute(pool)
+    .await?
+    .rows_affected());
     Ok(())
 }
 
@@ -250,7 +282,7 @@ pub async fn logo(db: &Db, client_id: &str) -> Result<Option<(Vec<u8>, String)>>
 /// `idle_before`, with everything granted to them. Each row is deleted by exactly one caller, so
 /// nodes may run this at the same time; returns the ids this call deleted.
 pub async fn delete_stale_dynamic(db: &Db, unused_before: i64, idle_before: i64) -> Result<Vec<String>> {
-    dispatch!(db, |pool| Ok(sqlx::query_scalar::<_, String>(
+    dispatch_write!(db, |pool| Ok(sqlx::query_scalar::<_, String>(
         "DELETE FROM clients WHERE kind = 'dynamic' AND \
          ((last_used_at IS NULL AND created_at < $1) OR (last_used_at IS NOT NULL AND last_used_at < $2)) \
          RETURNING client_id"

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::refresh::{self, NewRefreshToken};
-use super::{BeginWrite, Db, Result, dispatch, for_update};
+use super::{BeginWrite, Db, Result, dispatch_write, for_update};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Code {
@@ -27,7 +27,7 @@ pub async fn insert(db: &Db, code_hash: &[u8], code: &Code) -> Result<()> {
     let sql = format!(
         "INSERT INTO authorization_codes (code_hash, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     );
-    dispatch!(db, |pool| sqlx::query(&sql)
+    dispatch_write!(db, |pool| sqlx::query(&sql)
         .bind(code_hash)
         .bind(code.grant_id)
         .bind(&code.client_id)
@@ -47,16 +47,20 @@ pub async fn insert(db: &Db, code_hash: &[u8], code: &Code) -> Result<()> {
 }
 
 /// What the check needs besides the code: the resource it is bound to.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct CodeContext {
     pub resource_uri: String,
     pub token_lifetime: Option<i64>,
 }
 
-/// What a successful redemption issues, recorded on the code so a replay can revoke it.
-pub struct Issued {
+/// The names of what a redemption will issue, chosen before the code is spent so that the
+/// spending update records them and a replay can revoke them. If the check then refuses, the names
+/// stay recorded but nothing carries them: revoking them later is a no-op.
+#[derive(Clone, Debug)]
+pub struct Planned {
     pub jti: String,
-    pub refresh: Option<NewRefreshToken>,
+    /// The family (and id) of the first refresh token, if one is issued.
+    pub family_id: Uuid,
 }
 
 #[derive(Debug)]
@@ -71,25 +75,47 @@ pub enum Redeemed<T, E> {
     Invalid,
 }
 
-/// Spends a code in one transaction: the conditional update decides; the `check` runs on the
-/// spent code and returns what to issue; a second redemption revokes what the first issued.
+/// The spent code, with what the same statement read about its grant and resource.
+#[derive(sqlx::FromRow)]
+struct Spent {
+    #[sqlx(flatten)]
+    code: Code,
+    resource_uri: Option<String>,
+    token_lifetime: Option<i64>,
+    /// The grant is not revoked and its person not disabled (`NULL`: no such grant).
+    grant_live: Option<bool>,
+    grant_last_used: Option<i64>,
+}
+
+/// Spends a code in one transaction: the conditional update decides (recording `planned` and
+/// reading the grant and resource in the same statement); the `check` runs on the spent code and
+/// returns the refresh token to record, if any; a second redemption revokes what the first issued.
 pub async fn redeem<T, E>(
     db: &Db,
     code_hash: &[u8],
     now: i64,
-    check: impl FnOnce(&Code, &CodeContext) -> std::result::Result<(Issued, T), E>,
+    planned: &Planned,
+    check: impl FnOnce(&Code, &CodeContext) -> std::result::Result<(Option<NewRefreshToken>, T), E>,
 ) -> Result<Redeemed<T, E>> {
-    dispatch!(db, |pool| {
+    dispatch_write!(db, |pool| {
         let mut tx = pool.begin_write().await?;
-        let spent: Option<Code> = sqlx::query_as(&format!(
-            "UPDATE authorization_codes SET redeemed_at = $1 \
-             WHERE code_hash = $2 AND redeemed_at IS NULL AND expires_at > $1 RETURNING {COLUMNS}"
+        // Subqueries, not a join: SQLite's RETURNING may only name the updated table's columns.
+        let spent: Option<Spent> = sqlx::query_as(&format!(
+            "UPDATE authorization_codes SET redeemed_at = $1, issued_jti = $3, issued_family_id = $4 \
+             WHERE code_hash = $2 AND redeemed_at IS NULL AND expires_at > $1 RETURNING {COLUMNS}, \
+             (SELECT r.uri FROM resources r WHERE r.id = authorization_codes.resource_id) AS resource_uri, \
+             (SELECT r.token_lifetime FROM resources r WHERE r.id = authorization_codes.resource_id) AS token_lifetime, \
+             (SELECT g.revoked_at IS NULL AND NOT u.disabled FROM grants g JOIN users u ON u.id = g.user_id \
+              WHERE g.id = authorization_codes.grant_id) AS grant_live, \
+             (SELECT g.last_used_at FROM grants g WHERE g.id = authorization_codes.grant_id) AS grant_last_used"
         ))
         .bind(now)
         .bind(code_hash)
+        .bind(&planned.jti)
+        .bind(planned.family_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(code) = spent else {
+        let Some(spent) = spent else {
             let replay: Option<(Uuid, Option<Uuid>, Option<String>)> = sqlx::query_as(
                 "SELECT grant_id, issued_family_id, issued_jti FROM authorization_codes \
                  WHERE code_hash = $1 AND redeemed_at IS NOT NULL",
@@ -123,42 +149,30 @@ pub async fn redeem<T, E>(
             tx.commit().await?;
             return Ok(Redeemed::Replayed { grant_id });
         };
-        let context: Option<CodeContext> = sqlx::query_as(
-            "SELECT r.uri AS resource_uri, r.token_lifetime FROM grants g JOIN users u ON u.id = g.user_id \
-             JOIN resources r ON r.id = g.resource_id WHERE g.id = $1 AND g.revoked_at IS NULL AND NOT u.disabled",
-        )
-        .bind(code.grant_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(context) = context else {
+        let (Some(resource_uri), Some(true)) = (spent.resource_uri, spent.grant_live) else {
             tx.commit().await?;
             return Ok(Redeemed::Invalid);
         };
-        let (issued, out) = match check(&code, &context) {
+        let code = spent.code;
+        let context = CodeContext { resource_uri, token_lifetime: spent.token_lifetime };
+        let (refresh, out) = match check(&code, &context) {
             Ok(v) => v,
             Err(e) => {
                 tx.commit().await?;
                 return Ok(Redeemed::Refused(e));
             }
         };
-        let family = match &issued.refresh {
-            Some(r) => {
-                refresh::insert_in!(&mut *tx, r);
-                Some(r.family_id)
-            }
-            None => None,
-        };
-        sqlx::query("UPDATE authorization_codes SET issued_family_id = $1, issued_jti = $2 WHERE code_hash = $3")
-            .bind(family)
-            .bind(&issued.jti)
-            .bind(code_hash)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(code.grant_id)
-            .execute(&mut *tx)
-            .await?;
+        if let Some(r) = &refresh {
+            debug_assert_eq!(r.family_id, planned.family_id, "the refresh token starts the planned family");
+            refresh::insert_in!(&mut *tx, r);
+        }
+        if super::grants::last_used_is_stale(spent.grant_last_used, now) {
+            sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(code.grant_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(Redeemed::Ok(code, out))
     })

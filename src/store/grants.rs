@@ -1,8 +1,9 @@
 //! Grants: a person's consent for (client, MCP server, scopes). Remembered until revoked.
 
+use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
-use super::{BeginWrite, Db, Result, StoreError, dispatch, for_update};
+use super::{BeginWrite, Db, Result, StoreError, dispatch, dispatch_write, for_update};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Grant {
@@ -20,6 +21,15 @@ pub struct Grant {
     pub client_fingerprint: Option<String>,
 }
 
+/// `grants.last_used_at` is written at most this often (seconds): it is shown to people, not
+/// used for decisions, and skipping the write saves a statement on most redemptions and refreshes.
+pub const LAST_USED_RESOLUTION: i64 = 60;
+
+/// Whether a use at `now` should be written to `grants.last_used_at`.
+pub fn last_used_is_stale(last_used_at: Option<i64>, now: i64) -> bool {
+    last_used_at.is_none_or(|t| now - t >= LAST_USED_RESOLUTION)
+}
+
 const COLUMNS: &str =
     "id, user_id, client_id, resource_id, scope, created_at, updated_at, last_used_at, revoked_at, client_fingerprint";
 
@@ -35,6 +45,33 @@ pub async fn live(db: &Db, user_id: Uuid, client_id: &str, resource_id: Uuid) ->
         .fetch_optional(pool)
         .await
         .map_err(StoreError::from))
+}
+
+/// Whether the person may use the service (exists, not disabled) and their live grant to this
+/// client for this resource, in one query. `None` when the person no longer exists.
+pub async fn standing(db: &Db, user_id: Uuid, client_id: &str, resource_id: Uuid) -> Result<Option<Standing>> {
+    let sql = format!(
+        "SELECT NOT u.disabled AS enabled, {} FROM users u LEFT JOIN grants g ON g.user_id = u.id \
+         AND g.client_id = $2 AND g.resource_id = $3 AND g.revoked_at IS NULL WHERE u.id = $1",
+        COLUMNS.split(", ").map(|c| format!("g.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    dispatch!(db, |pool| {
+        let Some(row) = sqlx::query(&sql).bind(user_id).bind(client_id).bind(resource_id).fetch_optional(pool).await?
+        else {
+            return Ok(None);
+        };
+        let grant = match row.try_get::<Option<Uuid>, _>("id")? {
+            Some(_) => Some(Grant::from_row(&row)?),
+            None => None,
+        };
+        Ok(Some(Standing { enabled: row.try_get("enabled")?, grant }))
+    })
+}
+
+#[derive(Clone, Debug)]
+pub struct Standing {
+    pub enabled: bool,
+    pub grant: Option<Grant>,
 }
 
 pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<Grant>> {
@@ -67,7 +104,7 @@ pub async fn approve_as_shown(
     client_fingerprint: Option<&str>,
     now: i64,
 ) -> Result<Grant> {
-    dispatch!(db, |pool| {
+    dispatch_write!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         let select = format!(
             "SELECT {COLUMNS} FROM grants WHERE user_id = $1 AND client_id = $2 AND resource_id = $3 \
@@ -112,7 +149,7 @@ pub async fn approve_as_shown(
 
 /// Revokes a grant and every refresh token issued under it. Returns false when it was not live.
 pub async fn revoke(db: &Db, id: Uuid, now: i64) -> Result<bool> {
-    dispatch!(db, |pool| {
+    dispatch_write!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         let n = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)

@@ -1,6 +1,6 @@
 //! Signing keys. The private part is stored encrypted when a key-encryption secret is configured.
 
-use super::{Db, Result, StoreError, dispatch};
+use super::{Db, Result, StoreError, dispatch, dispatch_write};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct KeyRow {
@@ -18,7 +18,7 @@ const COLUMNS: &str = "kid, alg, public_jwk, private_key, encrypted, created_at,
 
 pub async fn insert(db: &Db, k: &KeyRow) -> Result<()> {
     let sql = format!("INSERT INTO signing_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
-    dispatch!(db, |pool| sqlx::query(&sql)
+    dispatch_write!(db, |pool| sqlx::query(&sql)
         .bind(&k.kid)
         .bind(&k.alg)
         .bind(&k.public_jwk)
@@ -41,7 +41,7 @@ pub async fn list(db: &Db) -> Result<Vec<KeyRow>> {
 
 /// Drops keys superseded long enough ago that no token they signed can still be valid.
 pub async fn delete(db: &Db, kid: &str) -> Result<()> {
-    dispatch!(db, |pool| sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+    dispatch_write!(db, |pool| sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
         .bind(kid)
         .execute(pool)
         .await?

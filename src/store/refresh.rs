@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::{BeginWrite, Db, Result, dispatch, for_update};
+use super::{BeginWrite, Db, Result, dispatch, dispatch_write, for_update};
 
 #[derive(Clone, Debug)]
 pub struct NewRefreshToken {
@@ -35,6 +35,7 @@ pub struct RefreshToken {
     pub user_id: Uuid,
     pub resource_id: Uuid,
     pub grant_live: bool,
+    pub grant_last_used_at: Option<i64>,
     /// From the resource: its canonical URI and token lifetime.
     pub resource_uri: String,
     pub token_lifetime: Option<i64>,
@@ -65,12 +66,12 @@ pub(crate) use insert_in;
 
 const SELECT: &str = "SELECT t.id, t.grant_id, t.family_id, t.client_id, t.scope, t.created_at, t.expires_at, \
      t.rotated_at, t.successor_id, t.successor_sealed, t.revoked_at, g.user_id, g.resource_id, \
-     (g.revoked_at IS NULL AND NOT u.disabled) AS grant_live, r.uri AS resource_uri, r.token_lifetime \
+     (g.revoked_at IS NULL AND NOT u.disabled) AS grant_live, g.last_used_at AS grant_last_used_at, r.uri AS resource_uri, r.token_lifetime \
      FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN users u ON u.id = g.user_id \
      JOIN resources r ON r.id = g.resource_id";
 
 pub async fn insert(db: &Db, r: &NewRefreshToken) -> Result<()> {
-    dispatch!(db, |pool| insert_in!(pool, r));
+    dispatch_write!(db, |pool| insert_in!(pool, r));
     Ok(())
 }
 
@@ -110,7 +111,7 @@ pub async fn rotate<T, E>(
     grace: i64,
     successor: impl FnOnce(&RefreshToken) -> std::result::Result<(Successor, T), E>,
 ) -> Result<Rotated<T, E>> {
-    dispatch!(db, |pool| {
+    dispatch_write!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         let lock = match for_update(pool) {
             "" => "",
@@ -143,11 +144,13 @@ pub async fn rotate<T, E>(
             .bind(row.id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(row.grant_id)
-                .execute(&mut *tx)
-                .await?;
+            if super::grants::last_used_is_stale(row.grant_last_used_at, now) {
+                sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(row.grant_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             return Ok(Rotated::Fresh(row, out));
         };

@@ -1,7 +1,7 @@
 //! Initial access tokens for closed registration (RFC 7591 §3), and used client-assertion ids
 //! (RFC 7523 §3 replay protection). Both shared by every node through the database.
 
-use super::{Db, Result, dispatch};
+use super::{Db, Result, dispatch, dispatch_write};
 
 pub async fn create_initial_token(
     db: &Db,
@@ -10,7 +10,7 @@ pub async fn create_initial_token(
     now: i64,
     expires_at: Option<i64>,
 ) -> Result<()> {
-    dispatch!(db, |pool| sqlx::query(
+    dispatch_write!(db, |pool| sqlx::query(
         "INSERT INTO initial_access_tokens (token_hash, label, created_at, expires_at) VALUES ($1, $2, $3, $4)"
     )
     .bind(token_hash)
@@ -37,7 +37,7 @@ pub async fn initial_token_valid(db: &Db, token_hash: &[u8], now: i64) -> Result
 
 /// Records a client assertion's id; false when it was seen before (a replay).
 pub async fn first_use_of_assertion(db: &Db, id: &str, expires_at: i64) -> Result<bool> {
-    let n = dispatch!(db, |pool| sqlx::query(
+    let n = dispatch_write!(db, |pool| sqlx::query(
         "INSERT INTO used_client_assertions (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING"
     )
     .bind(id)

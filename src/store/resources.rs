@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{BeginWrite, Db, Result, StoreError, dispatch};
+use super::{BeginWrite, Db, Result, StoreError, dispatch, dispatch_write};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ResourceRow {
@@ -55,7 +55,7 @@ pub async fn upsert(db: &Db, new: &NewResource, now: i64) -> Result<Resource> {
 
 async fn write(db: &Db, new: &NewResource, now: i64, replace: bool) -> Result<Resource> {
     let conflict = || format!("a resource with URI {} is already registered", new.uri);
-    dispatch!(db, |pool| {
+    dispatch_write!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM resources WHERE uri = $1")
             .bind(&new.uri)
@@ -106,17 +106,50 @@ async fn write(db: &Db, new: &NewResource, now: i64, replace: bool) -> Result<Re
     })
 }
 
+/// The resource at a canonical URI with its scopes, in one query (the authorization endpoint's).
 pub async fn by_uri(db: &Db, uri: &str) -> Result<Option<Resource>> {
-    let row: Option<ResourceRow> =
-        dispatch!(db, |pool| sqlx::query_as(&format!("SELECT {COLUMNS} FROM resources WHERE uri = $1"))
-            .bind(uri)
-            .fetch_optional(pool)
-            .await
-            .map_err(StoreError::from_sqlx)?);
-    match row {
-        Some(row) => Ok(Some(with_scopes(db, row).await?)),
-        None => Ok(None),
+    let sql = format!(
+        "SELECT {}, s.name AS scope_name, s.description AS scope_description, s.is_default AS scope_is_default \
+         FROM resources r LEFT JOIN resource_scopes s ON s.resource_id = r.id WHERE r.uri = $1 ORDER BY s.position",
+        qualified("r")
+    );
+    let rows: Vec<WithScope> =
+        dispatch!(db, |pool| sqlx::query_as(&sql).bind(uri).fetch_all(pool).await.map_err(StoreError::from_sqlx)?);
+    let mut rows = rows.into_iter();
+    let Some(first) = rows.next() else { return Ok(None) };
+    let scopes = std::iter::once(first.scope).chain(rows.map(|r| r.scope)).filter_map(JoinedScope::into_row).collect();
+    Ok(Some(Resource { row: first.row, scopes }))
+}
+
+/// A resource row joined with one of its scopes (none: the resource has no scopes).
+#[derive(sqlx::FromRow)]
+struct WithScope {
+    #[sqlx(flatten)]
+    row: ResourceRow,
+    #[sqlx(flatten)]
+    scope: JoinedScope,
+}
+
+#[derive(sqlx::FromRow)]
+struct JoinedScope {
+    scope_name: Option<String>,
+    scope_description: Option<String>,
+    scope_is_default: Option<bool>,
+}
+
+impl JoinedScope {
+    fn into_row(self) -> Option<ScopeRow> {
+        Some(ScopeRow {
+            name: self.scope_name?,
+            description: self.scope_description.unwrap_or_default(),
+            is_default: self.scope_is_default.unwrap_or(false),
+        })
     }
+}
+
+/// `COLUMNS` prefixed with a table alias.
+fn qualified(alias: &str) -> String {
+    COLUMNS.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
 }
 
 pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<Resource>> {
@@ -180,7 +213,7 @@ pub async fn all_scope_names(db: &Db) -> Result<Vec<String>> {
 
 /// Removes a resource; its grants, codes and refresh tokens go with it (cascade).
 pub async fn remove(db: &Db, uri: &str) -> Result<()> {
-    let n = dispatch!(db, |pool| sqlx::query("DELETE FROM resources WHERE uri = $1")
+    let n = dispatch_write!(db, |pool| sqlx::query("DELETE FROM resources WHERE uri = $1")
         .bind(uri)
         .execute(pool)
         .await
@@ -191,7 +224,7 @@ pub async fn remove(db: &Db, uri: &str) -> Result<()> {
 
 /// Issues (or replaces) the resource server's introspection credentials.
 pub async fn set_introspection(db: &Db, uri: &str, id: &str, secret_hash: &[u8], now: i64) -> Result<()> {
-    let n = dispatch!(db, |pool| sqlx::query(
+    let n = dispatch_write!(db, |pool| sqlx::query(
         "UPDATE resources SET introspection_id = $1, introspection_secret_hash = $2, updated_at = $3 WHERE uri = $4"
     )
     .bind(id)

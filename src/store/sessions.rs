@@ -4,7 +4,7 @@
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use super::{Db, dispatch};
+use super::{Db, dispatch, dispatch_write};
 
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {
@@ -26,7 +26,7 @@ impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let data = serde_json::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
         loop {
-            let inserted = dispatch!(&self.db, |pool| {
+            let inserted = dispatch_write!(&self.db, |pool| {
                 sqlx::query(
                     "INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
                 )
@@ -47,7 +47,7 @@ impl SessionStore for DbSessionStore {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        dispatch!(&self.db, |pool| sqlx::query(
+        dispatch_write!(&self.db, |pool| sqlx::query(
             "INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at"
         )
@@ -75,7 +75,7 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        dispatch!(&self.db, |pool| sqlx::query("DELETE FROM web_sessions WHERE id = $1")
+        dispatch_write!(&self.db, |pool| sqlx::query("DELETE FROM web_sessions WHERE id = $1")
             .bind(id.to_string())
             .execute(pool)
             .await

@@ -1,7 +1,7 @@
 //! Failed sign-ins by key (`user:NAME`, `ip:ADDR`), in the database so every node enforces the
 //! same lock. Failures older than a day are forgotten at the next failure.
 
-use super::{BeginWrite, Db, Result, dispatch, for_update};
+use super::{BeginWrite, Db, Result, dispatch, dispatch_write, for_update};
 
 /// The latest lock among `keys` (0 when none).
 pub async fn locked_until(db: &Db, keys: &[&str]) -> Result<i64> {
@@ -20,7 +20,7 @@ pub async fn locked_until(db: &Db, keys: &[&str]) -> Result<i64> {
 /// Counts a failure; from `max_failures` on, locks for `lockout` doubled per further failure
 /// (capped at a day). Returns (failures, locked_until).
 pub async fn record_failure(db: &Db, key: &str, now: i64, max_failures: u32, lockout: i64) -> Result<(i64, i64)> {
-    dispatch!(db, |pool| {
+    dispatch_write!(db, |pool| {
         let mut tx = pool.begin_write().await?;
         let row: Option<(i64, i64)> = sqlx::query_as(&format!(
             "SELECT failures, updated_at FROM login_throttle WHERE key = $1{}",
@@ -52,7 +52,7 @@ pub async fn record_failure(db: &Db, key: &str, now: i64, max_failures: u32, loc
 }
 
 pub async fn clear(db: &Db, key: &str) -> Result<()> {
-    dispatch!(db, |pool| sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+    dispatch_write!(db, |pool| sqlx::query("DELETE FROM login_throttle WHERE key = $1")
         .bind(key)
         .execute(pool)
         .await?

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{Db, Result, StoreError, dispatch};
+use super::{Db, Result, StoreError, dispatch, dispatch_write};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct User {
@@ -24,7 +24,7 @@ pub async fn create(db: &Db, username: &str, password_hash: &str, now: i64) -> R
          VALUES ($1, $2, $3, FALSE, $4, $4) RETURNING {COLUMNS}"
     );
     let id = Uuid::now_v7();
-    dispatch!(db, |pool| sqlx::query_as::<_, User>(&sql)
+    dispatch_write!(db, |pool| sqlx::query_as::<_, User>(&sql)
         .bind(id)
         .bind(username)
         .bind(password_hash)
@@ -69,27 +69,29 @@ pub async fn count(db: &Db) -> Result<i64> {
 }
 
 pub async fn set_password(db: &Db, username: &str, password_hash: &str, now: i64) -> Result<()> {
+    let n = dispatch_write!(db, |pool| sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3"
+    )
+    .bind(password_hash)
+    .bind(now)
+    .bind(username)
+    .execute(pool)
+    .await
+    .map_err(StoreError::from_sqlx)?
+    .rows_affected());
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+pub async fn set_disabled(db: &Db, username: &str, disabled: bool, now: i64) -> Result<()> {
     let n =
-        dispatch!(db, |pool| sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
-            .bind(password_hash)
+        dispatch_write!(db, |pool| sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3")
+            .bind(disabled)
             .bind(now)
             .bind(username)
             .execute(pool)
             .await
             .map_err(StoreError::from_sqlx)?
             .rows_affected());
-    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
-}
-
-pub async fn set_disabled(db: &Db, username: &str, disabled: bool, now: i64) -> Result<()> {
-    let n = dispatch!(db, |pool| sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3")
-        .bind(disabled)
-        .bind(now)
-        .bind(username)
-        .execute(pool)
-        .await
-        .map_err(StoreError::from_sqlx)?
-        .rows_affected());
     if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }
 
@@ -100,7 +102,7 @@ pub async fn set_profile(
     email: Option<&str>,
     now: i64,
 ) -> Result<()> {
-    let n = dispatch!(db, |pool| sqlx::query(
+    let n = dispatch_write!(db, |pool| sqlx::query(
         "UPDATE users SET display_name = $1, email = $2, updated_at = $3 WHERE username = $4"
     )
     .bind(display_name)

@@ -1,9 +1,10 @@
 //! Signing keys: generated in the database, cached by every node, rotated by publishing a new key
 //! `key_publish_delay` before it signs and keeping a superseded key published for `key_retention`.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use josekit::jwk::KeyPair;
 use josekit::jws::{ES256, JwsSigner, JwsVerifier, RS256};
 
@@ -92,6 +93,14 @@ impl std::fmt::Debug for LoadedKey {
 struct Loaded {
     keys: Vec<Arc<LoadedKey>>,
     loaded_at: Instant,
+    /// The serialized JWK Set and which keys it publishes: rebuilt only when that changes.
+    jwks: Mutex<Option<(Vec<bool>, Bytes)>>,
+}
+
+impl Loaded {
+    fn new(keys: Vec<Arc<LoadedKey>>) -> Loaded {
+        Loaded { keys, loaded_at: Instant::now(), jwks: Mutex::new(None) }
+    }
 }
 
 /// The node's cache of signing keys. Reloads from the database every `refresh`, so a key rotated
@@ -119,7 +128,7 @@ impl KeyRing {
         Ok(KeyRing {
             db,
             settings,
-            loaded: RwLock::new(Arc::new(Loaded { keys, loaded_at: Instant::now() })),
+            loaded: RwLock::new(Arc::new(Loaded::new(keys))),
             reload: tokio::sync::Mutex::new(()),
         })
     }
@@ -136,7 +145,7 @@ impl KeyRing {
         }
         match load(&self.db, &self.settings).await {
             Ok(keys) => {
-                let fresh = Arc::new(Loaded { keys, loaded_at: Instant::now() });
+                let fresh = Arc::new(Loaded::new(keys));
                 *self.loaded.write().expect("key cache lock") = fresh.clone();
                 Ok(fresh)
             }
@@ -174,14 +183,25 @@ impl KeyRing {
         Some((payload.claims_set().clone(), typ))
     }
 
-    /// Every published public key, as a JWK Set.
-    pub async fn jwks(&self) -> Result<serde_json::Value, KeyError> {
+    /// Every published public key, as a serialized JWK Set.
+    pub async fn jwks(&self) -> Result<Bytes, KeyError> {
         let loaded = self.current().await?;
         let activations: Vec<i64> = loaded.keys.iter().map(|k| k.activates_at).collect();
-        let states = classify(&activations, store::now(), self.settings.retention);
+        let published: Vec<bool> = classify(&activations, store::now(), self.settings.retention)
+            .into_iter()
+            .map(KeyState::published)
+            .collect();
+        let mut cached = loaded.jwks.lock().expect("jwks cache lock");
+        if let Some((for_keys, body)) = cached.as_ref()
+            && *for_keys == published
+        {
+            return Ok(body.clone());
+        }
         let keys: Vec<_> =
-            loaded.keys.iter().zip(states).filter(|(_, s)| s.published()).map(|(k, _)| k.public_jwk.clone()).collect();
-        Ok(serde_json::json!({ "keys": keys }))
+            loaded.keys.iter().zip(&published).filter(|(_, p)| **p).map(|(k, _)| &k.public_jwk).collect();
+        let body = Bytes::from(serde_json::json!({ "keys": keys }).to_string());
+        *cached = Some((published, body.clone()));
+        Ok(body)
     }
 }
 

@@ -764,12 +764,12 @@ fn start_burst(base: &str, round: &Round) -> Burst {
 
 async fn count(db: &Db, sql: &str, binds: &[&[u8]]) -> i64 {
     match db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(s) => {
             let mut q = sqlx::query_scalar::<_, i64>(sql);
             for b in binds {
                 q = q.bind(b.to_vec());
             }
-            q.fetch_one(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+            q.fetch_one(&s.pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
         }
         Db::Postgres(p) => {
             let mut q = sqlx::query_scalar::<_, i64>(sql);

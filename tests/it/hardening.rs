@@ -58,8 +58,8 @@ async fn login_locks_after_repeated_failures(engine: Engine) {
     assert_eq!(app.login(&browser(), "bob", PASSWORD).await.status(), 200);
     // After the lock expires (simulated), the right password works and clears the count.
     match &app.db {
-        portcullis::store::Db::Sqlite(p) => {
-            sqlx::query("UPDATE login_throttle SET locked_until = 0").execute(p).await.unwrap();
+        portcullis::store::Db::Sqlite(s) => {
+            sqlx::query("UPDATE login_throttle SET locked_until = 0").execute(&s.writer).await.unwrap();
         }
         portcullis::store::Db::Postgres(p) => {
             sqlx::query("UPDATE login_throttle SET locked_until = 0").execute(p).await.unwrap();

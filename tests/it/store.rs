@@ -3,7 +3,9 @@
 
 use portcullis::store::clients::{ClientKind, NewClient};
 use portcullis::store::resources::{NewResource, ScopeRow};
-use portcullis::store::{self, StoreError, audit, clients, codes, grants, keys, refresh, resources, users};
+use portcullis::store::{
+    self, StoreError, audit, clients, codes, grants, keys, refresh, resources, revocations, users,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -57,6 +59,14 @@ async fn resources_crud_and_scope_catalogue(engine: Engine) {
     };
     let r = resources::create(&db, &new, 1).await.unwrap();
     assert_eq!(r.scopes.len(), 2);
+    let loaded = resources::by_uri(&db, "https://mcp.example.com").await.unwrap().unwrap();
+    assert_eq!(loaded.scopes, new.scopes, "one joined query keeps the catalogue's order");
+    assert_eq!(loaded.row.id, r.row.id);
+    let bare = NewResource { uri: "https://bare.example.com".into(), scopes: vec![], ..new.clone() };
+    resources::create(&db, &bare, 1).await.unwrap();
+    let loaded = resources::by_uri(&db, "https://bare.example.com").await.unwrap().unwrap();
+    assert!(loaded.scopes.is_empty() && loaded.row.name == "Example");
+    assert!(resources::by_uri(&db, "https://none.example.com").await.unwrap().is_none());
     let e = resources::create(&db, &new, 2).await.unwrap_err();
     assert!(matches!(&e, StoreError::Conflict(m) if m.contains("already registered")), "{e:?}");
     // Upsert keeps the id (grants survive) and replaces the catalogue.
@@ -116,6 +126,14 @@ async fn clients_crud(engine: Engine) {
     clients::remove(&db, "c1").await.unwrap();
     assert!(clients::get(&db, "c1").await.unwrap().is_none());
     assert!(matches!(clients::remove(&db, "c1").await, Err(StoreError::NotFound)));
+    // Registration writes the client and its audit row together, or neither.
+    let event = audit::Event { event: "client_registered", client_id: Some("c2"), ..Default::default() };
+    clients::register(&db, &client("c2"), &event, 20).await.unwrap();
+    let again = clients::register(&db, &client("c2"), &event, 21).await.unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+    let rows = audit::list(&db, Some("client_registered"), 10).await.unwrap();
+    assert_eq!(rows.len(), 1, "the refused registration left no audit row");
+    assert_eq!((rows[0].client_id.as_deref(), rows[0].at), (Some("c2"), 20));
 }
 
 /// A user, client and resource to hang grants on.
@@ -146,6 +164,24 @@ async fn grants_approve_revoke(engine: Engine) {
     let fresh = grants::approve(&db, user, &client_id, resource, "a", 14).await.unwrap();
     assert_ne!(fresh.id, g.id, "consent after revocation starts a new grant");
     assert_eq!(grants::list_for_user(&db, user).await.unwrap().len(), 1);
+    // The authorization endpoint's one query: the person's standing and the live grant.
+    let standing = grants::standing(&db, user, &client_id, resource).await.unwrap().unwrap();
+    assert!(standing.enabled);
+    assert_eq!(standing.grant.map(|g| g.id), Some(fresh.id));
+    let none = grants::standing(&db, user, "other", resource).await.unwrap().unwrap();
+    assert!(none.enabled && none.grant.is_none());
+    assert!(grants::standing(&db, Uuid::now_v7(), &client_id, resource).await.unwrap().is_none());
+    // Introspection's one query: not revoked, person enabled, live grant no newer than the token.
+    let live = |jti: &'static str, iat| revocations::access_token_live(&db, jti, user, "c1", resource, iat);
+    assert!(live("t1", 14).await.unwrap());
+    assert!(!live("t1", 13).await.unwrap(), "issued before this grant: under a revoked one");
+    revocations::revoke_access_token(&db, "t1", 1000).await.unwrap();
+    assert!(!live("t1", 14).await.unwrap(), "revoked by jti");
+    assert!(live("t2", 14).await.unwrap());
+    users::set_disabled(&db, "alice", true, 15).await.unwrap();
+    assert!(!live("t2", 14).await.unwrap(), "the person is disabled");
+    let standing = grants::standing(&db, user, &client_id, resource).await.unwrap().unwrap();
+    assert!(!standing.enabled);
 }
 
 fn code_row(grant_id: Uuid, user_id: Uuid, resource_id: Uuid, now: i64) -> codes::Code {
@@ -187,39 +223,52 @@ async fn codes_single_use_and_replay_revokes(engine: Engine) {
     codes::insert(&db, b"code-1", &code_row(g.id, user, resource, 10)).await.unwrap();
     let issued_refresh = refresh_row(g.id, b"rt-1", None, 11);
     let family = issued_refresh.family_id;
-    let first = codes::redeem(&db, b"code-1", 11, |c, ctx| {
+    let planned = |jti: &str, family_id| codes::Planned { jti: jti.into(), family_id };
+    let first = codes::redeem(&db, b"code-1", 11, &planned("jti-1", family), |c, ctx| {
         assert_eq!(ctx.resource_uri, "https://mcp.example.com");
         assert_eq!(c.scope, "a");
-        Ok::<_, ()>((codes::Issued { jti: "jti-1".into(), refresh: Some(issued_refresh) }, "ok"))
+        Ok::<_, ()>((Some(issued_refresh), "ok"))
     })
     .await
     .unwrap();
     assert!(matches!(first, codes::Redeemed::Ok(_, "ok")));
-    let second = codes::redeem(&db, b"code-1", 12, |_, _| {
-        Ok::<_, ()>((codes::Issued { jti: "j2".into(), refresh: None }, "again"))
-    })
-    .await
-    .unwrap();
+    let used = grants::by_id(&db, g.id).await.unwrap().unwrap().last_used_at;
+    assert_eq!(used, Some(11), "the first use is recorded");
+    let second =
+        codes::redeem(&db, b"code-1", 12, &planned("j2", uuid::Uuid::now_v7()), |_, _| Ok::<_, ()>((None, "again")))
+            .await
+            .unwrap();
     assert!(matches!(second, codes::Redeemed::Replayed { .. }), "{second:?}");
     let rt = refresh::by_hash(&db, b"rt-1").await.unwrap().unwrap();
     assert!(rt.revoked_at.is_some(), "the replay revokes what the first redemption issued");
     assert_eq!(rt.family_id, family);
+    assert!(revocations::is_revoked(&db, "jti-1").await.unwrap(), "and its access token");
+    assert!(!revocations::is_revoked(&db, "j2").await.unwrap(), "the replay itself issued nothing");
     // Expired and unknown codes are invalid; a refused check still spends the code.
+    let nothing = || planned("j", uuid::Uuid::now_v7());
     codes::insert(&db, b"code-2", &code_row(g.id, user, resource, 10)).await.unwrap();
-    let late =
-        codes::redeem(&db, b"code-2", 500, |_, _| Ok::<_, ()>((codes::Issued { jti: "j".into(), refresh: None }, ())))
-            .await
-            .unwrap();
+    let late = codes::redeem(&db, b"code-2", 500, &nothing(), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
     assert!(matches!(late, codes::Redeemed::Invalid));
     codes::insert(&db, b"code-3", &code_row(g.id, user, resource, 10)).await.unwrap();
-    let refused =
-        codes::redeem(&db, b"code-3", 11, |_, _| Err::<(codes::Issued, ()), _>("wrong verifier")).await.unwrap();
+    let refused = codes::redeem(&db, b"code-3", 11, &nothing(), |_, _| Err::<(Option<_>, ()), _>("wrong verifier"))
+        .await
+        .unwrap();
     assert!(matches!(refused, codes::Redeemed::Refused("wrong verifier")));
-    let after =
-        codes::redeem(&db, b"code-3", 12, |_, _| Ok::<_, ()>((codes::Issued { jti: "j".into(), refresh: None }, ())))
-            .await
-            .unwrap();
+    let after = codes::redeem(&db, b"code-3", 12, &nothing(), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
     assert!(matches!(after, codes::Redeemed::Replayed { .. }));
+    // `last_used_at` moves at most once a minute, then again.
+    for (code, at) in [(b"code-4", 40), (b"code-5", 11 + grants::LAST_USED_RESOLUTION)] {
+        codes::insert(&db, code, &code_row(g.id, user, resource, at)).await.unwrap();
+        let ok = codes::redeem(&db, code, at, &nothing(), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
+        assert!(matches!(ok, codes::Redeemed::Ok(..)));
+    }
+    let used = grants::by_id(&db, g.id).await.unwrap().unwrap().last_used_at;
+    assert_eq!(used, Some(11 + grants::LAST_USED_RESOLUTION));
+    // A revoked grant's code is invalid.
+    codes::insert(&db, b"code-6", &code_row(g.id, user, resource, 80)).await.unwrap();
+    grants::revoke(&db, g.id, 81).await.unwrap();
+    let gone = codes::redeem(&db, b"code-6", 82, &nothing(), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
+    assert!(matches!(gone, codes::Redeemed::Invalid));
 }
 
 async fn refresh_rotation_grace_and_reuse(engine: Engine) {
