@@ -237,11 +237,47 @@ pub async fn set_introspection(db: &Db, uri: &str, id: &str, secret_hash: &[u8],
     if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }
 
-/// The resource whose introspection credentials have this id.
-pub async fn by_introspection_id(db: &Db, id: &str) -> Result<Option<ResourceRow>> {
+/// What introspection checks of an access token besides its signature.
+#[derive(Clone, Debug)]
+pub struct TokenFacts<'a> {
+    pub jti: &'a str,
+    pub user_id: Uuid,
+    pub client_id: &'a str,
+    pub issued_at: i64,
+}
+
+/// The resource whose introspection credentials have this id, and whether the token is live
+/// there, in one query: not revoked, its person enabled, and issued under the live grant of that
+/// person to that client for this resource (a grant approved again after a revocation is a new
+/// grant, newer than the token). Without facts (the token did not verify) it is not live.
+pub async fn for_introspection(
+    db: &Db,
+    id: &str,
+    token: Option<&TokenFacts<'_>>,
+) -> Result<Option<(ResourceRow, bool)>> {
+    // Postgres text cannot hold NUL; the token's facts come from a token this server signed.
     if id.contains('\0') {
         return Ok(None);
     }
-    let sql = format!("SELECT {COLUMNS} FROM resources WHERE introspection_id = $1");
-    dispatch!(db, |pool| Ok(sqlx::query_as::<_, ResourceRow>(&sql).bind(id).fetch_optional(pool).await?))
+    #[derive(sqlx::FromRow)]
+    struct Found {
+        #[sqlx(flatten)]
+        row: ResourceRow,
+        token_live: bool,
+    }
+    let sql = format!(
+        "SELECT {COLUMNS}, NOT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $2) AND EXISTS (SELECT 1 \
+         FROM grants g JOIN users u ON u.id = g.user_id WHERE g.user_id = $3 AND g.client_id = $4 \
+         AND g.resource_id = resources.id AND g.revoked_at IS NULL AND NOT u.disabled AND g.created_at <= $5) \
+         AS token_live FROM resources WHERE introspection_id = $1"
+    );
+    let found: Option<Found> = dispatch!(db, |pool| sqlx::query_as(&sql)
+        .bind(id)
+        .bind(token.map(|t| t.jti))
+        .bind(token.map(|t| t.user_id))
+        .bind(token.map(|t| t.client_id))
+        .bind(token.map(|t| t.issued_at))
+        .fetch_optional(pool)
+        .await?);
+    Ok(found.map(|f| (f.row, token.is_some() && f.token_live)))
 }

@@ -172,7 +172,15 @@ async fn grants_approve_revoke(engine: Engine) {
     assert!(none.enabled && none.grant.is_none());
     assert!(grants::standing(&db, Uuid::now_v7(), &client_id, resource).await.unwrap().is_none());
     // Introspection's one query: not revoked, person enabled, live grant no newer than the token.
-    let live = |jti: &'static str, iat| revocations::access_token_live(&db, jti, user, "c1", resource, iat);
+    resources::set_introspection(&db, "https://mcp.example.com", "rs-1", &[7], 14).await.unwrap();
+    let live = async |jti: &str, iat| {
+        let facts = resources::TokenFacts { jti, user_id: user, client_id: "c1", issued_at: iat };
+        let (row, live) = resources::for_introspection(&db, "rs-1", Some(&facts)).await.unwrap().unwrap();
+        assert_eq!(row.introspection_secret_hash, Some(vec![7]));
+        Ok::<_, ()>(live)
+    };
+    assert!(resources::for_introspection(&db, "rs-2", None).await.unwrap().is_none(), "unknown caller");
+    assert!(!resources::for_introspection(&db, "rs-1", None).await.unwrap().unwrap().1, "no facts: not live");
     assert!(live("t1", 14).await.unwrap());
     assert!(!live("t1", 13).await.unwrap(), "issued before this grant: under a revoked one");
     revocations::revoke_access_token(&db, "t1", 1000).await.unwrap();
