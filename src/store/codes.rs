@@ -98,6 +98,7 @@ pub async fn redeem<T, E>(
     check: impl FnOnce(&Code, &CodeContext) -> std::result::Result<(Option<NewRefreshToken>, T), E>,
 ) -> Result<Redeemed<T, E>> {
     dispatch_write!(db, |pool| {
+        let row_lock = for_update(pool);
         let mut tx = pool.begin_write().await?;
         // Subqueries, not a join: SQLite's RETURNING may only name the updated table's columns.
         let spent: Option<Spent> = sqlx::query_as(&format!(
@@ -129,7 +130,7 @@ pub async fn redeem<T, E>(
             if let Some(family) = family {
                 // Lock the family first: a rotation in flight commits before the update below
                 // takes its snapshot, so the successor it inserts is revoked too (Postgres).
-                let lock = format!("SELECT id FROM refresh_tokens WHERE family_id = $1{}", for_update(pool));
+                let lock = format!("SELECT id FROM refresh_tokens WHERE family_id = $1{}", row_lock);
                 sqlx::query(&lock).bind(family).fetch_all(&mut *tx).await?;
                 sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
                     .bind(now)

@@ -105,11 +105,12 @@ pub async fn approve_as_shown(
     now: i64,
 ) -> Result<Grant> {
     dispatch_write!(db, |pool| {
+        let row_lock = for_update(pool);
         let mut tx = pool.begin_write().await?;
         let select = format!(
             "SELECT {COLUMNS} FROM grants WHERE user_id = $1 AND client_id = $2 AND resource_id = $3 \
              AND revoked_at IS NULL{}",
-            for_update(pool)
+            row_lock
         );
         let existing: Option<Grant> =
             sqlx::query_as(&select).bind(user_id).bind(client_id).bind(resource_id).fetch_optional(&mut *tx).await?;

@@ -1,11 +1,12 @@
-//! Storage on SQLite (embedded default) and Postgres through sqlx: one `Db` type, native pools
-//! underneath, each query written once where the dialect is shared. Transactions live here.
+//! Storage on SQLite (embedded default) and Postgres through sqlx: one `Db` type, native
+//! connections underneath (sqlx's pool for Postgres, a set of our own for SQLite, see
+//! [`sqlite`]), each query written once where the dialect is shared. Transactions live here.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 
 pub mod audit;
 pub mod clients;
@@ -17,16 +18,21 @@ pub mod registration;
 pub mod resources;
 pub mod revocations;
 pub mod sessions;
+pub mod sqlite;
 pub mod throttle;
 pub mod users;
 
-/// Runs `$body` with `$pool` bound to the engine's native pool; the body is type-checked per engine.
-/// For reads: on SQLite this is the pool of reading connections.
+/// Runs `$body` with `$pool` bound to the engine's native executor: `&PgPool`, or on SQLite a
+/// `&mut SqliteConnection` lent for the body's duration. The body is type-checked per engine; it
+/// uses `$pool` once (a query, or `begin_write`), taking `for_update(pool)` before that. For reads:
+/// on SQLite the connection is one of the readers. Waiting for a connection past the timeout
+/// returns `Unavailable` from the enclosing function.
 macro_rules! dispatch {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
             $crate::store::Db::Sqlite(sqlite) => {
-                let $pool = &sqlite.pool;
+                let mut lease = sqlite.readers.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
+                let $pool: &mut sqlx::sqlite::SqliteConnection = &mut lease;
                 $body
             }
             $crate::store::Db::Postgres($pool) => $body,
@@ -41,7 +47,8 @@ macro_rules! dispatch_write {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
             $crate::store::Db::Sqlite(sqlite) => {
-                let $pool = &sqlite.writer;
+                let mut lease = sqlite.writer.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
+                let $pool: &mut sqlx::sqlite::SqliteConnection = &mut lease;
                 $body
             }
             $crate::store::Db::Postgres($pool) => $body,
@@ -56,14 +63,26 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-/// SQLite allows one writer at a time. Writes go through a pool of one connection, where they
-/// wait their turn in order (a fair semaphore); reads use the other connections, which WAL never
-/// blocks. With writers on every connection, the losers slept in SQLite's busy handler (1, 2, 5,
-/// ... 100 ms) and the tail latency of every writing endpoint was that sleep.
+/// SQLite allows one writer at a time. Writes go through a single connection, where they wait
+/// their turn in order; reads use the other connections, which WAL never blocks. With writers on
+/// every connection, the losers slept in SQLite's busy handler (1, 2, 5, ... 100 ms) and the tail
+/// latency of every writing endpoint was that sleep.
 #[derive(Clone, Debug)]
 pub struct Sqlite {
-    pub pool: SqlitePool,
-    pub writer: SqlitePool,
+    readers: std::sync::Arc<sqlite::Connections>,
+    writer: std::sync::Arc<sqlite::Connections>,
+}
+
+impl Sqlite {
+    /// A reading connection, for statements a test or tool writes itself.
+    pub async fn read(&self) -> Result<sqlite::Lease<'_>> {
+        self.readers.acquire().await.map_err(StoreError::from_sqlx)
+    }
+
+    /// The writing connection, for statements a test or tool writes itself.
+    pub async fn write(&self) -> Result<sqlite::Lease<'_>> {
+        self.writer.acquire().await.map_err(StoreError::from_sqlx)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,37 +148,45 @@ impl StoreError {
 
 /// Transactions that write take the write lock up front: `BEGIN IMMEDIATE` on SQLite (so two
 /// writers never deadlock on lock upgrade), a plain `BEGIN` plus `FOR UPDATE` rows on Postgres.
-pub(crate) trait BeginWrite {
+pub(crate) trait BeginWrite<'c> {
     type Database: sqlx::Database;
     fn begin_write(
-        &self,
-    ) -> impl Future<Output = std::result::Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send;
-    /// The row-lock suffix for `SELECT`s inside a write transaction.
+        self,
+    ) -> impl Future<Output = std::result::Result<sqlx::Transaction<'c, Self::Database>, sqlx::Error>> + Send + 'c;
+}
+
+impl<'c> BeginWrite<'c> for &'c mut SqliteConnection {
+    type Database = sqlx::Sqlite;
+    fn begin_write(
+        self,
+    ) -> impl Future<Output = std::result::Result<sqlx::Transaction<'c, sqlx::Sqlite>, sqlx::Error>> + Send + 'c {
+        sqlx::Connection::begin_with(self, "BEGIN IMMEDIATE")
+    }
+}
+
+impl<'c> BeginWrite<'c> for &'c PgPool {
+    type Database = sqlx::Postgres;
+    async fn begin_write(self) -> std::result::Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+/// The row-lock suffix for `SELECT`s inside a write transaction, per engine.
+pub(crate) trait Engine {
     const FOR_UPDATE: &'static str;
 }
 
-impl BeginWrite for SqlitePool {
-    type Database = sqlx::Sqlite;
-    fn begin_write(
-        &self,
-    ) -> impl Future<Output = std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send {
-        self.begin_with("BEGIN IMMEDIATE")
-    }
+impl Engine for SqliteConnection {
     const FOR_UPDATE: &'static str = "";
 }
 
-impl BeginWrite for PgPool {
-    type Database = sqlx::Postgres;
-    fn begin_write(
-        &self,
-    ) -> impl Future<Output = std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send {
-        self.begin()
-    }
+impl Engine for PgPool {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
 }
 
-/// `FOR_UPDATE` for the pool's engine, usable inside `dispatch!` bodies.
-pub(crate) fn for_update<P: BeginWrite>(_pool: &P) -> &'static str {
+/// `FOR_UPDATE` for the executor's engine, usable inside `dispatch!` bodies (before `begin_write`,
+/// which takes the SQLite connection).
+pub(crate) fn for_update<P: Engine>(_pool: &P) -> &'static str {
     P::FOR_UPDATE
 }
 
@@ -193,24 +220,21 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let connect = |n| {
-            SqlitePoolOptions::new()
-                .max_connections(n)
-                .test_before_acquire(false)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(opts.clone())
-        };
+        let timeout = Duration::from_secs(5);
         let unavailable = |e: sqlx::Error| StoreError::Unavailable(e.to_string());
         // The writer first: it creates the file and switches it to WAL.
-        let writer = connect(1).await.map_err(unavailable)?;
+        let writer = std::sync::Arc::new(sqlite::Connections::open(&opts, 1, timeout).await.map_err(unavailable)?);
         // An in-memory database exists once per connection: everything uses the one.
-        let pool = if memory { writer.clone() } else { connect(7).await.map_err(unavailable)? };
-        Ok(Db::Sqlite(Sqlite { pool, writer }))
+        let readers = match memory {
+            true => writer.clone(),
+            false => std::sync::Arc::new(sqlite::Connections::open(&opts, 7, timeout).await.map_err(unavailable)?),
+        };
+        Ok(Db::Sqlite(Sqlite { readers, writer }))
     }
 
     pub async fn migrate(&self) -> Result<()> {
         match self {
-            Db::Sqlite(s) => sqlx::migrate!("migrations/sqlite").run(&s.writer).await?,
+            Db::Sqlite(s) => sqlx::migrate!("migrations/sqlite").run(&mut *s.write().await?).await?,
             Db::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
         }
         Ok(())
@@ -234,7 +258,7 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Db::Sqlite(s) => {
-                s.pool.close().await;
+                s.readers.close().await;
                 s.writer.close().await;
             }
             Db::Postgres(p) => p.close().await,
@@ -245,17 +269,15 @@ impl Db {
     /// node may run it.
     pub async fn sweep_expired(&self, now: i64) -> Result<u64> {
         let mut n = 0;
-        dispatch_write!(self, |pool| {
-            for sql in [
-                "DELETE FROM authorization_codes WHERE expires_at < $1 - 86400",
-                "DELETE FROM web_sessions WHERE expires_at < $1",
-                "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
-                "DELETE FROM refresh_tokens WHERE expires_at < $1 - 86400",
-                "DELETE FROM used_client_assertions WHERE expires_at < $1",
-            ] {
-                n += sqlx::query(sql).bind(now).execute(pool).await.map_err(StoreError::from_sqlx)?.rows_affected();
-            }
-        });
+        for sql in [
+            "DELETE FROM authorization_codes WHERE expires_at < $1 - 86400",
+            "DELETE FROM web_sessions WHERE expires_at < $1",
+            "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
+            "DELETE FROM refresh_tokens WHERE expires_at < $1 - 86400",
+            "DELETE FROM used_client_assertions WHERE expires_at < $1",
+        ] {
+            n += dispatch_write!(self, |pool| sqlx::query(sql).bind(now).execute(pool).await?.rows_affected());
+        }
         Ok(n)
     }
 }

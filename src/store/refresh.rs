@@ -112,11 +112,11 @@ pub async fn rotate<T, E>(
     successor: impl FnOnce(&RefreshToken) -> std::result::Result<(Successor, T), E>,
 ) -> Result<Rotated<T, E>> {
     dispatch_write!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
         let lock = match for_update(pool) {
             "" => "",
             _ => " FOR UPDATE OF t",
         };
+        let mut tx = pool.begin_write().await?;
         let row: Option<RefreshToken> = sqlx::query_as(&format!("{SELECT} WHERE t.token_hash = $1{lock}"))
             .bind(token_hash)
             .fetch_optional(&mut *tx)

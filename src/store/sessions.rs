@@ -21,6 +21,12 @@ fn backend(e: impl std::fmt::Display) -> session_store::Error {
     session_store::Error::Backend(e.to_string())
 }
 
+impl From<super::StoreError> for session_store::Error {
+    fn from(e: super::StoreError) -> Self {
+        backend(e)
+    }
+}
+
 #[async_trait::async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {

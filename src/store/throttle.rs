@@ -21,14 +21,13 @@ pub async fn locked_until(db: &Db, keys: &[&str]) -> Result<i64> {
 /// (capped at a day). Returns (failures, locked_until).
 pub async fn record_failure(db: &Db, key: &str, now: i64, max_failures: u32, lockout: i64) -> Result<(i64, i64)> {
     dispatch_write!(db, |pool| {
+        let row_lock = for_update(pool);
         let mut tx = pool.begin_write().await?;
-        let row: Option<(i64, i64)> = sqlx::query_as(&format!(
-            "SELECT failures, updated_at FROM login_throttle WHERE key = $1{}",
-            for_update(pool)
-        ))
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row: Option<(i64, i64)> =
+            sqlx::query_as(&format!("SELECT failures, updated_at FROM login_throttle WHERE key = $1{row_lock}"))
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
         let failures = match row {
             Some((n, updated)) if updated > now - 86_400 => n + 1,
             _ => 1,

@@ -769,7 +769,7 @@ async fn count(db: &Db, sql: &str, binds: &[&[u8]]) -> i64 {
             for b in binds {
                 q = q.bind(b.to_vec());
             }
-            q.fetch_one(&s.pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+            q.fetch_one(&mut *s.read().await.expect("connection")).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
         }
         Db::Postgres(p) => {
             let mut q = sqlx::query_scalar::<_, i64>(sql);

@@ -59,7 +59,8 @@ async fn login_locks_after_repeated_failures(engine: Engine) {
     // After the lock expires (simulated), the right password works and clears the count.
     match &app.db {
         portcullis::store::Db::Sqlite(s) => {
-            sqlx::query("UPDATE login_throttle SET locked_until = 0").execute(&s.writer).await.unwrap();
+            let mut c = s.write().await.unwrap();
+            sqlx::query("UPDATE login_throttle SET locked_until = 0").execute(&mut *c).await.unwrap();
         }
         portcullis::store::Db::Postgres(p) => {
             sqlx::query("UPDATE login_throttle SET locked_until = 0").execute(p).await.unwrap();

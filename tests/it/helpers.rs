@@ -314,7 +314,7 @@ pub async fn approve_consent(http: &reqwest::Client, consent_url: &str, page: &s
 pub async fn count_rows(db: &Db, table: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM {table}");
     match db {
-        Db::Sqlite(s) => sqlx::query_scalar(&sql).fetch_one(&s.pool).await,
+        Db::Sqlite(s) => sqlx::query_scalar(&sql).fetch_one(&mut *s.read().await.expect("connection")).await,
         Db::Postgres(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
     }
     .unwrap_or_else(|e| panic!("count {table}: {e}"))

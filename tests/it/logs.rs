@@ -98,7 +98,7 @@ async fn audit_rows(db: &Db) -> Vec<String> {
     let sql = "SELECT event || ' ' || COALESCE(actor, '') || ' ' || COALESCE(client_id, '') || ' ' || \
                COALESCE(ip, '') || ' ' || details FROM audit_events";
     match db {
-        Db::Sqlite(s) => sqlx::query_scalar(sql).fetch_all(&s.pool).await,
+        Db::Sqlite(s) => sqlx::query_scalar(sql).fetch_all(&mut *s.read().await.expect("connection")).await,
         Db::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
     }
     .expect("audit rows")
