@@ -28,9 +28,14 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
     };
     let creds = credentials(&headers, &params).map_err(|_| denied())?;
     let secret = creds.secret.ok_or_else(denied)?;
-    let token = params.require("token")?;
-    // The signature first (CPU only), so that one query both finds the caller and checks the token.
-    let claims = jwt::verify_access_token(&state.keys, token, &state.settings.issuer, store::now()).await;
+    // The signature first (CPU only, and bounded by the endpoint's rate limit), so that one query
+    // both finds the caller and checks the token. A missing token is reported only to a caller
+    // who authenticated.
+    let token = params.get("token");
+    let claims = match token {
+        Some(t) => jwt::verify_access_token(&state.keys, t, &state.settings.issuer, store::now()).await,
+        None => None,
+    };
     let facts = claims.as_ref().and_then(|c| {
         Some(TokenFacts { jti: &c.jti, user_id: c.sub.parse().ok()?, client_id: &c.client_id, issued_at: c.iat })
     });
@@ -38,6 +43,9 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
         resources::for_introspection(&state.db, &creds.client_id, facts.as_ref()).await?.ok_or_else(denied)?;
     if !caller.introspection_secret_hash.as_ref().is_some_and(|hash| secrets::verify(&secret, hash)) {
         return Err(denied());
+    }
+    if token.is_none() {
+        return Err(OAuthError::invalid_request("missing parameter token").into());
     }
     let answer = match claims {
         // A resource server may introspect only tokens whose audience is itself.

@@ -33,20 +33,6 @@ pub fn last_used_is_stale(last_used_at: Option<i64>, now: i64) -> bool {
 const COLUMNS: &str =
     "id, user_id, client_id, resource_id, scope, created_at, updated_at, last_used_at, revoked_at, client_fingerprint";
 
-/// The live grant of this person to this client for this resource, if any.
-pub async fn live(db: &Db, user_id: Uuid, client_id: &str, resource_id: Uuid) -> Result<Option<Grant>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM grants WHERE user_id = $1 AND client_id = $2 AND resource_id = $3 AND revoked_at IS NULL"
-    );
-    dispatch!(db, |pool| sqlx::query_as::<_, Grant>(&sql)
-        .bind(user_id)
-        .bind(client_id)
-        .bind(resource_id)
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::from))
-}
-
 /// Whether the person may use the service (exists, not disabled) and their live grant to this
 /// client for this resource, in one query. `None` when the person no longer exists.
 pub async fn standing(db: &Db, user_id: Uuid, client_id: &str, resource_id: Uuid) -> Result<Option<Standing>> {

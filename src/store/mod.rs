@@ -64,7 +64,8 @@ pub enum Db {
 }
 
 /// SQLite allows one writer at a time. Writes go through a single connection, where they wait
-/// their turn in order; reads use the other connections, which WAL never blocks. With writers on
+/// their turn in order; reads use the other connections, which WAL never blocks (an in-memory
+/// database has one connection for both). With writers on
 /// every connection, the losers slept in SQLite's busy handler (1, 2, 5, ... 100 ms) and the tail
 /// latency of every writing endpoint was that sleep.
 #[derive(Clone, Debug)]
@@ -124,6 +125,11 @@ impl StoreError {
         match e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            // A SQLite connection's thread stopped: the connections are checked before their next use.
+            sqlx::Error::WorkerCrashed => {
+                sqlite::worker_crashed();
                 StoreError::Unavailable(e.to_string())
             }
             sqlx::Error::Database(ref d) if matches!(d.code().as_deref(), Some("22021" | "22P05")) => {
@@ -195,9 +201,10 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Db> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
+            // sqlx's ping before lending stays on here: a network connection can die while idle
+            // (a restart, a failover, a proxy's idle cut) and is then replaced, not failed on.
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(opts)
                 .await
@@ -224,7 +231,8 @@ impl Db {
         let unavailable = |e: sqlx::Error| StoreError::Unavailable(e.to_string());
         // The writer first: it creates the file and switches it to WAL.
         let writer = std::sync::Arc::new(sqlite::Connections::open(&opts, 1, timeout).await.map_err(unavailable)?);
-        // An in-memory database exists once per connection: everything uses the one.
+        // In memory: one connection for everything (sqlx makes `:memory:` a shared-cache database,
+        // where a second connection would meet table-level locks instead of waiting its turn).
         let readers = match memory {
             true => writer.clone(),
             false => std::sync::Arc::new(sqlite::Connections::open(&opts, 7, timeout).await.map_err(unavailable)?),

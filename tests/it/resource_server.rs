@@ -97,6 +97,14 @@ async fn introspection_answers_only_for_the_callers_audience(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
+    // A missing token is reported only once the caller has authenticated.
+    let without_token = |secret: &str| {
+        app.http.post(app.url("/introspect")).basic_auth(&mine.0, Some(secret)).form(&[("x", "y")]).send()
+    };
+    assert_eq!(without_token("wrong").await.unwrap().status(), 401);
+    let res = without_token(&mine.1).await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_request");
     // A client's credentials are not a resource server's.
     let res = app
         .http

@@ -157,10 +157,10 @@ async fn grants_approve_revoke(engine: Engine) {
     let g = grants::approve(&db, user, &client_id, resource, "a", 10).await.unwrap();
     let widened = grants::approve(&db, user, &client_id, resource, "a b", 11).await.unwrap();
     assert_eq!(g.id, widened.id, "one live grant per person, client and resource");
-    assert_eq!(grants::live(&db, user, &client_id, resource).await.unwrap().unwrap().scope, "a b");
+    assert_eq!(live_grant(&db, user, &client_id, resource).await.unwrap().scope, "a b");
     assert!(grants::revoke(&db, g.id, 12).await.unwrap());
     assert!(!grants::revoke(&db, g.id, 13).await.unwrap(), "already revoked");
-    assert!(grants::live(&db, user, &client_id, resource).await.unwrap().is_none());
+    assert!(live_grant(&db, user, &client_id, resource).await.is_none());
     let fresh = grants::approve(&db, user, &client_id, resource, "a", 14).await.unwrap();
     assert_ne!(fresh.id, g.id, "consent after revocation starts a new grant");
     assert_eq!(grants::list_for_user(&db, user).await.unwrap().len(), 1);
@@ -190,6 +190,10 @@ async fn grants_approve_revoke(engine: Engine) {
     assert!(!live("t2", 14).await.unwrap(), "the person is disabled");
     let standing = grants::standing(&db, user, &client_id, resource).await.unwrap().unwrap();
     assert!(!standing.enabled);
+}
+
+async fn live_grant(db: &store::Db, user: Uuid, client_id: &str, resource: Uuid) -> Option<grants::Grant> {
+    grants::standing(db, user, client_id, resource).await.unwrap().unwrap().grant
 }
 
 fn code_row(grant_id: Uuid, user_id: Uuid, resource_id: Uuid, now: i64) -> codes::Code {
@@ -310,7 +314,7 @@ async fn refresh_rotation_grace_and_reuse(engine: Engine) {
     // After the window: reuse revokes the whole grant.
     let reused = refresh::rotate(&db, b"t0", "c1", 200, 60, |r| next(r, b"t1-ter")).await.unwrap();
     assert!(matches!(reused, refresh::Rotated::Reused { .. }));
-    assert!(grants::live(&db, user, &client_id, resource).await.unwrap().is_none());
+    assert!(live_grant(&db, user, &client_id, resource).await.is_none());
     let t1 = refresh::rotate(&db, b"t1", "c1", 201, 60, |r| next(r, b"t2")).await.unwrap();
     assert!(matches!(t1, refresh::Rotated::Invalid), "the successor died with the grant");
     // A refused check rolls back: the token is not rotated.
