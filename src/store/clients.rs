@@ -90,31 +90,16 @@ const COLUMNS: &str = "client_id, kind, client_name, metadata, secret_hash, regi
                        created_at, updated_at, last_used_at, metadata_expires_at";
 
 pub async fn create(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
-    let sql = format!(
-        "INSERT INTO clients (client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
-         created_at, updated_at, metadata_expires_at, registered_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) \
-         RETURNING {COLUMNS}"
-    );
-    let metadata = c.metadata.to_string();
-    let row: Row = dispatch_write!(db, |pool| sqlx::query_as(&sql)
-        .bind(&c.client_id)
-        .bind(c.kind.as_str())
-        .bind(&c.client_name)
-        .bind(&metadata)
-        .bind(&c.secret_hash)
-        .bind(&c.registration_token_hash)
-        .bind(now)
-        .bind(c.metadata_expires_at)
-        .bind(&c.registered_ip)
-        .fetch_one(pool)
-        .await
-        .map_err(|e| StoreError::on_conflict(e, || format!("a client with id {:?} already exists", c.client_id)))?);
-    Ok(row.into())
+    insert(db, c, None, now).await
 }
 
 /// Registers a dynamic client and records `event` in the same transaction: no client without its
 /// audit row, one commit.
 pub async fn register(db: &Db, c: &NewClient, event: &super::audit::Event<'_>, now: i64) -> Result<Client> {
+    insert(db, c, Some(event), now).await
+}
+
+async fn insert(db: &Db, c: &NewClient, event: Option<&super::audit::Event<'_>>, now: i64) -> Result<Client> {
     let sql = format!(
         "INSERT INTO clients (client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
          created_at, updated_at, metadata_expires_at, registered_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) \
@@ -136,7 +121,9 @@ pub async fn register(db: &Db, c: &NewClient, event: &super::audit::Event<'_>, n
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| StoreError::on_conflict(e, || format!("a client with id {:?} already exists", c.client_id)))?;
-        super::audit::insert_in!(&mut *tx, event, now);
+        if let Some(event) = event {
+            super::audit::insert_in!(&mut *tx, event, now);
+        }
         tx.commit().await?;
         Ok(row.into())
     })

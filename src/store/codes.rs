@@ -167,13 +167,7 @@ pub async fn redeem<T, E>(
             debug_assert_eq!(r.family_id, planned.family_id, "the refresh token starts the planned family");
             refresh::insert_in!(&mut *tx, r);
         }
-        if super::grants::last_used_is_stale(spent.grant_last_used, now) {
-            sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(code.grant_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        super::grants::note_use_in!(&mut *tx, code.grant_id, spent.grant_last_used, now);
         tx.commit().await?;
         Ok(Redeemed::Ok(code, out))
     })

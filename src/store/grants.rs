@@ -25,10 +25,21 @@ pub struct Grant {
 /// used for decisions, and skipping the write saves a statement on most redemptions and refreshes.
 pub const LAST_USED_RESOLUTION: i64 = 60;
 
-/// Whether a use at `now` should be written to `grants.last_used_at`.
-pub fn last_used_is_stale(last_used_at: Option<i64>, now: i64) -> bool {
-    last_used_at.is_none_or(|t| now - t >= LAST_USED_RESOLUTION)
+/// Records a use of a grant on a connection or transaction of either engine, unless `$last_used_at`
+/// (read with the grant) is less than [`LAST_USED_RESOLUTION`] old.
+macro_rules! note_use_in {
+    ($conn:expr, $grant_id:expr, $last_used_at:expr, $now:expr) => {{
+        let (last, now): (Option<i64>, i64) = ($last_used_at, $now);
+        if last.is_none_or(|t| now - t >= $crate::store::grants::LAST_USED_RESOLUTION) {
+            sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind($grant_id)
+                .execute($conn)
+                .await?;
+        }
+    }};
 }
+pub(crate) use note_use_in;
 
 const COLUMNS: &str =
     "id, user_id, client_id, resource_id, scope, created_at, updated_at, last_used_at, revoked_at, client_fingerprint";

@@ -29,9 +29,12 @@ pub mod users;
 /// returns `Unavailable` from the enclosing function.
 macro_rules! dispatch {
     ($db:expr, |$pool:ident| $body:expr) => {
+        $crate::store::dispatch!(@lend readers, $db, |$pool| $body)
+    };
+    (@lend $side:ident, $db:expr, |$pool:ident| $body:expr) => {
         match $db {
             $crate::store::Db::Sqlite(sqlite) => {
-                let mut lease = sqlite.readers.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
+                let mut lease = sqlite.$side.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
                 let $pool: &mut sqlx::sqlite::SqliteConnection = &mut lease;
                 $body
             }
@@ -45,14 +48,7 @@ pub(crate) use dispatch;
 /// so writers queue in order here instead of sleeping in SQLite's busy handler.
 macro_rules! dispatch_write {
     ($db:expr, |$pool:ident| $body:expr) => {
-        match $db {
-            $crate::store::Db::Sqlite(sqlite) => {
-                let mut lease = sqlite.writer.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
-                let $pool: &mut sqlx::sqlite::SqliteConnection = &mut lease;
-                $body
-            }
-            $crate::store::Db::Postgres($pool) => $body,
-        }
+        $crate::store::dispatch!(@lend writer, $db, |$pool| $body)
     };
 }
 pub(crate) use dispatch_write;

@@ -144,13 +144,7 @@ pub async fn rotate<T, E>(
             .bind(row.id)
             .execute(&mut *tx)
             .await?;
-            if super::grants::last_used_is_stale(row.grant_last_used_at, now) {
-                sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(row.grant_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            super::grants::note_use_in!(&mut *tx, row.grant_id, row.grant_last_used_at, now);
             tx.commit().await?;
             return Ok(Rotated::Fresh(row, out));
         };

@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, db_tests, hidden, location, pkce, query_of};
+use crate::helpers::{
+    Engine, MCP, PASSWORD, TestApp, browser, db_tests, hidden, location, pkce, query_of, submit_consent,
+};
 
 db_tests!(
     unknown_client_or_redirect_gets_a_page_not_a_redirect,
@@ -277,33 +279,14 @@ async fn login_then_consent_then_code(engine: Engine) {
     assert!(csp.contains("form-action 'self' http://127.0.0.1:*"), "login may continue to the client: {csp}");
     let page = page.text().await.unwrap();
     assert!(page.contains("Test client"), "the login page names the client");
-    let res = http
-        .post(app.url("/login"))
-        .form(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("csrf_token", &hidden(&page, "csrf_token")),
-            ("next", &hidden(&page, "next")),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = app.submit_login(&http, &page, "alice", PASSWORD).await;
     assert_eq!(res.status(), 303);
     let next = location(&res);
     assert!(next.starts_with("/consent?request_id="), "{next}");
     let consent = http.get(app.url(&next)).send().await.unwrap();
     assert_eq!(consent.status(), 200);
     let page = consent.text().await.unwrap();
-    let res = http
-        .post(app.url("/consent"))
-        .form(&[
-            ("csrf_token", hidden(&page, "csrf_token")),
-            ("request_id", hidden(&page, "request_id")),
-            ("decision", "approve".into()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = submit_consent(&http, &app.url("/consent"), &page, "approve").await;
     assert_eq!(res.status(), 303, "never 307 after a form post");
     let loc = location(&res);
     assert!(loc.starts_with(asked), "back to the port the client asked for: {loc}");
@@ -312,16 +295,7 @@ async fn login_then_consent_then_code(engine: Engine) {
     assert_eq!(p["iss"], app.base);
     assert!(!p["code"].is_empty());
     // The same request id cannot be approved twice.
-    let again = http
-        .post(app.url("/consent"))
-        .form(&[
-            ("csrf_token", hidden(&page, "csrf_token")),
-            ("request_id", hidden(&page, "request_id")),
-            ("decision", "approve".into()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let again = submit_consent(&http, &app.url("/consent"), &page, "approve").await;
     assert_eq!(again.status(), 400);
 }
 
@@ -384,16 +358,7 @@ async fn deny_returns_access_denied(engine: Engine) {
     let http = browser();
     app.login(&http, "alice", PASSWORD).await;
     let page = get(&app, &http, &base_query(&client, redirect, &ch)).await.text().await.unwrap();
-    let res = http
-        .post(app.url("/consent"))
-        .form(&[
-            ("csrf_token", hidden(&page, "csrf_token")),
-            ("request_id", hidden(&page, "request_id")),
-            ("decision", "deny".into()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = submit_consent(&http, &app.url("/consent"), &page, "deny").await;
     assert_eq!(res.status(), 303);
     let p = query_of(&location(&res));
     assert_eq!(p["error"], "access_denied");

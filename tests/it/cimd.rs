@@ -24,8 +24,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::helpers::{
-    Engine, MCP, PASSWORD, TestApp, TestDb, TlsTestServer, approve_consent, browser, db_tests, hidden, jwt_parts,
-    location, pkce, read_request_head,
+    Engine, MCP, PASSWORD, TestApp, TestDb, TlsTestServer, approve_consent, browser, db_tests, jwt_parts, location,
+    pkce, read_request_head,
 };
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0";
@@ -211,17 +211,7 @@ async fn first_flow(
     let login_url = location(&res);
     assert!(login_url.starts_with("/login?request_id="), "{login_url}");
     let page = http.get(app.url(&login_url)).send().await.unwrap().text().await.unwrap();
-    let res = http
-        .post(app.url("/login"))
-        .form(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("csrf_token", &hidden(&page, "csrf_token")),
-            ("next", &hidden(&page, "next")),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = app.submit_login(&http, &page, "alice", PASSWORD).await;
     assert_eq!(res.status(), 303, "signed in");
     let next = location(&res);
     assert!(next.starts_with("/consent?request_id="), "{next}");

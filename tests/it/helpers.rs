@@ -205,9 +205,24 @@ impl TestApp {
     /// Signs in through the login form (as a browser would, CSRF token included).
     pub async fn login(&self, http: &reqwest::Client, username: &str, password: &str) -> reqwest::Response {
         let page = http.get(self.url("/login")).send().await.expect("login page").text().await.expect("text");
-        let csrf = hidden(&page, "csrf_token");
+        self.submit_login(http, &page, username, password).await
+    }
+
+    /// Posts the login form of `page` (its CSRF token and `next`) as `username`.
+    pub async fn submit_login(
+        &self,
+        http: &reqwest::Client,
+        page: &str,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
         http.post(self.url("/login"))
-            .form(&[("username", username), ("password", password), ("csrf_token", &csrf), ("next", "")])
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("csrf_token", &hidden(page, "csrf_token")),
+                ("next", &hidden(page, "next")),
+            ])
             .send()
             .await
             .expect("login")
@@ -299,11 +314,21 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
 
 /// Posts the consent page's form, approving (CSRF token and request id taken from `page`).
 pub async fn approve_consent(http: &reqwest::Client, consent_url: &str, page: &str) -> reqwest::Response {
+    submit_consent(http, consent_url, page, "approve").await
+}
+
+/// Posts the consent form of `page` with `decision` (`approve` or `deny`).
+pub async fn submit_consent(
+    http: &reqwest::Client,
+    consent_url: &str,
+    page: &str,
+    decision: &str,
+) -> reqwest::Response {
     http.post(consent_url)
         .form(&[
             ("csrf_token", hidden(page, "csrf_token").as_str()),
             ("request_id", hidden(page, "request_id").as_str()),
-            ("decision", "approve"),
+            ("decision", decision),
         ])
         .send()
         .await

@@ -304,17 +304,7 @@ async fn account_page_lists_and_revokes(engine: Engine) {
     let login = location(&res);
     assert!(login.contains("next=account"), "{login}");
     let page = http.get(app.url(&login)).send().await.unwrap().text().await.unwrap();
-    let res = http
-        .post(app.url("/login"))
-        .form(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("csrf_token", &hidden(&page, "csrf_token")),
-            ("next", &hidden(&page, "next")),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = app.submit_login(&http, &page, "alice", PASSWORD).await;
     assert_eq!(location(&res), "/account");
     let page = http.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
     for needle in ["Test client", "Unverified", "Example MCP", MCP, "Use the tools", "Stay connected"] {
