@@ -932,28 +932,23 @@ struct Jwks {
     keys: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// A GET of a health endpoint whose body must pass `ok`.
+async fn probe(w: &mut Worker, path: &str, what: &str, ok: impl Fn(&str) -> bool) -> Res<Duration> {
+    let t0 = Instant::now();
+    let r = w.conn.get(path).await?;
+    expect_status(&r, 200, what)?;
+    if !ok(r.text()) {
+        return Err(format!("{what}: unexpected body {}", snippet(r.text())));
+    }
+    Ok(t0.elapsed())
+}
+
 /// One operation; returns its timed duration.
 async fn op(s: Scenario, w: &mut Worker, ctx: &Ctx) -> Res<Duration> {
     let t = &ctx.target;
     match s {
-        Scenario::Healthz => {
-            let t0 = Instant::now();
-            let r = w.conn.get(&t.healthz).await?;
-            expect_status(&r, 200, "healthz")?;
-            if r.body != br#"{"status":"ok"}"# {
-                return Err(format!("healthz: unexpected body {}", snippet(r.text())));
-            }
-            Ok(t0.elapsed())
-        }
-        Scenario::Readyz => {
-            let t0 = Instant::now();
-            let r = w.conn.get(&t.readyz).await?;
-            expect_status(&r, 200, "readyz")?;
-            if !r.text().contains(r#""status":"ready""#) {
-                return Err(format!("readyz: unexpected body {}", snippet(r.text())));
-            }
-            Ok(t0.elapsed())
-        }
+        Scenario::Healthz => probe(w, &t.healthz, "healthz", |body| body == r#"{"status":"ok"}"#).await,
+        Scenario::Readyz => probe(w, &t.readyz, "readyz", |body| body.contains(r#""status":"ready""#)).await,
         Scenario::Metadata => {
             let t0 = Instant::now();
             let r = w.conn.get(&t.metadata).await?;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Binary, Engine, PASSWORD, ServeOutput, TestDb, approve_consent, browser, db_tests, free_port, hidden, jwt_parts,
-    location, pkce, query_of, spawn_binary,
+    location, pkce, query_of, sign_in, spawn_binary,
 };
 
 db_tests!(
@@ -667,18 +667,7 @@ async fn first_token(base: &str) -> (u16, Value) {
     let client: Value = res.json().await.unwrap();
     let client_id = client["client_id"].as_str().unwrap();
 
-    let page = http.get(format!("{base}/login")).send().await.unwrap().text().await.unwrap();
-    let res = http
-        .post(format!("{base}/login"))
-        .form(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("csrf_token", &hidden(&page, "csrf_token")),
-            ("next", ""),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = sign_in(&http, &format!("{base}/login"), "alice", PASSWORD).await;
     assert_eq!(res.status(), 200, "login");
 
     let (verifier, challenge) = pkce();

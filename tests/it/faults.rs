@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::helpers::{
     Binary, Engine, MCP, PASSWORD, ServeOutput, TestApp, TestDb, approve_consent, db_tests, hidden, location, pkce,
-    postgres_configured,
+    postgres_configured, sign_in,
 };
 
 /// The redirect URI of every client these tests register (loopback: any port, http allowed).
@@ -55,18 +55,7 @@ async fn register_client(http: &reqwest::Client, base: &str) -> String {
 }
 
 async fn login(http: &reqwest::Client, base: &str) {
-    let page = http.get(format!("{base}/login")).send().await.expect("login page").text().await.expect("text");
-    let res = http
-        .post(format!("{base}/login"))
-        .form(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("csrf_token", &hidden(&page, "csrf_token")),
-            ("next", ""),
-        ])
-        .send()
-        .await
-        .expect("login");
+    let res = sign_in(http, &format!("{base}/login"), "alice", PASSWORD).await;
     assert_eq!(res.status(), 200, "login");
 }
 

@@ -204,8 +204,7 @@ impl TestApp {
 
     /// Signs in through the login form (as a browser would, CSRF token included).
     pub async fn login(&self, http: &reqwest::Client, username: &str, password: &str) -> reqwest::Response {
-        let page = http.get(self.url("/login")).send().await.expect("login page").text().await.expect("text");
-        self.submit_login(http, &page, username, password).await
+        sign_in(http, &self.url("/login"), username, password).await
     }
 
     /// Posts the login form of `page` (its CSRF token and `next`) as `username`.
@@ -216,16 +215,7 @@ impl TestApp {
         username: &str,
         password: &str,
     ) -> reqwest::Response {
-        http.post(self.url("/login"))
-            .form(&[
-                ("username", username),
-                ("password", password),
-                ("csrf_token", &hidden(page, "csrf_token")),
-                ("next", &hidden(page, "next")),
-            ])
-            .send()
-            .await
-            .expect("login")
+        post_login(http, &self.url("/login"), page, username, password).await
     }
 
     /// Runs /authorize for a signed-in browser through consent (approving) and returns the
@@ -313,6 +303,32 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
 }
 
 /// Posts the consent page's form, approving (CSRF token and request id taken from `page`).
+/// Fetches the login page at `login_url` and signs in through it (a server that is not a `TestApp`).
+pub async fn sign_in(http: &reqwest::Client, login_url: &str, username: &str, password: &str) -> reqwest::Response {
+    let page = http.get(login_url).send().await.expect("login page").text().await.expect("text");
+    post_login(http, login_url, &page, username, password).await
+}
+
+/// Posts the login form of `page` to `login_url` as `username` (its CSRF token and `next`).
+pub async fn post_login(
+    http: &reqwest::Client,
+    login_url: &str,
+    page: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    http.post(login_url)
+        .form(&[
+            ("username", username),
+            ("password", password),
+            ("csrf_token", &hidden(page, "csrf_token")),
+            ("next", &hidden(page, "next")),
+        ])
+        .send()
+        .await
+        .expect("login")
+}
+
 pub async fn approve_consent(http: &reqwest::Client, consent_url: &str, page: &str) -> reqwest::Response {
     submit_consent(http, consent_url, page, "approve").await
 }

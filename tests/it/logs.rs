@@ -234,14 +234,17 @@ async fn flow(base: &str, rs_id: &str, rs_secret: &str) -> Secrets {
     let res = http.get(url("/userinfo")).bearer_auth(&access2).send().await.expect("userinfo");
     assert_eq!(res.status(), 200, "userinfo");
 
-    let res = http
-        .post(url("/introspect"))
-        .basic_auth(rs_id, Some(rs_secret))
-        .form(&[("token", access2.as_str())])
-        .send()
-        .await
-        .expect("introspect");
-    let answer: Value = res.json().await.expect("json");
+    let introspect = async |token: &str| -> Value {
+        let res = http
+            .post(url("/introspect"))
+            .basic_auth(rs_id, Some(rs_secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("introspect");
+        res.json().await.expect("json")
+    };
+    let answer = introspect(&access2).await;
     assert_eq!(answer["active"], true, "{answer}");
 
     let res = http
@@ -256,14 +259,7 @@ async fn flow(base: &str, rs_id: &str, rs_secret: &str) -> Secrets {
         .await
         .expect("revoke");
     assert_eq!(res.status(), 200, "revoke");
-    let res = http
-        .post(url("/introspect"))
-        .basic_auth(rs_id, Some(rs_secret))
-        .form(&[("token", access2.as_str())])
-        .send()
-        .await
-        .expect("introspect");
-    let answer: Value = res.json().await.expect("json");
+    let answer = introspect(&access2).await;
     assert_eq!(answer["active"], false, "revoked: {answer}");
     // A replayed code and a rotated refresh token are refused (and audited).
     let res = http
