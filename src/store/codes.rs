@@ -54,8 +54,8 @@ pub struct CodeContext {
 }
 
 /// The names of what a redemption will issue, chosen before the code is spent so that the
-/// spending update records them and a replay can revoke them. If the check then refuses, the names
-/// stay recorded but nothing carries them: revoking them later is a no-op.
+/// spending update records them and a replay can revoke them. When less is issued (no refresh
+/// token, a refused check, a revoked grant), the names nothing carries are cleared again.
 #[derive(Clone, Debug)]
 pub struct Planned {
     pub jti: String,
@@ -150,17 +150,34 @@ pub async fn redeem<T, E>(
             tx.commit().await?;
             return Ok(Redeemed::Replayed { grant_id });
         };
-        let (Some(resource_uri), Some(true)) = (spent.resource_uri, spent.grant_live) else {
-            tx.commit().await?;
-            return Ok(Redeemed::Invalid);
+        let checked = match (spent.resource_uri, spent.grant_live) {
+            (Some(resource_uri), Some(true)) => {
+                Some(check(&spent.code, &CodeContext { resource_uri, token_lifetime: spent.token_lifetime }))
+            }
+            _ => None,
         };
         let code = spent.code;
-        let context = CodeContext { resource_uri, token_lifetime: spent.token_lifetime };
-        let (refresh, out) = match check(&code, &context) {
-            Ok(v) => v,
-            Err(e) => {
+        // The spending update recorded the planned names; keep only what is actually issued.
+        let (jti, family) = match &checked {
+            Some(Ok((refresh, _))) => (Some(planned.jti.as_str()), refresh.as_ref().map(|r| r.family_id)),
+            _ => (None, None),
+        };
+        if family.is_none() {
+            sqlx::query("UPDATE authorization_codes SET issued_jti = $1, issued_family_id = NULL WHERE code_hash = $2")
+                .bind(jti)
+                .bind(code_hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let (refresh, out) = match checked {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
                 tx.commit().await?;
                 return Ok(Redeemed::Refused(e));
+            }
+            None => {
+                tx.commit().await?;
+                return Ok(Redeemed::Invalid);
             }
         };
         if let Some(r) = &refresh {

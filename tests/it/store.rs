@@ -268,6 +268,7 @@ async fn codes_single_use_and_replay_revokes(engine: Engine) {
     assert!(matches!(refused, codes::Redeemed::Refused("wrong verifier")));
     let after = codes::redeem(&db, b"code-3", 12, &nothing(), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
     assert!(matches!(after, codes::Redeemed::Replayed { .. }));
+    assert!(!revocations::is_revoked(&db, "j").await.unwrap(), "a refused redemption records nothing it issued");
     // `last_used_at` moves at most once a minute, then again.
     for (code, at) in [(b"code-4", 40), (b"code-5", 11 + grants::LAST_USED_RESOLUTION)] {
         codes::insert(&db, code, &code_row(g.id, user, resource, at)).await.unwrap();
