@@ -16,6 +16,9 @@ const ENV_KEYS: &[&str] = &[
     "issuer",
     "bind",
     "database_url",
+    "database_statement_timeout",
+    "database_lock_timeout",
+    "database_idle_in_transaction_timeout",
     "data_dir",
     "log_format",
     "log_level",
@@ -280,6 +283,13 @@ pub struct Config {
     pub issuer: Option<String>,
     pub bind: String,
     pub database_url: Option<Secret>,
+    /// Postgres: the longest one statement may run (0: no limit).
+    pub database_statement_timeout: Seconds,
+    /// Postgres: the longest a statement waits for a lock (0: no limit).
+    pub database_lock_timeout: Seconds,
+    /// Postgres: a session idle inside a transaction this long is ended by the server, which rolls
+    /// back and releases its locks (0: no limit).
+    pub database_idle_in_transaction_timeout: Seconds,
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -345,6 +355,9 @@ impl Default for Config {
             issuer: None,
             bind: "127.0.0.1:8080".into(),
             database_url: None,
+            database_statement_timeout: Seconds(30),
+            database_lock_timeout: Seconds(10),
+            database_idle_in_transaction_timeout: Seconds(15),
             data_dir: PathBuf::from("data"),
             log_format: LogFormat::Human,
             log_level: "info".into(),
@@ -397,6 +410,17 @@ pub struct Settings {
     pub default_resource: Option<ResourceUri>,
     /// Cookies are `Secure` with the `__Host-` prefix when the issuer is https.
     pub secure_cookies: bool,
+}
+
+impl Settings {
+    /// The session limits the store sets on every Postgres connection.
+    pub fn database_limits(&self) -> crate::store::SessionLimits {
+        crate::store::SessionLimits {
+            statement_timeout: self.database_statement_timeout.as_duration(),
+            lock_timeout: self.database_lock_timeout.as_duration(),
+            idle_in_transaction_timeout: self.database_idle_in_transaction_timeout.as_duration(),
+        }
+    }
 }
 
 impl std::ops::Deref for Settings {

@@ -260,7 +260,7 @@ fn init_logging(settings: &Settings) {
 
 async fn open(settings: &Settings) -> Result<Db, Failure> {
     let url = settings.database_url.expose();
-    let db = Db::connect(url)
+    let db = Db::connect_with(url, settings.database_limits())
         .await
         .map_err(|e| Failure(format!("cannot open database {}: {e}", portcullis::config::redact_url(url))))?;
     db.migrate().await?;

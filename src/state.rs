@@ -70,7 +70,7 @@ impl AppState {
     /// Connects, migrates, applies declared resources and clients, loads keys and, on an empty
     /// database, creates the first admin.
     pub async fn start(settings: Settings) -> Result<(AppState, Started), StartError> {
-        let db = Db::connect(settings.database_url.expose()).await?;
+        let db = Db::connect_with(settings.database_url.expose(), settings.database_limits()).await?;
         db.migrate().await?;
         crate::admin::apply_config(&db, &settings).await?;
         let keys = KeyRing::open(db.clone(), key_settings(&settings)).await?;

@@ -12,9 +12,10 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers; 503 otherwise, so a load balancer stops sending traffic here.
+/// The database answers and can be written; 503 otherwise, so a load balancer stops sending
+/// traffic here.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match state.db.ping().await {
+    match state.db.ready().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "database": state.db.engine() }))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -34,6 +34,7 @@ pub mod rate_limit;
 pub mod register;
 pub mod revoke;
 pub mod routes;
+pub mod run_to_end;
 pub mod security;
 pub mod session;
 pub mod token;
@@ -119,6 +120,7 @@ pub fn app(state: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(axum::middleware::from_fn(run_to_end::run_to_end))
         .with_state(state)
 }
 

@@ -72,13 +72,21 @@ pub struct Sqlite {
 
 impl Sqlite {
     /// A reading connection, for statements a test or tool writes itself.
-    pub async fn read(&self) -> Result<sqlite::Lease<'_>> {
+    pub async fn read(&self) -> Result<sqlite::Lease> {
         self.readers.acquire().await.map_err(StoreError::from_sqlx)
     }
 
     /// The writing connection, for statements a test or tool writes itself.
-    pub async fn write(&self) -> Result<sqlite::Lease<'_>> {
+    pub async fn write(&self) -> Result<sqlite::Lease> {
         self.writer.acquire().await.map_err(StoreError::from_sqlx)
+    }
+
+    /// Connections found inside a transaction when lent and rolled back (a cancelled caller's).
+    pub fn settled(&self) -> u64 {
+        match std::sync::Arc::ptr_eq(&self.readers, &self.writer) {
+            true => self.writer.settled(),
+            false => self.readers.settled() + self.writer.settled(),
+        }
     }
 }
 
@@ -131,6 +139,11 @@ impl StoreError {
             sqlx::Error::Database(ref d) if matches!(d.code().as_deref(), Some("22021" | "22P05")) => {
                 StoreError::InvalidInput
             }
+            // Postgres: a session limit ended the statement (lock_timeout, statement_timeout) or
+            // the session (idle in a transaction); retrying later works.
+            sqlx::Error::Database(ref d) if matches!(d.code().as_deref(), Some("55P03" | "57014" | "25P03")) => {
+                StoreError::Unavailable(e.to_string())
+            }
             // SQLite busy past the busy timeout (SQLITE_BUSY 5, SQLITE_LOCKED 6, and their extended
             // codes): another writer holds the lock; retrying later works.
             sqlx::Error::Database(ref d)
@@ -168,8 +181,20 @@ impl<'c> BeginWrite<'c> for &'c mut SqliteConnection {
 
 impl<'c> BeginWrite<'c> for &'c PgPool {
     type Database = sqlx::Postgres;
+    /// sqlx 0.8's `BEGIN` is not cancellation safe on Postgres: dropped after the statement went
+    /// out and before its answer came back, it leaves the server inside a transaction that sqlx
+    /// counts as closed, and the pool lends that connection on (its later statements are never
+    /// committed and hold their locks). So the `BEGIN` runs in a task of its own, which always
+    /// sees its answer; if the caller is gone by then, the task drops the `Transaction`, whose
+    /// rollback the pool sends before it lends the connection again.
     async fn begin_write(self) -> std::result::Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
-        self.begin().await
+        let pool = self.clone();
+        match tokio::spawn(async move { pool.begin().await }).await {
+            Ok(begun) => begun,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down.
+            Err(_) => Err(sqlx::Error::PoolClosed),
+        }
     }
 }
 
@@ -192,13 +217,48 @@ pub(crate) fn for_update<P: Engine>(_pool: &P) -> &'static str {
     P::FOR_UPDATE
 }
 
+/// Limits every Postgres session carries, so that no bug of ours or of a driver can hold a lock or
+/// an open transaction for minutes (zero turns one off). SQLite needs none: one process holds the
+/// file, and its connection holder settles a connection before lending it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// How long a readiness probe waits for a connection before it reports the database unavailable.
+const READY_WAIT: Duration = Duration::from_secs(2);
+
 impl Db {
-    /// Connects to `sqlite:PATH` (creating the file and its directory) or `postgres://...`.
+    /// Connects to `sqlite:PATH` (creating the file and its directory) or `postgres://...`, with
+    /// the default session limits.
     pub async fn connect(url: &str) -> Result<Db> {
+        Db::connect_with(url, SessionLimits::default()).await
+    }
+
+    pub async fn connect_with(url: &str, limits: SessionLimits) -> Result<Db> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url)?;
+            let millis = |d: Duration| d.as_millis().to_string();
+            // Sent as startup parameters, so every connection the pool opens carries them.
+            let opts = PgConnectOptions::from_str(url)?.options([
+                ("statement_timeout", millis(limits.statement_timeout)),
+                ("lock_timeout", millis(limits.lock_timeout)),
+                ("idle_in_transaction_session_timeout", millis(limits.idle_in_transaction_timeout)),
+            ]);
             // sqlx's ping before lending stays on here: a network connection can die while idle
-            // (a restart, a failover, a proxy's idle cut) and is then replaced, not failed on.
+            // (a restart, a failover, a proxy's idle cut, the idle-in-transaction limit) and is
+            // then replaced, not failed on.
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(5))
@@ -239,16 +299,43 @@ impl Db {
     pub async fn migrate(&self) -> Result<()> {
         match self {
             Db::Sqlite(s) => sqlx::migrate!("migrations/sqlite").run(&mut *s.write().await?).await?,
-            Db::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
+            Db::Postgres(p) => {
+                // On a connection of its own without the session limits (building an index on a
+                // large table may take longer), closed afterwards rather than returned with them off.
+                let mut conn = p.acquire().await?.detach();
+                sqlx::query("SET statement_timeout = 0").execute(&mut conn).await?;
+                sqlx::query("SET lock_timeout = 0").execute(&mut conn).await?;
+                sqlx::migrate!("migrations/postgres").run(&mut conn).await?;
+                sqlx::Connection::close(conn).await?;
+            }
         }
         Ok(())
     }
 
-    /// Readiness: one round trip.
-    pub async fn ping(&self) -> Result<()> {
-        dispatch!(self, |pool| {
-            sqlx::query("SELECT 1").execute(pool).await.map_err(StoreError::from_sqlx)?;
-        });
+    /// Readiness: the database answers and can be written. On SQLite the writing connection is
+    /// lent within a short wait and takes the write lock (`BEGIN IMMEDIATE`, rolled back), so a
+    /// writer that is stuck or cannot write reads as not ready; on Postgres a connection is lent
+    /// within the same wait and the server is not read-only (a standby, or read-only by default).
+    pub async fn ready(&self) -> Result<()> {
+        let gone = |_| StoreError::Unavailable("no connection within the readiness wait".into());
+        match self {
+            Db::Sqlite(s) => {
+                sqlx::query("SELECT 1").execute(&mut *s.readers.acquire_within(READY_WAIT).await?).await?;
+                let mut writer = s.writer.acquire_within(READY_WAIT).await?;
+                sqlx::Connection::begin_with(&mut *writer, "BEGIN IMMEDIATE").await?.rollback().await?;
+            }
+            Db::Postgres(p) => {
+                let mut conn = tokio::time::timeout(READY_WAIT, p.acquire()).await.map_err(gone)??;
+                let writable: bool = sqlx::query_scalar(
+                    "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'",
+                )
+                .fetch_one(&mut *conn)
+                .await?;
+                if !writable {
+                    return Err(StoreError::Unavailable("the database is read-only".into()));
+                }
+            }
+        }
         Ok(())
     }
 

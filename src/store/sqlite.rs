@@ -3,16 +3,30 @@
 //! `ping` command each time a connection is returned (and, by default, before it is lent), which
 //! costs as much as the statement itself. Measured on the target machine: one `SELECT 1` through
 //! the pool cost ~57 µs of server CPU, about two thirds of it the hand-offs around the statement.
-//! SQLite connections do not go stale the way network connections do, so nothing here pings.
+//! SQLite connections do not go stale the way network connections do, so nothing here pings on
+//! the common path.
+//!
+//! Cancellation: a store call whose future is dropped (a client hung up, a timeout fired) drops
+//! its lease at whatever `.await` it had reached. sqlx copes with most such points (a dropped
+//! `Transaction` queues its rollback ahead of the next borrower's commands), but not all: a
+//! `BEGIN IMMEDIATE` acknowledged after its caller was dropped leaves a transaction that no
+//! `Transaction` value owns, and every later `begin_with` on that connection fails. So before a
+//! connection is lent, a connection that sqlx counts as inside a transaction is settled: its
+//! queued commands run, whatever is still open is rolled back through sqlx (so sqlx's count and
+//! SQLite agree), and a connection that cannot be put right is replaced. The test is one atomic
+//! load, so the common path costs nothing; the settling runs inside the new lease, so a borrower
+//! dropped while settling leaves the work to the next one.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use sqlx::{ConnectOptions, Connection, TransactionManager};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+type Transactions = <sqlx::Sqlite as sqlx::Database>::TransactionManager;
 
 /// How many times a connection's thread was seen to have stopped (`WorkerCrashed`), in this
 /// process. Each connection is checked once (a ping) after every such event, and reopened if dead:
@@ -29,10 +43,12 @@ pub fn worker_crashed() {
 pub struct Connections {
     idle: Mutex<Vec<Idle>>,
     /// One permit per idle connection; tokio's semaphore is fair, so waiters are served in order.
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     count: u32,
     options: SqliteConnectOptions,
     acquire_timeout: Duration,
+    /// Connections found inside a transaction when lent, and settled (see the module comment).
+    settled: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -54,34 +70,40 @@ impl Connections {
         }
         Ok(Connections {
             idle: Mutex::new(idle),
-            permits: Semaphore::new(count as usize),
+            permits: Arc::new(Semaphore::new(count as usize)),
             count,
             options: options.clone(),
             acquire_timeout,
+            settled: AtomicU64::new(0),
         })
     }
 
     /// A connection for one store call; a caller waits at most the acquire timeout (then the
     /// store answers "unavailable", as it did when sqlx's pool timed out).
-    pub async fn acquire(&self) -> Result<Lease<'_>, sqlx::Error> {
-        let permit = tokio::time::timeout(self.acquire_timeout, self.permits.acquire())
+    pub async fn acquire(self: &Arc<Self>) -> Result<Lease, sqlx::Error> {
+        self.acquire_within(self.acquire_timeout).await
+    }
+
+    /// [`Connections::acquire`] with the caller's own timeout (a readiness probe waits less).
+    pub async fn acquire_within(self: &Arc<Self>, timeout: Duration) -> Result<Lease, sqlx::Error> {
+        let permit = tokio::time::timeout(timeout, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        let Idle { mut conn, checked } =
+        let Idle { conn, checked } =
             self.idle.lock().expect("sqlite connections lock").pop().ok_or(sqlx::Error::PoolClosed)?;
+        let mut lease = Lease { conn: Some(conn), checked, home: self.clone(), _permit: permit };
         let crashes = CRASHES.load(Ordering::Relaxed);
-        if checked < crashes && sqlx::Connection::ping(&mut conn).await.is_err() {
-            match self.options.connect().await {
-                Ok(fresh) => conn = fresh,
-                Err(e) => {
-                    // Keep the count of connections: the dead one stays, to be retried next time.
-                    self.idle.lock().expect("sqlite connections lock").push(Idle { conn, checked });
-                    return Err(e);
-                }
-            }
+        if checked < crashes || lease.is_in_transaction() {
+            lease.settle().await?;
         }
-        Ok(Lease { conn: Some(conn), checked: crashes, home: self, _permit: permit })
+        lease.checked = crashes;
+        Ok(lease)
+    }
+
+    /// How many connections were found inside a transaction when lent, and settled.
+    pub fn settled(&self) -> u64 {
+        self.settled.load(Ordering::Relaxed)
     }
 
     /// Waits (at most the acquire timeout) for the connections lent out, then closes them all and
@@ -91,36 +113,64 @@ impl Connections {
         self.permits.close();
         let idle = std::mem::take(&mut *self.idle.lock().expect("sqlite connections lock"));
         for Idle { conn, .. } in idle {
-            let _ = sqlx::Connection::close(conn).await;
+            let _ = conn.close().await;
         }
     }
 }
 
-/// A lent connection; dropping it returns the connection. A statement or transaction cancelled
-/// mid-way is safe to hand on: sqlx queues its completion (or rollback) on the connection's own
-/// thread ahead of the next borrower's commands.
+/// A lent connection; dropping it returns the connection, whatever state it is in (the next
+/// borrower settles it, see the module comment).
 #[derive(Debug)]
-pub struct Lease<'a> {
+pub struct Lease {
     conn: Option<SqliteConnection>,
     checked: u64,
-    home: &'a Connections,
-    _permit: SemaphorePermit<'a>,
+    home: Arc<Connections>,
+    _permit: OwnedSemaphorePermit,
 }
 
-impl Deref for Lease<'_> {
+impl Lease {
+    /// Brings the connection to a known state: queued commands run (a rollback sqlx started for
+    /// a dropped `Transaction`, a statement whose caller left), a transaction nobody owns is
+    /// rolled back, a dead connection is replaced. On error the lease still holds a connection,
+    /// which goes back to be settled by the next borrower.
+    async fn settle(&mut self) -> Result<(), sqlx::Error> {
+        let conn: &mut SqliteConnection = self;
+        let mut sound = conn.ping().await.is_ok();
+        let was_open = sound && conn.is_in_transaction();
+        while sound && conn.is_in_transaction() {
+            sound = Transactions::rollback(conn).await.is_ok();
+        }
+        if sound {
+            if was_open {
+                self.home.settled.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "a SQLite connection came back inside a transaction (its caller was cancelled); rolled back"
+                );
+            }
+            return Ok(());
+        }
+        let fresh = self.home.options.connect().await?;
+        tracing::warn!("a SQLite connection could not be checked or rolled back; replaced it");
+        // Dropping the old connection ends its thread; SQLite rolls back what it left open.
+        self.conn = Some(fresh);
+        Ok(())
+    }
+}
+
+impl Deref for Lease {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
         self.conn.as_ref().expect("a lease holds its connection until dropped")
     }
 }
 
-impl DerefMut for Lease<'_> {
+impl DerefMut for Lease {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         self.conn.as_mut().expect("a lease holds its connection until dropped")
     }
 }
 
-impl Drop for Lease<'_> {
+impl Drop for Lease {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         // After `close`, a connection coming back is dropped, which closes it.
@@ -137,9 +187,9 @@ mod tests {
 
     use super::*;
 
-    async fn one_connection(timeout_ms: u64) -> Connections {
+    async fn one_connection(timeout_ms: u64) -> Arc<Connections> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:").unwrap();
-        Connections::open(&options, 1, Duration::from_millis(timeout_ms)).await.unwrap()
+        Arc::new(Connections::open(&options, 1, Duration::from_millis(timeout_ms)).await.unwrap())
     }
 
     #[tokio::test]
@@ -155,7 +205,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_are_served_in_order() {
-        let conns = std::sync::Arc::new(one_connection(5_000).await);
+        let conns = one_connection(5_000).await;
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
         let held = conns.acquire().await.unwrap();
         let mut waiters = Vec::new();
@@ -178,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_waits_for_leases_and_then_refuses() {
-        let conns = std::sync::Arc::new(one_connection(5_000).await);
+        let conns = one_connection(5_000).await;
         let lease = conns.acquire().await.unwrap();
         let closing = {
             let conns = conns.clone();
@@ -190,6 +240,87 @@ mod tests {
         closing.await.unwrap();
         assert!(matches!(conns.acquire().await, Err(sqlx::Error::PoolClosed)));
         assert!(conns.idle.lock().unwrap().is_empty(), "every connection was closed");
+    }
+
+    async fn count(conns: &Arc<Connections>) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM t").fetch_one(&mut *conns.acquire().await.unwrap()).await.unwrap()
+    }
+
+    async fn with_table(conns: &Arc<Connections>) {
+        sqlx::query("CREATE TABLE t (n INTEGER)").execute(&mut *conns.acquire().await.unwrap()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_transaction_nobody_owns_is_rolled_back_before_the_next_lease() {
+        let conns = one_connection(1_000).await;
+        with_table(&conns).await;
+        let mut lease = conns.acquire().await.unwrap();
+        let mut tx = lease.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)").execute(&mut *tx).await.unwrap();
+        // What a BEGIN acknowledged after its caller was dropped leaves: an open transaction that
+        // no `Transaction` value owns.
+        std::mem::forget(tx);
+        drop(lease);
+        let mut lease = conns.acquire().await.unwrap();
+        assert!(!lease.is_in_transaction());
+        lease.begin_with("BEGIN IMMEDIATE").await.expect("the next writer can begin").commit().await.unwrap();
+        drop(lease);
+        assert_eq!(count(&conns).await, 0, "the orphaned insert was rolled back");
+        assert_eq!(conns.settled(), 1);
+    }
+
+    /// Drops a write transaction's future after `micros`: at every await point of begin, insert
+    /// and commit in turn, as a hung-up client does. Whether the write finished.
+    async fn cut_after(conns: &Arc<Connections>, micros: u64) -> bool {
+        let write = async {
+            let mut lease = conns.acquire().await.unwrap();
+            let mut tx = lease.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (1)").execute(&mut *tx).await.unwrap();
+            tx.commit().await.unwrap();
+        };
+        let cut = async {
+            // Finer than tokio's millisecond timer.
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_micros(micros) {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = write => true,
+            () = cut => false,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_cut_at_any_point_leave_the_connection_usable() {
+        let options = SqliteConnectOptions::from_str(&format!(
+            "sqlite://{}/cut.db",
+            std::env::temp_dir().join(format!("portcullis-cut-{}", std::process::id())).display()
+        ))
+        .unwrap()
+        .create_if_missing(true);
+        std::fs::create_dir_all(std::env::temp_dir().join(format!("portcullis-cut-{}", std::process::id()))).unwrap();
+        let conns = Arc::new(Connections::open(&options, 1, Duration::from_secs(5)).await.unwrap());
+        with_table(&conns).await;
+        let (mut finished, mut cut) = (0, 0);
+        for i in 0..2_000 {
+            match cut_after(&conns, (i * 7) % 4_000).await {
+                true => finished += 1,
+                false => cut += 1,
+            }
+        }
+        assert!(finished > 0 && cut > 0, "both outcomes seen: {finished} finished, {cut} cut");
+        assert!(conns.settled() > 0, "some writes were cut inside their transaction");
+        // Every write that finished is there; a cut one may or may not have committed, never half.
+        let rows = count(&conns).await;
+        assert!(rows >= finished, "{rows} rows, {finished} finished writes");
+        assert!(rows <= 2_000);
+        let mut lease = conns.acquire().await.unwrap();
+        lease.begin_with("BEGIN IMMEDIATE").await.expect("still writable").commit().await.unwrap();
+        drop(lease);
+        conns.close().await;
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("portcullis-cut-{}", std::process::id())));
     }
 
     #[tokio::test]

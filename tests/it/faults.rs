@@ -29,7 +29,7 @@ use crate::helpers::{
 };
 
 /// The redirect URI of every client these tests register (loopback: any port, http allowed).
-const REDIRECT: &str = "http://127.0.0.1/cb";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1/cb";
 
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers that work against any base URL (the in-process app or the served binary).
@@ -37,12 +37,12 @@ const REDIRECT: &str = "http://127.0.0.1/cb";
 
 /// A cookie-keeping client that does not follow redirects, with a bound on every request so a
 /// hung server fails the test instead of blocking it.
-fn client(timeout: Duration) -> reqwest::Client {
+pub(crate) fn client(timeout: Duration) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).timeout(timeout).build().expect("client")
 }
 
-async fn register_client(http: &reqwest::Client, base: &str) -> String {
+pub(crate) async fn register_client(http: &reqwest::Client, base: &str) -> String {
     let res = http
         .post(format!("{base}/register"))
         .json(&json!({ "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", "client_name": "Faults" }))
@@ -54,7 +54,7 @@ async fn register_client(http: &reqwest::Client, base: &str) -> String {
     body["client_id"].as_str().expect("client_id").to_string()
 }
 
-async fn login(http: &reqwest::Client, base: &str) {
+pub(crate) async fn login(http: &reqwest::Client, base: &str) {
     let res = sign_in(http, &format!("{base}/login"), "alice", PASSWORD).await;
     assert_eq!(res.status(), 200, "login");
 }
@@ -71,7 +71,7 @@ fn authorize_query<'a>(client_id: &'a str, challenge: &'a str) -> [(&'static str
 }
 
 /// /authorize for a signed-in browser, through consent when asked: returns (code, verifier).
-async fn authorize(http: &reqwest::Client, base: &str, client_id: &str) -> (String, String) {
+pub(crate) async fn authorize(http: &reqwest::Client, base: &str, client_id: &str) -> (String, String) {
     let (verifier, challenge) = pkce();
     let res = http
         .get(format!("{base}/authorize"))
@@ -98,7 +98,7 @@ async fn authorize(http: &reqwest::Client, base: &str, client_id: &str) -> (Stri
     (code, verifier)
 }
 
-fn code_form<'a>(client_id: &'a str, code: &'a str, verifier: &'a str) -> [(&'static str, &'a str); 5] {
+pub(crate) fn code_form<'a>(client_id: &'a str, code: &'a str, verifier: &'a str) -> [(&'static str, &'a str); 5] {
     [
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -108,24 +108,24 @@ fn code_form<'a>(client_id: &'a str, code: &'a str, verifier: &'a str) -> [(&'st
     ]
 }
 
-fn refresh_form<'a>(client_id: &'a str, token: &'a str) -> [(&'static str, &'a str); 3] {
+pub(crate) fn refresh_form<'a>(client_id: &'a str, token: &'a str) -> [(&'static str, &'a str); 3] {
     [("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", client_id)]
 }
 
 /// POST /token; `None` when no answer came back (connection refused or reset: the server died).
-async fn post_token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> Option<(u16, Value)> {
+pub(crate) async fn post_token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> Option<(u16, Value)> {
     let res = http.post(format!("{base}/token")).form(form).send().await.ok()?;
     let status = res.status().as_u16();
     let body = res.bytes().await.ok()?;
     Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
-async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> (u16, Value) {
     post_token(http, base, form).await.expect("the server answers /token")
 }
 
 /// Registration, sign-in, consent, code exchange and one refresh: the whole flow works.
-async fn full_flow_works(base: &str) {
+pub(crate) async fn full_flow_works(base: &str) {
     let http = client(Duration::from_secs(30));
     let client_id = register_client(&http, base).await;
     login(&http, base).await;
@@ -751,7 +751,7 @@ fn start_burst(base: &str, round: &Round) -> Burst {
     Burst { seen, answered, codes, chains }
 }
 
-async fn count(db: &Db, sql: &str, binds: &[&[u8]]) -> i64 {
+pub(crate) async fn count(db: &Db, sql: &str, binds: &[&[u8]]) -> i64 {
     match db {
         Db::Sqlite(s) => {
             let mut q = sqlx::query_scalar::<_, i64>(sql);
@@ -771,7 +771,7 @@ async fn count(db: &Db, sql: &str, binds: &[&[u8]]) -> i64 {
 }
 
 /// The invariants no crash may break, over the whole database.
-async fn check_invariants(db: &Db) {
+pub(crate) async fn check_invariants(db: &Db) {
     let checks: &[(&str, &str)] = &[
         (
             "a successor_id names no row whose parent is this token",

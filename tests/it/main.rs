@@ -4,6 +4,7 @@
 mod helpers;
 
 mod authorize;
+mod cancellation;
 mod cimd;
 mod cli;
 mod faults;
