@@ -3,6 +3,8 @@ FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends pkg-config libssl-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# A workspace member: cargo needs it present even to build the server alone.
+COPY bench bench
 COPY src src
 COPY migrations migrations
 COPY templates templates

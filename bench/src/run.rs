@@ -1,0 +1,126 @@
+//! A run: start the server or use the target, set up what the scenarios need, then each scenario
+//! in turn (warm-up, measured window, CPU sampled over that window only), reported as it ends.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::flows::register_body;
+use crate::http1::Conn;
+use crate::launch::{CliDb, server_binary, start_server};
+use crate::procfs::{cpu_use, loadavg, snapshot, status_kb};
+use crate::scenarios::{ALL, Ctx, Scenario, Tally, Worker, work};
+use crate::setup::{Principal, principal, setup_fixture};
+use crate::target::discover;
+use crate::{Opts, Res, STOP, report};
+
+/// The whole run; a server this tool started is stopped (and its database dropped) even on error.
+pub async fn run(opts: Opts) -> Res<()> {
+    if opts.concurrency == 0 || opts.duration <= 0.0 {
+        return Err("--concurrency and --duration must be positive".into());
+    }
+    let scenarios: Vec<Scenario> = if opts.scenario == "all" {
+        ALL.iter().map(|s| Scenario::parse(s)).collect::<Res<_>>()?
+    } else {
+        opts.scenario.split(',').map(|s| Scenario::parse(s.trim())).collect::<Res<_>>()?
+    };
+    let (mut server, base, cli_db, server_pid, db_label) = match &opts.target {
+        Some(base) => {
+            let cli_db = match (&opts.config, opts.db.as_str()) {
+                (Some(p), _) => Some(CliDb::Config(p.clone())),
+                (None, "sqlite") => None,
+                (None, url) => Some(CliDb::Url(url.to_string())),
+            };
+            (None, base.clone(), cli_db, opts.server_pid, "external".to_string())
+        }
+        None => {
+            let (s, base) = start_server(&opts).await?;
+            let cli_db = CliDb::Config(s.config.clone());
+            let pid = s.pid;
+            let label = if opts.db == "sqlite" { "sqlite".to_string() } else { "postgres".to_string() };
+            eprintln!("started {} (pid {pid}) on {base} with {label}", server_binary(&opts)?.display());
+            (Some(s), base, Some(cli_db), Some(pid), label)
+        }
+    };
+    let result = benchmark(&opts, &scenarios, &base, cli_db.as_ref(), server_pid, &db_label).await;
+    if let Some(s) = server.as_mut() {
+        s.stop().await;
+    }
+    result
+}
+
+/// Every scenario in turn against the discovered target.
+async fn benchmark(
+    opts: &Opts,
+    scenarios: &[Scenario],
+    base: &str,
+    cli_db: Option<&CliDb>,
+    server_pid: Option<u32>,
+    db_label: &str,
+) -> Res<()> {
+    let target = discover(base).await?;
+    let needs_fixture = scenarios.iter().any(|s| s.needs_principals());
+    let fixture = if needs_fixture {
+        let db = cli_db.ok_or(
+            "authcode, refresh, introspect and login need a person and an MCP server: with --target, pass the \
+             server's --config or its --db URL so the CLI can add them",
+        )?;
+        Some(setup_fixture(&server_binary(opts)?, db)?)
+    } else {
+        None
+    };
+    let ctx = Arc::new(Ctx { target, fixture, register_body: register_body() });
+    let mut workers: Vec<Worker> = (0..opts.concurrency)
+        .map(|_| Worker { conn: Conn::new(&ctx.target), principal: Principal::default(), login_csrf: None })
+        .collect();
+    let mut principals_ready = false;
+    let mut rows = Vec::new();
+    for &s in scenarios {
+        if STOP.load(Ordering::Relaxed) {
+            break;
+        }
+        if s.needs_principals() && !principals_ready {
+            // Set up just before the first scenario that needs it, so the scenarios before it show
+            // the server's memory without the sign-ins (argon2) this costs.
+            let t = Instant::now();
+            let fx = ctx.fixture.as_ref().expect("fixture");
+            for w in workers.iter_mut() {
+                w.principal = principal(&mut w.conn, &ctx.target, fx, &ctx.register_body).await?;
+            }
+            principals_ready = true;
+            let rss = server_pid
+                .and_then(|p| status_kb(p, "VmRSS:"))
+                .map(|kb| format!(", server RSS now {:.1} MB", kb as f64 / 1024.0));
+            eprintln!(
+                "set up {} clients with signed-in, consented sessions in {:.1} s{}",
+                workers.len(),
+                t.elapsed().as_secs_f64(),
+                rss.unwrap_or_default()
+            );
+        }
+        let load_before = loadavg();
+        let start = Instant::now();
+        let measure_from = start + Duration::from_secs_f64(opts.warmup);
+        let end = measure_from + Duration::from_secs_f64(opts.duration);
+        let mut set = tokio::task::JoinSet::new();
+        for w in workers.drain(..) {
+            set.spawn(work(s, w, ctx.clone(), measure_from, end));
+        }
+        // CPU is sampled over the measured window only.
+        tokio::time::sleep_until(measure_from.into()).await;
+        let before = snapshot(server_pid);
+        tokio::time::sleep_until(end.into()).await;
+        let after = snapshot(server_pid);
+        let mut all = Tally::default();
+        while let Some(r) = set.join_next().await {
+            let (w, t) = r.map_err(|e| format!("worker panicked: {e}"))?;
+            workers.push(w);
+            all.add(t);
+        }
+        let cpu = cpu_use(&before, &after);
+        let line = report::scenario(opts, s, db_label, server_pid, load_before, cpu, all);
+        rows.push(line);
+    }
+    report::print_table(&rows);
+    Ok(())
+}
