@@ -321,8 +321,16 @@ impl Db {
         match self {
             Db::Sqlite(s) => {
                 sqlx::query("SELECT 1").execute(&mut *s.readers.acquire_within(READY_WAIT).await?).await?;
-                let mut writer = s.writer.acquire_within(READY_WAIT).await?;
-                sqlx::Connection::begin_with(&mut *writer, "BEGIN IMMEDIATE").await?.rollback().await?;
+                // Within the wait, not SQLite's busy timeout: a probe must answer promptly. Cut
+                // off, the `BEGIN` is settled before the connection's next use.
+                let write = async {
+                    let mut writer = s.writer.acquire_within(READY_WAIT).await?;
+                    sqlx::Connection::begin_with(&mut *writer, "BEGIN IMMEDIATE").await?.rollback().await?;
+                    Ok::<_, StoreError>(())
+                };
+                tokio::time::timeout(READY_WAIT, write)
+                    .await
+                    .map_err(|_| StoreError::Unavailable("the database cannot be written (locked)".into()))??;
             }
             Db::Postgres(p) => {
                 let mut conn = tokio::time::timeout(READY_WAIT, p.acquire()).await.map_err(gone)??;

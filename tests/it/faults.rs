@@ -531,7 +531,8 @@ async fn postgres_outage_login_page_is_an_error_page() {
 }
 
 /// SQLite: another process holds the write lock longer than the busy timeout (5 s). Reads go on
-/// (WAL), so /readyz stays 200; writes cannot happen now but will soon, which is
+/// (WAL), but the server cannot write, so /readyz answers 503 (within its own short wait) until
+/// the lock is released; writes cannot happen now but will soon, which is
 /// `temporarily_unavailable` (503, Retry-After), and nothing refused is spent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_write_lock_past_busy_timeout_is_temporarily_unavailable() {
@@ -552,8 +553,10 @@ async fn sqlite_write_lock_past_busy_timeout_is_temporarily_unavailable() {
     sqlx::query("ROLLBACK").execute(&mut locker).await.expect("release the write lock");
     locker.close().await.ok();
 
-    assert_eq!(ready.expect("/readyz").status(), 200, "reads still work: the database is reachable");
+    assert_eq!(ready.expect("/readyz").status(), 503, "the database cannot be written: not ready");
     assert_temporarily_unavailable("POST /token (refresh_token) under a held write lock", refreshed).await;
+    let ready = http.get(app.url("/readyz")).send().await.expect("/readyz");
+    assert_eq!(ready.status(), 200, "ready again once the lock is released");
     let (status, body) = app.token(&refresh_form(&client_id, &refresh)).await;
     assert_eq!(status, 200, "the refresh token refused under the lock is still good: {body}");
 }
