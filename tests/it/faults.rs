@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::helpers::{
     Binary, Engine, MCP, PASSWORD, ServeOutput, TestApp, TestDb, approve_consent, db_tests, hidden, location, pkce,
-    postgres_configured, sign_in,
+    sign_in,
 };
 
 /// The redirect URI of every client these tests register (loopback: any port, http allowed).
@@ -393,10 +393,8 @@ async fn wait_ready_again(http: &reqwest::Client, base: &str, within: Duration) 
 /// API endpoints answer 503 `temporarily_unavailable` meanwhile, the key cache keeps /jwks.json up,
 /// nothing that failed with 503 was spent, and the server recovers without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(portcullis_postgres_tests), ignore = "set PORTCULLIS_TEST_POSTGRES_URL to run this Postgres test")]
 async fn postgres_outage_answers_503_and_recovers() {
-    if !postgres_configured() {
-        return;
-    }
     let (_db, mut forwarder, url) = postgres_behind_forwarder().await;
     let app = InProcess::spawn(&url).await;
     let http = client(Duration::from_secs(30));
@@ -469,10 +467,8 @@ async fn postgres_outage_answers_503_and_recovers() {
 /// Browser pages while Postgres is away, for a signed-in person and a new visitor: a readable
 /// 5xx page, never an empty body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(portcullis_postgres_tests), ignore = "set PORTCULLIS_TEST_POSTGRES_URL to run this Postgres test")]
 async fn postgres_outage_browser_pages_show_an_error_page() {
-    if !postgres_configured() {
-        return;
-    }
     let (_db, mut forwarder, url) = postgres_behind_forwarder().await;
     let app = InProcess::spawn(&url).await;
     let signed_in = client(Duration::from_secs(30));
@@ -515,10 +511,8 @@ async fn postgres_outage_browser_pages_show_an_error_page() {
 /// fresh CSRF token in a new session), then tower-sessions fails to save the session and answers
 /// its own bare 500 with an empty body, past the error-page renderer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(portcullis_postgres_tests), ignore = "set PORTCULLIS_TEST_POSTGRES_URL to run this Postgres test")]
 async fn postgres_outage_login_page_is_an_error_page() {
-    if !postgres_configured() {
-        return;
-    }
     let (_db, mut forwarder, url) = postgres_behind_forwarder().await;
     let app = InProcess::spawn(&url).await;
     forwarder.cut().await;
@@ -562,20 +556,7 @@ async fn sqlite_write_lock_past_busy_timeout_is_temporarily_unavailable() {
 // Part 2: SIGKILL during a burst of token requests, then restart on the same database.
 // ---------------------------------------------------------------------------------------------
 
-db_tests!(sigkill_during_token_burst_leaves_consistent_state);
-
-mod code_replay_racing_a_refresh_revokes_the_whole_family {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::code_replay_racing_a_refresh_revokes_the_whole_family(crate::helpers::Engine::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        if crate::helpers::postgres_configured() {
-            super::code_replay_racing_a_refresh_revokes_the_whole_family(crate::helpers::Engine::Postgres).await
-        }
-    }
-}
+db_tests!(sigkill_during_token_burst_leaves_consistent_state, code_replay_racing_a_refresh_revokes_the_whole_family);
 
 /// A replayed code revokes the family its first redemption started, even when a refresh of that
 /// family's token is in flight at the same moment: afterwards no token of the family works.

@@ -28,10 +28,9 @@ mod known_bugs {
         super::known_bugs_are_fixed(crate::helpers::Engine::Sqlite).await
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(portcullis_postgres_tests), ignore = "set PORTCULLIS_TEST_POSTGRES_URL to run the Postgres variant")]
     async fn postgres() {
-        if crate::helpers::postgres_configured() {
-            super::known_bugs_are_fixed(crate::helpers::Engine::Postgres).await
-        }
+        super::known_bugs_are_fixed(crate::helpers::Engine::Postgres).await
     }
 }
 
@@ -1089,10 +1088,9 @@ mod rate_limited_pages_carry_retry_after {
         super::rate_limited(crate::helpers::Engine::Sqlite, true).await
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(not(portcullis_postgres_tests), ignore = "set PORTCULLIS_TEST_POSTGRES_URL to run the Postgres variant")]
     async fn postgres() {
-        if crate::helpers::postgres_configured() {
-            super::rate_limited(crate::helpers::Engine::Postgres, true).await
-        }
+        super::rate_limited(crate::helpers::Engine::Postgres, true).await
     }
 }
 
