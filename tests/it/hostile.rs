@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    Engine, MCP, PASSWORD, TestApp, approve_consent, browser, count_rows, db_tests, hidden, location, pkce, query_of,
+    Engine, MCP, OAuthParams, PASSWORD, TestApp, approve_consent, browser, count_rows, db_tests, hidden, location,
+    pkce, query_of,
 };
 
 db_tests!(
@@ -998,30 +999,12 @@ async fn catalogue_gets_clean_4xx_and_writes_nothing(engine: Engine) {
     let http = browser();
     assert_eq!(app.login(&http, "alice", PASSWORD).await.status(), 200, "alice's password still works");
     let (verifier, challenge) = pkce();
-    let loc = app
-        .authorize_approve(
-            &http,
-            &[
-                ("response_type", "code"),
-                ("client_id", &fx.client_id),
-                ("redirect_uri", REDIRECT),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("state", "after"),
-            ],
-        )
-        .await;
+    let loc =
+        app.authorize_approve(&http, &OAuthParams::authorize(&fx.client_id, REDIRECT, &challenge).state("after")).await;
     let q = query_of(&loc);
     assert_eq!(q.get("state").map(String::as_str), Some("after"));
-    let (status, tokens) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &q["code"]),
-            ("redirect_uri", REDIRECT),
-            ("client_id", &fx.client_id),
-            ("code_verifier", &verifier),
-        ])
-        .await;
+    let (status, tokens) =
+        app.token(&OAuthParams::code(&fx.client_id, &q["code"], &verifier).redirect_uri(REDIRECT)).await;
     assert_eq!(status, 200, "{tokens}");
     assert!(tokens["access_token"].is_string(), "{tokens}");
 }
@@ -1051,14 +1034,7 @@ async fn hostile_names_and_state_are_rendered_literally(engine: Engine) {
     assert_eq!(app.login(&http, "alice", PASSWORD).await.status(), 200);
     let (verifier, challenge) = pkce();
     let state = "'; DROP TABLE users; -- {{7*7}} ${7*7} <script>x</script> \r\nSet-Cookie: injected=1";
-    let query = [
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", REDIRECT),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-        ("state", state),
-    ];
+    let query = OAuthParams::authorize(client_id, REDIRECT, &challenge).state(state);
     let res = http.get(app.url("/authorize")).query(&query).send().await.expect("authorize");
     assert_eq!(res.status(), 200, "consent page");
     let page = res.text().await.expect("page");
@@ -1074,15 +1050,7 @@ async fn hostile_names_and_state_are_rendered_literally(engine: Engine) {
     assert!(!loc.contains('\r') && !loc.contains('\n') && !loc.contains(' '), "{loc:?}");
     let q = query_of(&loc);
     assert_eq!(q.get("state").map(String::as_str), Some(state), "state comes back byte for byte");
-    let (status, tokens) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &q["code"]),
-            ("redirect_uri", REDIRECT),
-            ("client_id", client_id),
-            ("code_verifier", &verifier),
-        ])
-        .await;
+    let (status, tokens) = app.token(&OAuthParams::code(client_id, &q["code"], &verifier).redirect_uri(REDIRECT)).await;
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(count_rows(&app.db, "users").await, 1, "users intact");
     assert_eq!(count_rows(&app.db, "clients").await, 1);
