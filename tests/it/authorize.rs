@@ -1,10 +1,12 @@
 //! /authorize, login and consent: what may redirect and what must not, loopback redirect rules,
 //! PKCE, resource and scope resolution, prompt, remembered grants, deny, CSRF.
 
+use serde::Serialize;
 use serde_json::json;
 
 use crate::helpers::{
-    Engine, MCP, PASSWORD, TestApp, browser, db_tests, hidden, location, pkce, query_of, submit_consent,
+    Engine, IssuedCode, MCP, OAuthParams, PASSWORD, TestApp, browser, db_tests, hidden, location, pkce, query_of,
+    submit_consent,
 };
 
 db_tests!(
@@ -24,18 +26,11 @@ db_tests!(
     post_authorize_works_like_get,
 );
 
-fn base_query<'a>(client_id: &'a str, redirect: &'a str, challenge: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", redirect),
-        ("code_challenge", challenge),
-        ("code_challenge_method", "S256"),
-        ("state", "s-1"),
-    ]
+fn base_query(client_id: &str, redirect: &str, challenge: &str) -> OAuthParams {
+    OAuthParams::authorize(client_id, redirect, challenge).state("s-1")
 }
 
-async fn get(app: &TestApp, http: &reqwest::Client, q: &[(&str, &str)]) -> reqwest::Response {
+async fn get<Q: Serialize + ?Sized>(app: &TestApp, http: &reqwest::Client, q: &Q) -> reqwest::Response {
     http.get(app.url("/authorize")).query(q).send().await.unwrap()
 }
 
@@ -153,30 +148,18 @@ async fn resource_is_canonicalised_and_checked(engine: Engine) {
     // Unknown resource: invalid_target through the redirect.
     let client = app.public_client(redirect).await;
     let (_, ch) = pkce();
-    let mut q = base_query(&client, redirect, &ch);
-    q.push(("resource", "https://unknown.example.com/mcp"));
+    let q = base_query(&client, redirect, &ch).resource("https://unknown.example.com/mcp");
     let res = get(&app, &app.http, &q).await;
     assert_eq!(query_of(&location(&res))["error"], "invalid_target");
     // Two different resources at once: refused.
-    let mut q = base_query(&client, redirect, &ch);
-    q.push(("resource", MCP));
-    q.push(("resource", "https://other.example.com"));
+    let q = base_query(&client, redirect, &ch).resource(MCP).resource("https://other.example.com");
     assert_eq!(query_of(&location(&get(&app, &app.http, &q).await))["error"], "invalid_target");
     // Non-canonical spellings of registered resources are accepted, and `aud` is canonical.
     for (sent, canonical) in
         [("HTTPS://MCP.EXAMPLE.COM:443/mcp", MCP), ("https://other.example.com/", "https://other.example.com")]
     {
-        let (client_id, code, verifier, _) = app.code_for(redirect, &[("resource", sent)]).await;
-        let (status, body) = app
-            .token(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("client_id", &client_id),
-                ("redirect_uri", redirect),
-                ("resource", sent),
-            ])
-            .await;
+        let c = app.code_for(redirect, &[("resource", sent)]).await;
+        let (status, body) = app.token(&c.redeem().redirect_uri(redirect).resource(sent)).await;
         assert_eq!(status, 200, "{body}");
         let (_, claims) = crate::helpers::jwt_parts(body["access_token"].as_str().unwrap());
         assert_eq!(claims["aud"], json!(canonical), "{sent}");
@@ -187,15 +170,7 @@ async fn resource_defaults(engine: Engine) {
     // One registered resource: requests without `resource` get it.
     let app = TestApp::spawn(engine).await.with_defaults().await;
     let redirect = "https://app.example/cb";
-    let (client_id, code, verifier, _) = app.code_for(redirect, &[]).await;
-    let (status, body) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("client_id", &client_id),
-        ])
-        .await;
+    let (status, body) = app.token(&app.code_for(redirect, &[]).await.redeem()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(crate::helpers::jwt_parts(body["access_token"].as_str().unwrap()).1["aud"], json!(MCP));
     // Two registered and no default: the client is told to send one.
@@ -212,15 +187,7 @@ async fn resource_defaults(engine: Engine) {
         .with_defaults()
         .await;
     app2.add_resource("https://second.example.com", &[("y", "Y", true)]).await;
-    let (client_id, code, verifier, _) = app2.code_for(redirect, &[]).await;
-    let (_, body) = app2
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("client_id", &client_id),
-        ])
-        .await;
+    let (_, body) = app2.token(&app2.code_for(redirect, &[]).await.redeem()).await;
     assert_eq!(
         crate::helpers::jwt_parts(body["access_token"].as_str().unwrap()).1["aud"],
         json!("https://second.example.com")
@@ -232,8 +199,7 @@ async fn scope_rules(engine: Engine) {
     let redirect = "https://app.example/cb";
     let client = app.public_client(redirect).await;
     let (_, ch) = pkce();
-    let mut q = base_query(&client, redirect, &ch);
-    q.push(("scope", "mcp:tools  bogus other"));
+    let q = base_query(&client, redirect, &ch).scope("mcp:tools  bogus other");
     let p = query_of(&location(&get(&app, &app.http, &q).await));
     assert_eq!(p["error"], "invalid_scope");
     assert!(p["error_description"].contains("bogus other"), "names the unknown scopes: {p:?}");
@@ -244,15 +210,7 @@ async fn scope_rules(engine: Engine) {
         (Some("mcp:admin   mcp:tools"), "mcp:admin mcp:tools"),
     ] {
         let extra: Vec<(&str, &str)> = asked.map(|s| vec![("scope", s)]).unwrap_or_default();
-        let (client_id, code, verifier, _) = app.code_for(redirect, &extra).await;
-        let (_, body) = app
-            .token(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("code_verifier", &verifier),
-                ("client_id", &client_id),
-            ])
-            .await;
+        let (_, body) = app.token(&app.code_for(redirect, &extra).await.redeem()).await;
         assert_eq!(body["scope"], expected, "{asked:?}");
         let claims = crate::helpers::jwt_parts(body["access_token"].as_str().unwrap()).1;
         assert_eq!(
@@ -302,16 +260,14 @@ async fn login_then_consent_then_code(engine: Engine) {
 async fn remembered_grant_skips_consent_until_more_is_asked(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
     let redirect = "https://app.example/cb";
-    let (client_id, _, _, http) = app.code_for(redirect, &[("scope", "mcp:tools")]).await;
+    let IssuedCode { client_id, browser: http, .. } = app.code_for(redirect, &[("scope", "mcp:tools")]).await;
     let (_, ch) = pkce();
-    let mut q = base_query(&client_id, redirect, &ch);
-    q.push(("scope", "mcp:tools"));
+    let q = base_query(&client_id, redirect, &ch).scope("mcp:tools");
     let res = get(&app, &http, &q).await;
     assert_eq!(res.status(), 302, "consent remembered: straight back with a code");
     assert!(query_of(&location(&res)).contains_key("code"));
     // Asking for more shows consent for the union, the new scope marked.
-    let mut q = base_query(&client_id, redirect, &ch);
-    q.push(("scope", "mcp:admin"));
+    let q = base_query(&client_id, redirect, &ch).scope("mcp:admin");
     let res = get(&app, &http, &q).await;
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
@@ -319,8 +275,7 @@ async fn remembered_grant_skips_consent_until_more_is_asked(engine: Engine) {
     let loc = app.authorize_approve(&http, &q).await;
     assert!(query_of(&loc).contains_key("code"));
     // Now both are remembered.
-    let mut q = base_query(&client_id, redirect, &ch);
-    q.push(("scope", "mcp:admin mcp:tools"));
+    let q = base_query(&client_id, redirect, &ch).scope("mcp:admin mcp:tools");
     assert_eq!(get(&app, &http, &q).await.status(), 302);
 }
 
@@ -330,8 +285,7 @@ async fn prompt_values(engine: Engine) {
     let client = app.public_client(redirect).await;
     let (_, ch) = pkce();
     // prompt=none without a session: login_required, through the redirect.
-    let mut q = base_query(&client, redirect, &ch);
-    q.push(("prompt", "none"));
+    let q = base_query(&client, redirect, &ch).with("prompt", "none");
     assert_eq!(query_of(&location(&get(&app, &app.http, &q).await))["error"], "login_required");
     // Signed in but no grant: consent_required.
     let http = browser();
@@ -339,12 +293,10 @@ async fn prompt_values(engine: Engine) {
     assert_eq!(query_of(&location(&get(&app, &http, &q).await))["error"], "consent_required");
     // With a grant, prompt=consent still asks.
     app.authorize_approve(&http, &base_query(&client, redirect, &ch)).await;
-    let mut q = base_query(&client, redirect, &ch);
-    q.push(("prompt", "consent"));
+    let q = base_query(&client, redirect, &ch).with("prompt", "consent");
     assert_eq!(get(&app, &http, &q).await.status(), 200);
     // prompt=login asks to sign in again.
-    let mut q = base_query(&client, redirect, &ch);
-    q.push(("prompt", "login"));
+    let q = base_query(&client, redirect, &ch).with("prompt", "login");
     let res = get(&app, &http, &q).await;
     assert_eq!(res.status(), 303);
     assert!(location(&res).contains("/login"));
@@ -415,8 +367,7 @@ async fn consent_page_content(engine: Engine) {
     let (_, ch) = pkce();
     let http = browser();
     app.login(&http, "alice", PASSWORD).await;
-    let mut q = base_query(&client, "http://127.0.0.1:5000/callback", &ch);
-    q.push(("scope", "mcp:tools offline_access"));
+    let q = base_query(&client, "http://127.0.0.1:5000/callback", &ch).scope("mcp:tools offline_access");
     let res = get(&app, &http, &q).await;
     assert_eq!(res.status(), 200);
     let csp = res.headers()["content-security-policy"].to_str().unwrap().to_string();

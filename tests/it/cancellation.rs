@@ -79,10 +79,6 @@ async fn raw(
     Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
-}
-
 /// What answered 2xx (or, for revocation, was confirmed), to be found again afterwards.
 #[derive(Default)]
 struct Answered {
@@ -174,7 +170,7 @@ async fn cut_off_requests_leave_every_endpoint_working(engine: Engine) {
                     6..=11 => {
                         // A cut refresh may or may not have rotated: presenting the same token again
                         // inside the grace window gets the same successor either way.
-                        let body = form(&refresh_form(&w.client_id, &w.refresh));
+                        let body = refresh_form(&w.client_id, &w.refresh).encoded();
                         let res = raw(&addr, "POST", "/token", "application/x-www-form-urlencoded", &body, cut).await;
                         if let Some((status, body)) = res {
                             assert_eq!(status, 200, "refresh: {body}");
@@ -184,7 +180,7 @@ async fn cut_off_requests_leave_every_endpoint_working(engine: Engine) {
                     }
                     12..=14 => {
                         let (code, verifier) = w.codes.pop().unwrap();
-                        let body = form(&code_form(&w.client_id, &code, &verifier));
+                        let body = code_form(&w.client_id, &code, &verifier).encoded();
                         let res = raw(&addr, "POST", "/token", "application/x-www-form-urlencoded", &body, cut).await;
                         if let Some((status, body)) = res {
                             assert_eq!(status, 200, "code exchange: {body}");
@@ -194,7 +190,9 @@ async fn cut_off_requests_leave_every_endpoint_working(engine: Engine) {
                     }
                     15 => {
                         let (client_id, token) = w.to_revoke.pop().unwrap();
-                        let body = form(&[("token", &token), ("client_id", &client_id)]);
+                        let body = url::form_urlencoded::Serializer::new(String::new())
+                            .extend_pairs([("token", &token), ("client_id", &client_id)])
+                            .finish();
                         let res = raw(&addr, "POST", "/revoke", "application/x-www-form-urlencoded", &body, cut).await;
                         if let Some((status, body)) = res {
                             assert_eq!(status, 200, "revocation: {body}");

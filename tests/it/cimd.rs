@@ -24,8 +24,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::helpers::{
-    Engine, MCP, PASSWORD, TestApp, TestDb, TlsTestServer, approve_consent, browser, db_tests, jwt_parts, location,
-    pkce, read_request_head,
+    Engine, IssuedCode, MCP, OAuthParams, PASSWORD, TestApp, TestDb, TlsTestServer, approve_consent, browser, db_tests,
+    jwt_parts, location, pkce, read_request_head,
 };
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0";
@@ -154,29 +154,9 @@ async fn serve(stream: TcpStream, acceptor: TlsAcceptor, routes: Routes, hits: H
 // Flow helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A query string as a browser sends it, values percent-encoded.
-fn encode(pairs: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
-}
-
-fn authorize_query(client_id: &str, redirect_uri: &str, challenge: &str) -> Vec<(String, String)> {
-    [
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", redirect_uri),
-        ("code_challenge", challenge),
-        ("code_challenge_method", "S256"),
-        ("state", "st-cimd"),
-        ("resource", MCP),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-fn query_string(q: &[(String, String)]) -> String {
-    let pairs: Vec<(&str, &str)> = q.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    encode(&pairs)
+/// The authorization request's query string, as a browser sends it (values percent-encoded).
+fn query_string(client_id: &str, redirect_uri: &str, challenge: &str) -> String {
+    OAuthParams::authorize(client_id, redirect_uri, challenge).state("st-cimd").resource(MCP).encoded()
 }
 
 /// `GET /authorize?{raw}` from `http`.
@@ -194,17 +174,17 @@ fn code_from(loc: &str, redirect_uri: &str, app: &TestApp) -> String {
 }
 
 /// A fresh browser through /authorize → login (alice) → consent (checking the page names the
-/// document's client and its verified host) → approve. Returns (code, verifier, browser, page).
+/// document's client and its verified host) → approve. Returns the code and the consent page.
 async fn first_flow(
     app: &TestApp,
     client_id: &str,
     client_name: &str,
     redirect_uri: &str,
     extra: &str,
-) -> (String, String, reqwest::Client, String) {
+) -> (IssuedCode, String) {
     let http = browser();
     let (verifier, challenge) = pkce();
-    let mut raw = query_string(&authorize_query(client_id, redirect_uri, &challenge));
+    let mut raw = query_string(client_id, redirect_uri, &challenge);
     raw.push_str(extra);
     let res = authorize(app, &http, &raw).await;
     assert_eq!(res.status(), 303, "to the login page");
@@ -220,7 +200,15 @@ async fn first_flow(
     let page = consent.text().await.unwrap();
     assert_consent_page(&page, client_name);
     let loc = approve(app, &http, &page).await;
-    (code_from(&loc, redirect_uri, app), verifier, http, page)
+    let code = code_from(&loc, redirect_uri, app);
+    let issued = IssuedCode {
+        client_id: client_id.to_string(),
+        code,
+        verifier,
+        redirect_uri: redirect_uri.to_string(),
+        browser: http,
+    };
+    (issued, page)
 }
 
 fn assert_consent_page(page: &str, client_name: &str) {
@@ -243,37 +231,12 @@ async fn again(
     redirect_uri: &str,
 ) -> (Result<String, String>, String) {
     let (verifier, challenge) = pkce();
-    let res = authorize(app, http, &query_string(&authorize_query(client_id, redirect_uri, &challenge))).await;
+    let res = authorize(app, http, &query_string(client_id, redirect_uri, &challenge)).await;
     match res.status().as_u16() {
         302 => (Ok(location(&res)), verifier),
         200 => (Err(res.text().await.unwrap()), verifier),
         s => panic!("unexpected /authorize status {s}: {}", res.text().await.unwrap_or_default()),
     }
-}
-
-async fn redeem(
-    app: &TestApp,
-    client_id: &str,
-    code: &str,
-    verifier: &str,
-    redirect_uri: &str,
-    extra: &[(&str, &str)],
-) -> (u16, Value) {
-    let mut form = vec![
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("code_verifier", verifier),
-        ("client_id", client_id),
-        ("redirect_uri", redirect_uri),
-    ];
-    form.extend_from_slice(extra);
-    app.token(&form).await
-}
-
-async fn refresh(app: &TestApp, client_id: &str, token: &str, extra: &[(&str, &str)]) -> (u16, Value) {
-    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", client_id)];
-    form.extend_from_slice(extra);
-    app.token(&form).await
 }
 
 /// A token response with an access token for `client_id` and a refresh token.
@@ -301,9 +264,7 @@ async fn refused(app: &TestApp, client_id: &str) -> (String, Duration) {
     let (_, challenge) = pkce();
     let http = browser();
     let started = Instant::now();
-    let res =
-        authorize(app, &http, &query_string(&authorize_query(client_id, "http://127.0.0.1/callback", &challenge)))
-            .await;
+    let res = authorize(app, &http, &query_string(client_id, "http://127.0.0.1/callback", &challenge)).await;
     let took = started.elapsed();
     assert_eq!(res.status(), 400, "{client_id}");
     assert!(res.headers().get("location").is_none(), "no redirect for {client_id}");
@@ -315,7 +276,7 @@ async fn refused(app: &TestApp, client_id: &str) -> (String, Duration) {
 /// The start of a flow for a resolvable client: the anonymous browser goes to the login page.
 async fn accepted(app: &TestApp, client_id: &str, redirect_uri: &str) {
     let (_, challenge) = pkce();
-    let res = authorize(app, &browser(), &query_string(&authorize_query(client_id, redirect_uri, &challenge))).await;
+    let res = authorize(app, &browser(), &query_string(client_id, redirect_uri, &challenge)).await;
     assert_eq!(res.status(), 303, "{client_id} is accepted: {}", res.text().await.unwrap_or_default());
 }
 
@@ -370,17 +331,18 @@ async fn claude_code_document_full_flow(engine: Engine) {
     let app = server.app(engine, |_| {}).await;
 
     let redirect = "http://localhost:58135/callback";
-    let (code, verifier, http, _) = first_flow(&app, &client_id, "Claude Code", redirect, "").await;
-    let (status, body) = redeem(&app, &client_id, &code, &verifier, redirect, &[]).await;
+    let (IssuedCode { code, verifier, browser: http, .. }, _) =
+        first_flow(&app, &client_id, "Claude Code", redirect, "").await;
+    let (status, body) = app.token(&OAuthParams::code(&client_id, &code, &verifier).redirect_uri(redirect)).await;
     let rt = assert_tokens(status, &body, &client_id);
-    let (status, body) = refresh(&app, &client_id, &rt, &[]).await;
+    let (status, body) = app.token(&OAuthParams::refresh(&client_id, &rt)).await;
     assert_tokens(status, &body, &client_id);
 
     // Another run of the CLI, on 127.0.0.1 and another port: the grant covers it.
     let redirect = "http://127.0.0.1:49731/callback";
     let (answer, verifier) = again(&app, &http, &client_id, redirect).await;
     let code = code_from(&answer.expect("no second consent"), redirect, &app);
-    let (status, body) = redeem(&app, &client_id, &code, &verifier, redirect, &[]).await;
+    let (status, body) = app.token(&OAuthParams::code(&client_id, &code, &verifier).redirect_uri(redirect)).await;
     assert_tokens(status, &body, &client_id);
 
     let row = clients::get(&app.db, &client_id).await.unwrap().expect("stored");
@@ -406,17 +368,17 @@ async fn claude_ai_document_full_flow(engine: Engine) {
     let app = server.app(engine, |_| {}).await;
 
     // Exactly as claude.ai sends it: a literal "+" before offline_access.
-    let (code, verifier, http, page) =
+    let (IssuedCode { code, verifier, browser: http, .. }, page) =
         first_flow(&app, &client_id, "Claude", redirect, "&scope=+offline_access&prompt=consent").await;
     assert!(page.contains("offline_access") || page.contains("Stay connected"), "offline access is shown:\n{page}");
-    let (status, body) = redeem(&app, &client_id, &code, &verifier, redirect, &[]).await;
+    let (status, body) = app.token(&OAuthParams::code(&client_id, &code, &verifier).redirect_uri(redirect)).await;
     let rt = assert_tokens(status, &body, &client_id);
-    let (status, body) = refresh(&app, &client_id, &rt, &[]).await;
+    let (status, body) = app.token(&OAuthParams::refresh(&client_id, &rt)).await;
     assert_tokens(status, &body, &client_id);
 
     // prompt=consent asks again even with a grant.
     let (_, challenge) = pkce();
-    let mut raw = query_string(&authorize_query(&client_id, redirect, &challenge));
+    let mut raw = query_string(&client_id, redirect, &challenge);
     raw.push_str("&scope=+offline_access&prompt=consent");
     let res = authorize(&app, &http, &raw).await;
     assert_eq!(res.status(), 200, "prompt=consent shows the consent page");
@@ -515,41 +477,41 @@ fn with_assertion(a: &str) -> [(&'static str, &str); 2] {
 
 async fn chatgpt_document_with_private_key_jwt(engine: Engine) {
     let ChatGpt { server, app, client_id, key } = chatgpt(engine).await;
-    let (code, verifier, _, _) = first_flow(&app, &client_id, "ChatGPT", CHATGPT_REDIRECT, "").await;
+    let (issued, _) = first_flow(&app, &client_id, "ChatGPT", CHATGPT_REDIRECT, "").await;
     let aud = app.url("/token");
     let a = assertion(&key, "chatgpt-1", &client_id, &aud, in_a_minute(), &jti());
-    let (status, body) = redeem(&app, &client_id, &code, &verifier, CHATGPT_REDIRECT, &with_assertion(&a)).await;
+    let (status, body) = app.token(&issued.redeem().redirect_uri(CHATGPT_REDIRECT).extend(&with_assertion(&a))).await;
     let rt = assert_tokens(status, &body, &client_id);
     // The refresh authenticates with a new assertion (aud = the issuer is accepted too).
     let a = assertion(&key, "chatgpt-1", &client_id, &app.base, in_a_minute(), &jti());
-    let (status, body) = refresh(&app, &client_id, &rt, &with_assertion(&a)).await;
+    let (status, body) = app.token(&OAuthParams::refresh(&client_id, &rt).extend(&with_assertion(&a))).await;
     assert_tokens(status, &body, &client_id);
     assert_eq!(server.hits("/oauth/jwks.json"), 1, "the jwks_uri was fetched once, from the server");
 }
 
 async fn chatgpt_document_without_an_assertion(engine: Engine) {
     let ChatGpt { server, app, client_id, .. } = chatgpt(engine).await;
-    let (code, verifier, _, _) = first_flow(&app, &client_id, "ChatGPT", CHATGPT_REDIRECT, "").await;
+    let (issued, _) = first_flow(&app, &client_id, "ChatGPT", CHATGPT_REDIRECT, "").await;
     // The document allows none too: client_id alone authenticates.
-    let (status, body) = redeem(&app, &client_id, &code, &verifier, CHATGPT_REDIRECT, &[]).await;
+    let (status, body) = app.token(&issued.redeem().redirect_uri(CHATGPT_REDIRECT)).await;
     let rt = assert_tokens(status, &body, &client_id);
-    let (status, body) = refresh(&app, &client_id, &rt, &[]).await;
+    let (status, body) = app.token(&OAuthParams::refresh(&client_id, &rt)).await;
     assert_tokens(status, &body, &client_id);
     assert_eq!(server.hits("/oauth/jwks.json"), 0, "no keys needed for none");
 }
 
 async fn chatgpt_bad_assertions_are_invalid_client(engine: Engine) {
     let ChatGpt { app, client_id, key, .. } = chatgpt(engine).await;
-    let (code, verifier, _, _) = first_flow(&app, &client_id, "ChatGPT", CHATGPT_REDIRECT, "").await;
+    let (issued, _) = first_flow(&app, &client_id, "ChatGPT", CHATGPT_REDIRECT, "").await;
     let aud = app.url("/token");
-    let (status, body) = redeem(&app, &client_id, &code, &verifier, CHATGPT_REDIRECT, &[]).await;
+    let (status, body) = app.token(&issued.redeem().redirect_uri(CHATGPT_REDIRECT)).await;
     let rt = assert_tokens(status, &body, &client_id);
 
     let (_, other_key) = rsa_key("chatgpt-1");
     let past = SystemTime::now() - Duration::from_secs(30);
     let reused = assertion(&key, "chatgpt-1", &client_id, &aud, in_a_minute(), &jti());
     // A refresh with a good assertion uses its jti up (and rotates the refresh token).
-    let (status, body) = refresh(&app, &client_id, &rt, &with_assertion(&reused)).await;
+    let (status, body) = app.token(&OAuthParams::refresh(&client_id, &rt).extend(&with_assertion(&reused))).await;
     let rt = assert_tokens(status, &body, &client_id);
 
     let cases = [
@@ -564,19 +526,25 @@ async fn chatgpt_bad_assertions_are_invalid_client(engine: Engine) {
         ("not a JWT", "not.a.jwt".to_string()),
     ];
     for (what, a) in &cases {
-        let (status, body) = refresh(&app, &client_id, &rt, &with_assertion(a)).await;
+        let (status, body) = app.token(&OAuthParams::refresh(&client_id, &rt).extend(&with_assertion(a))).await;
         assert!(status == 400 || status == 401, "{what}: {status} {body}");
         assert_eq!(body["error"], "invalid_client", "{what}: {body}");
     }
     // A code redemption with a bad assertion is refused the same way.
     let bad = assertion(&other_key, "chatgpt-1", &client_id, &aud, in_a_minute(), &jti());
-    let (status, body) = redeem(&app, &client_id, "no-such-code", "v", CHATGPT_REDIRECT, &with_assertion(&bad)).await;
+    let (status, body) = app
+        .token(
+            &OAuthParams::code(&client_id, "no-such-code", "v")
+                .redirect_uri(CHATGPT_REDIRECT)
+                .extend(&with_assertion(&bad)),
+        )
+        .await;
     assert!(status == 400 || status == 401, "{status} {body}");
     assert_eq!(body["error"], "invalid_client", "{body}");
 
     // None of the failures spent the refresh token.
     let good = assertion(&key, "chatgpt-1", &client_id, &aud, in_a_minute(), &jti());
-    let (status, body) = refresh(&app, &client_id, &rt, &with_assertion(&good)).await;
+    let (status, body) = app.token(&OAuthParams::refresh(&client_id, &rt).extend(&with_assertion(&good))).await;
     assert_tokens(status, &body, &client_id);
 }
 
@@ -584,11 +552,11 @@ db_tests!(chatgpt_assertion_with_fractional_exp);
 
 async fn chatgpt_assertion_with_fractional_exp(engine: Engine) {
     let ChatGpt { app, client_id, key, .. } = chatgpt(engine).await;
-    let (code, verifier, _, _) = first_flow(&app, &client_id, "ChatGPT", CHATGPT_REDIRECT, "").await;
+    let (issued, _) = first_flow(&app, &client_id, "ChatGPT", CHATGPT_REDIRECT, "").await;
     let exp = whole_seconds(in_a_minute()) + Duration::from_millis(500);
     let a = assertion_at(&key, "chatgpt-1", &client_id, &app.url("/token"), SystemTime::now(), exp, &jti());
     assert!(jwt_parts(&a).1["exp"].is_f64(), "a fractional NumericDate");
-    let (status, body) = redeem(&app, &client_id, &code, &verifier, CHATGPT_REDIRECT, &with_assertion(&a)).await;
+    let (status, body) = app.token(&issued.redeem().redirect_uri(CHATGPT_REDIRECT).extend(&with_assertion(&a))).await;
     assert_tokens(status, &body, &client_id);
 }
 
@@ -612,24 +580,23 @@ async fn vscode_document_full_flow(engine: Engine) {
     let app = server.app(engine, |_| {}).await;
 
     let redirect = "http://127.0.0.1:33418/";
-    let (code, verifier, http, _) = first_flow(&app, &client_id, "Visual Studio Code", redirect, "").await;
-    let (status, body) = redeem(&app, &client_id, &code, &verifier, redirect, &[]).await;
+    let (IssuedCode { code, verifier, browser: http, .. }, _) =
+        first_flow(&app, &client_id, "Visual Studio Code", redirect, "").await;
+    let (status, body) = app.token(&OAuthParams::code(&client_id, &code, &verifier).redirect_uri(redirect)).await;
     let rt = assert_tokens(status, &body, &client_id);
-    let (status, body) = refresh(&app, &client_id, &rt, &[]).await;
+    let (status, body) = app.token(&OAuthParams::refresh(&client_id, &rt)).await;
     assert_tokens(status, &body, &client_id);
 
     // The random-port fallback, matched against the port-less "http://127.0.0.1/".
     let redirect = "http://127.0.0.1:50123/";
     let (answer, verifier) = again(&app, &http, &client_id, redirect).await;
     let code = code_from(&answer.expect("the grant covers it"), redirect, &app);
-    let (status, body) = redeem(&app, &client_id, &code, &verifier, redirect, &[]).await;
+    let (status, body) = app.token(&OAuthParams::code(&client_id, &code, &verifier).redirect_uri(redirect)).await;
     assert_tokens(status, &body, &client_id);
 
     // A redirect URI the document does not list is an error page, not a redirect.
     let (_, challenge) = pkce();
-    let res =
-        authorize(&app, &http, &query_string(&authorize_query(&client_id, "https://evil.example/cb", &challenge)))
-            .await;
+    let res = authorize(&app, &http, &query_string(&client_id, "https://evil.example/cb", &challenge)).await;
     assert_eq!(res.status(), 400);
     assert!(res.headers().get("location").is_none());
 }
@@ -756,12 +723,13 @@ async fn max_age_is_honoured(engine: Engine) {
     server.set("/cached", Reply::json_cached(&claude_code_doc(&client_id, "Cached"), "max-age=600"));
     let app = server.app(engine, |_| {}).await;
     let redirect = "http://localhost:6000/callback";
-    let (code, verifier, http, _) = first_flow(&app, &client_id, "Cached", redirect, "").await;
+    let (IssuedCode { code, verifier, browser: http, .. }, _) =
+        first_flow(&app, &client_id, "Cached", redirect, "").await;
     let (answer, v2) = again(&app, &http, &client_id, redirect).await;
     let code2 = code_from(&answer.expect("no second consent"), redirect, &app);
-    let (s, b) = redeem(&app, &client_id, &code, &verifier, redirect, &[]).await;
+    let (s, b) = app.token(&OAuthParams::code(&client_id, &code, &verifier).redirect_uri(redirect)).await;
     assert_tokens(s, &b, &client_id);
-    let (s, b) = redeem(&app, &client_id, &code2, &v2, redirect, &[]).await;
+    let (s, b) = app.token(&OAuthParams::code(&client_id, &code2, &v2).redirect_uri(redirect)).await;
     assert_tokens(s, &b, &client_id);
     assert_eq!(server.hits("/cached"), 1, "two authorizations and two redemptions, one fetch");
     let row = clients::get(&app.db, &client_id).await.unwrap().unwrap();
@@ -795,7 +763,7 @@ async fn a_changed_document_asks_for_consent_again(engine: Engine) {
         })
         .await;
     let redirect = "http://localhost:7000/callback";
-    let (_, _, http, _) = first_flow(&app, &client_id, "Claude Code", redirect, "").await;
+    let (IssuedCode { browser: http, .. }, _) = first_flow(&app, &client_id, "Claude Code", redirect, "").await;
     let (answer, _) = again(&app, &http, &client_id, redirect).await;
     code_from(&answer.expect("unchanged document: no second consent"), redirect, &app);
 
@@ -873,7 +841,8 @@ async fn logo_is_served_from_the_server(engine: Engine) {
     server.set("/logo.png", Reply::raw("200 OK", &[("Content-Type", "image/png")], PNG.to_vec()));
     let app = server.app(engine, |_| {}).await;
 
-    let (_, _, http, page) = first_flow(&app, &client_id, "Logo App", "http://localhost:8000/callback", "").await;
+    let (IssuedCode { browser: http, .. }, page) =
+        first_flow(&app, &client_id, "Logo App", "http://localhost:8000/callback", "").await;
     let start = page.find("<img class=\"client-logo\" src=\"").expect("a logo on the consent page") + 30;
     let src = page[start..].split('"').next().unwrap().replace("&amp;", "&").replace("&#x2f;", "/");
     let expected: String = url::form_urlencoded::byte_serialize(client_id.as_bytes()).collect();

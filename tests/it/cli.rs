@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Binary, Engine, PASSWORD, ServeOutput, TestDb, approve_consent, browser, db_tests, free_port, hidden, jwt_parts,
-    location, pkce, query_of, sign_in, spawn_binary,
+    Binary, Engine, OAuthParams, PASSWORD, ServeOutput, TestDb, approve_consent, browser, db_tests, free_port, hidden,
+    jwt_parts, location, pkce, query_of, sign_in, spawn_binary,
 };
 
 db_tests!(
@@ -673,14 +673,7 @@ async fn first_token(base: &str) -> (u16, Value) {
     let (verifier, challenge) = pkce();
     let res = http
         .get(format!("{base}/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", redirect),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-            ("state", "s"),
-        ])
+        .query(&OAuthParams::authorize(client_id, redirect, &challenge).state("s"))
         .send()
         .await
         .unwrap();
@@ -691,13 +684,7 @@ async fn first_token(base: &str) -> (u16, Value) {
 
     let res = http
         .post(format!("{base}/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", redirect),
-            ("client_id", client_id),
-            ("code_verifier", &verifier),
-        ])
+        .form(&OAuthParams::code(client_id, &code, &verifier).redirect_uri(redirect))
         .send()
         .await
         .unwrap();

@@ -24,8 +24,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
 use crate::helpers::{
-    Binary, Engine, MCP, PASSWORD, ServeOutput, TestApp, TestDb, approve_consent, db_tests, hidden, location, pkce,
-    postgres_configured, sign_in,
+    Binary, Engine, IssuedCode, MCP, OAuthParams, PASSWORD, ServeOutput, TestApp, TestDb, authorize_approve_at,
+    db_tests, hidden, pkce, query_of, sign_in,
 };
 
 /// The redirect URI of every client these tests register (loopback: any port, http allowed).
@@ -59,68 +59,35 @@ pub(crate) async fn login(http: &reqwest::Client, base: &str) {
     assert_eq!(res.status(), 200, "login");
 }
 
-fn authorize_query<'a>(client_id: &'a str, challenge: &'a str) -> [(&'static str, &'a str); 6] {
-    [
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", REDIRECT),
-        ("code_challenge", challenge),
-        ("code_challenge_method", "S256"),
-        ("state", "st"),
-    ]
+fn authorize_query(client_id: &str, challenge: &str) -> OAuthParams {
+    OAuthParams::authorize(client_id, REDIRECT, challenge).state("st")
 }
 
 /// /authorize for a signed-in browser, through consent when asked: returns (code, verifier).
 pub(crate) async fn authorize(http: &reqwest::Client, base: &str, client_id: &str) -> (String, String) {
     let (verifier, challenge) = pkce();
-    let res = http
-        .get(format!("{base}/authorize"))
-        .query(&authorize_query(client_id, &challenge))
-        .send()
-        .await
-        .expect("authorize");
-    let loc = match res.status().as_u16() {
-        302 | 303 => location(&res),
-        200 => {
-            let page = res.text().await.expect("consent page");
-            let res = approve_consent(http, &format!("{base}/consent"), &page).await;
-            assert_eq!(res.status(), 303, "consent answer");
-            location(&res)
-        }
-        s => panic!("unexpected /authorize status {s}: {}", res.text().await.unwrap_or_default()),
-    };
-    let code = url::Url::parse(&loc)
-        .unwrap_or_else(|e| panic!("not a URL {loc:?}: {e}"))
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| panic!("no code in {loc}"));
+    let loc = authorize_approve_at(http, base, &authorize_query(client_id, &challenge)).await;
+    let code = query_of(&loc).remove("code").unwrap_or_else(|| panic!("no code in {loc}"));
     (code, verifier)
 }
 
-pub(crate) fn code_form<'a>(client_id: &'a str, code: &'a str, verifier: &'a str) -> [(&'static str, &'a str); 5] {
-    [
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("code_verifier", verifier),
-        ("client_id", client_id),
-        ("redirect_uri", REDIRECT),
-    ]
+pub(crate) fn code_form(client_id: &str, code: &str, verifier: &str) -> OAuthParams {
+    OAuthParams::code(client_id, code, verifier).redirect_uri(REDIRECT)
 }
 
-pub(crate) fn refresh_form<'a>(client_id: &'a str, token: &'a str) -> [(&'static str, &'a str); 3] {
-    [("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", client_id)]
+pub(crate) fn refresh_form(client_id: &str, token: &str) -> OAuthParams {
+    OAuthParams::refresh(client_id, token)
 }
 
 /// POST /token; `None` when no answer came back (connection refused or reset: the server died).
-pub(crate) async fn post_token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> Option<(u16, Value)> {
+pub(crate) async fn post_token(http: &reqwest::Client, base: &str, form: &OAuthParams) -> Option<(u16, Value)> {
     let res = http.post(format!("{base}/token")).form(form).send().await.ok()?;
     let status = res.status().as_u16();
     let body = res.bytes().await.ok()?;
     Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
-pub(crate) async fn token(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn token(http: &reqwest::Client, base: &str, form: &OAuthParams) -> (u16, Value) {
     post_token(http, base, form).await.expect("the server answers /token")
 }
 
@@ -393,10 +360,8 @@ async fn wait_ready_again(http: &reqwest::Client, base: &str, within: Duration) 
 /// API endpoints answer 503 `temporarily_unavailable` meanwhile, the key cache keeps /jwks.json up,
 /// nothing that failed with 503 was spent, and the server recovers without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(portcullis_postgres_tests), ignore = "set PORTCULLIS_TEST_POSTGRES_URL to run this Postgres test")]
 async fn postgres_outage_answers_503_and_recovers() {
-    if !postgres_configured() {
-        return;
-    }
     let (_db, mut forwarder, url) = postgres_behind_forwarder().await;
     let app = InProcess::spawn(&url).await;
     let http = client(Duration::from_secs(30));
@@ -469,10 +434,8 @@ async fn postgres_outage_answers_503_and_recovers() {
 /// Browser pages while Postgres is away, for a signed-in person and a new visitor: a readable
 /// 5xx page, never an empty body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(portcullis_postgres_tests), ignore = "set PORTCULLIS_TEST_POSTGRES_URL to run this Postgres test")]
 async fn postgres_outage_browser_pages_show_an_error_page() {
-    if !postgres_configured() {
-        return;
-    }
     let (_db, mut forwarder, url) = postgres_behind_forwarder().await;
     let app = InProcess::spawn(&url).await;
     let signed_in = client(Duration::from_secs(30));
@@ -515,10 +478,8 @@ async fn postgres_outage_browser_pages_show_an_error_page() {
 /// fresh CSRF token in a new session), then tower-sessions fails to save the session and answers
 /// its own bare 500 with an empty body, past the error-page renderer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(portcullis_postgres_tests), ignore = "set PORTCULLIS_TEST_POSTGRES_URL to run this Postgres test")]
 async fn postgres_outage_login_page_is_an_error_page() {
-    if !postgres_configured() {
-        return;
-    }
     let (_db, mut forwarder, url) = postgres_behind_forwarder().await;
     let app = InProcess::spawn(&url).await;
     forwarder.cut().await;
@@ -538,7 +499,7 @@ async fn postgres_outage_login_page_is_an_error_page() {
 async fn sqlite_write_lock_past_busy_timeout_is_temporarily_unavailable() {
     use sqlx::Connection as _;
     let app = TestApp::spawn(Engine::Sqlite).await.with_defaults().await;
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
+    let IssuedCode { client_id, code, verifier, .. } = app.code_for(REDIRECT, &[]).await;
     let (status, first) = app.token(&code_form(&client_id, &code, &verifier)).await;
     assert_eq!(status, 200, "{first}");
     let refresh = first["refresh_token"].as_str().unwrap().to_string();
@@ -565,20 +526,7 @@ async fn sqlite_write_lock_past_busy_timeout_is_temporarily_unavailable() {
 // Part 2: SIGKILL during a burst of token requests, then restart on the same database.
 // ---------------------------------------------------------------------------------------------
 
-db_tests!(sigkill_during_token_burst_leaves_consistent_state);
-
-mod code_replay_racing_a_refresh_revokes_the_whole_family {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::code_replay_racing_a_refresh_revokes_the_whole_family(crate::helpers::Engine::Sqlite).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        if crate::helpers::postgres_configured() {
-            super::code_replay_racing_a_refresh_revokes_the_whole_family(crate::helpers::Engine::Postgres).await
-        }
-    }
-}
+db_tests!(sigkill_during_token_burst_leaves_consistent_state, code_replay_racing_a_refresh_revokes_the_whole_family);
 
 /// A replayed code revokes the family its first redemption started, even when a refresh of that
 /// family's token is in flight at the same moment: afterwards no token of the family works.

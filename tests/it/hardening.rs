@@ -5,7 +5,8 @@ use portcullis::config::{RateLimits, Seconds};
 use serde_json::Value;
 
 use crate::helpers::{
-    Binary, Engine, MCP, PASSWORD, ServeOutput, TestApp, binary_command, browser, db_tests, free_port, hidden,
+    Binary, Engine, MCP, OAuthParams, PASSWORD, ServeOutput, TestApp, binary_command, browser, db_tests, free_port,
+    hidden,
 };
 
 db_tests!(
@@ -87,13 +88,8 @@ async fn client_address_comes_from_trusted_proxies_only(engine: Engine) {
 
 async fn metrics_count_requests_tokens_and_errors(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
-    let (client_id, code, verifier, _) = app.code_for("https://app.example/cb", &[("resource", MCP)]).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", verifier.as_str()),
-        ("client_id", client_id.as_str()),
-    ];
+    let issued = app.code_for("https://app.example/cb", &[("resource", MCP)]).await;
+    let form = issued.redeem();
     assert_eq!(app.token(&form).await.0, 200);
     assert_eq!(app.token(&form).await.0, 400);
     let res = app.http.get(app.url("/metrics")).send().await.unwrap();
@@ -111,7 +107,7 @@ async fn metrics_count_requests_tokens_and_errors(engine: Engine) {
     ] {
         assert!(text.contains(needle), "metrics lack {needle:?}:\n{text}");
     }
-    assert!(!text.contains(&code) && !text.contains(&verifier), "no secrets in metrics");
+    assert!(!text.contains(&issued.code) && !text.contains(&issued.verifier), "no secrets in metrics");
 }
 
 async fn per_address_limits_answer_429(engine: Engine) {
@@ -124,18 +120,9 @@ async fn per_address_limits_answer_429(engine: Engine) {
     .await;
     let client_id = app.public_client("https://app.example/cb").await;
     for _ in 0..3 {
-        assert_eq!(
-            app.token(&[("grant_type", "refresh_token"), ("refresh_token", "x"), ("client_id", &client_id)]).await.0,
-            400
-        );
+        assert_eq!(app.token(&OAuthParams::refresh(&client_id, "x")).await.0, 400);
     }
-    let res = app
-        .http
-        .post(app.url("/token"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", "x"), ("client_id", client_id.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let res = app.http.post(app.url("/token")).form(&OAuthParams::refresh(&client_id, "x")).send().await.unwrap();
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
     assert_eq!(res.json::<Value>().await.unwrap()["error"], "slow_down");

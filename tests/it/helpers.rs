@@ -12,10 +12,13 @@ use portcullis::config::{Config, Settings};
 use portcullis::state::AppState;
 use portcullis::store::Db;
 use reqwest::redirect::Policy;
+use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// Generates, per listed test function, `name::sqlite` and `name::postgres` tests.
+/// Generates, per listed test function, `name::sqlite` and `name::postgres` tests. The Postgres
+/// variant is ignored (with the reason) unless the tests were built with
+/// `PORTCULLIS_TEST_POSTGRES_URL` set (see `build.rs`): it never passes without running.
 macro_rules! db_tests {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -24,10 +27,12 @@ macro_rules! db_tests {
                 super::$name(crate::helpers::Engine::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(portcullis_postgres_tests),
+                ignore = "set PORTCULLIS_TEST_POSTGRES_URL to run the Postgres variant"
+            )]
             async fn postgres() {
-                if crate::helpers::postgres_configured() {
-                    super::$name(crate::helpers::Engine::Postgres).await
-                }
+                super::$name(crate::helpers::Engine::Postgres).await
             }
         }
     )*};
@@ -40,8 +45,16 @@ pub enum Engine {
     Postgres,
 }
 
-pub fn postgres_configured() -> bool {
-    std::env::var("PORTCULLIS_TEST_POSTGRES_URL").is_ok_and(|v| !v.is_empty())
+/// The Postgres admin URL the tests create their databases from. A Postgres test runs only when
+/// the tests were built with it set (or when asked to run ignored tests): without it, it fails.
+pub fn postgres_admin_url() -> String {
+    match std::env::var("PORTCULLIS_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "PORTCULLIS_TEST_POSTGRES_URL is not set, but a Postgres test is running: set it (e.g. \
+             postgres://postgres@127.0.0.1:5432/postgres) for both the build and the run"
+        ),
+    }
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -63,7 +76,7 @@ impl TestDb {
                 TestDb { url, engine, _dir: Some(dir), pg_admin: None }
             }
             Engine::Postgres => {
-                let admin = std::env::var("PORTCULLIS_TEST_POSTGRES_URL").expect("PORTCULLIS_TEST_POSTGRES_URL");
+                let admin = postgres_admin_url();
                 let name = format!(
                     "portcullis_it_{}_{}_{}",
                     std::process::id(),
@@ -220,46 +233,161 @@ impl TestApp {
 
     /// Runs /authorize for a signed-in browser through consent (approving) and returns the
     /// final redirect Location to the client.
-    pub async fn authorize_approve(&self, http: &reqwest::Client, query: &[(&str, &str)]) -> String {
-        let res = http.get(self.url("/authorize")).query(query).send().await.expect("authorize");
-        match res.status().as_u16() {
-            302 | 303 => location(&res),
-            200 => {
-                let page = res.text().await.expect("consent page");
-                let res = approve_consent(http, &self.url("/consent"), &page).await;
-                assert_eq!(res.status(), 303, "consent answer");
-                location(&res)
-            }
-            s => panic!("unexpected /authorize status {s}: {}", res.text().await.unwrap_or_default()),
-        }
+    pub async fn authorize_approve<Q: Serialize + ?Sized>(&self, http: &reqwest::Client, query: &Q) -> String {
+        authorize_approve_at(http, &self.base, query).await
     }
 
-    /// The whole dance for alice with a fresh public client: returns (client_id, code, verifier).
-    pub async fn code_for(&self, redirect: &str, extra: &[(&str, &str)]) -> (String, String, String, reqwest::Client) {
+    /// The whole dance for alice with a fresh public client: `state=st-1`, then `extra`.
+    pub async fn code_for(&self, redirect: &str, extra: &[(&str, &str)]) -> IssuedCode {
         let client_id = self.public_client(redirect).await;
+        let mut query = vec![("state", "st-1")];
+        query.extend_from_slice(extra);
+        self.code_for_client(&client_id, redirect, &query).await
+    }
+
+    /// alice signs in with a fresh browser and approves an authorization request for an existing
+    /// client (`response_type`, `client_id`, `redirect_uri`, an S256 challenge, then `extra`);
+    /// the code comes back to `redirect`.
+    pub async fn code_for_client(&self, client_id: &str, redirect: &str, extra: &[(&str, &str)]) -> IssuedCode {
         let http = browser();
         let res = self.login(&http, "alice", PASSWORD).await;
         assert_eq!(res.status(), 200);
         let (verifier, challenge) = pkce();
-        let mut q = vec![
-            ("response_type", "code"),
-            ("client_id", client_id.as_str()),
-            ("redirect_uri", redirect),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-            ("state", "st-1"),
-        ];
-        q.extend_from_slice(extra);
-        let loc = self.authorize_approve(&http, &q).await;
-        let params = query_of(&loc);
-        let code = params.get("code").unwrap_or_else(|| panic!("no code in {loc}")).clone();
-        (client_id, code, verifier, http)
+        let loc =
+            self.authorize_approve(&http, &OAuthParams::authorize(client_id, redirect, &challenge).extend(extra)).await;
+        assert!(loc.starts_with(redirect), "redirected to {loc}");
+        let code = query_of(&loc).remove("code").unwrap_or_else(|| panic!("no code in {loc}"));
+        IssuedCode {
+            client_id: client_id.to_string(),
+            code,
+            verifier,
+            redirect_uri: redirect.to_string(),
+            browser: http,
+        }
     }
 
-    pub async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+    /// POST /token with `form` (an [`OAuthParams`] or name/value pairs): (status, JSON body or null).
+    pub async fn token<F: Serialize + ?Sized>(&self, form: &F) -> (u16, Value) {
         let res = self.http.post(self.url("/token")).form(form).send().await.expect("token");
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A code alice approved, with what redeeming it takes.
+pub struct IssuedCode {
+    pub client_id: String,
+    pub code: String,
+    pub verifier: String,
+    /// The `redirect_uri` of the authorization request.
+    pub redirect_uri: String,
+    /// alice's signed-in browser (with the consent remembered).
+    pub browser: reqwest::Client,
+}
+
+impl IssuedCode {
+    /// The /token form redeeming it: `grant_type`, `code`, `code_verifier`, `client_id`. Tests
+    /// that send `redirect_uri` (or `resource`) add it.
+    pub fn redeem(&self) -> OAuthParams {
+        OAuthParams::code(&self.client_id, &self.code, &self.verifier)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /authorize and /token requests
+// ---------------------------------------------------------------------------------------------
+
+/// An /authorize query or a /token form, parameter by parameter, in order. It serializes as
+/// name/value pairs, so it goes straight into reqwest's `.query(&…)` and `.form(&…)`.
+#[derive(Clone, Debug, Default)]
+pub struct OAuthParams(Vec<(String, String)>);
+
+impl OAuthParams {
+    /// /authorize: `response_type=code`, `client_id`, `redirect_uri`, `code_challenge` (S256).
+    pub fn authorize(client_id: &str, redirect_uri: &str, challenge: &str) -> Self {
+        Self::default()
+            .with("response_type", "code")
+            .with("client_id", client_id)
+            .with("redirect_uri", redirect_uri)
+            .with("code_challenge", challenge)
+            .with("code_challenge_method", "S256")
+    }
+
+    /// /token, `grant_type=authorization_code`: `code`, `code_verifier`, `client_id`.
+    pub fn code(client_id: &str, code: &str, verifier: &str) -> Self {
+        Self::default()
+            .with("grant_type", "authorization_code")
+            .with("code", code)
+            .with("code_verifier", verifier)
+            .with("client_id", client_id)
+    }
+
+    /// /token, `grant_type=refresh_token`: `refresh_token`, `client_id`.
+    pub fn refresh(client_id: &str, refresh_token: &str) -> Self {
+        Self::default()
+            .with("grant_type", "refresh_token")
+            .with("refresh_token", refresh_token)
+            .with("client_id", client_id)
+    }
+
+    /// Appends `name=value` (a name already there is sent twice).
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.0.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Appends each of `pairs`.
+    pub fn extend(self, pairs: &[(&str, &str)]) -> Self {
+        pairs.iter().fold(self, |p, (name, value)| p.with(name, value))
+    }
+
+    /// Leaves `name` out.
+    pub fn without(mut self, name: &str) -> Self {
+        self.0.retain(|(n, _)| n != name);
+        self
+    }
+
+    pub fn redirect_uri(self, value: &str) -> Self {
+        self.with("redirect_uri", value)
+    }
+
+    pub fn resource(self, value: &str) -> Self {
+        self.with("resource", value)
+    }
+
+    pub fn scope(self, value: &str) -> Self {
+        self.with("scope", value)
+    }
+
+    pub fn state(self, value: &str) -> Self {
+        self.with("state", value)
+    }
+
+    /// The query string a browser sends (`application/x-www-form-urlencoded`).
+    pub fn encoded(&self) -> String {
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&self.0).finish()
+    }
+}
+
+impl Serialize for OAuthParams {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// /authorize at `base` for a signed-in browser, through consent (approving) when it is asked:
+/// the final redirect's Location (to the client).
+pub async fn authorize_approve_at<Q: Serialize + ?Sized>(http: &reqwest::Client, base: &str, query: &Q) -> String {
+    let res = http.get(format!("{base}/authorize")).query(query).send().await.expect("authorize");
+    match res.status().as_u16() {
+        302 | 303 => location(&res),
+        200 => {
+            let page = res.text().await.expect("consent page");
+            let res = approve_consent(http, &format!("{base}/consent"), &page).await;
+            assert_eq!(res.status(), 303, "consent answer");
+            location(&res)
+        }
+        s => panic!("unexpected /authorize status {s}: {}", res.text().await.unwrap_or_default()),
     }
 }
 

@@ -12,7 +12,8 @@ use reqwest::cookie::CookieStore;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Binary, Engine, ServeOutput, TestDb, browser, db_tests, free_port, hidden, location, pkce, query_of, spawn_binary,
+    Binary, Engine, OAuthParams, ServeOutput, TestDb, browser, db_tests, free_port, hidden, location, pkce, query_of,
+    spawn_binary,
 };
 
 db_tests!(secrets_stay_out_of_human_debug_logs_and_audit, secrets_stay_out_of_json_debug_logs_and_audit);
@@ -168,15 +169,11 @@ async fn flow(base: &str, rs_id: &str, rs_secret: &str) -> Secrets {
     secrets.push(("code verifier", verifier.clone()));
     let res = http
         .get(url("/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", client_id.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-            ("scope", "mcp:tools offline_access openid"),
-            ("state", "log-state"),
-        ])
+        .query(
+            &OAuthParams::authorize(&client_id, REDIRECT, &challenge)
+                .scope("mcp:tools offline_access openid")
+                .state("log-state"),
+        )
         .send()
         .await
         .expect("authorize");
@@ -194,7 +191,7 @@ async fn flow(base: &str, rs_id: &str, rs_secret: &str) -> Secrets {
     let code = query_of(&location(&res)).get("code").cloned().expect("code");
     secrets.push(("authorization code", code.clone()));
 
-    let token = |form: Vec<(&'static str, String)>| {
+    let token = |form: OAuthParams| {
         let http = http.clone();
         async move {
             let res = http.post(url("/token")).form(&form).send().await.expect("token");
@@ -202,15 +199,9 @@ async fn flow(base: &str, rs_id: &str, rs_secret: &str) -> Secrets {
             res.json::<Value>().await.expect("json")
         }
     };
-    let first = token(vec![
-        ("grant_type", "authorization_code".into()),
-        ("code", code.clone()),
-        ("redirect_uri", REDIRECT.into()),
-        ("client_id", client_id.clone()),
-        ("client_secret", client_secret.clone()),
-        ("code_verifier", verifier.clone()),
-    ])
-    .await;
+    let redeem =
+        OAuthParams::code(&client_id, &code, &verifier).redirect_uri(REDIRECT).with("client_secret", &client_secret);
+    let first = token(redeem.clone()).await;
     let access = first["access_token"].as_str().expect("access_token").to_string();
     let refresh1 = first["refresh_token"].as_str().expect("refresh_token").to_string();
     secrets.push(("access token", access.clone()));
@@ -218,13 +209,7 @@ async fn flow(base: &str, rs_id: &str, rs_secret: &str) -> Secrets {
     if let Some(id_token) = first["id_token"].as_str() {
         secrets.push(("ID token", id_token.to_string()));
     }
-    let second = token(vec![
-        ("grant_type", "refresh_token".into()),
-        ("refresh_token", refresh1.clone()),
-        ("client_id", client_id.clone()),
-        ("client_secret", client_secret.clone()),
-    ])
-    .await;
+    let second = token(OAuthParams::refresh(&client_id, &refresh1).with("client_secret", &client_secret)).await;
     let access2 = second["access_token"].as_str().expect("access_token").to_string();
     let refresh2 = second["refresh_token"].as_str().expect("refresh_token").to_string();
     assert_ne!(refresh1, refresh2, "refresh tokens rotate");
@@ -262,19 +247,7 @@ async fn flow(base: &str, rs_id: &str, rs_secret: &str) -> Secrets {
     let answer = introspect(&access2).await;
     assert_eq!(answer["active"], false, "revoked: {answer}");
     // A replayed code and a rotated refresh token are refused (and audited).
-    let res = http
-        .post(url("/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", &client_id),
-            ("client_secret", &client_secret),
-            ("code_verifier", &verifier),
-        ])
-        .send()
-        .await
-        .expect("replay");
+    let res = http.post(url("/token")).form(&redeem).send().await.expect("replay");
     assert_eq!(res.status(), 400, "code replay");
     secrets
 }

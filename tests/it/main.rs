@@ -1,5 +1,6 @@
 //! The one integration-test binary: the real app on 127.0.0.1:0 against real databases (SQLite
-//! always; Postgres too when PORTCULLIS_TEST_POSTGRES_URL is set, a fresh database per test).
+//! always; Postgres too when PORTCULLIS_TEST_POSTGRES_URL is set at build time, a fresh database
+//! per test; without it the Postgres variants are ignored, never passed unrun).
 
 mod helpers;
 

@@ -242,13 +242,13 @@ proptest! {
     }
 }
 
-// ---- reproducers of bugs found by fuzzing (ignored until src/ is fixed) ----
+// ---- reproducers of bugs found by fuzzing (fixed; kept as regression tests) ----
 
 /// Found by `fuzz/` target `resource` (input `http://.%22`): the URL parser percent-decodes the
-/// host, so the canonical form carries a raw `"` (or `{`, `}`, `` ` ``, `|`…), which is outside
-/// RFC 3986, goes into `aud`, and is refused when parsed again.
+/// host, so the canonical form carried a raw `"` (or `{`, `}`, `` ` ``, `|`…), which is outside
+/// RFC 3986, went into `aud`, and was refused when parsed again.
 #[test]
-fn resource_percent_encoded_host_character_is_not_idempotent() {
+fn resource_percent_encoded_host_character_is_idempotent() {
     for s in ["https://a%22b.example/mcp", "http://.%22"] {
         let first = ResourceUri::parse_requested(s);
         if let Ok(c) = &first {
@@ -261,8 +261,8 @@ fn resource_percent_encoded_host_character_is_not_idempotent() {
 }
 
 /// Found by reading `cimd::validate_document` for the `cimd_document` target: `"jwks": null` and
-/// `"jwks_uri": ""` count as keys when negotiating, but the metadata treats both as absent, so
-/// the client is stored with `private_key_jwt` and no keys (every assertion then fails with "the
+/// `"jwks_uri": ""` counted as keys when negotiating, but the metadata treats both as absent, so
+/// the client was stored with `private_key_jwt` and no keys (every assertion then failed with "the
 /// client's document has no keys" instead of the document being refused up front).
 #[test]
 fn cimd_private_key_jwt_without_real_keys_is_refused() {

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, db_tests, pkce, query_of};
+use crate::helpers::{Engine, MCP, OAuthParams, TestApp, db_tests};
 
 db_tests!(
     registration_echoes_every_field_with_defaults,
@@ -550,18 +550,8 @@ async fn delete_removes_the_client_so_token_says_invalid_client(engine: Engine) 
     let redirect = "http://127.0.0.1/callback";
     let reg = app.register(json!({ "redirect_uris": [redirect], "token_endpoint_auth_method": "none" })).await;
     let client_id = reg["client_id"].as_str().unwrap();
-    let http = browser();
-    assert_eq!(app.login(&http, "alice", PASSWORD).await.status(), 200);
-    let (code, verifier) = authorize(&app, &http, client_id, redirect, &[]).await;
-    let (status, tokens) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", redirect),
-            ("client_id", client_id),
-            ("code_verifier", &verifier),
-        ])
-        .await;
+    let issued = app.code_for_client(client_id, redirect, &[("state", "st-1"), ("resource", MCP)]).await;
+    let (status, tokens) = app.token(&issued.redeem().redirect_uri(redirect)).await;
     assert_eq!(status, 200, "{tokens}");
     let refresh = tokens["refresh_token"].as_str().expect("refresh_token").to_string();
 
@@ -571,8 +561,7 @@ async fn delete_removes_the_client_so_token_says_invalid_client(engine: Engine) 
     assert_eq!(client_count(&app).await, 0);
 
     // The token endpoint no longer knows the client: `invalid_client`, so SDKs re-register.
-    let (status, doc) =
-        app.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("client_id", client_id)]).await;
+    let (status, doc) = app.token(&OAuthParams::refresh(client_id, &refresh)).await;
     assert_eq!((status, doc["error"].as_str()), (400, Some("invalid_client")), "{doc}");
     // The registration token died with it.
     let res = manage(&app, Method::GET, &reg, Some(token_of(&reg)), None).await;
@@ -590,19 +579,9 @@ async fn registered_scope_is_not_a_ceiling(engine: Engine) {
         .register(json!({ "redirect_uris": [redirect], "token_endpoint_auth_method": "none", "scope": "mcp:tools" }))
         .await;
     let client_id = reg["client_id"].as_str().unwrap();
-    let http = browser();
-    assert_eq!(app.login(&http, "alice", PASSWORD).await.status(), 200);
-    let (code, verifier) = authorize(&app, &http, client_id, redirect, &[("scope", "mcp:tools mcp:admin")]).await;
-    let (status, tokens) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", redirect),
-            ("client_id", client_id),
-            ("code_verifier", &verifier),
-            ("resource", MCP),
-        ])
-        .await;
+    let extra = [("state", "st-1"), ("resource", MCP), ("scope", "mcp:tools mcp:admin")];
+    let issued = app.code_for_client(client_id, redirect, &extra).await;
+    let (status, tokens) = app.token(&issued.redeem().redirect_uri(redirect).resource(MCP)).await;
     assert_eq!(status, 200, "{tokens}");
     let mut granted: Vec<&str> = tokens["scope"].as_str().expect("scope").split(' ').collect();
     granted.sort_unstable();
@@ -716,32 +695,6 @@ async fn assert_unchanged(app: &TestApp, reg: &Value) {
     for field in ["client_name", "redirect_uris", "token_endpoint_auth_method", "grant_types"] {
         assert_eq!(read.get(field), reg.get(field), "{field} changed");
     }
-}
-
-/// Runs /authorize for a signed-in browser through consent; returns (code, verifier).
-async fn authorize(
-    app: &TestApp,
-    http: &reqwest::Client,
-    client_id: &str,
-    redirect: &str,
-    extra: &[(&str, &str)],
-) -> (String, String) {
-    let (verifier, challenge) = pkce();
-    let mut q = vec![
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", redirect),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-        ("state", "st-1"),
-        ("resource", MCP),
-    ];
-    q.extend_from_slice(extra);
-    let location = app.authorize_approve(http, &q).await;
-    assert!(location.starts_with(redirect), "redirected to {location}");
-    let params = query_of(&location);
-    let code = params.get("code").unwrap_or_else(|| panic!("no code in {location}")).clone();
-    (code, verifier)
 }
 
 async fn client_count(app: &TestApp) -> usize {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, db_tests, hidden, jwt_parts, location};
+use crate::helpers::{Engine, MCP, OAuthParams, PASSWORD, TestApp, browser, db_tests, hidden, jwt_parts, location};
 
 const REDIRECT: &str = "https://app.example/cb";
 
@@ -29,18 +29,11 @@ struct Issued {
 }
 
 async fn tokens(app: &TestApp, extra: &[(&str, &str)]) -> Issued {
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, extra).await;
-    let (status, body) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("client_id", &client_id),
-        ])
-        .await;
+    let c = app.code_for(REDIRECT, extra).await;
+    let (status, body) = app.token(&c.redeem()).await;
     assert_eq!(status, 200, "{body}");
     Issued {
-        client_id,
+        client_id: c.client_id,
         access: body["access_token"].as_str().unwrap().into(),
         refresh: body["refresh_token"].as_str().unwrap_or_default().into(),
         body,
@@ -133,13 +126,7 @@ async fn introspection_reads_inactive_after_revocations(engine: Engine) {
     portcullis::admin::set_disabled(&app.db, "alice", false).await.unwrap();
     assert_eq!(introspect(&app, &creds, &t.access).await.1["active"], true, "enabled again");
     // A replayed code.
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", verifier.as_str()),
-        ("client_id", client_id.as_str()),
-    ];
+    let form = app.code_for(REDIRECT, &[]).await.redeem();
     let (_, first) = app.token(&form).await;
     app.token(&form).await;
     assert_eq!(
@@ -162,8 +149,7 @@ async fn revoke_refresh_token_kills_the_grant(engine: Engine) {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().is_empty());
-    let (status, body) =
-        app.token(&[("grant_type", "refresh_token"), ("refresh_token", &t.refresh), ("client_id", &t.client_id)]).await;
+    let (status, body) = app.token(&OAuthParams::refresh(&t.client_id, &t.refresh)).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
     assert_eq!(introspect(&app, &creds, &t.access).await.1["active"], false, "the grant's access tokens die too");
 }
@@ -182,8 +168,7 @@ async fn revoke_access_token_by_jti(engine: Engine) {
     assert_eq!(res.status(), 200);
     assert_eq!(introspect(&app, &creds, &t.access).await.1["active"], false);
     // The refresh token still works: only that access token was revoked.
-    let (status, _) =
-        app.token(&[("grant_type", "refresh_token"), ("refresh_token", &t.refresh), ("client_id", &t.client_id)]).await;
+    let (status, _) = app.token(&OAuthParams::refresh(&t.client_id, &t.refresh)).await;
     assert_eq!(status, 200);
 }
 
@@ -213,8 +198,7 @@ async fn revoke_edge_cases(engine: Engine) {
         assert_eq!(res.status(), 200);
     }
     assert_eq!(introspect(&app, &creds, &t.access).await.1["active"], true, "still active");
-    let (status, _) =
-        app.token(&[("grant_type", "refresh_token"), ("refresh_token", &t.refresh), ("client_id", &t.client_id)]).await;
+    let (status, _) = app.token(&OAuthParams::refresh(&t.client_id, &t.refresh)).await;
     assert_eq!(status, 200, "still usable");
     // Client authentication is required; a missing token is invalid_request.
     let res = app.http.post(app.url("/revoke")).form(&[("token", "x")]).send().await.unwrap();
@@ -319,8 +303,7 @@ async fn account_page_lists_and_revokes(engine: Engine) {
     assert_eq!(res.status(), 303);
     let after = http.get(app.url(&location(&res))).send().await.unwrap().text().await.unwrap();
     assert!(after.contains("Access revoked") && after.contains("No app has access"), "{after}");
-    let (status, body) =
-        app.token(&[("grant_type", "refresh_token"), ("refresh_token", &t.refresh), ("client_id", &t.client_id)]).await;
+    let (status, body) = app.token(&OAuthParams::refresh(&t.client_id, &t.refresh)).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
     assert_eq!(introspect(&app, &creds, &t.access).await.1["active"], false);
     assert_eq!(portcullis::store::audit::list(&app.db, Some("grant_revoked"), 5).await.unwrap().len(), 1);
@@ -370,7 +353,6 @@ async fn operator_grant_list_and_revoke(engine: Engine) {
     assert!(portcullis::admin::revoke_grant(&app.db, &list[0].id.to_string()).await.is_err(), "already revoked");
     assert!(portcullis::admin::revoke_grant(&app.db, "not-a-uuid").await.is_err());
     assert_eq!(portcullis::store::grants::list(&app.db, None, Some(&t.client_id), true).await.unwrap().len(), 1);
-    let (status, _) =
-        app.token(&[("grant_type", "refresh_token"), ("refresh_token", &t.refresh), ("client_id", &t.client_id)]).await;
+    let (status, _) = app.token(&OAuthParams::refresh(&t.client_id, &t.refresh)).await;
     assert_eq!(status, 400);
 }

@@ -8,7 +8,7 @@ use portcullis::config::Seconds;
 use portcullis::state::AppState;
 use serde_json::Value;
 
-use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, db_tests, jwt_parts, pkce, settings_for};
+use crate::helpers::{Engine, MCP, OAuthParams, PASSWORD, TestApp, browser, db_tests, jwt_parts, pkce, settings_for};
 
 db_tests!(two_nodes_share_everything);
 
@@ -36,14 +36,9 @@ async fn two_nodes_share_everything(engine: Engine) {
     let redirect = "https://app.example/cb";
 
     // Sign in and consent through A; redeem the code at B.
-    let (client_id, code, verifier, _) = a.code_for(redirect, &[("resource", MCP)]).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", verifier.as_str()),
-        ("client_id", client_id.as_str()),
-    ];
-    let res = a.http.post(format!("{b}/token")).form(&form).send().await.unwrap();
+    let issued = a.code_for(redirect, &[("resource", MCP)]).await;
+    let client_id = issued.client_id.as_str();
+    let res = a.http.post(format!("{b}/token")).form(&issued.redeem()).send().await.unwrap();
     assert_eq!(res.status(), 200, "a code issued by A is redeemed at B");
     let tokens: Value = res.json().await.unwrap();
     assert_eq!(jwt_parts(tokens["access_token"].as_str().unwrap()).1["iss"], Value::from(a.base.clone()));
@@ -52,20 +47,13 @@ async fn two_nodes_share_everything(engine: Engine) {
     let http = browser();
     a.login(&http, "alice", PASSWORD).await;
     let (_, challenge) = pkce();
-    let q = [
-        ("response_type", "code"),
-        ("client_id", client_id.as_str()),
-        ("redirect_uri", redirect),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ];
+    let q = OAuthParams::authorize(client_id, redirect, &challenge);
     let res = http.get(format!("{b}/authorize")).query(&q).send().await.unwrap();
     assert_eq!(res.status(), 302, "consent given at A is remembered at B");
 
     // Refresh at A the token B issued (and rotation seen everywhere).
     let refresh = tokens["refresh_token"].as_str().unwrap();
-    let (status, rotated) =
-        a.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", &client_id)]).await;
+    let (status, rotated) = a.token(&OAuthParams::refresh(client_id, refresh)).await;
     assert_eq!(status, 200, "{rotated}");
 
     // A key rotated through B is published by A before it signs.
@@ -73,13 +61,7 @@ async fn two_nodes_share_everything(engine: Engine) {
     let new_key = portcullis::tokens::keys::rotate(&b_state.db, &settings, portcullis::store::now()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await; // nodes reload keys every second in tests
     assert!(kids(&a.http, &a.base).await.contains(&new_key.kid), "A publishes the key B rotated in");
-    let (_, fresh) = a
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", rotated["refresh_token"].as_str().unwrap()),
-            ("client_id", &client_id),
-        ])
-        .await;
+    let (_, fresh) = a.token(&OAuthParams::refresh(client_id, rotated["refresh_token"].as_str().unwrap())).await;
     assert_ne!(
         jwt_parts(fresh["access_token"].as_str().unwrap()).0["kid"],
         Value::from(new_key.kid.clone()),
@@ -87,13 +69,7 @@ async fn two_nodes_share_everything(engine: Engine) {
     );
     let wait = (new_key.activates_at - portcullis::store::now()).max(0) as u64 * 1000 + 1200;
     tokio::time::sleep(Duration::from_millis(wait)).await;
-    let (_, later) = a
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", fresh["refresh_token"].as_str().unwrap()),
-            ("client_id", &client_id),
-        ])
-        .await;
+    let (_, later) = a.token(&OAuthParams::refresh(client_id, fresh["refresh_token"].as_str().unwrap())).await;
     assert_eq!(
         jwt_parts(later["access_token"].as_str().unwrap()).0["kid"],
         Value::from(new_key.kid.clone()),
@@ -105,18 +81,12 @@ async fn two_nodes_share_everything(engine: Engine) {
     let res = a
         .http
         .post(format!("{b}/revoke"))
-        .form(&[("token", later["refresh_token"].as_str().unwrap()), ("client_id", client_id.as_str())])
+        .form(&[("token", later["refresh_token"].as_str().unwrap()), ("client_id", client_id)])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let (status, body) = a
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", later["refresh_token"].as_str().unwrap()),
-            ("client_id", &client_id),
-        ])
-        .await;
+    let (status, body) = a.token(&OAuthParams::refresh(client_id, later["refresh_token"].as_str().unwrap())).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
     let creds = portcullis::admin::issue_introspection_credentials(&a.db, MCP).await.unwrap();
     let res = a

@@ -99,16 +99,7 @@ async fn rotated_key_is_published_before_it_signs(engine: Engine) {
 
 async fn access_token(app: &TestApp) -> String {
     let redirect = "https://app.example/cb";
-    let (client_id, code, verifier, _) = app.code_for(redirect, &[]).await;
-    let (status, body) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("client_id", &client_id),
-            ("resource", MCP),
-        ])
-        .await;
+    let (status, body) = app.token(&app.code_for(redirect, &[]).await.redeem().resource(MCP)).await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_string()
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Engine, MCP, PASSWORD, TestApp, browser, count_rows, db_tests, jwt_parts, pkce, query_of};
+use crate::helpers::{Engine, IssuedCode, MCP, OAuthParams, TestApp, count_rows, db_tests, jwt_parts, pkce};
 
 const REDIRECT: &str = "https://app.example/cb";
 
@@ -25,21 +25,13 @@ db_tests!(
     path_issuer_full_flow,
 );
 
+/// Redeems a code at /token, with `redirect_uri` [`REDIRECT`].
 async fn redeem(app: &TestApp, client_id: &str, code: &str, verifier: &str) -> (u16, Value) {
-    app.token(&[
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("code_verifier", verifier),
-        ("client_id", client_id),
-        ("redirect_uri", REDIRECT),
-    ])
-    .await
+    app.token(&OAuthParams::code(client_id, code, verifier).redirect_uri(REDIRECT)).await
 }
 
 async fn refresh(app: &TestApp, client_id: &str, token: &str, extra: &[(&str, &str)]) -> (u16, Value) {
-    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", client_id)];
-    form.extend_from_slice(extra);
-    app.token(&form).await
+    app.token(&OAuthParams::refresh(client_id, token).extend(extra)).await
 }
 
 /// Verifies an access token's signature against the published JWKS, as an MCP server would.
@@ -55,20 +47,9 @@ async fn verify_with_jwks(app: &TestApp, token: &str) -> Value {
 
 async fn code_exchange_response_and_jwt(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
-    let res = app
-        .http
-        .post(app.url("/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("client_id", &client_id),
-            ("redirect_uri", REDIRECT),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let issued = app.code_for(REDIRECT, &[]).await;
+    let client_id = &issued.client_id;
+    let res = app.http.post(app.url("/token")).form(&issued.redeem().redirect_uri(REDIRECT)).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
@@ -94,7 +75,7 @@ async fn code_exchange_response_and_jwt(engine: Engine) {
 
 async fn code_replay_revokes_first_tokens(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
+    let IssuedCode { client_id, code, verifier, .. } = app.code_for(REDIRECT, &[]).await;
     let (status, first) = redeem(&app, &client_id, &code, &verifier).await;
     assert_eq!(status, 200);
     let (status, second) = redeem(&app, &client_id, &code, &verifier).await;
@@ -112,47 +93,30 @@ async fn code_replay_revokes_first_tokens(engine: Engine) {
 async fn code_checks(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
     // Wrong verifier: refused, and the code is spent.
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
+    let c = app.code_for(REDIRECT, &[]).await;
     let (_, wrong) = pkce();
-    let (status, body) = redeem(&app, &client_id, &code, &wrong).await;
+    let (status, body) = redeem(&app, &c.client_id, &c.code, &wrong).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
-    assert_eq!(redeem(&app, &client_id, &code, &verifier).await.0, 400, "a refused attempt spends the code");
+    assert_eq!(redeem(&app, &c.client_id, &c.code, &c.verifier).await.0, 400, "a refused attempt spends the code");
     // Missing verifier: invalid_request, code untouched.
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
-    let (status, body) =
-        app.token(&[("grant_type", "authorization_code"), ("code", &code), ("client_id", &client_id)]).await;
+    let c = app.code_for(REDIRECT, &[]).await;
+    let (status, body) = app.token(&c.redeem().without("code_verifier")).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
-    assert_eq!(redeem(&app, &client_id, &code, &verifier).await.0, 200);
+    assert_eq!(redeem(&app, &c.client_id, &c.code, &c.verifier).await.0, 200);
     // Redirect URI must match.
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
-    let (status, body) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("client_id", &client_id),
-            ("redirect_uri", "https://app.example/other"),
-        ])
-        .await;
+    let c = app.code_for(REDIRECT, &[]).await;
+    let (status, body) = app.token(&c.redeem().redirect_uri("https://app.example/other")).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
     // Another client cannot redeem it.
-    let (_, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
+    let c = app.code_for(REDIRECT, &[]).await;
     let thief = app.public_client(REDIRECT).await;
-    assert_eq!(redeem(&app, &thief, &code, &verifier).await.1["error"], "invalid_grant");
+    assert_eq!(redeem(&app, &thief, &c.code, &c.verifier).await.1["error"], "invalid_grant");
     // `resource` at the token endpoint must be the approved one.
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
-    let (status, body) = app
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("client_id", &client_id),
-            ("resource", "https://elsewhere.example"),
-        ])
-        .await;
+    let c = app.code_for(REDIRECT, &[]).await;
+    let (status, body) = app.token(&c.redeem().resource("https://elsewhere.example")).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")));
     // Garbage code.
-    assert_eq!(redeem(&app, &client_id, "not-a-code", &verifier).await.1["error"], "invalid_grant");
+    assert_eq!(redeem(&app, &c.client_id, "not-a-code", &c.verifier).await.1["error"], "invalid_grant");
 }
 
 async fn client_authentication_methods(engine: Engine) {
@@ -161,61 +125,31 @@ async fn client_authentication_methods(engine: Engine) {
         let reg = app.register(json!({ "redirect_uris": [REDIRECT], "token_endpoint_auth_method": method })).await;
         let id = reg["client_id"].as_str().unwrap().to_string();
         let secret = reg["client_secret"].as_str().unwrap().to_string();
-        let (code, verifier, _) = code_as(&app, &id).await;
+        let c = app.code_for_client(&id, REDIRECT, &[]).await;
         let form = [
             ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("code_verifier", verifier.as_str()),
+            ("code", c.code.as_str()),
+            ("code_verifier", c.verifier.as_str()),
             ("redirect_uri", REDIRECT),
         ];
         // Basic with raw credentials (TS SDK) and form-encoded ones (Python SDK) are the same for unreserved secrets.
         let res = app.http.post(app.url("/token")).basic_auth(&id, Some(&secret)).form(&form).send().await.unwrap();
         assert_eq!(res.status(), 200, "{method} via Basic");
-        let (code, verifier, _) = code_as(&app, &id).await;
-        let mut post: Vec<(&str, &str)> = vec![
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &verifier),
-            ("redirect_uri", REDIRECT),
-        ];
-        post.extend([("client_id", id.as_str()), ("client_secret", secret.as_str())]);
+        let c = app.code_for_client(&id, REDIRECT, &[]).await;
+        let post = c.redeem().redirect_uri(REDIRECT).with("client_secret", &secret);
         assert_eq!(app.token(&post).await.0, 200, "{method} via post");
         // Wrong secret, and a missing secret.
         let res = app.http.post(app.url("/token")).basic_auth(&id, Some("wrong")).form(&form).send().await.unwrap();
         assert_eq!(res.status(), 401);
         assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
-        let (status, body) = app
-            .token(&[("grant_type", "authorization_code"), ("code", "x"), ("code_verifier", "y"), ("client_id", &id)])
-            .await;
+        let (status, body) = app.token(&OAuthParams::code(&id, "x", "y")).await;
         assert_eq!((status, body["error"].as_str()), (400, Some("invalid_client")));
     }
 }
 
-/// A code for an existing client id.
-async fn code_as(app: &TestApp, client_id: &str) -> (String, String, reqwest::Client) {
-    let http = browser();
-    app.login(&http, "alice", PASSWORD).await;
-    let (verifier, challenge) = pkce();
-    let loc = app
-        .authorize_approve(
-            &http,
-            &[
-                ("response_type", "code"),
-                ("client_id", client_id),
-                ("redirect_uri", REDIRECT),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-            ],
-        )
-        .await;
-    (query_of(&loc)["code"].clone(), verifier, http)
-}
-
 async fn unknown_client_is_invalid_client(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
-    let (status, body) = app
-        .token(&[("grant_type", "authorization_code"), ("code", "x"), ("code_verifier", "y"), ("client_id", "ghost")])
-        .await;
+    let (status, body) = app.token(&OAuthParams::code("ghost", "x", "y")).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_client")));
     let res = app
         .http
@@ -232,7 +166,7 @@ async fn unknown_client_is_invalid_client(engine: Engine) {
 
 async fn refresh_rotation_and_grace(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
+    let IssuedCode { client_id, code, verifier, .. } = app.code_for(REDIRECT, &[]).await;
     let (_, first) = redeem(&app, &client_id, &code, &verifier).await;
     let t0 = first["refresh_token"].as_str().unwrap();
     let (status, second) = refresh(&app, &client_id, t0, &[("resource", MCP)]).await;
@@ -256,18 +190,13 @@ async fn refresh_rotation_and_grace(engine: Engine) {
 
 async fn concurrent_refreshes_get_the_same_successor(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
+    let IssuedCode { client_id, code, verifier, .. } = app.code_for(REDIRECT, &[]).await;
     let (_, first) = redeem(&app, &client_id, &code, &verifier).await;
     let t0 = first["refresh_token"].as_str().unwrap().to_string();
     let calls = (0..4).map(|_| {
         let (http, url, t0, id) = (app.http.clone(), app.url("/token"), t0.clone(), client_id.clone());
         tokio::spawn(async move {
-            let res = http
-                .post(url)
-                .form(&[("grant_type", "refresh_token"), ("refresh_token", t0.as_str()), ("client_id", id.as_str())])
-                .send()
-                .await
-                .unwrap();
+            let res = http.post(url).form(&OAuthParams::refresh(&id, &t0)).send().await.unwrap();
             (res.status().as_u16(), res.json::<Value>().await.unwrap())
         })
     });
@@ -287,7 +216,7 @@ async fn reuse_after_grace_revokes_the_grant(engine: Engine) {
         .await
         .with_defaults()
         .await;
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
+    let IssuedCode { client_id, code, verifier, .. } = app.code_for(REDIRECT, &[]).await;
     let (_, first) = redeem(&app, &client_id, &code, &verifier).await;
     let t0 = first["refresh_token"].as_str().unwrap();
     let (_, second) = refresh(&app, &client_id, t0, &[]).await;
@@ -301,7 +230,8 @@ async fn reuse_after_grace_revokes_the_grant(engine: Engine) {
 
 async fn refresh_scope_and_resource_rules(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[("scope", "mcp:tools mcp:admin")]).await;
+    let IssuedCode { client_id, code, verifier, .. } =
+        app.code_for(REDIRECT, &[("scope", "mcp:tools mcp:admin")]).await;
     let (_, first) = redeem(&app, &client_id, &code, &verifier).await;
     let t0 = first["refresh_token"].as_str().unwrap();
     let (status, body) = refresh(&app, &client_id, t0, &[("scope", "mcp:tools offline_access")]).await;
@@ -319,7 +249,7 @@ async fn refresh_scope_and_resource_rules(engine: Engine) {
 
 async fn disabled_person_stops_at_refresh(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
+    let IssuedCode { client_id, code, verifier, .. } = app.code_for(REDIRECT, &[]).await;
     let (_, first) = redeem(&app, &client_id, &code, &verifier).await;
     portcullis::admin::set_disabled(&app.db, "alice", true).await.unwrap();
     let (status, body) = refresh(&app, &client_id, first["refresh_token"].as_str().unwrap(), &[]).await;
@@ -349,14 +279,14 @@ async fn refresh_token_only_when_asked(engine: Engine) {
         .register(json!({ "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", "grant_types": ["authorization_code"] }))
         .await;
     let id = reg["client_id"].as_str().unwrap();
-    let (code, verifier, _) = code_as(&app, id).await;
-    let (_, body) = redeem(&app, id, &code, &verifier).await;
+    let c = app.code_for_client(id, REDIRECT, &[]).await;
+    let (_, body) = redeem(&app, id, &c.code, &c.verifier).await;
     assert!(body.get("refresh_token").is_none(), "no refresh grant registered, no offline_access: {body}");
 }
 
 async fn path_issuer_full_flow(engine: Engine) {
     let app = TestApp::spawn_with(engine, "/tenant1", |_| {}).await.with_defaults().await;
-    let (client_id, code, verifier, _) = app.code_for(REDIRECT, &[]).await;
+    let IssuedCode { client_id, code, verifier, .. } = app.code_for(REDIRECT, &[]).await;
     let (status, body) = redeem(&app, &client_id, &code, &verifier).await;
     assert_eq!(status, 200, "{body}");
     let claims = verify_with_jwks(&app, body["access_token"].as_str().unwrap()).await;
