@@ -9,6 +9,7 @@ pub mod fetch;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod net;
 pub mod oauth;
 pub mod state;
 pub mod store;

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
+use crate::http::HttpState;
 use crate::http::authorize::{current_user, redirect};
 use crate::http::error::PageError;
 use crate::http::routes::{ACCOUNT, ACCOUNT_PASSWORD, ACCOUNT_REVOKE, LOGIN, LOGOUT};
@@ -15,7 +16,6 @@ use crate::http::session::{self, SignedIn};
 use crate::http::views::{AccountPage, AppLine};
 use crate::http::{clients, render};
 use crate::oauth::scope::OFFLINE_ACCESS;
-use crate::state::AppState;
 use crate::store::{self, audit, grants, resources, users};
 use crate::users::password;
 
@@ -25,7 +25,7 @@ pub struct AccountQuery {
 }
 
 pub async fn page(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     axum::extract::Query(q): axum::extract::Query<AccountQuery>,
 ) -> Result<Response, PageError> {
@@ -37,7 +37,7 @@ pub async fn page(
 }
 
 async fn show(
-    state: &AppState,
+    state: &HttpState,
     session: &Session,
     who: &SignedIn,
     notice: Option<String>,
@@ -106,7 +106,7 @@ pub struct RevokeForm {
 }
 
 pub async fn revoke(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, PageError> {
@@ -160,7 +160,7 @@ pub struct PasswordForm {
 }
 
 pub async fn password(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, PageError> {

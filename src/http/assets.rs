@@ -18,7 +18,7 @@ pub struct LogoQuery {
 /// A metadata-document client's logo, as fetched through the hardened fetcher (raster types
 /// only, never SVG) and stored; browsers never contact the client's host.
 pub async fn client_logo(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    axum::extract::State(state): axum::extract::State<crate::http::HttpState>,
     axum::extract::Query(q): axum::extract::Query<LogoQuery>,
 ) -> axum::response::Response {
     match crate::store::clients::logo(&state.db, &q.client_id).await {

@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
+use crate::http::HttpState;
 use crate::http::clients::{self, RegisteredClient};
 use crate::http::error::PageError;
 use crate::http::routes::{CONSENT, LOGIN};
@@ -18,19 +19,18 @@ use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::state::AppState;
 use crate::store::{self, codes, grants, resources, users};
 use crate::tokens::secrets;
 
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
     authorize(&state, &session, &query.unwrap_or_default(), StatusCode::FOUND).await
 }
 
-pub async fn post(State(state): State<AppState>, session: Session, body: Bytes) -> Result<Response, PageError> {
+pub async fn post(State(state): State<HttpState>, session: Session, body: Bytes) -> Result<Response, PageError> {
     let body = std::str::from_utf8(&body).map_err(|_| PageError::bad_request("The request is not valid UTF-8."))?;
     authorize(&state, &session, body, StatusCode::SEE_OTHER).await
 }
@@ -40,7 +40,7 @@ pub fn redirect(status: StatusCode, url: &str) -> Response {
     (status, [(header::LOCATION, header_value(url))]).into_response()
 }
 
-async fn authorize(state: &AppState, session: &Session, raw: &str, status: StatusCode) -> Result<Response, PageError> {
+async fn authorize(state: &HttpState, session: &Session, raw: &str, status: StatusCode) -> Result<Response, PageError> {
     let params = Params::parse(raw).map_err(PageError::from)?;
     let client_id = params
         .get("client_id")
@@ -76,7 +76,7 @@ async fn authorize(state: &AppState, session: &Session, raw: &str, status: Statu
 
 /// The checks whose failures are reported to the client through the redirect.
 async fn validate(
-    state: &AppState,
+    state: &HttpState,
     params: &Params,
     client: &RegisteredClient,
     redirect_uri: &str,
@@ -137,7 +137,7 @@ async fn validate(
 /// Continues a validated request: sign in if needed, skip consent when a grant covers it, issue
 /// the code. Shared by `/authorize`, the login page's continuation and the consent page.
 pub async fn proceed(
-    state: &AppState,
+    state: &HttpState,
     session: &Session,
     pending: PendingAuthorization,
     prompt_none: bool,
@@ -192,7 +192,7 @@ pub async fn proceed(
 }
 
 /// The signed-in person, if the session has one and the account is still enabled.
-pub async fn current_user(state: &AppState, session: &Session) -> Result<Option<SignedIn>, PageError> {
+pub async fn current_user(state: &HttpState, session: &Session) -> Result<Option<SignedIn>, PageError> {
     let Some(who) = session::signed_in(session).await? else {
         return Ok(None);
     };
@@ -208,7 +208,7 @@ pub async fn current_user(state: &AppState, session: &Session) -> Result<Option<
 /// Mints a code bound to the client, redirect URI, PKCE challenge, resource, scope and person, and
 /// returns the redirect that delivers it.
 pub async fn issue_code(
-    state: &AppState,
+    state: &HttpState,
     pending: &PendingAuthorization,
     who: &SignedIn,
     grant_id: uuid::Uuid,
@@ -237,7 +237,7 @@ pub async fn issue_code(
 }
 
 /// Where the login page continues to for a parked request (the id is the person's input here).
-pub fn continue_path(state: &AppState, request_id: &str) -> String {
+pub fn continue_path(state: &HttpState, request_id: &str) -> String {
     let id: String = url::form_urlencoded::byte_serialize(request_id.as_bytes()).collect();
     format!("{}?request_id={id}", state.routes.path(CONSENT))
 }

@@ -11,10 +11,10 @@ use serde_json::Value;
 
 use crate::config::CimdPolicy;
 use crate::fetch::FetchError;
+use crate::http::HttpState;
 use crate::http::clients::RegisteredClient;
 use crate::oauth::cimd;
 use crate::oauth::client_metadata::ClientMetadata;
-use crate::state::AppState;
 use crate::store::clients::{ClientKind, NewClient};
 use crate::store::{self, StoreError, audit};
 
@@ -71,7 +71,7 @@ impl HostLimiter {
     }
 }
 
-fn check_policy(state: &AppState, host: &str) -> Result<(), ResolveError> {
+fn check_policy(state: &HttpState, host: &str) -> Result<(), ResolveError> {
     let s = &state.settings;
     let listed = |list: &[String]| list.iter().any(|h| h.eq_ignore_ascii_case(host));
     if s.cimd_policy == CimdPolicy::Off {
@@ -86,7 +86,7 @@ fn check_policy(state: &AppState, host: &str) -> Result<(), ResolveError> {
 }
 
 /// The client behind a Client ID Metadata Document URL.
-pub async fn resolve(state: &AppState, client_id: &str) -> Result<RegisteredClient, ResolveError> {
+pub async fn resolve(state: &HttpState, client_id: &str) -> Result<RegisteredClient, ResolveError> {
     let host = cimd::host_of(client_id);
     let now = store::now();
     if let Err(e) = check_policy(state, &host) {
@@ -107,7 +107,7 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<RegisteredClie
     result
 }
 
-async fn audit_failure(state: &AppState, client_id: &str, e: &ResolveError, now: i64) {
+async fn audit_failure(state: &HttpState, client_id: &str, e: &ResolveError, now: i64) {
     tracing::warn!(client_id, error = %e, "metadata document refused");
     if !matches!(e, ResolveError::Store(_)) {
         let _ = audit::record(
@@ -125,7 +125,7 @@ async fn audit_failure(state: &AppState, client_id: &str, e: &ResolveError, now:
 }
 
 async fn fetch_and_store(
-    state: &AppState,
+    state: &HttpState,
     client_id: &str,
     host: &str,
     now: i64,
@@ -168,7 +168,7 @@ async fn fetch_and_store(
 }
 
 /// The logo is fetched through the hardened fetcher and served from here, never hot-linked.
-async fn refresh_logo(state: &AppState, client_id: &str, logo_uri: Option<&str>) -> Result<(), StoreError> {
+async fn refresh_logo(state: &HttpState, client_id: &str, logo_uri: Option<&str>) -> Result<(), StoreError> {
     let fetched = match logo_uri {
         Some(uri) => match state.fetcher.get_image(uri).await {
             Ok(f) => Some(f),

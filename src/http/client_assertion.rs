@@ -11,11 +11,11 @@ use josekit::jwk::Jwk;
 use josekit::jws::{ES256, ES384, JwsVerifier, PS256, RS256};
 use serde_json::Value;
 
+use crate::http::HttpState;
 use crate::http::clients::{self, RegisteredClient};
 use crate::http::routes::TOKEN;
 use crate::oauth::OAuthError;
 use crate::oauth::client_metadata::TokenEndpointAuthMethod;
-use crate::state::AppState;
 use crate::store::{self, registration};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -33,7 +33,7 @@ fn unverified_claims(assertion: &str) -> Option<Value> {
 }
 
 pub async fn authenticate(
-    state: &AppState,
+    state: &HttpState,
     body_client_id: Option<&str>,
     assertion: &str,
 ) -> Result<RegisteredClient, OAuthError> {
@@ -91,7 +91,7 @@ pub async fn authenticate(
     Ok(client)
 }
 
-fn audience_matches(state: &AppState, aud: &str) -> bool {
+fn audience_matches(state: &HttpState, aud: &str) -> bool {
     aud == state.settings.issuer || aud == state.routes.url(TOKEN)
 }
 
@@ -108,7 +108,7 @@ fn verifier(alg: &str, key: &Value) -> Option<Box<dyn JwsVerifier>> {
 
 /// The client's public keys: inline `jwks`, or `jwks_uri` fetched (and cached per node for the
 /// minimum document lifetime).
-async fn client_keys(state: &AppState, client: &RegisteredClient) -> Result<Vec<Value>, OAuthError> {
+async fn client_keys(state: &HttpState, client: &RegisteredClient) -> Result<Vec<Value>, OAuthError> {
     let set = match (&client.metadata.jwks, &client.metadata.jwks_uri) {
         (Some(jwks), _) => jwks.clone(),
         (None, Some(uri)) => {

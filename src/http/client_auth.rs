@@ -6,13 +6,13 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::http::HttpState;
 use crate::http::client_assertion;
 use crate::http::clients::{self, RegisteredClient};
 use crate::http::error::ApiError;
 use crate::oauth::OAuthError;
 use crate::oauth::client_metadata::TokenEndpointAuthMethod;
 use crate::oauth::params::Params;
-use crate::state::AppState;
 use crate::store;
 use crate::tokens::secrets;
 
@@ -72,7 +72,7 @@ fn form_decode(s: &str) -> String {
 /// Authenticates the client. Unknown clients get `invalid_client`, so SDKs drop their stored
 /// registration and register again.
 pub async fn authenticate(
-    state: &AppState,
+    state: &HttpState,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<RegisteredClient, ApiError> {
@@ -117,7 +117,7 @@ pub async fn authenticate(
 }
 
 /// Records use, at most once a minute per client, so the hot path usually writes nothing.
-async fn touch(state: &AppState, client: &RegisteredClient) -> Result<(), ApiError> {
+async fn touch(state: &HttpState, client: &RegisteredClient) -> Result<(), ApiError> {
     let now = store::now();
     if client.row.last_used_at.is_none_or(|t| t < now - 60) {
         store::clients::touch(&state.db, client.client_id(), now).await?;

@@ -1,8 +1,8 @@
 //! A stored client with its parsed metadata, and how it is presented to people.
 
+use crate::http::HttpState;
 use crate::oauth::client_metadata::{ClientMetadata, GrantType, TokenEndpointAuthMethod};
 use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
-use crate::state::AppState;
 use crate::store::clients::{Client, ClientKind};
 use crate::store::{self, StoreError};
 
@@ -59,7 +59,7 @@ impl RegisteredClient {
 /// The client for a request: a metadata-document client is (re)fetched when its cached document
 /// expired; any other client is looked up.
 pub async fn resolve(
-    state: &AppState,
+    state: &HttpState,
     client_id: &str,
 ) -> Result<Option<RegisteredClient>, crate::http::cimd::ResolveError> {
     if crate::oauth::cimd::is_client_id_url(client_id) {
@@ -73,7 +73,7 @@ pub fn fingerprint(client: &RegisteredClient) -> Option<String> {
     (client.row.kind == ClientKind::MetadataDocument).then(|| crate::oauth::cimd::fingerprint(&client.metadata))
 }
 
-pub async fn find(state: &AppState, client_id: &str) -> Result<Option<RegisteredClient>, StoreError> {
+pub async fn find(state: &HttpState, client_id: &str) -> Result<Option<RegisteredClient>, StoreError> {
     let Some(row) = store::clients::get(&state.db, client_id).await? else {
         return Ok(None);
     };

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
+use crate::http::HttpState;
 use crate::http::authorize::{self, current_user, issue_code, redirect};
 use crate::http::error::PageError;
 use crate::http::routes::{CLIENT_LOGO, CONSENT, LOGIN, LOGOUT};
@@ -19,7 +20,6 @@ use crate::oauth::authorize as authz;
 use crate::oauth::redirect_uri::RedirectUri;
 use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::state::AppState;
 use crate::store::{self, audit, grants, resources};
 
 #[derive(Deserialize)]
@@ -29,7 +29,7 @@ pub struct ConsentQuery {
 
 /// Where the login page sends the person back: re-evaluates the parked request.
 pub async fn page(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Query(q): Query<ConsentQuery>,
 ) -> Result<Response, PageError> {
@@ -38,7 +38,7 @@ pub async fn page(
 }
 
 pub async fn render(
-    state: &AppState,
+    state: &HttpState,
     session: &Session,
     pending: &PendingAuthorization,
     who: &SignedIn,
@@ -103,7 +103,7 @@ pub struct ConsentForm {
 }
 
 pub async fn submit(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Form(form): Form<ConsentForm>,
 ) -> Result<Response, PageError> {

@@ -9,8 +9,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::http::HttpState;
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::state::AppState;
 use crate::store::StoreError;
 use crate::tokens::keys::KeyError;
 
@@ -190,7 +190,7 @@ impl IntoResponse for PageError {
 }
 
 /// Paths people open in a browser: their errors are pages, everything else answers JSON.
-fn is_page(state: &AppState, path: &str) -> bool {
+fn is_page(state: &HttpState, path: &str) -> bool {
     use crate::http::routes::{ACCOUNT, AUTHORIZE, CONSENT, LOGIN, LOGOUT};
     let p = state.routes.prefix.as_str();
     let rest = path.strip_prefix(p).unwrap_or(path);
@@ -201,7 +201,7 @@ fn is_page(state: &AppState, path: &str) -> bool {
 /// page, and bare or plain-text errors from layers and extractors (405, 413, 415, a form that does
 /// not parse, a session store that failed) become a JSON error or a page like every other error.
 /// Headers that matter to the client (`Retry-After`, `Allow`, `WWW-Authenticate`) are kept.
-pub async fn finish_errors(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn finish_errors(State(state): State<HttpState>, req: Request, next: Next) -> Response {
     let page_route = is_page(&state, req.uri().path());
     let res = next.run(req).await;
     let (mut parts, body) = res.into_parts();

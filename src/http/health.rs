@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::http::HttpState;
 
 /// The process is up.
 pub async fn healthz() -> Json<serde_json::Value> {
@@ -14,7 +14,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 /// The database answers and can be written; 503 otherwise, so a load balancer stops sending
 /// traffic here.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<serde_json::Value>) {
     match state.db.ready().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "database": state.db.engine() }))),
         Err(e) => {
@@ -25,14 +25,14 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
 }
 
 /// Prometheus text (see `crate::metrics`).
-pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+pub async fn metrics(State(state): State<HttpState>) -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
 }
 
 /// Counts every request by its route (not its raw path, which would explode the label space),
 /// and OAuth errors by code.
 pub async fn record_metrics(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {

@@ -9,11 +9,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::http::HttpState;
 use crate::http::client_auth::credentials;
 use crate::http::error::{ApiError, no_store};
 use crate::http::token::form_params;
 use crate::oauth::OAuthError;
-use crate::state::AppState;
 use crate::store::resources::TokenFacts;
 use crate::store::{self, resources};
 use crate::tokens::jwt;
@@ -21,7 +21,7 @@ use crate::tokens::secrets;
 
 const CHALLENGE: &str = "Basic realm=\"portcullis\", charset=\"UTF-8\"";
 
-pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn introspect(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let params = form_params(&headers, &body)?;
     let denied = || {
         ApiError::from(OAuthError::invalid_client("resource server authentication failed")).with_challenge(CHALLENGE)

@@ -13,11 +13,11 @@ use crate::http::routes::{ACCOUNT, LOGIN, LOGOUT};
 
 /// The `next` value that continues to the account page rather than a parked request.
 const ACCOUNT_NEXT: &str = "account";
+use crate::http::HttpState;
 use crate::http::client_ip::ClientIp;
 use crate::http::session::{self, SignedIn};
 use crate::http::views::{LoginPage, MessagePage};
 use crate::http::{clients, render, security};
-use crate::state::AppState;
 use crate::store::{self, audit, throttle, users};
 use axum::Extension;
 
@@ -40,7 +40,7 @@ pub struct LoginForm {
 }
 
 pub async fn page(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
@@ -49,7 +49,7 @@ pub async fn page(
 }
 
 async fn show(
-    state: &AppState,
+    state: &HttpState,
     session: &Session,
     request_id: Option<&str>,
     username: String,
@@ -83,7 +83,7 @@ async fn show(
 }
 
 pub async fn submit(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
     session: Session,
     Form(form): Form<LoginForm>,
@@ -197,7 +197,7 @@ pub async fn submit(
 }
 
 /// GET shows a confirmation form: signing out changes state, so it takes a POST with the CSRF token.
-pub async fn logout_page(State(state): State<AppState>, session: Session) -> Result<Response, PageError> {
+pub async fn logout_page(State(state): State<HttpState>, session: Session) -> Result<Response, PageError> {
     let who = current_user(&state, &session).await?;
     let Some(who) = who else {
         return Ok(render(&signed_out(&state)));
@@ -218,7 +218,7 @@ pub struct LogoutForm {
 }
 
 pub async fn logout(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Form(form): Form<LogoutForm>,
 ) -> Result<Response, PageError> {
@@ -227,7 +227,7 @@ pub async fn logout(
     Ok(render(&signed_out(&state)))
 }
 
-fn signed_out(state: &AppState) -> MessagePage {
+fn signed_out(state: &HttpState) -> MessagePage {
     MessagePage {
         brand: "Portcullis".into(),
         css_href: state.routes.path("/static/style.css"),

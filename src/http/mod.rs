@@ -37,9 +37,12 @@ pub mod routes;
 pub mod run_to_end;
 pub mod security;
 pub mod session;
+pub mod state;
 pub mod token;
 pub mod userinfo;
 pub mod views;
+
+pub use state::HttpState;
 
 use rate_limit::Bucket;
 use routes::*;
@@ -48,6 +51,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole application, as `serve` runs it and as the tests run it.
 pub fn app(state: AppState) -> Router {
+    let state = HttpState::new(state);
     let r = &state.routes;
 
     // Endpoints browsers' scripts may call (metadata, keys, token, registration): CORS for any origin.

@@ -9,11 +9,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::config::RegistrationPolicy;
+use crate::http::HttpState;
 use crate::http::clients::{self, RegisteredClient};
 use crate::http::error::{ApiError, no_store};
 use crate::oauth::client_metadata::{ClientMetadata, ClientMetadataError};
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::state::AppState;
 use crate::store::clients::{ClientKind, NewClient};
 use crate::store::registration;
 use crate::store::{self, audit};
@@ -48,7 +48,7 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
 
 /// The RFC 7591 §3.2.1 client information response.
 fn information(
-    state: &AppState,
+    state: &HttpState,
     client_id: &str,
     issued_at: i64,
     metadata: &ClientMetadata,
@@ -72,7 +72,7 @@ fn information(
 
 /// The registration policy (open, closed, initial access token) and the abuse limits: per IP
 /// address per hour, and in total. Counts come from the database, so every node shares them.
-async fn admit(state: &AppState, headers: &HeaderMap, ip: Option<&str>, now: i64) -> Result<(), ApiError> {
+async fn admit(state: &HttpState, headers: &HeaderMap, ip: Option<&str>, now: i64) -> Result<(), ApiError> {
     match state.settings.registration {
         RegistrationPolicy::Open => {}
         RegistrationPolicy::Closed => {
@@ -117,7 +117,7 @@ async fn admit(state: &AppState, headers: &HeaderMap, ip: Option<&str>, now: i64
 
 /// The number of dynamic clients, counted at most every few seconds plus this node's registrations
 /// since (counting a large table on every registration made registration slower as it grew).
-async fn dynamic_clients(state: &AppState) -> Result<i64, ApiError> {
+async fn dynamic_clients(state: &HttpState) -> Result<i64, ApiError> {
     {
         let cache = state.dynamic_client_count.lock().expect("count lock");
         if let Some((at, n)) = *cache
@@ -132,7 +132,7 @@ async fn dynamic_clients(state: &AppState) -> Result<i64, ApiError> {
 }
 
 pub async fn register(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     connect: Option<axum::Extension<crate::http::client_ip::ClientIp>>,
     headers: HeaderMap,
     body: Bytes,
@@ -175,7 +175,7 @@ pub async fn register(
 }
 
 /// The client named in the path, if the bearer token is its registration access token.
-async fn managed(state: &AppState, headers: &HeaderMap, client_id: &str) -> Result<RegisteredClient, ApiError> {
+async fn managed(state: &HttpState, headers: &HeaderMap, client_id: &str) -> Result<RegisteredClient, ApiError> {
     let denied = || {
         ApiError::from(OAuthError::new(ErrorCode::InvalidToken, "invalid registration access token"))
             .with_challenge(INVALID_TOKEN)
@@ -189,7 +189,7 @@ async fn managed(state: &AppState, headers: &HeaderMap, client_id: &str) -> Resu
 }
 
 pub async fn read(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     headers: HeaderMap,
     Path(client_id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -199,7 +199,7 @@ pub async fn read(
 }
 
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     headers: HeaderMap,
     Path(client_id): Path<String>,
     body: Bytes,
@@ -246,7 +246,7 @@ pub async fn update(
 }
 
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     headers: HeaderMap,
     Path(client_id): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -7,14 +7,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::http::HttpState;
 use crate::http::client_auth;
 use crate::http::error::{ApiError, no_store};
 use crate::http::token::form_params;
-use crate::state::AppState;
 use crate::store::{self, audit, grants, refresh, revocations};
 use crate::tokens::{jwt, secrets};
 
-pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn revoke(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let params = form_params(&headers, &body)?;
     let client = client_auth::authenticate(&state, &headers, &params).await?;
     let token = params.require("token")?;

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::http::HttpState;
 use crate::http::client_auth;
 use crate::http::clients::RegisteredClient;
 use crate::http::error::{ApiError, no_store};
@@ -16,7 +17,6 @@ use crate::oauth::pkce::CodeChallenge;
 use crate::oauth::resource::ResourceUri;
 use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::state::AppState;
 use crate::store::codes::{self, Planned, Redeemed};
 use crate::store::refresh::{self, NewRefreshToken, Rotated, Successor};
 use crate::store::{self, audit};
@@ -38,7 +38,7 @@ pub struct TokenResponse {
     id_token: Option<String>,
 }
 
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn token(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let params = form_params(&headers, &body)?;
     let client = client_auth::authenticate(&state, &headers, &params).await?;
     let response = match params.get("grant_type") {
@@ -91,7 +91,7 @@ struct Minted {
 
 #[allow(clippy::too_many_arguments)]
 fn mint(
-    state: &AppState,
+    state: &HttpState,
     key: &LoadedKey,
     client_id: &str,
     user_id: Uuid,
@@ -135,7 +135,7 @@ enum Lineage {
 }
 
 fn new_refresh(
-    state: &AppState,
+    state: &HttpState,
     grant_id: Uuid,
     lineage: Lineage,
     client_id: &str,
@@ -162,7 +162,7 @@ fn new_refresh(
 }
 
 async fn authorization_code(
-    state: &AppState,
+    state: &HttpState,
     client: &RegisteredClient,
     params: &Params,
 ) -> Result<TokenResponse, ApiError> {
@@ -240,7 +240,7 @@ async fn authorization_code(
 }
 
 async fn refresh_token(
-    state: &AppState,
+    state: &HttpState,
     client: &RegisteredClient,
     params: &Params,
 ) -> Result<TokenResponse, ApiError> {
@@ -338,7 +338,7 @@ async fn refresh_token(
 
 /// The OpenID Connect ID token for a redeemed code: who signed in, when, for which client.
 async fn id_token(
-    state: &AppState,
+    state: &HttpState,
     key: &LoadedKey,
     client_id: &str,
     code: &codes::Code,

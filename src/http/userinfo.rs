@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::http::HttpState;
 use crate::http::error::no_store;
-use crate::state::AppState;
 use crate::store::{self, revocations, users};
 use crate::tokens::jwt;
 
@@ -15,7 +15,7 @@ fn bearer_error(status: StatusCode, error: &'static str, challenge: &'static str
     (status, [(header::WWW_AUTHENTICATE, challenge)], Json(json!({ "error": error }))).into_response()
 }
 
-pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn userinfo(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     let invalid = || bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "Bearer error=\"invalid_token\"");
     let Some(token) = crate::http::bearer_token(&headers) else {
         return bearer_error(StatusCode::UNAUTHORIZED, "invalid_request", "Bearer");
