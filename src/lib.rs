@@ -4,8 +4,8 @@
 //! (the protocol: pure functions and types) → `store` (SQL and transactions).
 
 pub mod admin;
+pub mod clients;
 pub mod config;
-pub mod fetch;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

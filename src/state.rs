@@ -18,8 +18,8 @@ pub struct Inner {
     pub keys: KeyRing,
     pub hasher: Hasher,
     /// Outbound fetches of client-supplied URLs (metadata documents, keys, logos).
-    pub fetcher: crate::fetch::Fetcher,
-    pub cimd_limiter: crate::http::cimd::HostLimiter,
+    pub fetcher: crate::clients::fetch::Fetcher,
+    pub cimd_limiter: crate::clients::cimd::HostLimiter,
     /// `jwks_uri` documents of `private_key_jwt` clients, by URL, until the instant given.
     pub client_keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
     pub metrics: crate::metrics::Metrics,
@@ -43,7 +43,7 @@ pub enum StartError {
     #[error("{0}")]
     Admin(#[from] crate::admin::AdminError),
     #[error("metadata-document fetcher: {0}")]
-    Fetch(#[from] crate::fetch::FetchError),
+    Fetch(#[from] crate::clients::fetch::FetchError),
 }
 
 pub fn key_settings(settings: &Settings) -> KeySettings {
@@ -75,7 +75,7 @@ impl AppState {
         if settings.bootstrap_admin {
             started.admin_password = crate::admin::bootstrap_admin(&db, &hasher).await?;
         }
-        let fetcher = crate::fetch::Fetcher::new(crate::fetch::FetchConfig {
+        let fetcher = crate::clients::fetch::Fetcher::new(crate::clients::fetch::FetchConfig {
             test_ca_file: settings.cimd_test_ca_file.clone(),
             test_allow_loopback: settings.cimd_test_allow_loopback,
             ..Default::default()

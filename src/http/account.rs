@@ -8,13 +8,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
+use crate::clients;
 use crate::http::HttpState;
 use crate::http::authorize::{current_user, redirect};
 use crate::http::error::PageError;
+use crate::http::render;
 use crate::http::routes::{ACCOUNT, ACCOUNT_PASSWORD, ACCOUNT_REVOKE, LOGIN, LOGOUT};
 use crate::http::session::{self, SignedIn};
 use crate::http::views::{AccountPage, AppLine};
-use crate::http::{clients, render};
 use crate::oauth::scope::OFFLINE_ACCESS;
 use crate::store::{self, audit, grants, resources, users};
 use crate::users::password;

@@ -8,8 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
+use crate::clients::{self, RegisteredClient};
 use crate::http::HttpState;
-use crate::http::clients::{self, RegisteredClient};
 use crate::http::error::PageError;
 use crate::http::routes::{CONSENT, LOGIN};
 use crate::http::session::{self, PendingAuthorization, SignedIn};
@@ -45,7 +45,7 @@ async fn authorize(state: &HttpState, session: &Session, raw: &str, status: Stat
     let client_id = params
         .get("client_id")
         .ok_or_else(|| PageError::bad_request("The app did not say who it is (client_id is missing)."))?;
-    let client = match clients::resolve(state, client_id).await {
+    let client = match clients::resolve(state, &crate::clients::ClientId::parse(client_id)).await {
         Ok(Some(c)) => c,
         Ok(None) => {
             return Err(PageError::bad_request(
@@ -53,7 +53,7 @@ async fn authorize(state: &HttpState, session: &Session, raw: &str, status: Stat
             )
             .with_code(ErrorCode::InvalidClient));
         }
-        Err(crate::http::cimd::ResolveError::Store(e)) => return Err(e.into()),
+        Err(crate::clients::cimd::ResolveError::Store(e)) => return Err(e.into()),
         Err(e) => return Err(PageError::bad_request(e.public_message()).with_code(ErrorCode::InvalidClient)),
     };
     let redirect_uri = authz::resolve_redirect_uri(&client.metadata.redirect_uris, params.get("redirect_uri"))
@@ -172,7 +172,7 @@ pub async fn proceed(
     };
     let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
     // A metadata document whose redirect URIs, name or keys changed since consent asks again.
-    let shown = match grant.is_some() && crate::oauth::cimd::is_client_id_url(&pending.client_id) {
+    let shown = match grant.is_some() && crate::clients::cimd::is_client_id_url(&pending.client_id) {
         true => clients::find(state, &pending.client_id).await?.and_then(|c| clients::fingerprint(&c)),
         false => None,
     };

@@ -9,13 +9,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
+use crate::clients;
 use crate::http::HttpState;
 use crate::http::authorize::{self, current_user, issue_code, redirect};
 use crate::http::error::PageError;
 use crate::http::routes::{CLIENT_LOGO, CONSENT, LOGIN, LOGOUT};
+use crate::http::security;
 use crate::http::session::{self, PendingAuthorization, SignedIn};
 use crate::http::views::{ConsentPage, ScopeLine};
-use crate::http::{clients, security};
 use crate::oauth::authorize as authz;
 use crate::oauth::redirect_uri::RedirectUri;
 use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};

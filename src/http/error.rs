@@ -44,6 +44,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::clients::auth::AuthError> for ApiError {
+    fn from(e: crate::clients::auth::AuthError) -> Self {
+        use crate::clients::auth::{AuthError, BASIC_CHALLENGE};
+        match e {
+            AuthError::Rejected { error, basic: true } => ApiError::from(error).with_challenge(BASIC_CHALLENGE),
+            AuthError::Rejected { error, basic: false } => error.into(),
+            AuthError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<KeyError> for ApiError {
     fn from(e: KeyError) -> Self {
         OAuthError::from(ServerFault::from(e)).into()

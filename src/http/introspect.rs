@@ -9,8 +9,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::clients::auth::credentials;
 use crate::http::HttpState;
-use crate::http::client_auth::credentials;
 use crate::http::error::{ApiError, no_store};
 use crate::http::token::form_params;
 use crate::oauth::OAuthError;
@@ -26,7 +26,7 @@ pub async fn introspect(State(state): State<HttpState>, headers: HeaderMap, body
     let denied = || {
         ApiError::from(OAuthError::invalid_client("resource server authentication failed")).with_challenge(CHALLENGE)
     };
-    let creds = credentials(&headers, &params).map_err(|_| denied())?;
+    let creds = credentials(crate::http::authorization(&headers), &params).map_err(|_| denied())?;
     let secret = creds.secret.ok_or_else(denied)?;
     // The signature first (CPU only, and bounded by the endpoint's rate limit), so that one query
     // both finds the caller and checks the token. A missing token is reported only to a caller

@@ -13,11 +13,12 @@ use crate::http::routes::{ACCOUNT, LOGIN, LOGOUT};
 
 /// The `next` value that continues to the account page rather than a parked request.
 const ACCOUNT_NEXT: &str = "account";
+use crate::clients;
 use crate::http::HttpState;
 use crate::http::client_ip::ClientIp;
 use crate::http::session::{self, SignedIn};
 use crate::http::views::{LoginPage, MessagePage};
-use crate::http::{clients, render, security};
+use crate::http::{render, security};
 use crate::store::{self, audit, throttle, users};
 use axum::Extension;
 

@@ -19,11 +19,7 @@ use crate::store::sessions::DbSessionStore;
 pub mod account;
 pub mod assets;
 pub mod authorize;
-pub mod cimd;
-pub mod client_assertion;
-pub mod client_auth;
 pub mod client_ip;
-pub mod clients;
 pub mod consent;
 pub mod error;
 pub mod health;
@@ -145,6 +141,15 @@ pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The `Authorization` header as client authentication reads it.
+pub(crate) fn authorization(headers: &axum::http::HeaderMap) -> crate::clients::auth::Authorization<'_> {
+    use crate::clients::auth::Authorization;
+    match headers.get(header::AUTHORIZATION) {
+        None => Authorization::Absent,
+        Some(v) => v.to_str().map_or(Authorization::Unreadable, Authorization::Value),
+    }
 }
 
 pub(crate) fn header_value(s: &str) -> HeaderValue {

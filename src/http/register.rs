@@ -8,9 +8,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::clients::{self, RegisteredClient};
 use crate::config::RegistrationPolicy;
 use crate::http::HttpState;
-use crate::http::clients::{self, RegisteredClient};
 use crate::http::error::{ApiError, no_store};
 use crate::oauth::client_metadata::{ClientMetadata, ClientMetadataError};
 use crate::oauth::{ErrorCode, OAuthError};

@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::clients::auth as client_auth;
 use crate::http::HttpState;
-use crate::http::client_auth;
 use crate::http::error::{ApiError, no_store};
 use crate::http::token::form_params;
 use crate::store::{self, audit, grants, refresh, revocations};
@@ -16,7 +16,13 @@ use crate::tokens::{jwt, secrets};
 
 pub async fn revoke(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let params = form_params(&headers, &body)?;
-    let client = client_auth::authenticate(&state, &headers, &params).await?;
+    let client = client_auth::authenticate(
+        &state,
+        &state.routes.url(crate::http::routes::TOKEN),
+        crate::http::authorization(&headers),
+        &params,
+    )
+    .await?;
     let token = params.require("token")?;
     let now = store::now();
     // The hint only orders the look-ups (RFC 7009 §2.1); a wrong hint still finds the token.

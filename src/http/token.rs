@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::clients::RegisteredClient;
+use crate::clients::auth as client_auth;
 use crate::http::HttpState;
-use crate::http::client_auth;
-use crate::http::clients::RegisteredClient;
 use crate::http::error::{ApiError, no_store};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;
@@ -40,7 +40,13 @@ pub struct TokenResponse {
 
 pub async fn token(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let params = form_params(&headers, &body)?;
-    let client = client_auth::authenticate(&state, &headers, &params).await?;
+    let client = client_auth::authenticate(
+        &state,
+        &state.routes.url(crate::http::routes::TOKEN),
+        crate::http::authorization(&headers),
+        &params,
+    )
+    .await?;
     let response = match params.get("grant_type") {
         Some("authorization_code") => authorization_code(&state, &client, &params).await?,
         Some("refresh_token") => refresh_token(&state, &client, &params).await?,

@@ -1,4 +1,4 @@
-//! Resolving a metadata-document client: policy (off, allow-list, deny-list), the cached document
+//! Client ID Metadata Document clients. Resolving one: policy (off, allow-list, deny-list), the cached document
 //! while it is fresh, otherwise a fetch through the hardened fetcher (rate-limited per host),
 //! validation, and storage with a lifetime from its cache headers within configured bounds.
 //! Failures are never cached.
@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod document;
+
+pub use document::{CimdError, Document, fingerprint, host_of, is_client_id_url, validate_document};
+
+use crate::clients::fetch::FetchError;
+use crate::clients::{ClientId, RegisteredClient};
 use crate::config::CimdPolicy;
-use crate::fetch::FetchError;
-use crate::http::HttpState;
-use crate::http::clients::RegisteredClient;
-use crate::oauth::cimd;
 use crate::oauth::client_metadata::ClientMetadata;
+use crate::state::AppState;
 use crate::store::clients::{ClientKind, NewClient};
 use crate::store::{self, StoreError, audit};
 
@@ -71,7 +74,7 @@ impl HostLimiter {
     }
 }
 
-fn check_policy(state: &HttpState, host: &str) -> Result<(), ResolveError> {
+fn check_policy(state: &AppState, host: &str) -> Result<(), ResolveError> {
     let s = &state.settings;
     let listed = |list: &[String]| list.iter().any(|h| h.eq_ignore_ascii_case(host));
     if s.cimd_policy == CimdPolicy::Off {
@@ -86,8 +89,9 @@ fn check_policy(state: &HttpState, host: &str) -> Result<(), ResolveError> {
 }
 
 /// The client behind a Client ID Metadata Document URL.
-pub async fn resolve(state: &HttpState, client_id: &str) -> Result<RegisteredClient, ResolveError> {
-    let host = cimd::host_of(client_id);
+pub async fn resolve(state: &AppState, client_id: &ClientId) -> Result<RegisteredClient, ResolveError> {
+    let client_id = client_id.as_str();
+    let host = host_of(client_id);
     let now = store::now();
     if let Err(e) = check_policy(state, &host) {
         audit_failure(state, client_id, &e, now).await;
@@ -107,7 +111,7 @@ pub async fn resolve(state: &HttpState, client_id: &str) -> Result<RegisteredCli
     result
 }
 
-async fn audit_failure(state: &HttpState, client_id: &str, e: &ResolveError, now: i64) {
+async fn audit_failure(state: &AppState, client_id: &str, e: &ResolveError, now: i64) {
     tracing::warn!(client_id, error = %e, "metadata document refused");
     if !matches!(e, ResolveError::Store(_)) {
         let _ = audit::record(
@@ -125,7 +129,7 @@ async fn audit_failure(state: &HttpState, client_id: &str, e: &ResolveError, now
 }
 
 async fn fetch_and_store(
-    state: &HttpState,
+    state: &AppState,
     client_id: &str,
     host: &str,
     now: i64,
@@ -134,7 +138,7 @@ async fn fetch_and_store(
         return Err(ResolveError::RateLimited);
     }
     let fetched = state.fetcher.get_json(client_id).await.map_err(ResolveError::Fetch)?;
-    let doc = cimd::validate_document(client_id, &fetched.body).map_err(|e| ResolveError::Invalid(e.0))?;
+    let doc = validate_document(client_id, &fetched.body).map_err(|e| ResolveError::Invalid(e.0))?;
     let s = &state.settings;
     let lifetime = fetched
         .max_age
@@ -168,7 +172,7 @@ async fn fetch_and_store(
 }
 
 /// The logo is fetched through the hardened fetcher and served from here, never hot-linked.
-async fn refresh_logo(state: &HttpState, client_id: &str, logo_uri: Option<&str>) -> Result<(), StoreError> {
+async fn refresh_logo(state: &AppState, client_id: &str, logo_uri: Option<&str>) -> Result<(), StoreError> {
     let fetched = match logo_uri {
         Some(uri) => match state.fetcher.get_image(uri).await {
             Ok(f) => Some(f),
