@@ -16,31 +16,18 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::state::AppState;
 use crate::store::sessions::DbSessionStore;
 
-pub mod account;
-pub mod assets;
-pub mod authorize;
-pub mod client_ip;
-pub mod consent;
+pub mod endpoints;
 pub mod error;
-pub mod health;
-pub mod introspect;
-pub mod login;
-pub mod metadata;
-pub mod rate_limit;
-pub mod register;
-pub mod revoke;
+pub mod middleware;
 pub mod routes;
-pub mod run_to_end;
-pub mod security;
-pub mod session;
 pub mod state;
-pub mod token;
-pub mod userinfo;
 pub mod views;
 
 pub use state::HttpState;
 
-use rate_limit::Bucket;
+use endpoints::*;
+use middleware::rate_limit::Bucket;
+use middleware::*;
 use routes::*;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -108,9 +95,9 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .merge(pages)
         .merge(plain)
-        .fallback(error::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), error::finish_errors))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), health::record_metrics))
+        .fallback(errors::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), errors::finish_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record_metrics))
         .layer(axum::middleware::from_fn(security::headers))
         .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip::resolve))

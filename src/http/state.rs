@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::http::metadata::DocumentCache;
-use crate::http::rate_limit::Limiter;
+use crate::http::endpoints::metadata::DocumentCache;
+use crate::http::middleware::rate_limit::Limiter;
 use crate::http::routes::Routes;
 use crate::net::IpNet;
 use crate::state::AppState;

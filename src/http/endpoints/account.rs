@@ -10,11 +10,11 @@ use tower_sessions::Session;
 
 use crate::clients;
 use crate::http::HttpState;
-use crate::http::authorize::{current_user, redirect};
+use crate::http::endpoints::authorize::{current_user, redirect};
 use crate::http::error::PageError;
+use crate::http::middleware::session::{self, SignedIn};
 use crate::http::render;
 use crate::http::routes::{ACCOUNT, ACCOUNT_PASSWORD, ACCOUNT_REVOKE, LOGIN, LOGOUT};
-use crate::http::session::{self, SignedIn};
 use crate::http::views::{AccountPage, AppLine};
 use crate::oauth::scope::OFFLINE_ACCESS;
 use crate::store::{self, audit, grants, resources, users};

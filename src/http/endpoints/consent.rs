@@ -11,11 +11,11 @@ use tower_sessions::Session;
 
 use crate::clients;
 use crate::http::HttpState;
-use crate::http::authorize::{self, current_user, issue_code, redirect};
+use crate::http::endpoints::authorize::{self, current_user, issue_code, redirect};
 use crate::http::error::PageError;
+use crate::http::middleware::security;
+use crate::http::middleware::session::{self, PendingAuthorization, SignedIn};
 use crate::http::routes::{CLIENT_LOGO, CONSENT, LOGIN, LOGOUT};
-use crate::http::security;
-use crate::http::session::{self, PendingAuthorization, SignedIn};
 use crate::http::views::{ConsentPage, ScopeLine};
 use crate::oauth::authorize as authz;
 use crate::oauth::redirect_uri::RedirectUri;

@@ -1,4 +1,4 @@
-//! Liveness and readiness.
+//! Liveness, readiness and the metrics text.
 
 use axum::Json;
 use axum::extract::State;
@@ -27,24 +27,4 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<serde_j
 /// Prometheus text (see `crate::metrics`).
 pub async fn metrics(State(state): State<HttpState>) -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
-}
-
-/// Counts every request by its route (not its raw path, which would explode the label space),
-/// and OAuth errors by code.
-pub async fn record_metrics(
-    State(state): State<HttpState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    // `MatchedPath` is an `Arc<str>` and `Method` inline for the standard ones: no allocation.
-    let endpoint = req.extensions().get::<axum::extract::MatchedPath>().cloned();
-    let method = req.method().clone();
-    let start = std::time::Instant::now();
-    let res = next.run(req).await;
-    let endpoint = endpoint.as_ref().map_or("unmatched", |p| p.as_str());
-    state.metrics.request(endpoint, method.as_str(), res.status().as_u16(), start.elapsed());
-    if let Some(code) = res.extensions().get::<crate::http::error::OAuthErrorCode>() {
-        state.metrics.oauth_error(code.0);
-    }
-    res
 }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::http::authorize::{continue_path, current_user, redirect};
+use crate::http::endpoints::authorize::{continue_path, current_user, redirect};
 use crate::http::error::PageError;
 use crate::http::routes::{ACCOUNT, LOGIN, LOGOUT};
 
@@ -15,10 +15,11 @@ use crate::http::routes::{ACCOUNT, LOGIN, LOGOUT};
 const ACCOUNT_NEXT: &str = "account";
 use crate::clients;
 use crate::http::HttpState;
-use crate::http::client_ip::ClientIp;
-use crate::http::session::{self, SignedIn};
+use crate::http::middleware::client_ip::ClientIp;
+use crate::http::middleware::security;
+use crate::http::middleware::session::{self, SignedIn};
+use crate::http::render;
 use crate::http::views::{LoginPage, MessagePage};
-use crate::http::{render, security};
 use crate::store::{self, audit, throttle, users};
 use axum::Extension;
 

@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::RateLimits;
 use crate::http::HttpState;
-use crate::http::client_ip::ClientIp;
 use crate::http::error::{ApiError, PageError};
+use crate::http::middleware::client_ip::ClientIp;
 use crate::oauth::{ErrorCode, OAuthError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

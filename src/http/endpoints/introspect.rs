@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::clients::auth::credentials;
 use crate::http::HttpState;
+use crate::http::endpoints::token::form_params;
 use crate::http::error::{ApiError, no_store};
-use crate::http::token::form_params;
 use crate::oauth::OAuthError;
 use crate::store::resources::TokenFacts;
 use crate::store::{self, resources};

@@ -354,7 +354,7 @@ async fn id_token(
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the person no longer exists"))?;
     let scopes: Vec<&str> = code.scope.split(' ').collect();
-    let mut claims = crate::http::userinfo::profile_claims(&user, &scopes);
+    let mut claims = crate::http::endpoints::userinfo::profile_claims(&user, &scopes);
     claims.insert("auth_time".into(), code.auth_time.into());
     if let Some(nonce) = &code.nonce {
         claims.insert("nonce".into(), nonce.clone().into());

@@ -10,10 +10,11 @@ use tower_sessions::Session;
 
 use crate::clients::{self, RegisteredClient};
 use crate::http::HttpState;
+use crate::http::endpoints::consent;
 use crate::http::error::PageError;
+use crate::http::header_value;
+use crate::http::middleware::session::{self, PendingAuthorization, SignedIn};
 use crate::http::routes::{CONSENT, LOGIN};
-use crate::http::session::{self, PendingAuthorization, SignedIn};
-use crate::http::{consent, header_value};
 use crate::oauth::authorize::{self as authz, Prompt};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;

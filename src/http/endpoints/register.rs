@@ -133,7 +133,7 @@ async fn dynamic_clients(state: &HttpState) -> Result<i64, ApiError> {
 
 pub async fn register(
     State(state): State<HttpState>,
-    connect: Option<axum::Extension<crate::http::client_ip::ClientIp>>,
+    connect: Option<axum::Extension<crate::http::middleware::client_ip::ClientIp>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
