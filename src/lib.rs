@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod clients;
 pub mod config;
+pub mod flows;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::clients::auth::credentials;
 use crate::http::HttpState;
-use crate::http::endpoints::token::form_params;
+use crate::http::endpoints::form_params;
 use crate::http::error::{ApiError, no_store};
 use crate::oauth::OAuthError;
 use crate::store::resources::TokenFacts;

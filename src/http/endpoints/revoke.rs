@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::clients::auth as client_auth;
 use crate::http::HttpState;
-use crate::http::endpoints::token::form_params;
+use crate::http::endpoints::form_params;
 use crate::http::error::{ApiError, no_store};
 use crate::store::{self, audit, grants, refresh, revocations};
 use crate::tokens::{jwt, secrets};

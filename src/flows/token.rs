@@ -1,0 +1,371 @@
+//! The token endpoint's grants: authorization code (with PKCE, redirect URI and resource checks,
+//! run inside the redemption's transaction by [`check_code`]) and refresh token (rotation with a
+//! grace period and reuse detection).
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::clients::RegisteredClient;
+use crate::clients::auth::{self as client_auth, Authorization};
+use crate::flows::error::ApiError;
+use crate::flows::stored_scope;
+use crate::oauth::params::Params;
+use crate::oauth::pkce::CodeChallenge;
+use crate::oauth::resource::ResourceUri;
+use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::state::AppState;
+use crate::store::codes::{self, Code, CodeContext, Planned, Redeemed};
+use crate::store::refresh::{self, NewRefreshToken, Rotated, Successor};
+use crate::store::{self, audit};
+use crate::tokens::jwt::{self, AccessTokenClaims};
+use crate::tokens::keys::LoadedKey;
+use crate::tokens::{seal, secrets};
+
+const SUCCESSOR_LABEL: &str = "portcullis refresh successor v1";
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+/// A token request: authenticates the client (`token_endpoint` is an audience its assertion may
+/// name) and runs the grant it asks for.
+pub async fn token(
+    state: &AppState,
+    token_endpoint: &str,
+    authorization: Authorization<'_>,
+    params: &Params,
+) -> Result<TokenResponse, ApiError> {
+    let client = client_auth::authenticate(state, token_endpoint, authorization, params).await?;
+    match params.get("grant_type") {
+        Some("authorization_code") => authorization_code(state, &client, params).await,
+        Some("refresh_token") => refresh_token(state, &client, params).await,
+        Some(other) => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant_type {other:?} is not supported; use authorization_code or refresh_token"),
+        )
+        .into()),
+        None => Err(OAuthError::invalid_request("missing parameter grant_type").into()),
+    }
+}
+
+/// The `resource` values sent with a token request must all name the grant's resource.
+fn check_resources(sent: &[String], bound: &str) -> Result<(), OAuthError> {
+    for r in sent {
+        match ResourceUri::parse_requested(r) {
+            Ok(u) if u.as_str() == bound => {}
+            _ => {
+                return Err(OAuthError::invalid_target(format!(
+                    "resource {r:?} is not the MCP server this grant was approved for ({bound})"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Minted {
+    access_token: String,
+    expires_in: i64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mint(
+    state: &AppState,
+    key: &LoadedKey,
+    client_id: &str,
+    user_id: Uuid,
+    audience: &str,
+    scope: &ScopeSet,
+    lifetime: Option<i64>,
+    auth_time: Option<i64>,
+    jti: String,
+    now: i64,
+) -> Result<Minted, OAuthError> {
+    let expires_in = lifetime.unwrap_or_else(|| state.settings.access_token_lifetime.as_i64());
+    let subject = user_id.to_string();
+    // `offline_access` concerns refresh tokens, not the MCP server (SEP-2207): keep it out of `scope`.
+    let scope = scope.without(OFFLINE_ACCESS).to_space_separated();
+    let access_token = jwt::mint_access_token(
+        key,
+        &AccessTokenClaims {
+            issuer: &state.settings.issuer,
+            subject: &subject,
+            audience,
+            client_id,
+            scope: &scope,
+            issued_at: now,
+            expires_at: now + expires_in,
+            jti: &jti,
+            auth_time,
+        },
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "signing an access token failed");
+        OAuthError::server_error("could not sign the access token")
+    })?;
+    Ok(Minted { access_token, expires_in })
+}
+
+/// Where a refresh token sits in its family: the first (its id names the family), or the
+/// successor of `parent`.
+enum Lineage {
+    Root(Uuid),
+    Successor { family: Uuid, parent: Uuid },
+}
+
+fn new_refresh(
+    state: &AppState,
+    grant_id: Uuid,
+    lineage: Lineage,
+    client_id: &str,
+    scope: &str,
+    now: i64,
+) -> (String, NewRefreshToken) {
+    let token = secrets::random_token();
+    let (id, family_id, parent_id) = match lineage {
+        Lineage::Root(id) => (id, id, None),
+        Lineage::Successor { family, parent } => (Uuid::now_v7(), family, Some(parent)),
+    };
+    let row = NewRefreshToken {
+        id,
+        token_hash: secrets::hash(&token),
+        grant_id,
+        family_id,
+        parent_id,
+        client_id: client_id.to_string(),
+        scope: scope.to_string(),
+        created_at: now,
+        expires_at: now + state.settings.refresh_token_lifetime.as_i64(),
+    };
+    (token, row)
+}
+
+async fn authorization_code(
+    state: &AppState,
+    client: &RegisteredClient,
+    params: &Params,
+) -> Result<TokenResponse, ApiError> {
+    let code = params.require("code")?;
+    let verifier = params.require("code_verifier")?;
+    let key = state.keys.signing_key().await?;
+    let now = store::now();
+    let planned = Planned { jti: secrets::random_string(16), family_id: Uuid::now_v7() };
+    let exchange = CodeExchange { state, client, params, verifier, key: &key, planned: &planned, now };
+    let outcome =
+        codes::redeem(&state.db, &secrets::hash(code), now, &planned, |code, ctx| check_code(&exchange, code, ctx))
+            .await?;
+    match outcome {
+        Redeemed::Ok(code, mut response) => {
+            state.metrics.token_issued("authorization_code");
+            if stored_scope(&code.scope)?.contains("openid") {
+                response.id_token = Some(id_token(state, &key, client.client_id(), &code, now).await?);
+            }
+            Ok(response)
+        }
+        Redeemed::Refused(e) => Err(e.into()),
+        Redeemed::Replayed { grant_id } => {
+            audit::record(
+                &state.db,
+                &audit::Event {
+                    event: "code_replay_detected",
+                    client_id: Some(client.client_id()),
+                    details: serde_json::json!({ "grant_id": grant_id }),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+            Err(OAuthError::invalid_grant(
+                "the authorization code was already used; the tokens issued for it are revoked",
+            )
+            .into())
+        }
+        Redeemed::Invalid => Err(OAuthError::invalid_grant("the authorization code is invalid or expired").into()),
+    }
+}
+
+/// What the checks of a code redemption need besides the code.
+struct CodeExchange<'a> {
+    state: &'a AppState,
+    client: &'a RegisteredClient,
+    params: &'a Params,
+    verifier: &'a str,
+    key: &'a LoadedKey,
+    planned: &'a Planned,
+    now: i64,
+}
+
+/// The checks a redemption runs inside its transaction, on the spent code: the client, the
+/// redirect URI, PKCE and the resource; then the access token and the refresh token to record.
+fn check_code(
+    x: &CodeExchange<'_>,
+    code: &Code,
+    ctx: &CodeContext,
+) -> Result<(Option<NewRefreshToken>, TokenResponse), OAuthError> {
+    let (state, client, params, now) = (x.state, x.client, x.params, x.now);
+    if code.client_id != client.client_id() {
+        return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
+    }
+    if params.get("redirect_uri").is_some_and(|r| r != code.redirect_uri) {
+        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    CodeChallenge::parse(Some(&code.code_challenge), Some("S256"))
+        .and_then(|c| c.verify(x.verifier))
+        .map_err(|e| OAuthError::invalid_grant(format!("PKCE verification failed: {e}")))?;
+    check_resources(params.resources(), &ctx.resource_uri)?;
+    let scope = stored_scope(&code.scope)?;
+    let minted = mint(
+        state,
+        x.key,
+        client.client_id(),
+        code.user_id,
+        &ctx.resource_uri,
+        &scope,
+        ctx.token_lifetime,
+        Some(code.auth_time),
+        x.planned.jti.clone(),
+        now,
+    )?;
+    let refresh = client.gets_refresh_token(&scope).then(|| {
+        new_refresh(state, code.grant_id, Lineage::Root(x.planned.family_id), client.client_id(), &code.scope, now)
+    });
+    let response = TokenResponse {
+        access_token: minted.access_token,
+        token_type: "Bearer",
+        expires_in: minted.expires_in,
+        scope: scope.to_space_separated(),
+        refresh_token: refresh.as_ref().map(|(t, _)| t.clone()),
+        id_token: None,
+    };
+    Ok((refresh.map(|(_, row)| row), response))
+}
+
+async fn refresh_token(
+    state: &AppState,
+    client: &RegisteredClient,
+    params: &Params,
+) -> Result<TokenResponse, ApiError> {
+    let presented = params.require("refresh_token")?;
+    let narrowed = params
+        .get("scope")
+        .map(ScopeSet::parse)
+        .transpose()
+        .map_err(|e| OAuthError::invalid_scope(format!("the scope parameter is malformed: {e}")))?;
+    let key = state.keys.signing_key().await?;
+    let now = store::now();
+    // The checks and the access token, the same for a first use and a repeat inside the window.
+    let answer = |row: &refresh::RefreshToken| -> Result<(ScopeSet, Minted), OAuthError> {
+        check_resources(params.resources(), &row.resource_uri)?;
+        let granted = stored_scope(&row.scope)?;
+        let scope = match &narrowed {
+            Some(s) if !s.is_subset(&granted) => {
+                return Err(OAuthError::invalid_scope(format!(
+                    "a refresh can narrow the scope, not widen it: {} was not granted",
+                    s.difference(&granted)
+                )));
+            }
+            Some(s) => s.clone(),
+            None => granted,
+        };
+        let minted = mint(
+            state,
+            &key,
+            client.client_id(),
+            row.user_id,
+            &row.resource_uri,
+            &scope,
+            row.token_lifetime,
+            None,
+            secrets::random_string(16),
+            now,
+        )?;
+        Ok((scope, minted))
+    };
+    let grace = state.settings.refresh_grace_period.as_i64();
+    let outcome: Rotated<_, OAuthError> =
+        refresh::rotate(&state.db, &secrets::hash(presented), client.client_id(), now, grace, |row| {
+            let (scope, minted) = answer(row)?;
+            let lineage = Lineage::Successor { family: row.family_id, parent: row.id };
+            let (token, next) = new_refresh(state, row.grant_id, lineage, client.client_id(), &row.scope, now);
+            let sealed = seal::seal(SUCCESSOR_LABEL, presented.as_bytes(), token.as_bytes());
+            Ok((Successor { token: next, sealed }, (scope, minted, token)))
+        })
+        .await?;
+    let (scope, minted, refresh_token) = match outcome {
+        Rotated::Fresh(_, v) => v,
+        Rotated::Refused(e) => return Err(e.into()),
+        Rotated::Grace(row, sealed) => {
+            let (scope, minted) = answer(&row)?;
+            let successor = seal::open(SUCCESSOR_LABEL, presented.as_bytes(), &sealed)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| OAuthError::server_error("the refresh token's successor could not be recovered"))?;
+            (scope, minted, successor)
+        }
+        Rotated::Reused { grant_id, user_id, client_id } => {
+            tracing::warn!(%grant_id, client_id, "refresh token reuse detected: grant revoked");
+            state.metrics.refresh_reuse();
+            audit::record(
+                &state.db,
+                &audit::Event {
+                    event: "refresh_reuse_detected",
+                    user_id: Some(user_id),
+                    client_id: Some(&client_id),
+                    details: serde_json::json!({ "grant_id": grant_id }),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; the grant is revoked, sign in again",
+            )
+            .into());
+        }
+        Rotated::Invalid => {
+            return Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked").into());
+        }
+    };
+    state.metrics.token_issued("refresh_token");
+    Ok(TokenResponse {
+        access_token: minted.access_token,
+        token_type: "Bearer",
+        expires_in: minted.expires_in,
+        scope: scope.to_space_separated(),
+        refresh_token: Some(refresh_token),
+        id_token: None,
+    })
+}
+
+/// The OpenID Connect ID token for a redeemed code: who signed in, when, for which client.
+async fn id_token(
+    state: &AppState,
+    key: &LoadedKey,
+    client_id: &str,
+    code: &codes::Code,
+    now: i64,
+) -> Result<String, ApiError> {
+    let user = store::users::by_id(&state.db, code.user_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the person no longer exists"))?;
+    let scopes: Vec<&str> = code.scope.split(' ').collect();
+    let mut claims = crate::flows::userinfo::profile_claims(&user, &scopes);
+    claims.insert("auth_time".into(), code.auth_time.into());
+    if let Some(nonce) = &code.nonce {
+        claims.insert("nonce".into(), nonce.clone().into());
+    }
+    let lifetime = state.settings.access_token_lifetime.as_i64();
+    jwt::mint_id_token(key, &state.settings.issuer, client_id, claims, now, lifetime).map_err(|e| {
+        tracing::error!(error = %e, "signing an ID token failed");
+        OAuthError::server_error("could not sign the ID token").into()
+    })
+}
