@@ -4,6 +4,7 @@
 //! [`error::PageError`]. Nothing here knows axum.
 
 pub mod error;
+pub mod revocation;
 pub mod token;
 pub mod userinfo;
 

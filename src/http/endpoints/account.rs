@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::clients;
+use crate::flows::revocation::{Revoker, revoke_grant};
 use crate::http::HttpState;
 use crate::http::endpoints::authorize::{current_user, redirect};
 use crate::http::error::PageError;
@@ -131,21 +132,8 @@ pub async fn revoke(
         )
         .await;
     };
-    let now = store::now();
-    grants::revoke(&state.db, grant.id, now).await?;
-    audit::record(
-        &state.db,
-        &audit::Event {
-            event: "grant_revoked",
-            actor: Some(&who.username),
-            user_id: Some(who.user_id),
-            client_id: Some(&grant.client_id),
-            details: serde_json::json!({ "grant_id": grant.id, "by": "person" }),
-            ..Default::default()
-        },
-        now,
-    )
-    .await?;
+    let by = Revoker::Person { username: &who.username, user_id: who.user_id };
+    revoke_grant(&state.db, grant.id, Some(&grant.client_id), by, store::now()).await?;
     Ok(redirect(StatusCode::SEE_OTHER, &format!("{}?revoked=1", state.routes.path(ACCOUNT))))
 }
 
