@@ -14,7 +14,6 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::state::AppState;
-use crate::store::sessions::DbSessionStore;
 
 pub mod endpoints;
 pub mod error;
@@ -66,29 +65,35 @@ pub fn app(state: AppState) -> Router {
     let api = api.layer(cors);
 
     // Browser endpoints: sessions, no CORS (OAuth 2.1 §3.1 forbids it on /authorize).
-    let session_layer = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+    let session_layer = SessionManagerLayer::new(crate::flows::session_store(&state))
         .with_name(session::cookie_name(state.settings.secure_cookies))
         .with_same_site(SameSite::Lax)
         .with_secure(state.settings.secure_cookies)
         .with_http_only(true)
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(time::Duration::seconds(state.settings.session_lifetime.as_i64())));
-    let pages = Router::new()
-        .route(&r.path(AUTHORIZE), get(authorize::get).post(authorize::post).layer(limited(Bucket::Authorize)))
-        .route(&r.path(LOGIN), get(login::page).post(login::submit).layer(limited(Bucket::Login)))
-        .route(&r.path(LOGOUT), get(login::logout_page).post(login::logout))
-        .route(&r.path(CONSENT), get(consent::page).post(consent::submit))
-        .route(&r.path(ACCOUNT), get(account::page))
-        .route(&r.path(ACCOUNT_REVOKE), axum::routing::post(account::revoke))
-        .route(&r.path(ACCOUNT_PASSWORD), axum::routing::post(account::password))
+    // The page routes, in the order of `routes::PAGES` (errors there are pages, not JSON).
+    let page_routes = [
+        (AUTHORIZE, get(authorize::get).post(authorize::post).layer(limited(Bucket::Authorize))),
+        (LOGIN, get(login::page).post(login::submit).layer(limited(Bucket::Login))),
+        (LOGOUT, get(login::logout_page).post(login::logout)),
+        (CONSENT, get(consent::page).post(consent::submit)),
+        (ACCOUNT, get(account::page)),
+        (ACCOUNT_REVOKE, post(account::revoke)),
+        (ACCOUNT_PASSWORD, post(account::password)),
+    ];
+    assert!(page_routes.iter().map(|(p, _)| *p).eq(PAGES.iter().copied()), "routes::PAGES is the page route table");
+    let pages = page_routes
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| router.route(&r.path(path), handler))
         .layer(session_layer);
 
     let plain = Router::new()
         .route(&r.path(HEALTHZ), get(health::healthz))
         .route(&r.path(READYZ), get(health::readyz))
         .route(&r.path(METRICS), get(health::metrics))
-        .route(&r.path("/static/style.css"), get(assets::style))
-        .route(&r.path("/static/favicon.svg"), get(assets::favicon))
+        .route(&r.path(STYLE_CSS), get(assets::style))
+        .route(&r.path(FAVICON_SVG), get(assets::favicon))
         .route(&r.path(CLIENT_LOGO), get(assets::client_logo));
 
     Router::new()

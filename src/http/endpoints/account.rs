@@ -81,7 +81,7 @@ async fn show(
     }
     let view = AccountPage {
         brand: "Portcullis".into(),
-        css_href: state.routes.path("/static/style.css"),
+        css_href: state.routes.stylesheet(),
         username: who.username.clone(),
         csrf_token: session::csrf_token(session).await?,
         revoke_action: state.routes.path(ACCOUNT_REVOKE),

@@ -21,7 +21,7 @@ pub async fn client_logo(
     axum::extract::State(state): axum::extract::State<crate::http::HttpState>,
     axum::extract::Query(q): axum::extract::Query<LogoQuery>,
 ) -> axum::response::Response {
-    match crate::store::clients::logo(&state.db, &q.client_id).await {
+    match crate::flows::discovery::client_logo(&state, &q.client_id).await {
         Ok(Some((bytes, content_type))) => (
             [
                 (header::CONTENT_TYPE, content_type),

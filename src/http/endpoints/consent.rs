@@ -69,7 +69,7 @@ pub async fn render(
     let redirect = RedirectUri::parse(&pending.redirect_uri).ok();
     let view = ConsentPage {
         brand: "Portcullis".into(),
-        css_href: state.routes.path("/static/style.css"),
+        css_href: state.routes.stylesheet(),
         action: state.routes.path(CONSENT),
         csrf_token: session::csrf_token(session).await?,
         request_id: pending.id.clone(),

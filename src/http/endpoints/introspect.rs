@@ -1,67 +1,18 @@
-//! `/introspect` (RFC 7662) for MCP servers that prefer asking to verifying JWTs. Callers are
-//! resource servers with the credentials `portcullis resource add --introspection` issued; each
-//! may introspect only tokens whose audience is itself (RFC 7662 §4).
+//! `/introspect` (RFC 7662; see [`crate::flows::introspection`]).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-use crate::clients::auth::credentials;
+use crate::flows::introspection;
 use crate::http::HttpState;
 use crate::http::endpoints::form_params;
 use crate::http::error::{ApiError, no_store};
-use crate::oauth::OAuthError;
-use crate::store::resources::TokenFacts;
-use crate::store::{self, resources};
-use crate::tokens::jwt;
-use crate::tokens::secrets;
-
-const CHALLENGE: &str = "Basic realm=\"portcullis\", charset=\"UTF-8\"";
 
 pub async fn introspect(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let params = form_params(&headers, &body)?;
-    let denied = || {
-        ApiError::from(OAuthError::invalid_client("resource server authentication failed")).with_challenge(CHALLENGE)
-    };
-    let creds = credentials(crate::http::authorization(&headers), &params).map_err(|_| denied())?;
-    let secret = creds.secret.ok_or_else(denied)?;
-    // The signature first (CPU only, and bounded by the endpoint's rate limit), so that one query
-    // both finds the caller and checks the token. A missing token is reported only to a caller
-    // who authenticated.
-    let token = params.get("token");
-    let claims = match token {
-        Some(t) => jwt::verify_access_token(&state.keys, t, &state.settings.issuer, store::now()).await,
-        None => None,
-    };
-    let facts = claims.as_ref().and_then(|c| {
-        Some(TokenFacts { jti: &c.jti, user_id: c.sub.parse().ok()?, client_id: &c.client_id, issued_at: c.iat })
-    });
-    let (caller, live) =
-        resources::for_introspection(&state.db, &creds.client_id, facts.as_ref()).await?.ok_or_else(denied)?;
-    if !caller.introspection_secret_hash.as_ref().is_some_and(|hash| secrets::verify(&secret, hash)) {
-        return Err(denied());
-    }
-    if token.is_none() {
-        return Err(OAuthError::invalid_request("missing parameter token").into());
-    }
-    let answer = match claims {
-        // A resource server may introspect only tokens whose audience is itself.
-        Some(claims) if live && claims.aud == caller.uri => json!({
-            "active": true,
-            "iss": state.settings.issuer,
-            "sub": claims.sub,
-            "aud": claims.aud,
-            "client_id": claims.client_id,
-            "scope": claims.scope,
-            "exp": claims.exp,
-            "iat": claims.iat,
-            "jti": claims.jti,
-            "token_type": "Bearer",
-        }),
-        _ => json!({ "active": false }),
-    };
+    let answer = introspection::introspect(&state, crate::http::authorization(&headers), &params).await?;
     Ok((no_store(), Json(answer)).into_response())
 }

@@ -68,7 +68,7 @@ async fn show(
     };
     let view = LoginPage {
         brand: "Portcullis".into(),
-        css_href: state.routes.path("/static/style.css"),
+        css_href: state.routes.stylesheet(),
         action: state.routes.path(LOGIN),
         csrf_token: session::csrf_token(session).await?,
         next: request_id.unwrap_or_default().to_string(),
@@ -191,7 +191,7 @@ pub async fn submit(
         Some(id) => Ok(redirect(StatusCode::SEE_OTHER, &continue_path(&state, id))),
         None => Ok(render(&MessagePage {
             brand: "Portcullis".into(),
-            css_href: state.routes.path("/static/style.css"),
+            css_href: state.routes.stylesheet(),
             title: "You are signed in".into(),
             message: format!("Signed in as {}. You can close this window.", user.username),
         })),
@@ -207,7 +207,7 @@ pub async fn logout_page(State(state): State<HttpState>, session: Session) -> Re
     let _ = who;
     let view = crate::http::views::LogoutPage {
         brand: "Portcullis".into(),
-        css_href: state.routes.path("/static/style.css"),
+        css_href: state.routes.stylesheet(),
         action: state.routes.path(LOGOUT),
         csrf_token: session::csrf_token(&session).await?,
     };
@@ -232,7 +232,7 @@ pub async fn logout(
 fn signed_out(state: &HttpState) -> MessagePage {
     MessagePage {
         brand: "Portcullis".into(),
-        css_href: state.routes.path("/static/style.css"),
+        css_href: state.routes.stylesheet(),
         title: "You are signed out".into(),
         message: "You can close this window.".into(),
     }

@@ -10,13 +10,10 @@ use crate::config::CimdPolicy;
 use crate::http::HttpState;
 use crate::http::error::ApiError;
 use crate::http::routes::{AUTHORIZE, INTROSPECT, JWKS, REGISTER, REVOKE, TOKEN, USERINFO};
-use crate::oauth::scope::OFFLINE_ACCESS;
-use crate::store;
 
 async fn document(state: &HttpState) -> Result<serde_json::Map<String, Value>, ApiError> {
     let r = &state.routes;
-    let mut scopes = store::resources::all_scope_names(&state.db).await?;
-    scopes.extend([OFFLINE_ACCESS, "openid", "profile", "email"].map(String::from));
+    let scopes = crate::flows::discovery::scopes_supported(state).await?;
     let doc = json!({
         "issuer": state.settings.issuer,
         "authorization_endpoint": r.url(AUTHORIZE),

@@ -12,20 +12,12 @@ use crate::http::HttpState;
 use crate::http::error::{ApiError, PageError};
 use crate::oauth::{ErrorCode, OAuthError};
 
-/// Paths people open in a browser: their errors are pages, everything else answers JSON.
-fn is_page(state: &HttpState, path: &str) -> bool {
-    use crate::http::routes::{ACCOUNT, AUTHORIZE, CONSENT, LOGIN, LOGOUT};
-    let p = state.routes.prefix.as_str();
-    let rest = path.strip_prefix(p).unwrap_or(path);
-    [AUTHORIZE, LOGIN, LOGOUT, CONSENT].contains(&rest) || rest == ACCOUNT || rest.starts_with("/account/")
-}
-
 /// The one place error responses are finished: [`PageError`]s left by handlers become the error
 /// page, and bare or plain-text errors from layers and extractors (405, 413, 415, a form that does
 /// not parse, a session store that failed) become a JSON error or a page like every other error.
 /// Headers that matter to the client (`Retry-After`, `Allow`, `WWW-Authenticate`) are kept.
 pub async fn finish_errors(State(state): State<HttpState>, req: Request, next: Next) -> Response {
-    let page_route = is_page(&state, req.uri().path());
+    let page_route = state.routes.is_page(req.uri().path());
     let res = next.run(req).await;
     let (mut parts, body) = res.into_parts();
     let page = match parts.extensions.remove::<PageError>() {
@@ -67,7 +59,7 @@ pub async fn finish_errors(State(state): State<HttpState>, req: Request, next: N
     };
     let view = crate::http::views::ErrorPage {
         brand: "Portcullis".into(),
-        css_href: state.routes.path("/static/style.css"),
+        css_href: state.routes.stylesheet(),
         title: page.title,
         message: page.message,
         code: page.code.map(str::to_string),
