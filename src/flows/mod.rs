@@ -6,6 +6,7 @@
 pub mod discovery;
 pub mod error;
 pub mod introspection;
+pub mod registration;
 pub mod revocation;
 pub mod token;
 pub mod userinfo;

@@ -1,5 +1,4 @@
-//! `/register` (RFC 7591, open registration) and `/register/{client_id}` (RFC 7592 read, update,
-//! delete with the registration access token).
+//! `/register` and `/register/{client_id}` (see [`crate::flows::registration`]).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -8,184 +7,45 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::clients::{self, RegisteredClient};
-use crate::config::RegistrationPolicy;
+use crate::flows::registration::{self, ClientInformation, Request};
 use crate::http::HttpState;
 use crate::http::error::{ApiError, no_store};
-use crate::oauth::client_metadata::{ClientMetadata, ClientMetadataError};
-use crate::oauth::{ErrorCode, OAuthError};
-use crate::store::clients::{ClientKind, NewClient};
-use crate::store::registration;
-use crate::store::{self, audit};
-use crate::tokens::secrets;
+use crate::http::middleware::client_ip::ClientIp;
 
-const INVALID_TOKEN: &str = "Bearer error=\"invalid_token\"";
-
-fn metadata_error(e: ClientMetadataError) -> OAuthError {
-    let code = match e.code() {
-        "invalid_redirect_uri" => ErrorCode::InvalidRedirectUri,
-        _ => ErrorCode::InvalidClientMetadata,
-    };
-    OAuthError::new(code, e.description())
-}
-
-fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(OAuthError::invalid_request("the body must be application/json"));
+fn request<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Request<'a> {
+    Request {
+        bearer: crate::http::bearer_token(headers),
+        content_type: headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        body,
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| OAuthError::new(ErrorCode::InvalidClientMetadata, format!("the body is not valid JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(OAuthError::new(ErrorCode::InvalidClientMetadata, "the body must be a JSON object"));
-    }
-    Ok(value)
 }
 
 /// The RFC 7591 §3.2.1 client information response.
-fn information(
-    state: &HttpState,
-    client_id: &str,
-    issued_at: i64,
-    metadata: &ClientMetadata,
-    secret: Option<&str>,
-    registration_token: Option<&str>,
-) -> Value {
+fn information(state: &HttpState, info: ClientInformation) -> Value {
     let mut doc = Map::new();
-    doc.insert("client_id".into(), json!(client_id));
-    doc.insert("client_id_issued_at".into(), json!(issued_at));
-    if let Some(secret) = secret {
+    doc.insert("client_id".into(), json!(info.client_id));
+    doc.insert("client_id_issued_at".into(), json!(info.issued_at));
+    if let Some(secret) = &info.secret {
         doc.insert("client_secret".into(), json!(secret));
         doc.insert("client_secret_expires_at".into(), json!(0));
     }
-    if let Some(t) = registration_token {
+    if let Some(t) = &info.registration_token {
         doc.insert("registration_access_token".into(), json!(t));
     }
-    doc.insert("registration_client_uri".into(), json!(state.routes.register_client_url(client_id)));
-    doc.extend(metadata.to_json());
+    doc.insert("registration_client_uri".into(), json!(state.routes.register_client_url(&info.client_id)));
+    doc.extend(info.metadata.to_json());
     Value::Object(doc)
-}
-
-/// The registration policy (open, closed, initial access token) and the abuse limits: per IP
-/// address per hour, and in total. Counts come from the database, so every node shares them.
-async fn admit(state: &HttpState, headers: &HeaderMap, ip: Option<&str>, now: i64) -> Result<(), ApiError> {
-    match state.settings.registration {
-        RegistrationPolicy::Open => {}
-        RegistrationPolicy::Closed => {
-            return Err(OAuthError::new(
-                ErrorCode::AccessDenied,
-                "dynamic client registration is closed on this server; ask its administrator for a client",
-            )
-            .into());
-        }
-        RegistrationPolicy::Token => {
-            let valid = match crate::http::bearer_token(headers) {
-                Some(t) => registration::initial_token_valid(&state.db, &secrets::hash(t), now).await?,
-                None => false,
-            };
-            if !valid {
-                return Err(ApiError::from(OAuthError::new(
-                    ErrorCode::InvalidToken,
-                    "registration requires a valid initial access token (Authorization: Bearer)",
-                ))
-                .with_challenge(INVALID_TOKEN));
-            }
-        }
-    }
-    let per_ip = state.settings.registrations_per_ip_per_hour;
-    if let Some(ip) = ip
-        && per_ip > 0
-        && store::clients::registrations_from(&state.db, ip, now - 3600).await? >= per_ip as i64
-    {
-        return Err(
-            OAuthError::new(ErrorCode::SlowDown, "too many registrations from this address; try again later").into()
-        );
-    }
-    if dynamic_clients(state).await? >= state.settings.max_dynamic_clients as i64 {
-        return Err(OAuthError::new(
-            ErrorCode::AccessDenied,
-            "this server has reached its limit of registered clients",
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// The number of dynamic clients, counted at most every few seconds plus this node's registrations
-/// since (counting a large table on every registration made registration slower as it grew).
-async fn dynamic_clients(state: &HttpState) -> Result<i64, ApiError> {
-    {
-        let cache = state.dynamic_client_count.lock().expect("count lock");
-        if let Some((at, n)) = *cache
-            && at.elapsed() < std::time::Duration::from_secs(5)
-        {
-            return Ok(n);
-        }
-    }
-    let n = store::clients::count_by_kind(&state.db, ClientKind::Dynamic).await?;
-    *state.dynamic_client_count.lock().expect("count lock") = Some((std::time::Instant::now(), n));
-    Ok(n)
 }
 
 pub async fn register(
     State(state): State<HttpState>,
-    connect: Option<axum::Extension<crate::http::middleware::client_ip::ClientIp>>,
+    connect: Option<axum::Extension<ClientIp>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let ip = connect.map(|c| c.0.0.to_string());
-    admit(&state, &headers, ip.as_deref(), store::now()).await?;
-    let request = json_body(&headers, &body)?;
-    let metadata = ClientMetadata::from_request(&request).map_err(metadata_error)?;
-    let client_id = secrets::random_string(16);
-    let secret = metadata.token_endpoint_auth_method.requires_secret().then(secrets::random_token);
-    let registration_token = secrets::random_token();
-    let now = store::now();
-    let event = audit::Event {
-        event: "client_registered",
-        client_id: Some(&client_id),
-        details: json!({ "client_name": metadata.client_name, "redirect_uris": metadata.to_json().get("redirect_uris") }),
-        ..Default::default()
-    };
-    let row = store::clients::register(
-        &state.db,
-        &NewClient {
-            client_id: client_id.clone(),
-            kind: ClientKind::Dynamic,
-            client_name: metadata.client_name.clone(),
-            metadata: Value::Object(metadata.to_json()),
-            secret_hash: secret.as_deref().map(secrets::hash),
-            registration_token_hash: Some(secrets::hash(&registration_token)),
-            metadata_expires_at: None,
-            registered_ip: ip.clone(),
-        },
-        &event,
-        now,
-    )
-    .await?;
-    if let Some((_, n)) = state.dynamic_client_count.lock().expect("count lock").as_mut() {
-        *n += 1;
-    }
-    let doc = information(&state, &client_id, row.created_at, &metadata, secret.as_deref(), Some(&registration_token));
-    Ok((StatusCode::CREATED, no_store(), Json(doc)).into_response())
-}
-
-/// The client named in the path, if the bearer token is its registration access token.
-async fn managed(state: &HttpState, headers: &HeaderMap, client_id: &str) -> Result<RegisteredClient, ApiError> {
-    let denied = || {
-        ApiError::from(OAuthError::new(ErrorCode::InvalidToken, "invalid registration access token"))
-            .with_challenge(INVALID_TOKEN)
-    };
-    let token = crate::http::bearer_token(headers).ok_or_else(denied)?;
-    let client = clients::find(state, client_id).await?.ok_or_else(denied)?;
-    match &client.row.registration_token_hash {
-        Some(hash) if secrets::verify(token.trim(), hash) => Ok(client),
-        _ => Err(denied()),
-    }
+    let info = registration::register(&state, request(&headers, &body), ip).await?;
+    Ok((StatusCode::CREATED, no_store(), Json(information(&state, info))).into_response())
 }
 
 pub async fn read(
@@ -193,9 +53,8 @@ pub async fn read(
     headers: HeaderMap,
     Path(client_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let client = managed(&state, &headers, &client_id).await?;
-    let doc = information(&state, client.client_id(), client.row.created_at, &client.metadata, None, None);
-    Ok((no_store(), Json(doc)).into_response())
+    let info = registration::read(&state, request(&headers, &[]), &client_id).await?;
+    Ok((no_store(), Json(information(&state, info))).into_response())
 }
 
 pub async fn update(
@@ -204,45 +63,8 @@ pub async fn update(
     Path(client_id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let client = managed(&state, &headers, &client_id).await?;
-    let request = json_body(&headers, &body)?;
-    if request.get("client_id").and_then(Value::as_str) != Some(client.client_id()) {
-        return Err(OAuthError::invalid_request("the body must carry this client's client_id").into());
-    }
-    for field in
-        ["registration_access_token", "registration_client_uri", "client_secret_expires_at", "client_id_issued_at"]
-    {
-        if request.get(field).is_some() {
-            return Err(OAuthError::invalid_request(format!("{field} must not be sent in an update")).into());
-        }
-    }
-    if let Some(sent) = request.get("client_secret").and_then(Value::as_str)
-        && !client.row.secret_hash.as_deref().is_some_and(|h| secrets::verify(sent, h))
-    {
-        return Err(OAuthError::invalid_request("client_secret does not match the current secret").into());
-    }
-    let metadata = ClientMetadata::from_request(&request).map_err(metadata_error)?;
-    // Switching to a secret-based method issues a secret; switching to `none` drops it.
-    let (secret_hash, new_secret) =
-        match (metadata.token_endpoint_auth_method.requires_secret(), &client.row.secret_hash) {
-            (true, Some(hash)) => (Some(hash.clone()), None),
-            (true, None) => {
-                let s = secrets::random_token();
-                (Some(secrets::hash(&s)), Some(s))
-            }
-            (false, _) => (None, None),
-        };
-    let row = store::clients::update_metadata(
-        &state.db,
-        client.client_id(),
-        metadata.client_name.as_deref(),
-        &Value::Object(metadata.to_json()),
-        secret_hash.as_deref(),
-        store::now(),
-    )
-    .await?;
-    let doc = information(&state, &row.client_id, row.created_at, &metadata, new_secret.as_deref(), None);
-    Ok((no_store(), Json(doc)).into_response())
+    let info = registration::update(&state, request(&headers, &body), &client_id).await?;
+    Ok((no_store(), Json(information(&state, info))).into_response())
 }
 
 pub async fn delete(
@@ -250,13 +72,6 @@ pub async fn delete(
     headers: HeaderMap,
     Path(client_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let client = managed(&state, &headers, &client_id).await?;
-    store::clients::remove(&state.db, client.client_id()).await?;
-    audit::record(
-        &state.db,
-        &audit::Event { event: "client_deleted", client_id: Some(client.client_id()), ..Default::default() },
-        store::now(),
-    )
-    .await?;
+    registration::delete(&state, request(&headers, &[]), &client_id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
