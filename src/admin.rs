@@ -245,21 +245,10 @@ pub fn group_clients(clients: Vec<store::clients::Client>, group: bool) -> Vec<C
 pub async fn revoke_grant(db: &Db, id: &str) -> Result<(), AdminError> {
     let id: uuid::Uuid =
         id.parse().map_err(|_| invalid(format!("{id:?} is not a grant id (see `portcullis grant list`)")))?;
-    let now = store::now();
-    if !store::grants::revoke(db, id, now).await? {
+    let by = crate::flows::revocation::Revoker::Operator;
+    if !crate::flows::revocation::revoke_grant(db, id, None, by, store::now()).await? {
         return Err(invalid(format!("grant {id} does not exist or is already revoked")));
     }
-    store::audit::record(
-        db,
-        &store::audit::Event {
-            event: "grant_revoked",
-            actor: Some("cli"),
-            details: json!({ "grant_id": id, "by": "operator" }),
-            ..Default::default()
-        },
-        now,
-    )
-    .await?;
     Ok(())
 }
 

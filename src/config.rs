@@ -516,7 +516,7 @@ impl Config {
             tracing::warn!("cimd_test_* settings are for tests only: never use them in production");
         }
         for p in &self.trusted_proxies {
-            crate::http::client_ip::parse_net(p).map_err(|e| invalid("trusted_proxies", e))?;
+            crate::net::parse_net(p).map_err(|e| invalid("trusted_proxies", e))?;
         }
         match (&self.tls_cert_file, &self.tls_key_file) {
             (Some(c), Some(k)) => {

@@ -4,11 +4,13 @@
 //! (the protocol: pure functions and types) → `store` (SQL and transactions).
 
 pub mod admin;
+pub mod clients;
 pub mod config;
-pub mod fetch;
+pub mod flows;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod net;
 pub mod oauth;
 pub mod state;
 pub mod store;

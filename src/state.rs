@@ -1,10 +1,10 @@
 //! The shared application state and start-up: database, migrations, declared resources and
-//! clients, signing keys, the first admin user.
+//! clients, signing keys, the first admin user. Protocol code runs against this; the HTTP
+//! layer wraps it with what only it needs (routes, rate limits, cached documents).
 
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::http::routes::Routes;
 use crate::store::{self, Db};
 use crate::tokens::keys::{KeyRing, KeySettings};
 use crate::users::password::Hasher;
@@ -17,16 +17,12 @@ pub struct Inner {
     pub db: Db,
     pub keys: KeyRing,
     pub hasher: Hasher,
-    pub routes: Routes,
     /// Outbound fetches of client-supplied URLs (metadata documents, keys, logos).
-    pub fetcher: crate::fetch::Fetcher,
-    pub cimd_limiter: crate::http::cimd::HostLimiter,
+    pub fetcher: crate::clients::fetch::Fetcher,
+    pub cimd_limiter: crate::clients::cimd::HostLimiter,
     /// `jwks_uri` documents of `private_key_jwt` clients, by URL, until the instant given.
     pub client_keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
-    pub limiter: crate::http::rate_limit::Limiter,
     pub metrics: crate::metrics::Metrics,
-    pub trusted_proxies: Vec<crate::http::client_ip::IpNet>,
-    pub metadata_cache: crate::http::metadata::DocumentCache,
     /// Dynamic clients registered (for `max_dynamic_clients`), recounted every few seconds.
     pub dynamic_client_count: std::sync::Mutex<Option<(std::time::Instant, i64)>>,
 }
@@ -47,7 +43,7 @@ pub enum StartError {
     #[error("{0}")]
     Admin(#[from] crate::admin::AdminError),
     #[error("metadata-document fetcher: {0}")]
-    Fetch(#[from] crate::fetch::FetchError),
+    Fetch(#[from] crate::clients::fetch::FetchError),
 }
 
 pub fn key_settings(settings: &Settings) -> KeySettings {
@@ -79,11 +75,7 @@ impl AppState {
         if settings.bootstrap_admin {
             started.admin_password = crate::admin::bootstrap_admin(&db, &hasher).await?;
         }
-        let routes = Routes::new(&settings.issuer);
-        // Validated with the configuration; a bad entry cannot reach here.
-        let trusted_proxies =
-            settings.trusted_proxies.iter().filter_map(|p| crate::http::client_ip::parse_net(p).ok()).collect();
-        let fetcher = crate::fetch::Fetcher::new(crate::fetch::FetchConfig {
+        let fetcher = crate::clients::fetch::Fetcher::new(crate::clients::fetch::FetchConfig {
             test_ca_file: settings.cimd_test_ca_file.clone(),
             test_allow_loopback: settings.cimd_test_allow_loopback,
             ..Default::default()
@@ -93,14 +85,10 @@ impl AppState {
             db,
             keys,
             hasher,
-            routes,
             fetcher,
             cimd_limiter: Default::default(),
             client_keys: Default::default(),
-            limiter: Default::default(),
             metrics: Default::default(),
-            trusted_proxies,
-            metadata_cache: Default::default(),
             dynamic_client_count: Default::default(),
         };
         Ok((AppState(Arc::new(inner)), started))

@@ -14,40 +14,26 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::state::AppState;
-use crate::store::sessions::DbSessionStore;
 
-pub mod account;
-pub mod assets;
-pub mod authorize;
-pub mod cimd;
-pub mod client_assertion;
-pub mod client_auth;
-pub mod client_ip;
-pub mod clients;
-pub mod consent;
+pub mod endpoints;
 pub mod error;
-pub mod health;
-pub mod introspect;
-pub mod login;
-pub mod metadata;
-pub mod rate_limit;
-pub mod register;
-pub mod revoke;
+pub mod middleware;
 pub mod routes;
-pub mod run_to_end;
-pub mod security;
-pub mod session;
-pub mod token;
-pub mod userinfo;
+pub mod state;
 pub mod views;
 
-use rate_limit::Bucket;
+pub use state::HttpState;
+
+use endpoints::*;
+use middleware::rate_limit::Bucket;
+use middleware::*;
 use routes::*;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole application, as `serve` runs it and as the tests run it.
 pub fn app(state: AppState) -> Router {
+    let state = HttpState::new(state);
     let r = &state.routes;
 
     // Endpoints browsers' scripts may call (metadata, keys, token, registration): CORS for any origin.
@@ -79,38 +65,44 @@ pub fn app(state: AppState) -> Router {
     let api = api.layer(cors);
 
     // Browser endpoints: sessions, no CORS (OAuth 2.1 §3.1 forbids it on /authorize).
-    let session_layer = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+    let session_layer = SessionManagerLayer::new(crate::flows::session_store(&state))
         .with_name(session::cookie_name(state.settings.secure_cookies))
         .with_same_site(SameSite::Lax)
         .with_secure(state.settings.secure_cookies)
         .with_http_only(true)
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(time::Duration::seconds(state.settings.session_lifetime.as_i64())));
-    let pages = Router::new()
-        .route(&r.path(AUTHORIZE), get(authorize::get).post(authorize::post).layer(limited(Bucket::Authorize)))
-        .route(&r.path(LOGIN), get(login::page).post(login::submit).layer(limited(Bucket::Login)))
-        .route(&r.path(LOGOUT), get(login::logout_page).post(login::logout))
-        .route(&r.path(CONSENT), get(consent::page).post(consent::submit))
-        .route(&r.path(ACCOUNT), get(account::page))
-        .route(&r.path(ACCOUNT_REVOKE), axum::routing::post(account::revoke))
-        .route(&r.path(ACCOUNT_PASSWORD), axum::routing::post(account::password))
+    // The page routes, in the order of `routes::PAGES` (errors there are pages, not JSON).
+    let page_routes = [
+        (AUTHORIZE, get(authorize::get).post(authorize::post).layer(limited(Bucket::Authorize))),
+        (LOGIN, get(login::page).post(login::submit).layer(limited(Bucket::Login))),
+        (LOGOUT, get(login::logout_page).post(login::logout)),
+        (CONSENT, get(consent::page).post(consent::submit)),
+        (ACCOUNT, get(account::page)),
+        (ACCOUNT_REVOKE, post(account::revoke)),
+        (ACCOUNT_PASSWORD, post(account::password)),
+    ];
+    assert!(page_routes.iter().map(|(p, _)| *p).eq(PAGES.iter().copied()), "routes::PAGES is the page route table");
+    let pages = page_routes
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| router.route(&r.path(path), handler))
         .layer(session_layer);
 
     let plain = Router::new()
         .route(&r.path(HEALTHZ), get(health::healthz))
         .route(&r.path(READYZ), get(health::readyz))
         .route(&r.path(METRICS), get(health::metrics))
-        .route(&r.path("/static/style.css"), get(assets::style))
-        .route(&r.path("/static/favicon.svg"), get(assets::favicon))
+        .route(&r.path(STYLE_CSS), get(assets::style))
+        .route(&r.path(FAVICON_SVG), get(assets::favicon))
         .route(&r.path(CLIENT_LOGO), get(assets::client_logo));
 
     Router::new()
         .merge(api)
         .merge(pages)
         .merge(plain)
-        .fallback(error::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), error::finish_errors))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), health::record_metrics))
+        .fallback(errors::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), errors::finish_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record_metrics))
         .layer(axum::middleware::from_fn(security::headers))
         .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip::resolve))
@@ -141,6 +133,15 @@ pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The `Authorization` header as client authentication reads it.
+pub(crate) fn authorization(headers: &axum::http::HeaderMap) -> crate::clients::auth::Authorization<'_> {
+    use crate::clients::auth::Authorization;
+    match headers.get(header::AUTHORIZATION) {
+        None => Authorization::Absent,
+        Some(v) => v.to_str().map_or(Authorization::Unreadable, Authorization::Value),
+    }
 }
 
 pub(crate) fn header_value(s: &str) -> HeaderValue {

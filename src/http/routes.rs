@@ -19,7 +19,12 @@ pub const CONSENT: &str = "/consent";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
-pub const STATIC: &str = "/static";
+/// The stylesheet; the favicon sits beside it (the page views derive its URL from this one).
+pub const STYLE_CSS: &str = "/static/style.css";
+pub const FAVICON_SVG: &str = "/static/favicon.svg";
+
+/// The routes people open in a browser: their errors are pages, every other route answers JSON.
+pub const PAGES: &[&str] = &[AUTHORIZE, LOGIN, LOGOUT, CONSENT, ACCOUNT, ACCOUNT_REVOKE, ACCOUNT_PASSWORD];
 
 pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
 pub const OIDC_METADATA: &str = "/.well-known/openid-configuration";
@@ -46,6 +51,17 @@ impl Routes {
     /// Path (with the issuer's prefix) as the browser sees it: form actions, redirects, assets.
     pub fn path(&self, path: &str) -> String {
         format!("{}{}", self.prefix, path)
+    }
+
+    /// The stylesheet's path, for the pages' `<link>`.
+    pub fn stylesheet(&self) -> String {
+        self.path(STYLE_CSS)
+    }
+
+    /// Whether a request path (with the issuer's prefix) is one of the [`PAGES`].
+    pub fn is_page(&self, path: &str) -> bool {
+        let rest = path.strip_prefix(self.prefix.as_str()).unwrap_or(path);
+        PAGES.contains(&rest)
     }
 
     pub fn register_client_url(&self, client_id: &str) -> String {
@@ -84,5 +100,20 @@ mod tests {
         let root = Routes::new("https://auth.example.com");
         assert_eq!(root.prefix, "");
         assert_eq!(root.oauth_metadata_paths(), vec![OAUTH_METADATA.to_string()]);
+    }
+
+    #[test]
+    fn pages_are_told_from_api_routes() {
+        let r = Routes::new("https://auth.example.com/tenant1");
+        assert!(r.is_page("/tenant1/authorize"));
+        assert!(r.is_page("/tenant1/account/revoke"));
+        assert!(!r.is_page("/tenant1/token"));
+        assert!(!r.is_page("/tenant1/register/abc"));
+        assert_eq!(r.stylesheet(), "/tenant1/static/style.css");
+    }
+
+    #[test]
+    fn the_favicon_sits_beside_the_stylesheet() {
+        assert_eq!(STYLE_CSS.rsplit_once('/').map(|(dir, _)| dir), FAVICON_SVG.rsplit_once('/').map(|(dir, _)| dir));
     }
 }

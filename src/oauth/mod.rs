@@ -2,7 +2,6 @@
 //! No axum, no SQL.
 
 pub mod authorize;
-pub mod cimd;
 pub mod client_metadata;
 pub mod error;
 pub mod params;

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use portcullis::fetch::{FetchConfig, FetchError, Fetcher, USER_AGENT};
+use portcullis::clients::fetch::{FetchConfig, FetchError, Fetcher, USER_AGENT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;

@@ -266,7 +266,7 @@ fn resource_percent_encoded_host_character_is_idempotent() {
 /// client's document has no keys" instead of the document being refused up front).
 #[test]
 fn cimd_private_key_jwt_without_real_keys_is_refused() {
-    use portcullis::oauth::cimd::validate_document;
+    use portcullis::clients::cimd::validate_document;
     use portcullis::oauth::client_metadata::TokenEndpointAuthMethod;
 
     const ID: &str = "https://app.example/client.json";

@@ -1,23 +1,21 @@
-//! `/token`: the authorization-code and refresh-token grants.
+//! The token endpoint's grants: authorization code (with PKCE, redirect URI and resource checks,
+//! run inside the redemption's transaction by [`check_code`]) and refresh token (rotation with a
+//! grace period and reuse detection).
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::http::client_auth;
-use crate::http::clients::RegisteredClient;
-use crate::http::error::{ApiError, no_store};
+use crate::clients::RegisteredClient;
+use crate::clients::auth::{self as client_auth, Authorization};
+use crate::flows::error::ApiError;
+use crate::flows::stored_scope;
 use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;
 use crate::oauth::resource::ResourceUri;
 use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
-use crate::store::codes::{self, Planned, Redeemed};
+use crate::store::codes::{self, Code, CodeContext, Planned, Redeemed};
 use crate::store::refresh::{self, NewRefreshToken, Rotated, Successor};
 use crate::store::{self, audit};
 use crate::tokens::jwt::{self, AccessTokenClaims};
@@ -38,35 +36,25 @@ pub struct TokenResponse {
     id_token: Option<String>,
 }
 
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let params = form_params(&headers, &body)?;
-    let client = client_auth::authenticate(&state, &headers, &params).await?;
-    let response = match params.get("grant_type") {
-        Some("authorization_code") => authorization_code(&state, &client, &params).await?,
-        Some("refresh_token") => refresh_token(&state, &client, &params).await?,
-        Some(other) => {
-            return Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                format!("grant_type {other:?} is not supported; use authorization_code or refresh_token"),
-            )
-            .into());
-        }
-        None => return Err(OAuthError::invalid_request("missing parameter grant_type").into()),
-    };
-    Ok((no_store(), Json(response)).into_response())
-}
-
-/// Token-endpoint bodies are `application/x-www-form-urlencoded` UTF-8 (OAuth 2.1 §3.2).
-pub fn form_params(headers: &HeaderMap, body: &[u8]) -> Result<Params, ApiError> {
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    if !form {
-        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded").into());
+/// A token request: authenticates the client (`token_endpoint` is an audience its assertion may
+/// name) and runs the grant it asks for.
+pub async fn token(
+    state: &AppState,
+    token_endpoint: &str,
+    authorization: Authorization<'_>,
+    params: &Params,
+) -> Result<TokenResponse, ApiError> {
+    let client = client_auth::authenticate(state, token_endpoint, authorization, params).await?;
+    match params.get("grant_type") {
+        Some("authorization_code") => authorization_code(state, &client, params).await,
+        Some("refresh_token") => refresh_token(state, &client, params).await,
+        Some(other) => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant_type {other:?} is not supported; use authorization_code or refresh_token"),
+        )
+        .into()),
+        None => Err(OAuthError::invalid_request("missing parameter grant_type").into()),
     }
-    let body = std::str::from_utf8(body).map_err(|_| OAuthError::invalid_request("the body is not valid UTF-8"))?;
-    Ok(Params::parse(body)?)
 }
 
 /// The `resource` values sent with a token request must all name the grant's resource.
@@ -171,48 +159,14 @@ async fn authorization_code(
     let key = state.keys.signing_key().await?;
     let now = store::now();
     let planned = Planned { jti: secrets::random_string(16), family_id: Uuid::now_v7() };
-    let outcome = codes::redeem(&state.db, &secrets::hash(code), now, &planned, |code, ctx| {
-        if code.client_id != client.client_id() {
-            return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
-        }
-        if params.get("redirect_uri").is_some_and(|r| r != code.redirect_uri) {
-            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
-        }
-        CodeChallenge::parse(Some(&code.code_challenge), Some("S256"))
-            .and_then(|c| c.verify(verifier))
-            .map_err(|e| OAuthError::invalid_grant(format!("PKCE verification failed: {e}")))?;
-        check_resources(params.resources(), &ctx.resource_uri)?;
-        let scope = ScopeSet::parse(&code.scope).unwrap_or_default();
-        let minted = mint(
-            state,
-            &key,
-            client.client_id(),
-            code.user_id,
-            &ctx.resource_uri,
-            &scope,
-            ctx.token_lifetime,
-            Some(code.auth_time),
-            planned.jti.clone(),
-            now,
-        )?;
-        let refresh = client.gets_refresh_token(&scope).then(|| {
-            new_refresh(state, code.grant_id, Lineage::Root(planned.family_id), client.client_id(), &code.scope, now)
-        });
-        let response = TokenResponse {
-            access_token: minted.access_token,
-            token_type: "Bearer",
-            expires_in: minted.expires_in,
-            scope: scope.to_space_separated(),
-            refresh_token: refresh.as_ref().map(|(t, _)| t.clone()),
-            id_token: None,
-        };
-        Ok((refresh.map(|(_, row)| row), response))
-    })
-    .await?;
+    let exchange = CodeExchange { state, client, params, verifier, key: &key, planned: &planned, now };
+    let outcome =
+        codes::redeem(&state.db, &secrets::hash(code), now, &planned, |code, ctx| check_code(&exchange, code, ctx))
+            .await?;
     match outcome {
         Redeemed::Ok(code, mut response) => {
             state.metrics.token_issued("authorization_code");
-            if ScopeSet::parse(&code.scope).is_ok_and(|s| s.contains("openid")) {
+            if stored_scope(&code.scope)?.contains("openid") {
                 response.id_token = Some(id_token(state, &key, client.client_id(), &code, now).await?);
             }
             Ok(response)
@@ -239,6 +193,62 @@ async fn authorization_code(
     }
 }
 
+/// What the checks of a code redemption need besides the code.
+struct CodeExchange<'a> {
+    state: &'a AppState,
+    client: &'a RegisteredClient,
+    params: &'a Params,
+    verifier: &'a str,
+    key: &'a LoadedKey,
+    planned: &'a Planned,
+    now: i64,
+}
+
+/// The checks a redemption runs inside its transaction, on the spent code: the client, the
+/// redirect URI, PKCE and the resource; then the access token and the refresh token to record.
+fn check_code(
+    x: &CodeExchange<'_>,
+    code: &Code,
+    ctx: &CodeContext,
+) -> Result<(Option<NewRefreshToken>, TokenResponse), OAuthError> {
+    let (state, client, params, now) = (x.state, x.client, x.params, x.now);
+    if code.client_id != client.client_id() {
+        return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
+    }
+    if params.get("redirect_uri").is_some_and(|r| r != code.redirect_uri) {
+        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    CodeChallenge::parse(Some(&code.code_challenge), Some("S256"))
+        .and_then(|c| c.verify(x.verifier))
+        .map_err(|e| OAuthError::invalid_grant(format!("PKCE verification failed: {e}")))?;
+    check_resources(params.resources(), &ctx.resource_uri)?;
+    let scope = stored_scope(&code.scope)?;
+    let minted = mint(
+        state,
+        x.key,
+        client.client_id(),
+        code.user_id,
+        &ctx.resource_uri,
+        &scope,
+        ctx.token_lifetime,
+        Some(code.auth_time),
+        x.planned.jti.clone(),
+        now,
+    )?;
+    let refresh = client.gets_refresh_token(&scope).then(|| {
+        new_refresh(state, code.grant_id, Lineage::Root(x.planned.family_id), client.client_id(), &code.scope, now)
+    });
+    let response = TokenResponse {
+        access_token: minted.access_token,
+        token_type: "Bearer",
+        expires_in: minted.expires_in,
+        scope: scope.to_space_separated(),
+        refresh_token: refresh.as_ref().map(|(t, _)| t.clone()),
+        id_token: None,
+    };
+    Ok((refresh.map(|(_, row)| row), response))
+}
+
 async fn refresh_token(
     state: &AppState,
     client: &RegisteredClient,
@@ -255,7 +265,7 @@ async fn refresh_token(
     // The checks and the access token, the same for a first use and a repeat inside the window.
     let answer = |row: &refresh::RefreshToken| -> Result<(ScopeSet, Minted), OAuthError> {
         check_resources(params.resources(), &row.resource_uri)?;
-        let granted = ScopeSet::parse(&row.scope).unwrap_or_default();
+        let granted = stored_scope(&row.scope)?;
         let scope = match &narrowed {
             Some(s) if !s.is_subset(&granted) => {
                 return Err(OAuthError::invalid_scope(format!(
@@ -348,7 +358,7 @@ async fn id_token(
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the person no longer exists"))?;
     let scopes: Vec<&str> = code.scope.split(' ').collect();
-    let mut claims = crate::http::userinfo::profile_claims(&user, &scopes);
+    let mut claims = crate::flows::userinfo::profile_claims(&user, &scopes);
     claims.insert("auth_time".into(), code.auth_time.into());
     if let Some(nonce) = &code.nonce {
         claims.insert("nonce".into(), nonce.clone().into());

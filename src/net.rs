@@ -1,15 +1,12 @@
-//! The client's IP address for limits, audit and logs: the socket peer, unless the peer is a
-//! configured trusted proxy, in which case the nearest untrusted hop of `Forwarded` or
-//! `X-Forwarded-For`. Headers from untrusted peers are ignored (anyone can send them).
+//! Network addresses: CIDR ranges (`trusted_proxies`) and the client's address as a trusted
+//! proxy's forwarding headers give it. The client's IP address for limits, audit and logs is the
+//! socket peer, unless the peer is a configured trusted proxy, in which case the nearest
+//! untrusted hop of `Forwarded` or `X-Forwarded-For`. Headers from untrusted peers are ignored
+//! (anyone can send them).
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
-
-use crate::state::AppState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpNet {
@@ -102,22 +99,6 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     }
     let chain = forwarded_chain(headers);
     chain.iter().rev().copied().find(|ip| !is_trusted(*ip)).or_else(|| chain.first().copied()).unwrap_or(peer)
-}
-
-/// The resolved client address, put in request extensions by [`resolve`].
-#[derive(Clone, Copy, Debug)]
-pub struct ClientIp(pub IpAddr);
-
-pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let ext = req.extensions();
-    let peer = ext
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .or_else(|| ext.get::<ConnectInfo<crate::tls::PeerAddr>>().map(|c| c.0.0.ip()))
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let ip = client_ip(peer, req.headers(), &state.trusted_proxies);
-    req.extensions_mut().insert(ClientIp(ip));
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -8,14 +8,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::http::authorize::{current_user, redirect};
+use crate::clients;
+use crate::flows::revocation::{Revoker, revoke_grant};
+use crate::http::HttpState;
+use crate::http::endpoints::authorize::{current_user, redirect};
 use crate::http::error::PageError;
+use crate::http::middleware::session::{self, SignedIn};
+use crate::http::render;
 use crate::http::routes::{ACCOUNT, ACCOUNT_PASSWORD, ACCOUNT_REVOKE, LOGIN, LOGOUT};
-use crate::http::session::{self, SignedIn};
 use crate::http::views::{AccountPage, AppLine};
-use crate::http::{clients, render};
 use crate::oauth::scope::OFFLINE_ACCESS;
-use crate::state::AppState;
 use crate::store::{self, audit, grants, resources, users};
 use crate::users::password;
 
@@ -25,7 +27,7 @@ pub struct AccountQuery {
 }
 
 pub async fn page(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     axum::extract::Query(q): axum::extract::Query<AccountQuery>,
 ) -> Result<Response, PageError> {
@@ -37,7 +39,7 @@ pub async fn page(
 }
 
 async fn show(
-    state: &AppState,
+    state: &HttpState,
     session: &Session,
     who: &SignedIn,
     notice: Option<String>,
@@ -79,7 +81,7 @@ async fn show(
     }
     let view = AccountPage {
         brand: "Portcullis".into(),
-        css_href: state.routes.path("/static/style.css"),
+        css_href: state.routes.stylesheet(),
         username: who.username.clone(),
         csrf_token: session::csrf_token(session).await?,
         revoke_action: state.routes.path(ACCOUNT_REVOKE),
@@ -106,7 +108,7 @@ pub struct RevokeForm {
 }
 
 pub async fn revoke(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Form(form): Form<RevokeForm>,
 ) -> Result<Response, PageError> {
@@ -130,21 +132,8 @@ pub async fn revoke(
         )
         .await;
     };
-    let now = store::now();
-    grants::revoke(&state.db, grant.id, now).await?;
-    audit::record(
-        &state.db,
-        &audit::Event {
-            event: "grant_revoked",
-            actor: Some(&who.username),
-            user_id: Some(who.user_id),
-            client_id: Some(&grant.client_id),
-            details: serde_json::json!({ "grant_id": grant.id, "by": "person" }),
-            ..Default::default()
-        },
-        now,
-    )
-    .await?;
+    let by = Revoker::Person { username: &who.username, user_id: who.user_id };
+    revoke_grant(&state.db, grant.id, Some(&grant.client_id), by, store::now()).await?;
     Ok(redirect(StatusCode::SEE_OTHER, &format!("{}?revoked=1", state.routes.path(ACCOUNT))))
 }
 
@@ -160,7 +149,7 @@ pub struct PasswordForm {
 }
 
 pub async fn password(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, PageError> {

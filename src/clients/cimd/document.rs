@@ -1,10 +1,10 @@
-//! Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document, MCP 2026-07-28):
+//! The documents themselves (draft-ietf-oauth-client-id-metadata-document, MCP 2026-07-28):
 //! which `client_id`s are document URLs, and validating a fetched document into the metadata we
-//! store. Fetching lives in `crate::fetch`; this module is pure.
+//! store. Pure: fetching and caching are the parent module's.
 
 use serde_json::{Map, Value};
 
-use super::client_metadata::{ClientMetadata, TokenEndpointAuthMethod};
+use crate::oauth::client_metadata::{ClientMetadata, TokenEndpointAuthMethod};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -7,16 +7,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::config::CimdPolicy;
+use crate::http::HttpState;
 use crate::http::error::ApiError;
 use crate::http::routes::{AUTHORIZE, INTROSPECT, JWKS, REGISTER, REVOKE, TOKEN, USERINFO};
-use crate::oauth::scope::OFFLINE_ACCESS;
-use crate::state::AppState;
-use crate::store;
 
-async fn document(state: &AppState) -> Result<serde_json::Map<String, Value>, ApiError> {
+async fn document(state: &HttpState) -> Result<serde_json::Map<String, Value>, ApiError> {
     let r = &state.routes;
-    let mut scopes = store::resources::all_scope_names(&state.db).await?;
-    scopes.extend([OFFLINE_ACCESS, "openid", "profile", "email"].map(String::from));
+    let scopes = crate::flows::discovery::scopes_supported(state).await?;
     let doc = json!({
         "issuer": state.settings.issuer,
         "authorization_endpoint": r.url(AUTHORIZE),
@@ -58,7 +55,7 @@ pub struct DocumentCache {
 
 const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn cached(state: &AppState, oidc: bool) -> Result<axum::body::Bytes, ApiError> {
+async fn cached(state: &HttpState, oidc: bool) -> Result<axum::body::Bytes, ApiError> {
     let slot = usize::from(oidc);
     if let Some((at, body)) = &state.metadata_cache.docs.lock().expect("cache lock")[slot]
         && at.elapsed() < FRESH
@@ -71,17 +68,17 @@ async fn cached(state: &AppState, oidc: bool) -> Result<axum::body::Bytes, ApiEr
     Ok(body)
 }
 
-pub async fn oauth_metadata(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn oauth_metadata(State(state): State<HttpState>) -> Result<Response, ApiError> {
     Ok(respond(cached(&state, false).await?))
 }
 
-pub async fn oidc_metadata(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn oidc_metadata(State(state): State<HttpState>) -> Result<Response, ApiError> {
     Ok(respond(cached(&state, true).await?))
 }
 
 /// OIDC discovery: the same facts plus the fields OIDC Discovery §3 requires, since strict clients
 /// reject the document without them.
-async fn oidc_document(state: &AppState) -> Result<serde_json::Map<String, Value>, ApiError> {
+async fn oidc_document(state: &HttpState) -> Result<serde_json::Map<String, Value>, ApiError> {
     let mut doc = document(state).await?;
     doc.insert("subject_types_supported".into(), json!(["public"]));
     doc.insert("id_token_signing_alg_values_supported".into(), json!([state.settings.signing_alg.as_str()]));
@@ -105,7 +102,7 @@ async fn oidc_document(state: &AppState) -> Result<serde_json::Map<String, Value
     Ok(doc)
 }
 
-pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn jwks(State(state): State<HttpState>) -> Result<Response, ApiError> {
     // `respond`'s max-age is short enough that a key rotated in (published `key_publish_delay`
     // before it signs) is seen by every verifier before its first token.
     Ok(respond(state.keys.jwks().await?))

@@ -13,10 +13,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::RateLimits;
-use crate::http::client_ip::ClientIp;
+use crate::http::HttpState;
 use crate::http::error::{ApiError, PageError};
+use crate::http::middleware::client_ip::ClientIp;
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::state::AppState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Bucket {
@@ -99,7 +99,7 @@ impl Limiter {
     }
 }
 
-pub async fn limit(State((state, bucket)): State<(AppState, Bucket)>, req: Request, next: Next) -> Response {
+pub async fn limit(State((state, bucket)): State<(HttpState, Bucket)>, req: Request, next: Next) -> Response {
     let ip = req.extensions().get::<ClientIp>().map(|c| c.0).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let s = &state.settings;
     let Err(retry) = state.limiter.check(bucket, ip, &s.rate_limit_per_ip, &s.rate_limit_total) else {

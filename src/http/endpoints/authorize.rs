@@ -8,29 +8,30 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_sessions::Session;
 
-use crate::http::clients::{self, RegisteredClient};
+use crate::clients::{self, RegisteredClient};
+use crate::http::HttpState;
+use crate::http::endpoints::consent;
 use crate::http::error::PageError;
+use crate::http::header_value;
+use crate::http::middleware::session::{self, PendingAuthorization, SignedIn};
 use crate::http::routes::{CONSENT, LOGIN};
-use crate::http::session::{self, PendingAuthorization, SignedIn};
-use crate::http::{consent, header_value};
 use crate::oauth::authorize::{self as authz, Prompt};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;
 use crate::oauth::scope::ScopeSet;
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::state::AppState;
 use crate::store::{self, codes, grants, resources, users};
 use crate::tokens::secrets;
 
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
     authorize(&state, &session, &query.unwrap_or_default(), StatusCode::FOUND).await
 }
 
-pub async fn post(State(state): State<AppState>, session: Session, body: Bytes) -> Result<Response, PageError> {
+pub async fn post(State(state): State<HttpState>, session: Session, body: Bytes) -> Result<Response, PageError> {
     let body = std::str::from_utf8(&body).map_err(|_| PageError::bad_request("The request is not valid UTF-8."))?;
     authorize(&state, &session, body, StatusCode::SEE_OTHER).await
 }
@@ -40,12 +41,12 @@ pub fn redirect(status: StatusCode, url: &str) -> Response {
     (status, [(header::LOCATION, header_value(url))]).into_response()
 }
 
-async fn authorize(state: &AppState, session: &Session, raw: &str, status: StatusCode) -> Result<Response, PageError> {
+async fn authorize(state: &HttpState, session: &Session, raw: &str, status: StatusCode) -> Result<Response, PageError> {
     let params = Params::parse(raw).map_err(PageError::from)?;
     let client_id = params
         .get("client_id")
         .ok_or_else(|| PageError::bad_request("The app did not say who it is (client_id is missing)."))?;
-    let client = match clients::resolve(state, client_id).await {
+    let client = match clients::resolve(state, &crate::clients::ClientId::parse(client_id)).await {
         Ok(Some(c)) => c,
         Ok(None) => {
             return Err(PageError::bad_request(
@@ -53,7 +54,7 @@ async fn authorize(state: &AppState, session: &Session, raw: &str, status: Statu
             )
             .with_code(ErrorCode::InvalidClient));
         }
-        Err(crate::http::cimd::ResolveError::Store(e)) => return Err(e.into()),
+        Err(crate::clients::cimd::ResolveError::Store(e)) => return Err(e.into()),
         Err(e) => return Err(PageError::bad_request(e.public_message()).with_code(ErrorCode::InvalidClient)),
     };
     let redirect_uri = authz::resolve_redirect_uri(&client.metadata.redirect_uris, params.get("redirect_uri"))
@@ -76,7 +77,7 @@ async fn authorize(state: &AppState, session: &Session, raw: &str, status: Statu
 
 /// The checks whose failures are reported to the client through the redirect.
 async fn validate(
-    state: &AppState,
+    state: &HttpState,
     params: &Params,
     client: &RegisteredClient,
     redirect_uri: &str,
@@ -137,7 +138,7 @@ async fn validate(
 /// Continues a validated request: sign in if needed, skip consent when a grant covers it, issue
 /// the code. Shared by `/authorize`, the login page's continuation and the consent page.
 pub async fn proceed(
-    state: &AppState,
+    state: &HttpState,
     session: &Session,
     pending: PendingAuthorization,
     prompt_none: bool,
@@ -172,7 +173,7 @@ pub async fn proceed(
     };
     let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
     // A metadata document whose redirect URIs, name or keys changed since consent asks again.
-    let shown = match grant.is_some() && crate::oauth::cimd::is_client_id_url(&pending.client_id) {
+    let shown = match grant.is_some() && crate::clients::cimd::is_client_id_url(&pending.client_id) {
         true => clients::find(state, &pending.client_id).await?.and_then(|c| clients::fingerprint(&c)),
         false => None,
     };
@@ -192,7 +193,7 @@ pub async fn proceed(
 }
 
 /// The signed-in person, if the session has one and the account is still enabled.
-pub async fn current_user(state: &AppState, session: &Session) -> Result<Option<SignedIn>, PageError> {
+pub async fn current_user(state: &HttpState, session: &Session) -> Result<Option<SignedIn>, PageError> {
     let Some(who) = session::signed_in(session).await? else {
         return Ok(None);
     };
@@ -208,7 +209,7 @@ pub async fn current_user(state: &AppState, session: &Session) -> Result<Option<
 /// Mints a code bound to the client, redirect URI, PKCE challenge, resource, scope and person, and
 /// returns the redirect that delivers it.
 pub async fn issue_code(
-    state: &AppState,
+    state: &HttpState,
     pending: &PendingAuthorization,
     who: &SignedIn,
     grant_id: uuid::Uuid,
@@ -237,7 +238,7 @@ pub async fn issue_code(
 }
 
 /// Where the login page continues to for a parked request (the id is the person's input here).
-pub fn continue_path(state: &AppState, request_id: &str) -> String {
+pub fn continue_path(state: &HttpState, request_id: &str) -> String {
     let id: String = url::form_urlencoded::byte_serialize(request_id.as_bytes()).collect();
     format!("{}?request_id={id}", state.routes.path(CONSENT))
 }

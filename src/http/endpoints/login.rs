@@ -7,17 +7,19 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::http::authorize::{continue_path, current_user, redirect};
+use crate::http::endpoints::authorize::{continue_path, current_user, redirect};
 use crate::http::error::PageError;
 use crate::http::routes::{ACCOUNT, LOGIN, LOGOUT};
 
 /// The `next` value that continues to the account page rather than a parked request.
 const ACCOUNT_NEXT: &str = "account";
-use crate::http::client_ip::ClientIp;
-use crate::http::session::{self, SignedIn};
+use crate::clients;
+use crate::http::HttpState;
+use crate::http::middleware::client_ip::ClientIp;
+use crate::http::middleware::security;
+use crate::http::middleware::session::{self, SignedIn};
+use crate::http::render;
 use crate::http::views::{LoginPage, MessagePage};
-use crate::http::{clients, render, security};
-use crate::state::AppState;
 use crate::store::{self, audit, throttle, users};
 use axum::Extension;
 
@@ -40,7 +42,7 @@ pub struct LoginForm {
 }
 
 pub async fn page(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
@@ -49,7 +51,7 @@ pub async fn page(
 }
 
 async fn show(
-    state: &AppState,
+    state: &HttpState,
     session: &Session,
     request_id: Option<&str>,
     username: String,
@@ -66,7 +68,7 @@ async fn show(
     };
     let view = LoginPage {
         brand: "Portcullis".into(),
-        css_href: state.routes.path("/static/style.css"),
+        css_href: state.routes.stylesheet(),
         action: state.routes.path(LOGIN),
         csrf_token: session::csrf_token(session).await?,
         next: request_id.unwrap_or_default().to_string(),
@@ -83,7 +85,7 @@ async fn show(
 }
 
 pub async fn submit(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
     session: Session,
     Form(form): Form<LoginForm>,
@@ -189,7 +191,7 @@ pub async fn submit(
         Some(id) => Ok(redirect(StatusCode::SEE_OTHER, &continue_path(&state, id))),
         None => Ok(render(&MessagePage {
             brand: "Portcullis".into(),
-            css_href: state.routes.path("/static/style.css"),
+            css_href: state.routes.stylesheet(),
             title: "You are signed in".into(),
             message: format!("Signed in as {}. You can close this window.", user.username),
         })),
@@ -197,7 +199,7 @@ pub async fn submit(
 }
 
 /// GET shows a confirmation form: signing out changes state, so it takes a POST with the CSRF token.
-pub async fn logout_page(State(state): State<AppState>, session: Session) -> Result<Response, PageError> {
+pub async fn logout_page(State(state): State<HttpState>, session: Session) -> Result<Response, PageError> {
     let who = current_user(&state, &session).await?;
     let Some(who) = who else {
         return Ok(render(&signed_out(&state)));
@@ -205,7 +207,7 @@ pub async fn logout_page(State(state): State<AppState>, session: Session) -> Res
     let _ = who;
     let view = crate::http::views::LogoutPage {
         brand: "Portcullis".into(),
-        css_href: state.routes.path("/static/style.css"),
+        css_href: state.routes.stylesheet(),
         action: state.routes.path(LOGOUT),
         csrf_token: session::csrf_token(&session).await?,
     };
@@ -218,7 +220,7 @@ pub struct LogoutForm {
 }
 
 pub async fn logout(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Form(form): Form<LogoutForm>,
 ) -> Result<Response, PageError> {
@@ -227,10 +229,10 @@ pub async fn logout(
     Ok(render(&signed_out(&state)))
 }
 
-fn signed_out(state: &AppState) -> MessagePage {
+fn signed_out(state: &HttpState) -> MessagePage {
     MessagePage {
         brand: "Portcullis".into(),
-        css_href: state.routes.path("/static/style.css"),
+        css_href: state.routes.stylesheet(),
         title: "You are signed out".into(),
         message: "You can close this window.".into(),
     }

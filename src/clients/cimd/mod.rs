@@ -1,4 +1,4 @@
-//! Resolving a metadata-document client: policy (off, allow-list, deny-list), the cached document
+//! Client ID Metadata Document clients. Resolving one: policy (off, allow-list, deny-list), the cached document
 //! while it is fresh, otherwise a fetch through the hardened fetcher (rate-limited per host),
 //! validation, and storage with a lifetime from its cache headers within configured bounds.
 //! Failures are never cached.
@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod document;
+
+pub use document::{CimdError, Document, fingerprint, host_of, is_client_id_url, validate_document};
+
+use crate::clients::fetch::FetchError;
+use crate::clients::{ClientId, RegisteredClient};
 use crate::config::CimdPolicy;
-use crate::fetch::FetchError;
-use crate::http::clients::RegisteredClient;
-use crate::oauth::cimd;
 use crate::oauth::client_metadata::ClientMetadata;
 use crate::state::AppState;
 use crate::store::clients::{ClientKind, NewClient};
@@ -86,8 +89,9 @@ fn check_policy(state: &AppState, host: &str) -> Result<(), ResolveError> {
 }
 
 /// The client behind a Client ID Metadata Document URL.
-pub async fn resolve(state: &AppState, client_id: &str) -> Result<RegisteredClient, ResolveError> {
-    let host = cimd::host_of(client_id);
+pub async fn resolve(state: &AppState, client_id: &ClientId) -> Result<RegisteredClient, ResolveError> {
+    let client_id = client_id.as_str();
+    let host = host_of(client_id);
     let now = store::now();
     if let Err(e) = check_policy(state, &host) {
         audit_failure(state, client_id, &e, now).await;
@@ -134,7 +138,7 @@ async fn fetch_and_store(
         return Err(ResolveError::RateLimited);
     }
     let fetched = state.fetcher.get_json(client_id).await.map_err(ResolveError::Fetch)?;
-    let doc = cimd::validate_document(client_id, &fetched.body).map_err(|e| ResolveError::Invalid(e.0))?;
+    let doc = validate_document(client_id, &fetched.body).map_err(|e| ResolveError::Invalid(e.0))?;
     let s = &state.settings;
     let lifetime = fetched
         .max_age

@@ -1,32 +1,30 @@
-//! `/introspect` (RFC 7662) for MCP servers that prefer asking to verifying JWTs. Callers are
+//! Introspection (RFC 7662) for MCP servers that prefer asking to verifying JWTs. Callers are
 //! resource servers with the credentials `portcullis resource add --introspection` issued; each
 //! may introspect only tokens whose audience is itself (RFC 7662 §4).
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::http::client_auth::credentials;
-use crate::http::error::{ApiError, no_store};
-use crate::http::token::form_params;
+use crate::clients::auth::{Authorization, BASIC_CHALLENGE, credentials};
+use crate::flows::error::ApiError;
 use crate::oauth::OAuthError;
+use crate::oauth::params::Params;
 use crate::state::AppState;
-use crate::store::resources::TokenFacts;
-use crate::store::{self, resources};
-use crate::tokens::jwt;
-use crate::tokens::secrets;
+use crate::store::resources::{self, TokenFacts};
+use crate::store::{self};
+use crate::tokens::{jwt, secrets};
 
-const CHALLENGE: &str = "Basic realm=\"portcullis\", charset=\"UTF-8\"";
-
-pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let params = form_params(&headers, &body)?;
+/// The introspection answer for the token in `params`, to the resource server whose credentials
+/// came in `authorization` or `params`.
+pub async fn introspect(
+    state: &AppState,
+    authorization: Authorization<'_>,
+    params: &Params,
+) -> Result<Value, ApiError> {
     let denied = || {
-        ApiError::from(OAuthError::invalid_client("resource server authentication failed")).with_challenge(CHALLENGE)
+        ApiError::from(OAuthError::invalid_client("resource server authentication failed"))
+            .with_challenge(BASIC_CHALLENGE)
     };
-    let creds = credentials(&headers, &params).map_err(|_| denied())?;
+    let creds = credentials(authorization, params).map_err(|_| denied())?;
     let secret = creds.secret.ok_or_else(denied)?;
     // The signature first (CPU only, and bounded by the endpoint's rate limit), so that one query
     // both finds the caller and checks the token. A missing token is reported only to a caller
@@ -47,7 +45,7 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
     if token.is_none() {
         return Err(OAuthError::invalid_request("missing parameter token").into());
     }
-    let answer = match claims {
+    Ok(match claims {
         // A resource server may introspect only tokens whose audience is itself.
         Some(claims) if live && claims.aud == caller.uri => json!({
             "active": true,
@@ -62,6 +60,5 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
             "token_type": "Bearer",
         }),
         _ => json!({ "active": false }),
-    };
-    Ok((no_store(), Json(answer)).into_response())
+    })
 }

@@ -1,16 +1,11 @@
-//! `/register` (RFC 7591, open registration) and `/register/{client_id}` (RFC 7592 read, update,
-//! delete with the registration access token).
+//! Dynamic client registration (RFC 7591, open registration) and management (RFC 7592 read,
+//! update, delete with the registration access token).
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use crate::clients::{self, RegisteredClient};
 use crate::config::RegistrationPolicy;
-use crate::http::clients::{self, RegisteredClient};
-use crate::http::error::{ApiError, no_store};
+use crate::flows::error::ApiError;
 use crate::oauth::client_metadata::{ClientMetadata, ClientMetadataError};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
@@ -19,7 +14,30 @@ use crate::store::registration;
 use crate::store::{self, audit};
 use crate::tokens::secrets;
 
-const INVALID_TOKEN: &str = "Bearer error=\"invalid_token\"";
+/// The `WWW-Authenticate` challenge of a refused registration or registration access token.
+pub const INVALID_TOKEN: &str = "Bearer error=\"invalid_token\"";
+
+/// A registration or management request as the HTTP layer read it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Request<'a> {
+    /// The `Authorization: Bearer` token: an initial access token, or a registration access token.
+    pub bearer: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// What the client information response (RFC 7591 §3.2.1) says; the HTTP layer adds
+/// `registration_client_uri`.
+#[derive(Clone, Debug)]
+pub struct ClientInformation {
+    pub client_id: String,
+    pub issued_at: i64,
+    pub metadata: ClientMetadata,
+    /// A newly issued secret (registration, or an update to a secret-based method).
+    pub secret: Option<String>,
+    /// Issued once, at registration.
+    pub registration_token: Option<String>,
+}
 
 fn metadata_error(e: ClientMetadataError) -> OAuthError {
     let code = match e.code() {
@@ -29,10 +47,9 @@ fn metadata_error(e: ClientMetadataError) -> OAuthError {
     OAuthError::new(code, e.description())
 }
 
-fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+/// A registration body: a JSON object sent as `application/json`.
+fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, OAuthError> {
+    let is_json = content_type
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
@@ -46,33 +63,9 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
     Ok(value)
 }
 
-/// The RFC 7591 §3.2.1 client information response.
-fn information(
-    state: &AppState,
-    client_id: &str,
-    issued_at: i64,
-    metadata: &ClientMetadata,
-    secret: Option<&str>,
-    registration_token: Option<&str>,
-) -> Value {
-    let mut doc = Map::new();
-    doc.insert("client_id".into(), json!(client_id));
-    doc.insert("client_id_issued_at".into(), json!(issued_at));
-    if let Some(secret) = secret {
-        doc.insert("client_secret".into(), json!(secret));
-        doc.insert("client_secret_expires_at".into(), json!(0));
-    }
-    if let Some(t) = registration_token {
-        doc.insert("registration_access_token".into(), json!(t));
-    }
-    doc.insert("registration_client_uri".into(), json!(state.routes.register_client_url(client_id)));
-    doc.extend(metadata.to_json());
-    Value::Object(doc)
-}
-
 /// The registration policy (open, closed, initial access token) and the abuse limits: per IP
 /// address per hour, and in total. Counts come from the database, so every node shares them.
-async fn admit(state: &AppState, headers: &HeaderMap, ip: Option<&str>, now: i64) -> Result<(), ApiError> {
+async fn admit(state: &AppState, bearer: Option<&str>, ip: Option<&str>, now: i64) -> Result<(), ApiError> {
     match state.settings.registration {
         RegistrationPolicy::Open => {}
         RegistrationPolicy::Closed => {
@@ -83,7 +76,7 @@ async fn admit(state: &AppState, headers: &HeaderMap, ip: Option<&str>, now: i64
             .into());
         }
         RegistrationPolicy::Token => {
-            let valid = match crate::http::bearer_token(headers) {
+            let valid = match bearer {
                 Some(t) => registration::initial_token_valid(&state.db, &secrets::hash(t), now).await?,
                 None => false,
             };
@@ -131,15 +124,10 @@ async fn dynamic_clients(state: &AppState) -> Result<i64, ApiError> {
     Ok(n)
 }
 
-pub async fn register(
-    State(state): State<AppState>,
-    connect: Option<axum::Extension<crate::http::client_ip::ClientIp>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let ip = connect.map(|c| c.0.0.to_string());
-    admit(&state, &headers, ip.as_deref(), store::now()).await?;
-    let request = json_body(&headers, &body)?;
+/// Registers a dynamic client; `ip` is the address it registers from.
+pub async fn register(state: &AppState, req: Request<'_>, ip: Option<String>) -> Result<ClientInformation, ApiError> {
+    admit(state, req.bearer, ip.as_deref(), store::now()).await?;
+    let request = json_body(req.content_type, req.body)?;
     let metadata = ClientMetadata::from_request(&request).map_err(metadata_error)?;
     let client_id = secrets::random_string(16);
     let secret = metadata.token_endpoint_auth_method.requires_secret().then(secrets::random_token);
@@ -170,17 +158,22 @@ pub async fn register(
     if let Some((_, n)) = state.dynamic_client_count.lock().expect("count lock").as_mut() {
         *n += 1;
     }
-    let doc = information(&state, &client_id, row.created_at, &metadata, secret.as_deref(), Some(&registration_token));
-    Ok((StatusCode::CREATED, no_store(), Json(doc)).into_response())
+    Ok(ClientInformation {
+        client_id,
+        issued_at: row.created_at,
+        metadata,
+        secret,
+        registration_token: Some(registration_token),
+    })
 }
 
 /// The client named in the path, if the bearer token is its registration access token.
-async fn managed(state: &AppState, headers: &HeaderMap, client_id: &str) -> Result<RegisteredClient, ApiError> {
+async fn managed(state: &AppState, bearer: Option<&str>, client_id: &str) -> Result<RegisteredClient, ApiError> {
     let denied = || {
         ApiError::from(OAuthError::new(ErrorCode::InvalidToken, "invalid registration access token"))
             .with_challenge(INVALID_TOKEN)
     };
-    let token = crate::http::bearer_token(headers).ok_or_else(denied)?;
+    let token = bearer.ok_or_else(denied)?;
     let client = clients::find(state, client_id).await?.ok_or_else(denied)?;
     match &client.row.registration_token_hash {
         Some(hash) if secrets::verify(token.trim(), hash) => Ok(client),
@@ -188,24 +181,22 @@ async fn managed(state: &AppState, headers: &HeaderMap, client_id: &str) -> Resu
     }
 }
 
-pub async fn read(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(client_id): Path<String>,
-) -> Result<Response, ApiError> {
-    let client = managed(&state, &headers, &client_id).await?;
-    let doc = information(&state, client.client_id(), client.row.created_at, &client.metadata, None, None);
-    Ok((no_store(), Json(doc)).into_response())
+/// RFC 7592 read.
+pub async fn read(state: &AppState, req: Request<'_>, client_id: &str) -> Result<ClientInformation, ApiError> {
+    let client = managed(state, req.bearer, client_id).await?;
+    Ok(ClientInformation {
+        client_id: client.client_id().to_string(),
+        issued_at: client.row.created_at,
+        metadata: client.metadata,
+        secret: None,
+        registration_token: None,
+    })
 }
 
-pub async fn update(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(client_id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let client = managed(&state, &headers, &client_id).await?;
-    let request = json_body(&headers, &body)?;
+/// RFC 7592 update: the whole metadata is replaced.
+pub async fn update(state: &AppState, req: Request<'_>, client_id: &str) -> Result<ClientInformation, ApiError> {
+    let client = managed(state, req.bearer, client_id).await?;
+    let request = json_body(req.content_type, req.body)?;
     if request.get("client_id").and_then(Value::as_str) != Some(client.client_id()) {
         return Err(OAuthError::invalid_request("the body must carry this client's client_id").into());
     }
@@ -241,16 +232,18 @@ pub async fn update(
         store::now(),
     )
     .await?;
-    let doc = information(&state, &row.client_id, row.created_at, &metadata, new_secret.as_deref(), None);
-    Ok((no_store(), Json(doc)).into_response())
+    Ok(ClientInformation {
+        client_id: row.client_id,
+        issued_at: row.created_at,
+        metadata,
+        secret: new_secret,
+        registration_token: None,
+    })
 }
 
-pub async fn delete(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(client_id): Path<String>,
-) -> Result<Response, ApiError> {
-    let client = managed(&state, &headers, &client_id).await?;
+/// RFC 7592 delete.
+pub async fn delete(state: &AppState, req: Request<'_>, client_id: &str) -> Result<(), ApiError> {
+    let client = managed(state, req.bearer, client_id).await?;
     store::clients::remove(&state.db, client.client_id()).await?;
     audit::record(
         &state.db,
@@ -258,5 +251,5 @@ pub async fn delete(
         store::now(),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }

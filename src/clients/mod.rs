@@ -1,10 +1,20 @@
-//! A stored client with its parsed metadata, and how it is presented to people.
+//! Clients: their identifiers, a stored client with its parsed metadata and how it is presented
+//! to people, client authentication ([`auth`], [`assertion`]), metadata-document clients
+//! ([`cimd`]) and the hardened fetcher their documents, keys and logos come through ([`fetch`]).
 
 use crate::oauth::client_metadata::{ClientMetadata, GrantType, TokenEndpointAuthMethod};
 use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
 use crate::state::AppState;
 use crate::store::clients::{Client, ClientKind};
 use crate::store::{self, StoreError};
+
+pub mod assertion;
+pub mod auth;
+pub mod cimd;
+pub mod fetch;
+mod id;
+
+pub use id::ClientId;
 
 #[derive(Clone, Debug)]
 pub struct RegisteredClient {
@@ -22,7 +32,7 @@ impl RegisteredClient {
         match (&self.metadata.client_name, self.row.kind) {
             (Some(name), _) => name.clone(),
             // CIMD: without a name, the verified host is the best identity there is.
-            (None, ClientKind::MetadataDocument) => crate::oauth::cimd::host_of(&self.row.client_id),
+            (None, ClientKind::MetadataDocument) => cimd::host_of(&self.row.client_id),
             (None, _) => self.row.client_id.clone(),
         }
     }
@@ -58,19 +68,16 @@ impl RegisteredClient {
 
 /// The client for a request: a metadata-document client is (re)fetched when its cached document
 /// expired; any other client is looked up.
-pub async fn resolve(
-    state: &AppState,
-    client_id: &str,
-) -> Result<Option<RegisteredClient>, crate::http::cimd::ResolveError> {
-    if crate::oauth::cimd::is_client_id_url(client_id) {
-        return crate::http::cimd::resolve(state, client_id).await.map(Some);
+pub async fn resolve(state: &AppState, client_id: &ClientId) -> Result<Option<RegisteredClient>, cimd::ResolveError> {
+    if client_id.is_metadata_document() {
+        return cimd::resolve(state, client_id).await.map(Some);
     }
     Ok(find(state, client_id).await?)
 }
 
 /// The fingerprint a grant records for this client (metadata-document clients only).
 pub fn fingerprint(client: &RegisteredClient) -> Option<String> {
-    (client.row.kind == ClientKind::MetadataDocument).then(|| crate::oauth::cimd::fingerprint(&client.metadata))
+    (client.row.kind == ClientKind::MetadataDocument).then(|| cimd::fingerprint(&client.metadata))
 }
 
 pub async fn find(state: &AppState, client_id: &str) -> Result<Option<RegisteredClient>, StoreError> {

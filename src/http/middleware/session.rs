@@ -102,7 +102,7 @@ pub async fn check_csrf(session: &Session, submitted: Option<&str>) -> Result<()
 
 pub async fn park(session: &Session, req: PendingAuthorization) -> Result<(), PageError> {
     let mut list: Vec<PendingAuthorization> = session.get(PENDING).await.map_err(internal)?.unwrap_or_default();
-    list.retain(|p| p.created_at + PENDING_LIFETIME > crate::store::now());
+    list.retain(|p| p.created_at + PENDING_LIFETIME > crate::flows::now());
     if list.len() >= MAX_PENDING {
         list.remove(0);
     }
@@ -112,7 +112,7 @@ pub async fn park(session: &Session, req: PendingAuthorization) -> Result<(), Pa
 
 pub async fn pending(session: &Session, id: &str) -> Result<PendingAuthorization, PageError> {
     let list: Vec<PendingAuthorization> = session.get(PENDING).await.map_err(internal)?.unwrap_or_default();
-    list.into_iter().find(|p| p.id == id && p.created_at + PENDING_LIFETIME > crate::store::now()).ok_or_else(|| {
+    list.into_iter().find(|p| p.id == id && p.created_at + PENDING_LIFETIME > crate::flows::now()).ok_or_else(|| {
         PageError::bad_request(
             "This sign-in request has expired or was already used. Go back to the app and connect again.",
         )

@@ -3,8 +3,8 @@
 use axum::http::header;
 use axum::response::IntoResponse;
 
-const STYLE: &str = include_str!("../../static/style.css");
-const FAVICON: &str = include_str!("../../static/favicon.svg");
+const STYLE: &str = include_str!("../../../static/style.css");
+const FAVICON: &str = include_str!("../../../static/favicon.svg");
 
 pub async fn style() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLE)
@@ -18,10 +18,10 @@ pub struct LogoQuery {
 /// A metadata-document client's logo, as fetched through the hardened fetcher (raster types
 /// only, never SVG) and stored; browsers never contact the client's host.
 pub async fn client_logo(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    axum::extract::State(state): axum::extract::State<crate::http::HttpState>,
     axum::extract::Query(q): axum::extract::Query<LogoQuery>,
 ) -> axum::response::Response {
-    match crate::store::clients::logo(&state.db, &q.client_id).await {
+    match crate::flows::discovery::client_logo(&state, &q.client_id).await {
         Ok(Some((bytes, content_type))) => (
             [
                 (header::CONTENT_TYPE, content_type),

@@ -9,17 +9,18 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::http::authorize::{self, current_user, issue_code, redirect};
+use crate::clients;
+use crate::http::HttpState;
+use crate::http::endpoints::authorize::{self, current_user, issue_code, redirect};
 use crate::http::error::PageError;
+use crate::http::middleware::security;
+use crate::http::middleware::session::{self, PendingAuthorization, SignedIn};
 use crate::http::routes::{CLIENT_LOGO, CONSENT, LOGIN, LOGOUT};
-use crate::http::session::{self, PendingAuthorization, SignedIn};
 use crate::http::views::{ConsentPage, ScopeLine};
-use crate::http::{clients, security};
 use crate::oauth::authorize as authz;
 use crate::oauth::redirect_uri::RedirectUri;
 use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
 use crate::oauth::{ErrorCode, OAuthError};
-use crate::state::AppState;
 use crate::store::{self, audit, grants, resources};
 
 #[derive(Deserialize)]
@@ -29,7 +30,7 @@ pub struct ConsentQuery {
 
 /// Where the login page sends the person back: re-evaluates the parked request.
 pub async fn page(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Query(q): Query<ConsentQuery>,
 ) -> Result<Response, PageError> {
@@ -38,7 +39,7 @@ pub async fn page(
 }
 
 pub async fn render(
-    state: &AppState,
+    state: &HttpState,
     session: &Session,
     pending: &PendingAuthorization,
     who: &SignedIn,
@@ -68,7 +69,7 @@ pub async fn render(
     let redirect = RedirectUri::parse(&pending.redirect_uri).ok();
     let view = ConsentPage {
         brand: "Portcullis".into(),
-        css_href: state.routes.path("/static/style.css"),
+        css_href: state.routes.stylesheet(),
         action: state.routes.path(CONSENT),
         csrf_token: session::csrf_token(session).await?,
         request_id: pending.id.clone(),
@@ -103,7 +104,7 @@ pub struct ConsentForm {
 }
 
 pub async fn submit(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     session: Session,
     Form(form): Form<ConsentForm>,
 ) -> Result<Response, PageError> {

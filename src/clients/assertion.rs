@@ -11,8 +11,7 @@ use josekit::jwk::Jwk;
 use josekit::jws::{ES256, ES384, JwsVerifier, PS256, RS256};
 use serde_json::Value;
 
-use crate::http::clients::{self, RegisteredClient};
-use crate::http::routes::TOKEN;
+use crate::clients::{self, ClientId, RegisteredClient};
 use crate::oauth::OAuthError;
 use crate::oauth::client_metadata::TokenEndpointAuthMethod;
 use crate::state::AppState;
@@ -32,8 +31,10 @@ fn unverified_claims(assertion: &str) -> Option<Value> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }
 
+/// `token_endpoint` is, besides the issuer, the audience the assertion may name.
 pub async fn authenticate(
     state: &AppState,
+    token_endpoint: &str,
     body_client_id: Option<&str>,
     assertion: &str,
 ) -> Result<RegisteredClient, OAuthError> {
@@ -43,7 +44,7 @@ pub async fn authenticate(
     if iss != client_id || claims.get("sub").and_then(Value::as_str) != Some(client_id) {
         return Err(fail("client_assertion must name the client as iss and sub"));
     }
-    let client = match clients::resolve(state, client_id).await {
+    let client = match clients::resolve(state, &ClientId::parse(client_id)).await {
         Ok(Some(c)) => c,
         Ok(None) => return Err(fail("unknown client: register again")),
         Err(e) => return Err(fail(e.public_message())),
@@ -74,8 +75,10 @@ pub async fn authenticate(
         return Err(fail("client_assertion is expired or lives too long"));
     }
     let audience_ok = match claims.get("aud") {
-        Some(Value::String(a)) => audience_matches(state, a),
-        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(|a| audience_matches(state, a)),
+        Some(Value::String(a)) => audience_matches(state, token_endpoint, a),
+        Some(Value::Array(list)) => {
+            list.iter().filter_map(Value::as_str).any(|a| audience_matches(state, token_endpoint, a))
+        }
         _ => false,
     };
     if !audience_ok {
@@ -91,8 +94,8 @@ pub async fn authenticate(
     Ok(client)
 }
 
-fn audience_matches(state: &AppState, aud: &str) -> bool {
-    aud == state.settings.issuer || aud == state.routes.url(TOKEN)
+fn audience_matches(state: &AppState, token_endpoint: &str, aud: &str) -> bool {
+    aud == state.settings.issuer || aud == token_endpoint
 }
 
 fn verifier(alg: &str, key: &Value) -> Option<Box<dyn JwsVerifier>> {

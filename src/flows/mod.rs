@@ -1,0 +1,32 @@
+//! Protocol operations: what an endpoint does, between reading the request and rendering the
+//! answer. Each flow takes the application state (database, keys, settings, metrics, client
+//! caches) and typed input, and returns typed output or an [`error::ApiError`] /
+//! [`error::PageError`]. Nothing here knows axum.
+
+pub mod discovery;
+pub mod error;
+pub mod introspection;
+pub mod registration;
+pub mod revocation;
+pub mod token;
+pub mod userinfo;
+
+use crate::oauth::scope::ScopeSet;
+use crate::store::sessions::DbSessionStore;
+use error::ServerFault;
+
+/// A scope string read back from the database. It was valid when written, so a failure is a
+/// fault on our side, reported as an internal error: never an empty set.
+pub(crate) fn stored_scope(s: &str) -> Result<ScopeSet, ServerFault> {
+    ScopeSet::parse(s).map_err(|e| ServerFault::Internal(format!("a stored scope no longer parses: {e}")))
+}
+
+/// The clock flows and sessions run on: seconds since the Unix epoch.
+pub fn now() -> i64 {
+    crate::store::now()
+}
+
+/// The browser-session store, on the application's database.
+pub fn session_store(state: &crate::state::AppState) -> DbSessionStore {
+    DbSessionStore::new(state.db.clone())
+}

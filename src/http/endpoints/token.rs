@@ -1,0 +1,20 @@
+//! `/token`: the authorization-code and refresh-token grants (see [`crate::flows::token`]).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+
+use crate::flows::token;
+use crate::http::HttpState;
+use crate::http::endpoints::form_params;
+use crate::http::error::{ApiError, no_store};
+use crate::http::routes::TOKEN;
+
+pub async fn token(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let params = form_params(&headers, &body)?;
+    let token_endpoint = state.routes.url(TOKEN);
+    let response = token::token(&state, &token_endpoint, crate::http::authorization(&headers), &params).await?;
+    Ok((no_store(), Json(response)).into_response())
+}
