@@ -1,7 +1,9 @@
 //! Portcullis: a self-hosted OAuth 2.1 authorization server for MCP servers.
 //!
-//! Three layers, calls going one way: `http` (axum handlers, views, error rendering) → `oauth`
-//! (the protocol: pure functions and types) → `store` (SQL and transactions).
+//! Calls go one way: `http` (axum only: endpoints, middleware, views) → `flows` (the protocol
+//! operations) → `oauth`, `clients`, `tokens`, `users` (domain parts) → `store` (SQL and
+//! transactions). The browser flows (authorize, consent, login, account) still reach the store
+//! from their endpoints; moving them is the next step.
 
 pub mod admin;
 pub mod clients;
