@@ -1,7 +1,10 @@
 //! Portcullis: a self-hosted OAuth 2.1 authorization server for MCP servers.
 //!
-//! Three layers, calls going one way: `http` (axum handlers, views, error rendering) → `oauth`
-//! (the protocol: pure functions and types) → `store` (SQL and transactions).
+//! Layers, calls going one way: `http` (axum only: endpoints, middleware, routes, views, error
+//! rendering) → `flows` (the protocol operations, no axum) → the domain parts `oauth` (pure
+//! protocol types and parsers), `clients` (client ids, client authentication, metadata-document
+//! clients, the outbound fetcher), `tokens` and `users` → `store` (SQL and transactions).
+//! `config`, `state` (the application state) and `net` (addresses) import no layer above them.
 
 pub mod admin;
 pub mod clients;
