@@ -10,9 +10,9 @@ use tower_sessions::Session;
 
 use crate::flows::account::{self, PasswordChange};
 use crate::http::HttpState;
-use crate::http::endpoints::authorize::{current_user, redirect};
 use crate::http::error::PageError;
-use crate::http::middleware::session::{self, SignedIn};
+use crate::http::middleware::session::{self, SignedIn, current_user};
+use crate::http::redirect;
 use crate::http::render;
 use crate::http::routes::{ACCOUNT, ACCOUNT_PASSWORD, ACCOUNT_REVOKE, LOGIN, LOGOUT};
 use crate::http::views::AccountPage;

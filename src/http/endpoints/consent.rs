@@ -1,5 +1,6 @@
 //! The consent page (see [`crate::flows::consent`]): who is asking, for which MCP server, with
-//! which scopes, and where the browser goes next.
+//! which scopes, and where the browser goes next; and following an authorization decision (back
+//! to the client, to the login page, or to this page).
 
 use axum::Form;
 use axum::extract::{Query, State};
@@ -8,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::flows::authorize::{self as flow, ConsentRequest};
+use crate::flows::authorize::{self as flow, ConsentRequest, Decision, Next};
 use crate::flows::consent as consent_flow;
 use crate::http::HttpState;
-use crate::http::endpoints::authorize::{current_user, follow, redirect};
 use crate::http::error::PageError;
 use crate::http::middleware::security;
-use crate::http::middleware::session;
+use crate::http::middleware::session::{self, current_user};
+use crate::http::redirect;
 use crate::http::routes::{CLIENT_LOGO, CONSENT, LOGIN, LOGOUT};
 use crate::http::views::{ConsentPage, ScopeLine};
 use crate::oauth::redirect_uri::RedirectUri;
@@ -33,6 +34,30 @@ pub async fn page(
     let pending = session::pending(&session, &q.request_id).await?;
     let decision = flow::proceed(&state, session::signed_in(&session).await?, pending, false).await?;
     follow(&state, &session, decision, StatusCode::SEE_OTHER).await
+}
+
+/// Carries out a decision: `status` is the redirect status back to the client.
+pub async fn follow(
+    state: &HttpState,
+    session: &Session,
+    decision: Decision,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    if decision.sign_out {
+        session::sign_out(session).await?;
+    }
+    match decision.next {
+        Next::ToClient(url) => Ok(redirect(status, &url)),
+        Next::SignIn(pending) => {
+            let login = format!("{}?request_id={}", state.routes.path(LOGIN), pending.id);
+            session::park(session, pending).await?;
+            Ok(redirect(StatusCode::SEE_OTHER, &login))
+        }
+        Next::Consent(request) => {
+            session::park(session, request.pending.clone()).await?;
+            render(state, session, &request).await
+        }
+    }
 }
 
 pub async fn render(state: &HttpState, session: &Session, request: &ConsentRequest) -> Result<Response, PageError> {

@@ -7,9 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::http::endpoints::authorize::{continue_path, current_user, redirect};
 use crate::http::error::PageError;
-use crate::http::routes::{ACCOUNT, LOGIN, LOGOUT};
+use crate::http::routes::{ACCOUNT, CONSENT, LOGIN, LOGOUT};
 
 /// The `next` value that continues to the account page rather than a parked request.
 const ACCOUNT_NEXT: &str = "account";
@@ -17,7 +16,8 @@ use crate::flows::login::{self, SignIn};
 use crate::http::HttpState;
 use crate::http::middleware::client_ip::ClientIp;
 use crate::http::middleware::security;
-use crate::http::middleware::session;
+use crate::http::middleware::session::{self, current_user};
+use crate::http::redirect;
 use crate::http::render;
 use crate::http::views::{LoginPage, MessagePage};
 use axum::Extension;
@@ -153,4 +153,10 @@ fn signed_out(state: &HttpState) -> MessagePage {
         title: "You are signed out".into(),
         message: "You can close this window.".into(),
     }
+}
+
+/// Where the login page continues to for a parked request (the id is the person's input here).
+pub fn continue_path(state: &HttpState, request_id: &str) -> String {
+    let id: String = url::form_urlencoded::byte_serialize(request_id.as_bytes()).collect();
+    format!("{}?request_id={id}", state.routes.path(CONSENT))
 }

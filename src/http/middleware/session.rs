@@ -3,7 +3,9 @@
 
 use tower_sessions::Session;
 
+use crate::flows::session::still_allowed;
 pub use crate::flows::session::{PendingAuthorization, SignedIn};
+use crate::http::HttpState;
 use crate::http::error::PageError;
 use crate::tokens::secrets;
 
@@ -95,4 +97,16 @@ pub async fn unpark(session: &Session, id: &str) -> Result<(), PageError> {
     let mut list: Vec<PendingAuthorization> = session.get(PENDING).await.map_err(internal)?.unwrap_or_default();
     list.retain(|p| p.id != id);
     session.insert(PENDING, list).await.map_err(internal)
+}
+
+/// The signed-in person, if the session has one and the account is still enabled (a session
+/// naming anyone else is signed out).
+pub async fn current_user(state: &HttpState, session: &Session) -> Result<Option<SignedIn>, PageError> {
+    let signed_in = signed_in(session).await?;
+    let had_someone = signed_in.is_some();
+    let who = still_allowed(state, signed_in).await?;
+    if had_someone && who.is_none() {
+        sign_out(session).await?;
+    }
+    Ok(who)
 }
