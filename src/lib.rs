@@ -1,9 +1,10 @@
 //! Portcullis: a self-hosted OAuth 2.1 authorization server for MCP servers.
 //!
-//! Calls go one way: `http` (axum only: endpoints, middleware, views) → `flows` (the protocol
-//! operations) → `oauth`, `clients`, `tokens`, `users` (domain parts) → `store` (SQL and
-//! transactions). The browser flows (authorize, consent, login, account) still reach the store
-//! from their endpoints; moving them is the next step.
+//! Layers, calls going one way: `http` (axum only: endpoints, middleware, routes, views, error
+//! rendering) → `flows` (the protocol operations, no axum) → the domain parts `oauth` (pure
+//! protocol types and parsers), `clients` (client ids, client authentication, metadata-document
+//! clients, the outbound fetcher), `tokens` and `users` → `store` (SQL and transactions).
+//! `config`, `state` (the application state) and `net` (addresses) import no layer above them.
 
 pub mod admin;
 pub mod clients;

@@ -3,11 +3,16 @@
 //! caches) and typed input, and returns typed output or an [`error::ApiError`] /
 //! [`error::PageError`]. Nothing here knows axum.
 
+pub mod account;
+pub mod authorize;
+pub mod consent;
 pub mod discovery;
 pub mod error;
 pub mod introspection;
+pub mod login;
 pub mod registration;
 pub mod revocation;
+pub mod session;
 pub mod token;
 pub mod userinfo;
 

@@ -144,6 +144,11 @@ pub(crate) fn authorization(headers: &axum::http::HeaderMap) -> crate::clients::
     }
 }
 
+/// A redirect to `url` with the given status (302 after GET, 303 after POST; never 307).
+pub fn redirect(status: axum::http::StatusCode, url: &str) -> Response {
+    (status, [(header::LOCATION, header_value(url))]).into_response()
+}
+
 pub(crate) fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

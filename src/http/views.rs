@@ -143,17 +143,7 @@ pub struct AccountPage {
     pub error: Option<String>,
 }
 
-pub struct AppLine {
-    pub grant_id: String,
-    pub client_name: String,
-    pub client_verified: bool,
-    pub client_identity: String,
-    pub resource_name: String,
-    pub resource_uri: String,
-    /// Each granted scope in words.
-    pub scopes: Vec<String>,
-    pub first_used: String,
-    pub last_used: String,
-}
+/// A connected app on the account page.
+pub use crate::flows::account::ConnectedApp as AppLine;
 
 page_helpers!(LoginPage, ConsentPage, ErrorPage, MessagePage, LogoutPage, AccountPage);

@@ -1,6 +1,6 @@
-//! The consent page: who is asking, for which MCP server, with which scopes, and where the browser
-//! goes next. Approve records (or widens) the grant and issues the code; Deny answers
-//! `access_denied`.
+//! The consent page (see [`crate::flows::consent`]): who is asking, for which MCP server, with
+//! which scopes, and where the browser goes next; and following an authorization decision (back
+//! to the client, to the login page, or to this page).
 
 use axum::Form;
 use axum::extract::{Query, State};
@@ -9,19 +9,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::clients;
+use crate::flows::authorize::{self as flow, ConsentRequest, Decision, Next};
+use crate::flows::consent as consent_flow;
 use crate::http::HttpState;
-use crate::http::endpoints::authorize::{self, current_user, issue_code, redirect};
 use crate::http::error::PageError;
 use crate::http::middleware::security;
-use crate::http::middleware::session::{self, PendingAuthorization, SignedIn};
+use crate::http::middleware::session::{self, current_user};
+use crate::http::redirect;
 use crate::http::routes::{CLIENT_LOGO, CONSENT, LOGIN, LOGOUT};
 use crate::http::views::{ConsentPage, ScopeLine};
-use crate::oauth::authorize as authz;
 use crate::oauth::redirect_uri::RedirectUri;
-use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
-use crate::oauth::{ErrorCode, OAuthError};
-use crate::store::{self, audit, grants, resources};
 
 #[derive(Deserialize)]
 pub struct ConsentQuery {
@@ -35,37 +32,36 @@ pub async fn page(
     Query(q): Query<ConsentQuery>,
 ) -> Result<Response, PageError> {
     let pending = session::pending(&session, &q.request_id).await?;
-    authorize::proceed(&state, &session, pending, false, StatusCode::SEE_OTHER).await
+    let decision = flow::proceed(&state, session::signed_in(&session).await?, pending, false).await?;
+    follow(&state, &session, decision, StatusCode::SEE_OTHER).await
 }
 
-pub async fn render(
+/// Carries out a decision: `status` is the redirect status back to the client.
+pub async fn follow(
     state: &HttpState,
     session: &Session,
-    pending: &PendingAuthorization,
-    who: &SignedIn,
-    grant: Option<&grants::Grant>,
+    decision: Decision,
+    status: StatusCode,
 ) -> Result<Response, PageError> {
-    let client = clients::find(state, &pending.client_id)
-        .await?
-        .ok_or_else(|| PageError::bad_request("The app asking for access is no longer registered."))?;
-    let resource = resources::by_id(&state.db, pending.resource_id)
-        .await?
-        .ok_or_else(|| PageError::bad_request("The MCP server is no longer registered."))?;
-    let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
-    let granted = grant.map(|g| ScopeSet::parse(&g.scope).unwrap_or_default()).unwrap_or_default();
-    let shown = requested.union(&granted);
-    let scopes = shown
-        .iter()
-        .map(|name| ScopeLine {
-            name: name.to_string(),
-            description: if name == OFFLINE_ACCESS {
-                "Stay connected: keep access when you are not using the app, until you revoke it".to_string()
-            } else {
-                resource.scopes.iter().find(|s| s.name == name).map(|s| s.description.clone()).unwrap_or_default()
-            },
-            is_new: !granted.contains(name),
-        })
-        .collect();
+    if decision.sign_out {
+        session::sign_out(session).await?;
+    }
+    match decision.next {
+        Next::ToClient(url) => Ok(redirect(status, &url)),
+        Next::SignIn(pending) => {
+            let login = format!("{}?request_id={}", state.routes.path(LOGIN), pending.id);
+            session::park(session, pending).await?;
+            Ok(redirect(StatusCode::SEE_OTHER, &login))
+        }
+        Next::Consent(request) => {
+            session::park(session, request.pending.clone()).await?;
+            render(state, session, &request).await
+        }
+    }
+}
+
+pub async fn render(state: &HttpState, session: &Session, request: &ConsentRequest) -> Result<Response, PageError> {
+    let (pending, facts) = (&request.pending, &request.facts);
     let redirect = RedirectUri::parse(&pending.redirect_uri).ok();
     let view = ConsentPage {
         brand: "Portcullis".into(),
@@ -73,19 +69,23 @@ pub async fn render(
         action: state.routes.path(CONSENT),
         csrf_token: session::csrf_token(session).await?,
         request_id: pending.id.clone(),
-        username: who.username.clone(),
+        username: request.who.username.clone(),
         logout_action: state.routes.path(LOGOUT),
-        client_name: client.display_name(),
-        client_verified: client.verified(),
-        client_identity: client.identity_line(),
-        resource_name: resource.row.name.clone(),
-        resource_uri: resource.row.uri.clone(),
-        scopes,
-        previously_granted: grant.is_some(),
+        client_name: facts.client_name.clone(),
+        client_verified: facts.client_verified,
+        client_identity: facts.client_identity.clone(),
+        resource_name: facts.resource_name.clone(),
+        resource_uri: facts.resource_uri.clone(),
+        scopes: facts
+            .scopes
+            .iter()
+            .map(|s| ScopeLine { name: s.name.clone(), description: s.description.clone(), is_new: s.is_new })
+            .collect(),
+        previously_granted: facts.previously_granted,
         redirect_host: redirect.as_ref().and_then(|r| r.host()).unwrap_or_else(|| pending.redirect_uri.clone()),
         redirect_is_loopback: redirect.as_ref().is_some_and(|r| r.is_loopback()),
-        client_logo: store::clients::logo(&state.db, client.client_id()).await?.map(|_| {
-            let id: String = url::form_urlencoded::byte_serialize(client.client_id().as_bytes()).collect();
+        client_logo: facts.has_logo.then(|| {
+            let id: String = url::form_urlencoded::byte_serialize(facts.client_id.as_bytes()).collect();
             format!("{}?client_id={id}", state.routes.path(CLIENT_LOGO))
         }),
     };
@@ -114,43 +114,7 @@ pub async fn submit(
         let login = format!("{}?request_id={}", state.routes.path(LOGIN), pending.id);
         return Ok(redirect(StatusCode::SEE_OTHER, &login));
     };
-    let now = store::now();
-    let event = |name| audit::Event {
-        event: name,
-        actor: Some(&who.username),
-        user_id: Some(who.user_id),
-        client_id: Some(&pending.client_id),
-        details: serde_json::json!({ "scope": pending.scope, "resource_id": pending.resource_id }),
-        ..Default::default()
-    };
-    let url = match form.decision.as_str() {
-        "approve" => {
-            // Step-up widens the grant to the union of what it had and what was approved.
-            let requested = ScopeSet::parse(&pending.scope).unwrap_or_default();
-            let union = |granted: Option<&str>| {
-                requested.union(&ScopeSet::parse(granted.unwrap_or_default()).unwrap_or_default()).to_space_separated()
-            };
-            let shown = clients::find(&state, &pending.client_id).await?.and_then(|c| clients::fingerprint(&c));
-            let grant = grants::approve_as_shown(
-                &state.db,
-                who.user_id,
-                &pending.client_id,
-                pending.resource_id,
-                union,
-                shown.as_deref(),
-                now,
-            )
-            .await?;
-            audit::record(&state.db, &event("consent_granted"), now).await?;
-            issue_code(&state, &pending, &who, grant.id).await?
-        }
-        "deny" => {
-            audit::record(&state.db, &event("consent_denied"), now).await?;
-            let e = OAuthError::new(ErrorCode::AccessDenied, "the person denied the request");
-            authz::response_url(&pending.redirect_uri, &state.settings.issuer, pending.state.as_deref(), Err(&e))
-        }
-        _ => return Err(PageError::bad_request("Choose Approve or Deny.")),
-    };
+    let url = consent_flow::decide(&state, &who, &pending, &form.decision).await?;
     session::unpark(&session, &pending.id).await?;
     Ok(redirect(StatusCode::SEE_OTHER, &url).into_response())
 }

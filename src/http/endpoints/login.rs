@@ -7,20 +7,19 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use crate::http::endpoints::authorize::{continue_path, current_user, redirect};
 use crate::http::error::PageError;
-use crate::http::routes::{ACCOUNT, LOGIN, LOGOUT};
+use crate::http::routes::{ACCOUNT, CONSENT, LOGIN, LOGOUT};
 
 /// The `next` value that continues to the account page rather than a parked request.
 const ACCOUNT_NEXT: &str = "account";
-use crate::clients;
+use crate::flows::login::{self, SignIn};
 use crate::http::HttpState;
 use crate::http::middleware::client_ip::ClientIp;
 use crate::http::middleware::security;
-use crate::http::middleware::session::{self, SignedIn};
+use crate::http::middleware::session::{self, current_user};
+use crate::http::redirect;
 use crate::http::render;
 use crate::http::views::{LoginPage, MessagePage};
-use crate::store::{self, audit, throttle, users};
 use axum::Extension;
 
 #[derive(Debug, Deserialize)]
@@ -63,7 +62,7 @@ async fn show(
         Some(id) => Some(session::pending(session, id).await?),
     };
     let client_name = match &pending {
-        Some(p) => clients::find(state, &p.client_id).await?.map(|c| c.display_name()),
+        Some(p) => login::client_name(state, &p.client_id).await?,
         None => None,
     };
     let view = LoginPage {
@@ -92,100 +91,18 @@ pub async fn submit(
 ) -> Result<Response, PageError> {
     session::check_csrf(&session, form.csrf_token.as_deref()).await?;
     let request_id = Some(form.next.as_str()).filter(|n| !n.is_empty());
-    let now = store::now();
-    let ip_text = ip.to_string();
-    // Throttle keys: the account (whether or not it exists, so the answer reveals nothing) and
-    // the address (with more room: many people may share one).
-    // (Postgres text cannot hold NUL; such a name is simply an unknown user.)
-    let user_key = format!("user:{}", form.username.to_lowercase().replace('\0', "\u{fffd}"));
-    let ip_key = format!("ip:{ip_text}");
-    let locked = throttle::locked_until(&state.db, &[&user_key, &ip_key]).await?;
-    if locked > now {
-        state.metrics.login("locked");
-        let minutes = (locked - now + 59) / 60;
-        let message =
-            format!("Too many failed sign-ins. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" });
-        return show(&state, &session, request_id, form.username, Some(message), StatusCode::TOO_MANY_REQUESTS).await;
-    }
-    let user = users::by_username(&state.db, &form.username).await?;
-    let ok = state.hasher.verify(form.password, user.as_ref().map(|u| u.password_hash.clone())).await;
-    let user = match user {
-        Some(u) if ok && !u.disabled => u,
-        other => {
-            let s = &state.settings;
-            let lockout = s.login_lockout.as_i64();
-            let (failures, user_lock) =
-                throttle::record_failure(&state.db, &user_key, now, s.login_max_failures, lockout).await?;
-            let (_, ip_lock) =
-                throttle::record_failure(&state.db, &ip_key, now, s.login_max_failures * 5, lockout).await?;
-            if user_lock.max(ip_lock) > now {
-                audit::record(
-                    &state.db,
-                    &audit::Event {
-                        event: "login_locked",
-                        actor: Some(&form.username),
-                        ip: Some(&ip_text),
-                        details: serde_json::json!({ "until": user_lock.max(ip_lock), "failures": failures }),
-                        ..Default::default()
-                    },
-                    now,
-                )
-                .await?;
-            }
-            // A growing delay before answering slows guessing further (it costs no CPU here).
-            tokio::time::sleep(std::time::Duration::from_millis(100 * failures.clamp(0, 10) as u64)).await;
-            state.metrics.login("failed");
-            let reason = match &other {
-                Some(u) if ok && u.disabled => "disabled",
-                Some(_) => "wrong_password",
-                None => "unknown_user",
-            };
-            audit::record(
-                &state.db,
-                &audit::Event {
-                    event: "login_failed",
-                    actor: Some(&form.username),
-                    ip: Some(&ip_text),
-                    user_id: other.as_ref().map(|u| u.id),
-                    details: serde_json::json!({ "reason": reason }),
-                    ..Default::default()
-                },
-                now,
-            )
-            .await?;
-            let message = if reason == "disabled" {
-                "This account is disabled. Ask your administrator."
-            } else {
-                "Wrong username or password."
-            };
-            return show(&state, &session, request_id, form.username, Some(message.into()), StatusCode::UNAUTHORIZED)
+    let who = match login::sign_in(&state, ip, &form.username, form.password).await? {
+        SignIn::Ok(who) => who,
+        SignIn::Locked(message) => {
+            return show(&state, &session, request_id, form.username, Some(message), StatusCode::TOO_MANY_REQUESTS)
                 .await;
         }
+        SignIn::Failed(message) => {
+            return show(&state, &session, request_id, form.username, Some(message), StatusCode::UNAUTHORIZED).await;
+        }
     };
-    throttle::clear(&state.db, &user_key).await?;
-    state.metrics.login("success");
-    session::sign_in(
-        &session,
-        SignedIn {
-            user_id: user.id,
-            username: user.username.clone(),
-            auth_time: now,
-            login_id: crate::tokens::secrets::random_string(9),
-        },
-    )
-    .await?;
-    audit::record(
-        &state.db,
-        &audit::Event {
-            event: "login",
-            actor: Some(&user.username),
-            user_id: Some(user.id),
-            ip: Some(&ip_text),
-            ..Default::default()
-        },
-        now,
-    )
-    .await?;
+    let username = who.username.clone();
+    session::sign_in(&session, who).await?;
     match request_id {
         Some(ACCOUNT_NEXT) => Ok(redirect(StatusCode::SEE_OTHER, &state.routes.path(ACCOUNT))),
         Some(id) => Ok(redirect(StatusCode::SEE_OTHER, &continue_path(&state, id))),
@@ -193,7 +110,7 @@ pub async fn submit(
             brand: "Portcullis".into(),
             css_href: state.routes.stylesheet(),
             title: "You are signed in".into(),
-            message: format!("Signed in as {}. You can close this window.", user.username),
+            message: format!("Signed in as {username}. You can close this window."),
         })),
     }
 }
@@ -236,4 +153,10 @@ fn signed_out(state: &HttpState) -> MessagePage {
         title: "You are signed out".into(),
         message: "You can close this window.".into(),
     }
+}
+
+/// Where the login page continues to for a parked request (the id is the person's input here).
+pub fn continue_path(state: &HttpState, request_id: &str) -> String {
+    let id: String = url::form_urlencoded::byte_serialize(request_id.as_bytes()).collect();
+    format!("{}?request_id={id}", state.routes.path(CONSENT))
 }

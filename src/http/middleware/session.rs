@@ -1,10 +1,11 @@
 //! The browser session: who is signed in, the CSRF token, and authorization requests waiting for
 //! login or consent. Stored server-side (the `web_sessions` table), so any node can continue.
 
-use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
-use uuid::Uuid;
 
+use crate::flows::session::still_allowed;
+pub use crate::flows::session::{PendingAuthorization, SignedIn};
+use crate::http::HttpState;
 use crate::http::error::PageError;
 use crate::tokens::secrets;
 
@@ -18,33 +19,6 @@ pub const PENDING_LIFETIME: i64 = 600;
 
 pub fn cookie_name(secure: bool) -> &'static str {
     if secure { "__Host-portcullis" } else { "portcullis" }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SignedIn {
-    pub user_id: Uuid,
-    pub username: String,
-    pub auth_time: i64,
-    /// Random per sign-in, so `prompt=login` can insist on a newer one.
-    pub login_id: String,
-}
-
-/// A validated authorization request, parked while the person signs in and consents.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PendingAuthorization {
-    pub id: String,
-    pub client_id: String,
-    pub redirect_uri: String,
-    pub resource_id: Uuid,
-    pub scope: String,
-    pub code_challenge: String,
-    pub state: Option<String>,
-    pub nonce: Option<String>,
-    /// `prompt=consent`: ask even when a grant covers the request.
-    pub force_consent: bool,
-    /// `prompt=login`: the sign-in (by `login_id`) that is not good enough for this request.
-    pub stale_login: Option<String>,
-    pub created_at: i64,
 }
 
 fn internal(e: tower_sessions::session::Error) -> PageError {
@@ -123,4 +97,16 @@ pub async fn unpark(session: &Session, id: &str) -> Result<(), PageError> {
     let mut list: Vec<PendingAuthorization> = session.get(PENDING).await.map_err(internal)?.unwrap_or_default();
     list.retain(|p| p.id != id);
     session.insert(PENDING, list).await.map_err(internal)
+}
+
+/// The signed-in person, if the session has one and the account is still enabled (a session
+/// naming anyone else is signed out).
+pub async fn current_user(state: &HttpState, session: &Session) -> Result<Option<SignedIn>, PageError> {
+    let signed_in = signed_in(session).await?;
+    let had_someone = signed_in.is_some();
+    let who = still_allowed(state, signed_in).await?;
+    if had_someone && who.is_none() {
+        sign_out(session).await?;
+    }
+    Ok(who)
 }

@@ -1,0 +1,221 @@
+//! Authorization requests (`/authorize`, GET and POST): validation, then the decision between
+//! signing in, asking for consent and issuing the code. Requests that cannot be trusted with a
+//! redirect (unknown client, unregistered redirect URI) get an error page; every other error goes
+//! back to the client with `state` and `iss`.
+
+use crate::clients::{self, ClientId, RegisteredClient};
+use crate::flows::consent::{self, ConsentFacts};
+use crate::flows::error::PageError;
+use crate::flows::session::{PendingAuthorization, SignedIn};
+use crate::flows::stored_scope;
+use crate::oauth::authorize::{self as authz, Prompt};
+use crate::oauth::params::Params;
+use crate::oauth::pkce::CodeChallenge;
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::state::AppState;
+use crate::store::{self, codes, grants, resources};
+use crate::tokens::secrets;
+
+/// What the browser does next.
+#[derive(Debug)]
+pub enum Next {
+    /// Back to the client with this URL: a code, or an error.
+    ToClient(String),
+    /// Park the request and sign in first.
+    SignIn(PendingAuthorization),
+    /// Park the request and ask the person.
+    Consent(Box<ConsentRequest>),
+}
+
+/// A request waiting for the person's consent, with what the consent page shows.
+#[derive(Debug)]
+pub struct ConsentRequest {
+    pub pending: PendingAuthorization,
+    pub who: SignedIn,
+    pub facts: ConsentFacts,
+}
+
+#[derive(Debug)]
+pub struct Decision {
+    pub next: Next,
+    /// The session names someone who may no longer sign in: sign it out (before parking).
+    pub sign_out: bool,
+}
+
+/// An authorization request (`raw` is the query or form body), for the session's person.
+pub async fn authorize(state: &AppState, raw: &str, signed_in: Option<SignedIn>) -> Result<Decision, PageError> {
+    let params = Params::parse(raw).map_err(PageError::from)?;
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| PageError::bad_request("The app did not say who it is (client_id is missing)."))?;
+    let client = match clients::resolve(state, &ClientId::parse(client_id)).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(PageError::bad_request(
+                "The app asking for access is not registered here. Ask its developer to register it again.",
+            )
+            .with_code(ErrorCode::InvalidClient));
+        }
+        Err(clients::cimd::ResolveError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(PageError::bad_request(e.public_message()).with_code(ErrorCode::InvalidClient)),
+    };
+    let redirect_uri = authz::resolve_redirect_uri(&client.metadata.redirect_uris, params.get("redirect_uri"))
+        .map_err(PageError::from)?;
+    let (mut pending, prompt) = match validate(state, &params, &client, &redirect_uri).await? {
+        Ok(v) => v,
+        Err(e) => {
+            let client_state = params.get("state");
+            let url = authz::response_url(&redirect_uri, &state.settings.issuer, client_state, Err(&e));
+            return Ok(Decision { next: Next::ToClient(url), sign_out: false });
+        }
+    };
+    if prompt.login {
+        let current = signed_in.as_ref().map(|s| s.login_id.clone());
+        pending.stale_login = Some(current.unwrap_or_default());
+    }
+    proceed(state, signed_in, pending, prompt.none).await
+}
+
+/// The checks whose failures are reported to the client through the redirect.
+async fn validate(
+    state: &AppState,
+    params: &Params,
+    client: &RegisteredClient,
+    redirect_uri: &str,
+) -> Result<Result<(PendingAuthorization, Prompt), OAuthError>, PageError> {
+    let check = || -> Result<(CodeChallenge, Prompt), OAuthError> {
+        authz::check_response_type(params.get("response_type"))?;
+        let challenge = CodeChallenge::parse(params.get("code_challenge"), params.get("code_challenge_method"))
+            .map_err(|e| OAuthError::invalid_request(format!("PKCE: {e}")))?;
+        Ok((challenge, authz::parse_prompt(params.get("prompt"))?))
+    };
+    let (challenge, prompt) = match check() {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let requested = params.resources();
+    let default = state.settings.default_resource.as_ref();
+    // Only a request that names no MCP server, with no default configured, needs the catalogue:
+    // the target is then the only one registered.
+    let only = match requested.is_empty() && default.is_none() {
+        true => match resources::list(&state.db).await?.as_slice() {
+            [one] => crate::oauth::resource::ResourceUri::parse(&one.row.uri).ok(),
+            _ => None,
+        },
+        false => None,
+    };
+    let target = match authz::select_resource(requested, default, only.as_ref()) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(resource) = resources::by_uri(&state.db, target.as_str()).await? else {
+        return Ok(Err(OAuthError::invalid_target(format!("{target} is not an MCP server registered here"))));
+    };
+    let catalogue: Vec<&str> = resource.scopes.iter().map(|s| s.name.as_str()).collect();
+    let defaults: Vec<&str> = resource.scopes.iter().filter(|s| s.is_default).map(|s| s.name.as_str()).collect();
+    let scope = match authz::resolve_scope(params.get("scope"), &catalogue, &defaults) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let now = store::now();
+    Ok(Ok((
+        PendingAuthorization {
+            id: secrets::random_string(12),
+            client_id: client.client_id().to_string(),
+            redirect_uri: redirect_uri.to_string(),
+            resource_id: resource.row.id,
+            scope: scope.to_space_separated(),
+            code_challenge: challenge.as_str().to_string(),
+            state: params.get("state").map(str::to_string),
+            nonce: params.get("nonce").map(str::to_string),
+            force_consent: prompt.consent,
+            stale_login: None,
+            created_at: now,
+        },
+        prompt,
+    )))
+}
+
+/// Continues a validated request: sign in if needed, skip consent when a grant covers it, issue
+/// the code. Shared by `/authorize`, the login page's continuation and the consent page.
+pub async fn proceed(
+    state: &AppState,
+    signed_in: Option<SignedIn>,
+    pending: PendingAuthorization,
+    prompt_none: bool,
+) -> Result<Decision, PageError> {
+    let issuer = &state.settings.issuer;
+    let answer = |e: OAuthError| {
+        Next::ToClient(authz::response_url(&pending.redirect_uri, issuer, pending.state.as_deref(), Err(&e)))
+    };
+    // Who is signed in (still enabled) and what they already approved: one query.
+    let mut sign_out = false;
+    let signed_in = match signed_in {
+        Some(who) => match grants::standing(&state.db, who.user_id, &pending.client_id, pending.resource_id).await? {
+            Some(standing) if standing.enabled => Some((who, standing.grant)),
+            _ => {
+                sign_out = true;
+                None
+            }
+        },
+        None => None,
+    };
+    let decided = |next| Ok(Decision { next, sign_out });
+    let (who, grant) = match signed_in {
+        Some((who, grant)) if pending.stale_login.as_ref() != Some(&who.login_id) => (who, grant),
+        _ if prompt_none => {
+            return decided(answer(OAuthError::new(ErrorCode::LoginRequired, "the person is not signed in")));
+        }
+        _ => return decided(Next::SignIn(pending)),
+    };
+    let requested = stored_scope(&pending.scope)?;
+    // A metadata document whose redirect URIs, name or keys changed since consent asks again.
+    let shown = match grant.is_some() && ClientId::parse(pending.client_id.as_str()).is_metadata_document() {
+        true => clients::find(state, &pending.client_id).await?.and_then(|c| clients::fingerprint(&c)),
+        false => None,
+    };
+    if let Some(g) = &grant
+        && !pending.force_consent
+        && g.client_fingerprint == shown
+        && requested.is_subset(&stored_scope(&g.scope)?)
+    {
+        let url = issue_code(state, &pending, &who, g.id).await?;
+        return decided(Next::ToClient(url));
+    }
+    if prompt_none {
+        return decided(answer(OAuthError::new(ErrorCode::ConsentRequired, "the person has not approved this access")));
+    }
+    let facts = consent::facts(state, &pending, grant.as_ref()).await?;
+    decided(Next::Consent(Box::new(ConsentRequest { pending, who, facts })))
+}
+
+/// Mints a code bound to the client, redirect URI, PKCE challenge, resource, scope and person, and
+/// returns the redirect that delivers it.
+pub async fn issue_code(
+    state: &AppState,
+    pending: &PendingAuthorization,
+    who: &SignedIn,
+    grant_id: uuid::Uuid,
+) -> Result<String, PageError> {
+    let code = secrets::random_token();
+    let now = store::now();
+    codes::insert(
+        &state.db,
+        &secrets::hash(&code),
+        &codes::Code {
+            grant_id,
+            client_id: pending.client_id.clone(),
+            user_id: who.user_id,
+            resource_id: pending.resource_id,
+            redirect_uri: pending.redirect_uri.clone(),
+            scope: pending.scope.clone(),
+            code_challenge: pending.code_challenge.clone(),
+            nonce: pending.nonce.clone(),
+            auth_time: who.auth_time,
+            created_at: now,
+            expires_at: now + state.settings.authorization_code_lifetime.as_i64(),
+        },
+    )
+    .await?;
+    Ok(authz::response_url(&pending.redirect_uri, &state.settings.issuer, pending.state.as_deref(), Ok(&code)))
+}

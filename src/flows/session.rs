@@ -1,0 +1,49 @@
+//! What a browser session carries between requests (who is signed in, authorization requests
+//! waiting for sign-in or consent), and the check that the person is still allowed in. The HTTP
+//! layer stores these in the session.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::flows::error::PageError;
+use crate::state::AppState;
+use crate::store::users;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignedIn {
+    pub user_id: Uuid,
+    pub username: String,
+    pub auth_time: i64,
+    /// Random per sign-in, so `prompt=login` can insist on a newer one.
+    pub login_id: String,
+}
+
+/// A validated authorization request, parked while the person signs in and consents.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    pub id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub resource_id: Uuid,
+    pub scope: String,
+    pub code_challenge: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    /// `prompt=consent`: ask even when a grant covers the request.
+    pub force_consent: bool,
+    /// `prompt=login`: the sign-in (by `login_id`) that is not good enough for this request.
+    pub stale_login: Option<String>,
+    pub created_at: i64,
+}
+
+/// The session's person, if their account still exists and is enabled. `None` for a session
+/// that names someone who may no longer sign in: the caller signs that session out.
+pub async fn still_allowed(state: &AppState, signed_in: Option<SignedIn>) -> Result<Option<SignedIn>, PageError> {
+    let Some(who) = signed_in else {
+        return Ok(None);
+    };
+    match users::by_id(&state.db, who.user_id).await? {
+        Some(u) if !u.disabled => Ok(Some(who)),
+        _ => Ok(None),
+    }
+}
