@@ -26,33 +26,37 @@ pub struct EventRow {
     pub details: String,
 }
 
-/// Inserts an audit event on a connection or transaction of either engine.
-macro_rules! insert_in {
-    ($conn:expr, $e:expr, $now:expr) => {{
-        let e: &$crate::store::audit::Event<'_> = $e;
-        let details = if e.details.is_null() { "{}".to_string() } else { e.details.to_string() };
-        // Actors and client ids come from requests; Postgres text cannot hold NUL.
-        let clean = |s: Option<&str>| s.map(|s| s.replace('\0', "\u{fffd}"));
-        sqlx::query(
-            "INSERT INTO audit_events (id, at, event, actor, user_id, client_id, ip, details) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(uuid::Uuid::now_v7())
-        .bind($now)
-        .bind(e.event)
-        .bind(clean(e.actor))
-        .bind(e.user_id)
-        .bind(clean(e.client_id))
-        .bind(e.ip)
-        .bind(details)
-        .execute($conn)
-        .await?;
-    }};
+/// The statement that records `e`, for a connection of either engine or a [`super::tx::WriteTx`].
+pub(crate) fn insert_query<'q, DB>(e: &'q Event<'q>, now: i64) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<Uuid>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let details = if e.details.is_null() { "{}".to_string() } else { e.details.to_string() };
+    // Actors and client ids come from requests; Postgres text cannot hold NUL.
+    let clean = |s: Option<&str>| s.map(|s| s.replace('\0', "\u{fffd}"));
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, event, actor, user_id, client_id, ip, details) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(now)
+    .bind(e.event)
+    .bind(clean(e.actor))
+    .bind(e.user_id)
+    .bind(clean(e.client_id))
+    .bind(e.ip)
+    .bind(details)
 }
-pub(crate) use insert_in;
 
 pub async fn record(db: &Db, e: &Event<'_>, now: i64) -> Result<()> {
-    dispatch_write!(db, |pool| insert_in!(pool, e, now));
+    dispatch_write!(db, |pool| insert_query(e, now).execute(pool).await?.rows_affected());
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! OAuth clients: pre-registered (CLI/config), dynamically registered (RFC 7591), and cached
 //! Client ID Metadata Documents. Metadata is stored as the JSON document we echo back.
 
-use super::{BeginWrite, Db, Result, StoreError, dispatch, dispatch_write};
+use super::tx::{WriteTx, on};
+use super::{Db, Result, StoreError, dispatch, dispatch_write};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientKind {
@@ -18,11 +19,12 @@ impl ClientKind {
             ClientKind::MetadataDocument => "metadata_document",
         }
     }
-    fn parse(s: &str) -> ClientKind {
+    fn parse(s: &str) -> Option<ClientKind> {
         match s {
-            "dynamic" => ClientKind::Dynamic,
-            "metadata_document" => ClientKind::MetadataDocument,
-            _ => ClientKind::Static,
+            "static" => Some(ClientKind::Static),
+            "dynamic" => Some(ClientKind::Dynamic),
+            "metadata_document" => Some(ClientKind::MetadataDocument),
+            _ => None,
         }
     }
 }
@@ -56,20 +58,26 @@ pub struct Client {
     pub metadata_expires_at: Option<i64>,
 }
 
-impl From<Row> for Client {
-    fn from(r: Row) -> Client {
-        Client {
+impl TryFrom<Row> for Client {
+    type Error = StoreError;
+    /// Metadata that no longer parses is a corrupt row: an error, never a client without metadata.
+    fn try_from(r: Row) -> Result<Client> {
+        let metadata = serde_json::from_str(&r.metadata)
+            .map_err(|e| StoreError::Corrupt(format!("client {:?}: metadata is not JSON: {e}", r.client_id)))?;
+        let kind = ClientKind::parse(&r.kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("client {:?}: unknown kind {:?}", r.client_id, r.kind)))?;
+        Ok(Client {
             client_id: r.client_id,
-            kind: ClientKind::parse(&r.kind),
+            kind,
             client_name: r.client_name,
-            metadata: serde_json::from_str(&r.metadata).unwrap_or(serde_json::Value::Null),
+            metadata,
             secret_hash: r.secret_hash,
             registration_token_hash: r.registration_token_hash,
             created_at: r.created_at,
             updated_at: r.updated_at,
             last_used_at: r.last_used_at,
             metadata_expires_at: r.metadata_expires_at,
-        }
+        })
     }
 }
 
@@ -99,34 +107,32 @@ pub async fn register(db: &Db, c: &NewClient, event: &super::audit::Event<'_>, n
     insert(db, c, Some(event), now).await
 }
 
-async fn insert(db: &Db, c: &NewClient, event: Option<&super::audit::Event<'_>>, now: i64) -> Result<Client> {
+async fn insert(db: &Db, new: &NewClient, event: Option<&super::audit::Event<'_>>, now: i64) -> Result<Client> {
     let sql = format!(
         "INSERT INTO clients (client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
          created_at, updated_at, metadata_expires_at, registered_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) \
          RETURNING {COLUMNS}"
     );
-    let metadata = c.metadata.to_string();
-    dispatch_write!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
-        let row: Row = sqlx::query_as(&sql)
-            .bind(&c.client_id)
-            .bind(c.kind.as_str())
-            .bind(&c.client_name)
-            .bind(&metadata)
-            .bind(&c.secret_hash)
-            .bind(&c.registration_token_hash)
-            .bind(now)
-            .bind(c.metadata_expires_at)
-            .bind(&c.registered_ip)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| StoreError::on_conflict(e, || format!("a client with id {:?} already exists", c.client_id)))?;
-        if let Some(event) = event {
-            super::audit::insert_in!(&mut *tx, event, now);
-        }
-        tx.commit().await?;
-        Ok(row.into())
-    })
+    let metadata = new.metadata.to_string();
+    let mut tx = WriteTx::begin(db).await?;
+    let row: Row = on!(tx, |c| sqlx::query_as(&sql)
+        .bind(&new.client_id)
+        .bind(new.kind.as_str())
+        .bind(&new.client_name)
+        .bind(&metadata)
+        .bind(&new.secret_hash)
+        .bind(&new.registration_token_hash)
+        .bind(now)
+        .bind(new.metadata_expires_at)
+        .bind(&new.registered_ip)
+        .fetch_one(c)
+        .await
+        .map_err(|e| StoreError::on_conflict(e, || format!("a client with id {:?} already exists", new.client_id)))?);
+    if let Some(event) = event {
+        tx.insert_audit(event, now).await?;
+    }
+    tx.commit().await?;
+    row.try_into()
 }
 
 /// Creates or replaces a client declared in configuration (or a refreshed metadata document),
@@ -152,7 +158,7 @@ pub async fn upsert(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
         .bind(c.metadata_expires_at)
         .fetch_one(pool)
         .await?);
-    Ok(row.into())
+    row.try_into()
 }
 
 /// Replaces a dynamic client's metadata and secret (RFC 7592 update).
@@ -177,7 +183,7 @@ pub async fn update_metadata(
         .bind(client_id)
         .fetch_optional(pool)
         .await?);
-    row.map(Client::from).ok_or(StoreError::NotFound)
+    row.ok_or(StoreError::NotFound)?.try_into()
 }
 
 pub async fn get(db: &Db, client_id: &str) -> Result<Option<Client>> {
@@ -186,13 +192,13 @@ pub async fn get(db: &Db, client_id: &str) -> Result<Option<Client>> {
     }
     let sql = format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1");
     let row: Option<Row> = dispatch!(db, |pool| sqlx::query_as(&sql).bind(client_id).fetch_optional(pool).await?);
-    Ok(row.map(Client::from))
+    row.map(Client::try_from).transpose()
 }
 
 pub async fn list(db: &Db) -> Result<Vec<Client>> {
     let sql = format!("SELECT {COLUMNS} FROM clients ORDER BY kind, created_at, client_id");
     let rows: Vec<Row> = dispatch!(db, |pool| sqlx::query_as(&sql).fetch_all(pool).await?);
-    Ok(rows.into_iter().map(Client::from).collect())
+    rows.into_iter().map(Client::try_from).collect()
 }
 
 pub async fn count_by_kind(db: &Db, kind: ClientKind) -> Result<i64> {

@@ -2,8 +2,9 @@
 
 use uuid::Uuid;
 
-use super::refresh::{self, NewRefreshToken};
-use super::{BeginWrite, Db, Result, dispatch_write, for_update};
+use super::refresh::NewRefreshToken;
+use super::tx::{WriteTx, on};
+use super::{Db, Result, dispatch_write};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Code {
@@ -97,95 +98,100 @@ pub async fn redeem<T, E>(
     planned: &Planned,
     check: impl FnOnce(&Code, &CodeContext) -> std::result::Result<(Option<NewRefreshToken>, T), E>,
 ) -> Result<Redeemed<T, E>> {
-    dispatch_write!(db, |pool| {
-        let row_lock = for_update(pool);
-        let mut tx = pool.begin_write().await?;
-        // Subqueries, not a join: SQLite's RETURNING may only name the updated table's columns.
-        let spent: Option<Spent> = sqlx::query_as(&format!(
-            "UPDATE authorization_codes SET redeemed_at = $1, issued_jti = $3, issued_family_id = $4 \
-             WHERE code_hash = $2 AND redeemed_at IS NULL AND expires_at > $1 RETURNING {COLUMNS}, \
-             (SELECT r.uri FROM resources r WHERE r.id = authorization_codes.resource_id) AS resource_uri, \
-             (SELECT r.token_lifetime FROM resources r WHERE r.id = authorization_codes.resource_id) AS token_lifetime, \
-             (SELECT g.revoked_at IS NULL AND NOT u.disabled FROM grants g JOIN users u ON u.id = g.user_id \
-              WHERE g.id = authorization_codes.grant_id) AS grant_live, \
-             (SELECT g.last_used_at FROM grants g WHERE g.id = authorization_codes.grant_id) AS grant_last_used"
-        ))
+    let mut tx = WriteTx::begin(db).await?;
+    // Subqueries, not a join: SQLite's RETURNING may only name the updated table's columns.
+    let spend = format!(
+        "UPDATE authorization_codes SET redeemed_at = $1, issued_jti = $3, issued_family_id = $4 \
+         WHERE code_hash = $2 AND redeemed_at IS NULL AND expires_at > $1 RETURNING {COLUMNS}, \
+         (SELECT r.uri FROM resources r WHERE r.id = authorization_codes.resource_id) AS resource_uri, \
+         (SELECT r.token_lifetime FROM resources r WHERE r.id = authorization_codes.resource_id) AS token_lifetime, \
+         (SELECT g.revoked_at IS NULL AND NOT u.disabled FROM grants g JOIN users u ON u.id = g.user_id \
+          WHERE g.id = authorization_codes.grant_id) AS grant_live, \
+         (SELECT g.last_used_at FROM grants g WHERE g.id = authorization_codes.grant_id) AS grant_last_used"
+    );
+    let spent: Option<Spent> = on!(tx, |c| sqlx::query_as(&spend)
         .bind(now)
         .bind(code_hash)
         .bind(&planned.jti)
         .bind(planned.family_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(spent) = spent else {
-            let replay: Option<(Uuid, Option<Uuid>, Option<String>)> = sqlx::query_as(
-                "SELECT grant_id, issued_family_id, issued_jti FROM authorization_codes \
-                 WHERE code_hash = $1 AND redeemed_at IS NOT NULL",
+        .fetch_optional(c)
+        .await?);
+    let Some(spent) = spent else {
+        let replay: Option<(Uuid, Option<Uuid>, Option<String>)> = on!(tx, |c| sqlx::query_as(
+            "SELECT grant_id, issued_family_id, issued_jti FROM authorization_codes \
+             WHERE code_hash = $1 AND redeemed_at IS NOT NULL",
+        )
+        .bind(code_hash)
+        .fetch_optional(c)
+        .await?);
+        let Some((grant_id, family, jti)) = replay else {
+            return Ok(Redeemed::Invalid);
+        };
+        if let Some(family) = family {
+            // Lock the family first: a rotation in flight commits before the update below
+            // takes its snapshot, so the successor it inserts is revoked too (Postgres).
+            let lock = format!("SELECT id FROM refresh_tokens WHERE family_id = $1{}", tx.for_update());
+            on!(tx, |c| sqlx::query(&lock).bind(family).fetch_all(c).await?.len());
+            on!(tx, |c| sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL"
             )
-            .bind(code_hash)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((grant_id, family, jti)) = replay else {
-                return Ok(Redeemed::Invalid);
-            };
-            if let Some(family) = family {
-                // Lock the family first: a rotation in flight commits before the update below
-                // takes its snapshot, so the successor it inserts is revoked too (Postgres).
-                let lock = format!("SELECT id FROM refresh_tokens WHERE family_id = $1{}", row_lock);
-                sqlx::query(&lock).bind(family).fetch_all(&mut *tx).await?;
-                sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
-                    .bind(now)
-                    .bind(family)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if let Some(jti) = jti {
-                sqlx::query(
-                    "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
-                )
-                .bind(jti)
-                .bind(now + 86_400)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            return Ok(Redeemed::Replayed { grant_id });
-        };
-        let checked = match (spent.resource_uri, spent.grant_live) {
-            (Some(resource_uri), Some(true)) => {
-                Some(check(&spent.code, &CodeContext { resource_uri, token_lifetime: spent.token_lifetime }))
-            }
-            _ => None,
-        };
-        let code = spent.code;
-        // The spending update recorded the planned names; keep only what is actually issued.
-        let (jti, family) = match &checked {
-            Some(Ok((refresh, _))) => (Some(planned.jti.as_str()), refresh.as_ref().map(|r| r.family_id)),
-            _ => (None, None),
-        };
-        if family.is_none() {
-            sqlx::query("UPDATE authorization_codes SET issued_jti = $1, issued_family_id = NULL WHERE code_hash = $2")
-                .bind(jti)
-                .bind(code_hash)
-                .execute(&mut *tx)
-                .await?;
+            .bind(now)
+            .bind(family)
+            .execute(c)
+            .await?
+            .rows_affected());
         }
-        let (refresh, out) = match checked {
-            Some(Ok(v)) => v,
-            Some(Err(e)) => {
-                tx.commit().await?;
-                return Ok(Redeemed::Refused(e));
-            }
-            None => {
-                tx.commit().await?;
-                return Ok(Redeemed::Invalid);
-            }
-        };
-        if let Some(r) = &refresh {
-            debug_assert_eq!(r.family_id, planned.family_id, "the refresh token starts the planned family");
-            refresh::insert_in!(&mut *tx, r);
+        if let Some(jti) = jti {
+            on!(tx, |c| sqlx::query(
+                "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+            )
+            .bind(&jti)
+            .bind(now + 86_400)
+            .execute(c)
+            .await?
+            .rows_affected());
         }
-        super::grants::note_use_in!(&mut *tx, code.grant_id, spent.grant_last_used, now);
         tx.commit().await?;
-        Ok(Redeemed::Ok(code, out))
-    })
+        return Ok(Redeemed::Replayed { grant_id });
+    };
+    let checked = match (spent.resource_uri, spent.grant_live) {
+        (Some(resource_uri), Some(true)) => {
+            Some(check(&spent.code, &CodeContext { resource_uri, token_lifetime: spent.token_lifetime }))
+        }
+        _ => None,
+    };
+    let code = spent.code;
+    // The spending update recorded the planned names; keep only what is actually issued.
+    let (jti, family) = match &checked {
+        Some(Ok((refresh, _))) => (Some(planned.jti.as_str()), refresh.as_ref().map(|r| r.family_id)),
+        _ => (None, None),
+    };
+    if family.is_none() {
+        on!(tx, |c| sqlx::query(
+            "UPDATE authorization_codes SET issued_jti = $1, issued_family_id = NULL WHERE code_hash = $2"
+        )
+        .bind(jti)
+        .bind(code_hash)
+        .execute(c)
+        .await?
+        .rows_affected());
+    }
+    let (refresh, out) = match checked {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
+            tx.commit().await?;
+            return Ok(Redeemed::Refused(e));
+        }
+        None => {
+            tx.commit().await?;
+            return Ok(Redeemed::Invalid);
+        }
+    };
+    if let Some(r) = &refresh {
+        debug_assert_eq!(r.family_id, planned.family_id, "the refresh token starts the planned family");
+        tx.insert_refresh(r).await?;
+    }
+    tx.note_grant_use(code.grant_id, spent.grant_last_used, now).await?;
+    tx.commit().await?;
+    Ok(Redeemed::Ok(code, out))
 }

@@ -3,7 +3,8 @@
 use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
-use super::{BeginWrite, Db, Result, StoreError, dispatch, dispatch_write, for_update};
+use super::tx::{WriteTx, on};
+use super::{Db, Result, StoreError, dispatch};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Grant {
@@ -24,22 +25,6 @@ pub struct Grant {
 /// `grants.last_used_at` is written at most this often (seconds): it is shown to people, not
 /// used for decisions, and skipping the write saves a statement on most redemptions and refreshes.
 pub const LAST_USED_RESOLUTION: i64 = 60;
-
-/// Records a use of a grant on a connection or transaction of either engine, unless `$last_used_at`
-/// (read with the grant) is less than [`LAST_USED_RESOLUTION`] old.
-macro_rules! note_use_in {
-    ($conn:expr, $grant_id:expr, $last_used_at:expr, $now:expr) => {{
-        let (last, now): (Option<i64>, i64) = ($last_used_at, $now);
-        if last.is_none_or(|t| now - t >= $crate::store::grants::LAST_USED_RESOLUTION) {
-            sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind($grant_id)
-                .execute($conn)
-                .await?;
-        }
-    }};
-}
-pub(crate) use note_use_in;
 
 const COLUMNS: &str =
     "id, user_id, client_id, resource_id, scope, created_at, updated_at, last_used_at, revoked_at, client_fingerprint";
@@ -101,68 +86,66 @@ pub async fn approve_as_shown(
     client_fingerprint: Option<&str>,
     now: i64,
 ) -> Result<Grant> {
-    dispatch_write!(db, |pool| {
-        let row_lock = for_update(pool);
-        let mut tx = pool.begin_write().await?;
-        let select = format!(
-            "SELECT {COLUMNS} FROM grants WHERE user_id = $1 AND client_id = $2 AND resource_id = $3 \
-             AND revoked_at IS NULL{}",
-            row_lock
-        );
-        let existing: Option<Grant> =
-            sqlx::query_as(&select).bind(user_id).bind(client_id).bind(resource_id).fetch_optional(&mut *tx).await?;
-        let scope = scope_for(existing.as_ref().map(|g| g.scope.as_str()));
-        let grant: Grant = match existing {
-            Some(g) => {
-                sqlx::query_as(&format!(
-                    "UPDATE grants SET scope = $1, updated_at = $2, client_fingerprint = $3 WHERE id = $4 RETURNING {COLUMNS}"
-                ))
-                .bind(scope)
+    let mut tx = WriteTx::begin(db).await?;
+    let select = format!(
+        "SELECT {COLUMNS} FROM grants WHERE user_id = $1 AND client_id = $2 AND resource_id = $3 \
+         AND revoked_at IS NULL{}",
+        tx.for_update()
+    );
+    let existing: Option<Grant> =
+        on!(tx, |c| sqlx::query_as(&select).bind(user_id).bind(client_id).bind(resource_id).fetch_optional(c).await?);
+    let scope = scope_for(existing.as_ref().map(|g| g.scope.as_str()));
+    let grant: Grant = match existing {
+        Some(g) => {
+            let update = format!(
+                "UPDATE grants SET scope = $1, updated_at = $2, client_fingerprint = $3 WHERE id = $4 RETURNING {COLUMNS}"
+            );
+            on!(tx, |c| sqlx::query_as(&update)
+                .bind(&scope)
                 .bind(now)
                 .bind(client_fingerprint)
                 .bind(g.id)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-            None => {
-                sqlx::query_as(&format!(
-                    "INSERT INTO grants (id, user_id, client_id, resource_id, scope, created_at, updated_at, client_fingerprint) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7) RETURNING {COLUMNS}"
-                ))
+                .fetch_one(c)
+                .await?)
+        }
+        None => {
+            let insert = format!(
+                "INSERT INTO grants (id, user_id, client_id, resource_id, scope, created_at, updated_at, client_fingerprint) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7) RETURNING {COLUMNS}"
+            );
+            on!(tx, |c| sqlx::query_as(&insert)
                 .bind(Uuid::now_v7())
                 .bind(user_id)
                 .bind(client_id)
                 .bind(resource_id)
-                .bind(scope)
+                .bind(&scope)
                 .bind(now)
                 .bind(client_fingerprint)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-        };
-        tx.commit().await?;
-        Ok(grant)
-    })
+                .fetch_one(c)
+                .await?)
+        }
+    };
+    tx.commit().await?;
+    Ok(grant)
 }
 
 /// Revokes a grant and every refresh token issued under it. Returns false when it was not live.
 pub async fn revoke(db: &Db, id: Uuid, now: i64) -> Result<bool> {
-    dispatch_write!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
-        let n = sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(n > 0)
-    })
+    let mut tx = WriteTx::begin(db).await?;
+    let n = on!(tx, |c| sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(c)
+        .await?
+        .rows_affected());
+    on!(tx, |c| sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(c)
+        .await?
+        .rows_affected());
+    tx.commit().await?;
+    Ok(n > 0)
 }
 
 pub async fn list_for_user(db: &Db, user_id: Uuid) -> Result<Vec<Grant>> {

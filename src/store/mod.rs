@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 pub mod audit;
 pub mod clients;
@@ -20,12 +20,13 @@ pub mod revocations;
 pub mod sessions;
 pub mod sqlite;
 pub mod throttle;
+pub(crate) mod tx;
 pub mod users;
 
 /// Runs `$body` with `$pool` bound to the engine's native executor: `&PgPool`, or on SQLite a
-/// `&mut SqliteConnection` lent for the body's duration. The body is type-checked per engine; it
-/// uses `$pool` once (a query, or `begin_write`), taking `for_update(pool)` before that. For reads:
-/// on SQLite the connection is one of the readers. Waiting for a connection past the timeout
+/// `&mut SqliteConnection` lent for the body's duration. The body is type-checked per engine and
+/// runs one statement (transactions are [`tx::WriteTx`]). For reads: on SQLite the connection is
+/// one of the readers. Waiting for a connection past the timeout
 /// returns `Unavailable` from the enclosing function.
 macro_rules! dispatch {
     ($db:expr, |$pool:ident| $body:expr) => {
@@ -104,6 +105,9 @@ pub enum StoreError {
     InvalidInput,
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// A row that no longer decodes into its type (edited by hand, or a bug): never papered over.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -159,62 +163,6 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
-}
-
-/// Transactions that write take the write lock up front: `BEGIN IMMEDIATE` on SQLite (so two
-/// writers never deadlock on lock upgrade), a plain `BEGIN` plus `FOR UPDATE` rows on Postgres.
-pub(crate) trait BeginWrite<'c> {
-    type Database: sqlx::Database;
-    fn begin_write(
-        self,
-    ) -> impl Future<Output = std::result::Result<sqlx::Transaction<'c, Self::Database>, sqlx::Error>> + Send + 'c;
-}
-
-impl<'c> BeginWrite<'c> for &'c mut SqliteConnection {
-    type Database = sqlx::Sqlite;
-    fn begin_write(
-        self,
-    ) -> impl Future<Output = std::result::Result<sqlx::Transaction<'c, sqlx::Sqlite>, sqlx::Error>> + Send + 'c {
-        sqlx::Connection::begin_with(self, "BEGIN IMMEDIATE")
-    }
-}
-
-impl<'c> BeginWrite<'c> for &'c PgPool {
-    type Database = sqlx::Postgres;
-    /// sqlx 0.8's `BEGIN` is not cancellation safe on Postgres: dropped after the statement went
-    /// out and before its answer came back, it leaves the server inside a transaction that sqlx
-    /// counts as closed, and the pool lends that connection on (its later statements are never
-    /// committed and hold their locks). So the `BEGIN` runs in a task of its own, which always
-    /// sees its answer; if the caller is gone by then, the task drops the `Transaction`, whose
-    /// rollback the pool sends before it lends the connection again.
-    async fn begin_write(self) -> std::result::Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
-        let pool = self.clone();
-        match tokio::spawn(async move { pool.begin().await }).await {
-            Ok(begun) => begun,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // The runtime is shutting down.
-            Err(_) => Err(sqlx::Error::PoolClosed),
-        }
-    }
-}
-
-/// The row-lock suffix for `SELECT`s inside a write transaction, per engine.
-pub(crate) trait Engine {
-    const FOR_UPDATE: &'static str;
-}
-
-impl Engine for SqliteConnection {
-    const FOR_UPDATE: &'static str = "";
-}
-
-impl Engine for PgPool {
-    const FOR_UPDATE: &'static str = " FOR UPDATE";
-}
-
-/// `FOR_UPDATE` for the executor's engine, usable inside `dispatch!` bodies (before `begin_write`,
-/// which takes the SQLite connection).
-pub(crate) fn for_update<P: Engine>(_pool: &P) -> &'static str {
-    P::FOR_UPDATE
 }
 
 /// Limits every Postgres session carries, so that no bug of ours or of a driver can hold a lock or

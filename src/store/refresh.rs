@@ -3,7 +3,8 @@
 
 use uuid::Uuid;
 
-use super::{BeginWrite, Db, Result, dispatch, dispatch_write, for_update};
+use super::tx::{WriteTx, on};
+use super::{Db, Result, dispatch};
 
 #[derive(Clone, Debug)]
 pub struct NewRefreshToken {
@@ -41,29 +42,6 @@ pub struct RefreshToken {
     pub token_lifetime: Option<i64>,
 }
 
-/// Inserts a refresh token on a connection or transaction of either engine.
-macro_rules! insert_in {
-    ($conn:expr, $r:expr) => {{
-        let r: &$crate::store::refresh::NewRefreshToken = $r;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (id, token_hash, grant_id, family_id, parent_id, client_id, scope, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(r.id)
-        .bind(&r.token_hash)
-        .bind(r.grant_id)
-        .bind(r.family_id)
-        .bind(r.parent_id)
-        .bind(&r.client_id)
-        .bind(&r.scope)
-        .bind(r.created_at)
-        .bind(r.expires_at)
-        .execute($conn)
-        .await?;
-    }};
-}
-pub(crate) use insert_in;
-
 const SELECT: &str = "SELECT t.id, t.grant_id, t.family_id, t.client_id, t.scope, t.created_at, t.expires_at, \
      t.rotated_at, t.successor_id, t.successor_sealed, t.revoked_at, g.user_id, g.resource_id, \
      (g.revoked_at IS NULL AND NOT u.disabled) AS grant_live, g.last_used_at AS grant_last_used_at, r.uri AS resource_uri, r.token_lifetime \
@@ -71,8 +49,9 @@ const SELECT: &str = "SELECT t.id, t.grant_id, t.family_id, t.client_id, t.scope
      JOIN resources r ON r.id = g.resource_id";
 
 pub async fn insert(db: &Db, r: &NewRefreshToken) -> Result<()> {
-    dispatch_write!(db, |pool| insert_in!(pool, r));
-    Ok(())
+    let mut tx = WriteTx::begin(db).await?;
+    tx.insert_refresh(r).await?;
+    tx.commit().await
 }
 
 pub async fn by_hash(db: &Db, token_hash: &[u8]) -> Result<Option<RefreshToken>> {
@@ -111,71 +90,73 @@ pub async fn rotate<T, E>(
     grace: i64,
     successor: impl FnOnce(&RefreshToken) -> std::result::Result<(Successor, T), E>,
 ) -> Result<Rotated<T, E>> {
-    dispatch_write!(db, |pool| {
-        let lock = match for_update(pool) {
-            "" => "",
-            _ => " FOR UPDATE OF t",
+    let mut tx = WriteTx::begin(db).await?;
+    let lock = match tx.for_update() {
+        "" => "",
+        _ => " FOR UPDATE OF t",
+    };
+    let select = format!("{SELECT} WHERE t.token_hash = $1{lock}");
+    let row: Option<RefreshToken> = on!(tx, |c| sqlx::query_as(&select).bind(token_hash).fetch_optional(c).await?);
+    let Some(row) = row else {
+        return Ok(Rotated::Invalid);
+    };
+    // Another client presenting this token learns nothing and changes nothing.
+    if row.client_id != client_id || row.revoked_at.is_some() || !row.grant_live || row.expires_at <= now {
+        return Ok(Rotated::Invalid);
+    }
+    let Some(rotated_at) = row.rotated_at else {
+        let (next, out) = match successor(&row) {
+            Ok(v) => v,
+            Err(e) => return Ok(Rotated::Refused(e)),
         };
-        let mut tx = pool.begin_write().await?;
-        let row: Option<RefreshToken> = sqlx::query_as(&format!("{SELECT} WHERE t.token_hash = $1{lock}"))
-            .bind(token_hash)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            return Ok(Rotated::Invalid);
-        };
-        // Another client presenting this token learns nothing and changes nothing.
-        if row.client_id != client_id || row.revoked_at.is_some() || !row.grant_live || row.expires_at <= now {
-            return Ok(Rotated::Invalid);
-        }
-        let Some(rotated_at) = row.rotated_at else {
-            let (next, out) = match successor(&row) {
-                Ok(v) => v,
-                Err(e) => return Ok(Rotated::Refused(e)),
-            };
-            insert_in!(&mut *tx, &next.token);
-            sqlx::query(
-                "UPDATE refresh_tokens SET rotated_at = $1, successor_id = $2, successor_sealed = $3 \
-                 WHERE id = $4 AND rotated_at IS NULL",
-            )
-            .bind(now)
-            .bind(next.token.id)
-            .bind(&next.sealed)
-            .bind(row.id)
-            .execute(&mut *tx)
-            .await?;
-            super::grants::note_use_in!(&mut *tx, row.grant_id, row.grant_last_used_at, now);
-            tx.commit().await?;
-            return Ok(Rotated::Fresh(row, out));
-        };
-        // Presented again. Inside the window, and while its successor is still the current token,
-        // this is a client racing itself: answer with the same successor.
-        let successor_current: Option<i64> = match row.successor_id {
-            Some(id) => sqlx::query_scalar(
-                "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE id = $1 AND rotated_at IS NULL AND revoked_at IS NULL",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?,
+        tx.insert_refresh(&next.token).await?;
+        on!(tx, |c| sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = $1, successor_id = $2, successor_sealed = $3 \
+             WHERE id = $4 AND rotated_at IS NULL",
+        )
+        .bind(now)
+        .bind(next.token.id)
+        .bind(&next.sealed)
+        .bind(row.id)
+        .execute(c)
+        .await?
+        .rows_affected());
+        tx.note_grant_use(row.grant_id, row.grant_last_used_at, now).await?;
+        tx.commit().await?;
+        return Ok(Rotated::Fresh(row, out));
+    };
+    // Presented again. Inside the window, and while its successor is still the current token,
+    // this is a client racing itself: answer with the same successor.
+    let successor_current: Option<i64> =
+        match row.successor_id {
+            Some(id) => on!(tx, |c| {
+                sqlx::query_scalar(
+            "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE id = $1 AND rotated_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(c)
+        .await?
+            }),
             None => None,
         };
-        if now - rotated_at < grace
-            && successor_current.is_some()
-            && let Some(sealed) = row.successor_sealed.clone()
-        {
-            return Ok(Rotated::Grace(row, sealed));
-        }
-        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(row.grant_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(row.grant_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Rotated::Reused { grant_id: row.grant_id, user_id: row.user_id, client_id: row.client_id })
-    })
+    if now - rotated_at < grace
+        && successor_current.is_some()
+        && let Some(sealed) = row.successor_sealed.clone()
+    {
+        return Ok(Rotated::Grace(row, sealed));
+    }
+    on!(tx, |c| sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(row.grant_id)
+        .execute(c)
+        .await?
+        .rows_affected());
+    on!(tx, |c| sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(row.grant_id)
+        .execute(c)
+        .await?
+        .rows_affected());
+    tx.commit().await?;
+    Ok(Rotated::Reused { grant_id: row.grant_id, user_id: row.user_id, client_id: row.client_id })
 }

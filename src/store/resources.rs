@@ -2,7 +2,8 @@
 
 use uuid::Uuid;
 
-use super::{BeginWrite, Db, Result, StoreError, dispatch, dispatch_write};
+use super::tx::{WriteTx, on};
+use super::{Db, Result, StoreError, dispatch, dispatch_write};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ResourceRow {
@@ -55,55 +56,64 @@ pub async fn upsert(db: &Db, new: &NewResource, now: i64) -> Result<Resource> {
 
 async fn write(db: &Db, new: &NewResource, now: i64, replace: bool) -> Result<Resource> {
     let conflict = || format!("a resource with URI {} is already registered", new.uri);
-    dispatch_write!(db, |pool| {
-        let mut tx = pool.begin_write().await?;
-        let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM resources WHERE uri = $1")
-            .bind(&new.uri)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let row: ResourceRow = match existing {
-            Some(_) if !replace => return Err(StoreError::Conflict(conflict())),
-            Some(id) => {
-                sqlx::query("DELETE FROM resource_scopes WHERE resource_id = $1").bind(id).execute(&mut *tx).await?;
-                sqlx::query_as(&format!(
-                    "UPDATE resources SET name = $1, token_lifetime = $2, updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
-                ))
+    let mut tx = WriteTx::begin(db).await?;
+    let existing: Option<Uuid> = on!(tx, |c| sqlx::query_scalar("SELECT id FROM resources WHERE uri = $1")
+        .bind(&new.uri)
+        .fetch_optional(c)
+        .await?);
+    let row: ResourceRow = match existing {
+        Some(_) if !replace => return Err(StoreError::Conflict(conflict())),
+        Some(id) => {
+            on!(tx, |c| sqlx::query("DELETE FROM resource_scopes WHERE resource_id = $1")
+                .bind(id)
+                .execute(c)
+                .await?
+                .rows_affected());
+            let update = format!(
+                "UPDATE resources SET name = $1, token_lifetime = $2, updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
+            );
+            on!(tx, |c| sqlx::query_as(&update)
                 .bind(&new.name)
                 .bind(new.token_lifetime)
                 .bind(now)
                 .bind(id)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-            None => sqlx::query_as(&format!(
+                .fetch_one(c)
+                .await?)
+        }
+        None => {
+            let insert = format!(
                 "INSERT INTO resources (id, uri, name, token_lifetime, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $5) RETURNING {COLUMNS}"
-            ))
-            .bind(Uuid::now_v7())
-            .bind(&new.uri)
-            .bind(&new.name)
-            .bind(new.token_lifetime)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| StoreError::on_conflict(e, conflict))?,
-        };
-        for (position, s) in new.scopes.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO resource_scopes (resource_id, name, description, is_default, position) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(row.id)
-            .bind(&s.name)
-            .bind(&s.description)
-            .bind(s.is_default)
-            .bind(position as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::on_conflict(e, || format!("scope {:?} is listed twice", s.name)))?;
+            );
+            on!(tx, |c| sqlx::query_as(&insert)
+                .bind(Uuid::now_v7())
+                .bind(&new.uri)
+                .bind(&new.name)
+                .bind(new.token_lifetime)
+                .bind(now)
+                .fetch_one(c)
+                .await
+                .map_err(|e| StoreError::on_conflict(e, conflict))?)
         }
-        tx.commit().await?;
-        Ok(Resource { row, scopes: new.scopes.clone() })
-    })
+    };
+    for (position, s) in new.scopes.iter().enumerate() {
+        on!(tx, |c| {
+            sqlx::query(
+            "INSERT INTO resource_scopes (resource_id, name, description, is_default, position) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(row.id)
+        .bind(&s.name)
+        .bind(&s.description)
+        .bind(s.is_default)
+        .bind(position as i64)
+        .execute(c)
+        .await
+        .map_err(|e| StoreError::on_conflict(e, || format!("scope {:?} is listed twice", s.name)))?
+        .rows_affected()
+        });
+    }
+    tx.commit().await?;
+    Ok(Resource { row, scopes: new.scopes.clone() })
 }
 
 /// The resource at a canonical URI with its scopes, in one query (the authorization endpoint's).

@@ -1,7 +1,8 @@
 //! Failed sign-ins by key (`user:NAME`, `ip:ADDR`), in the database so every node enforces the
 //! same lock. Failures older than a day are forgotten at the next failure.
 
-use super::{BeginWrite, Db, Result, dispatch, dispatch_write, for_update};
+use super::tx::{WriteTx, on};
+use super::{Db, Result, dispatch, dispatch_write};
 
 /// The latest lock among `keys` (0 when none).
 pub async fn locked_until(db: &Db, keys: &[&str]) -> Result<i64> {
@@ -20,34 +21,29 @@ pub async fn locked_until(db: &Db, keys: &[&str]) -> Result<i64> {
 /// Counts a failure; from `max_failures` on, locks for `lockout` doubled per further failure
 /// (capped at a day). Returns (failures, locked_until).
 pub async fn record_failure(db: &Db, key: &str, now: i64, max_failures: u32, lockout: i64) -> Result<(i64, i64)> {
-    dispatch_write!(db, |pool| {
-        let row_lock = for_update(pool);
-        let mut tx = pool.begin_write().await?;
-        let row: Option<(i64, i64)> =
-            sqlx::query_as(&format!("SELECT failures, updated_at FROM login_throttle WHERE key = $1{row_lock}"))
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let failures = match row {
-            Some((n, updated)) if updated > now - 86_400 => n + 1,
-            _ => 1,
-        };
-        let over = failures - i64::from(max_failures);
-        let locked_until = if over >= 0 { now + (lockout << over.min(16)).min(86_400) } else { 0 };
-        sqlx::query(
-            "INSERT INTO login_throttle (key, failures, locked_until, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(key)
-        .bind(failures)
-        .bind(locked_until)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((failures, locked_until))
-    })
+    let mut tx = WriteTx::begin(db).await?;
+    let select = format!("SELECT failures, updated_at FROM login_throttle WHERE key = $1{}", tx.for_update());
+    let row: Option<(i64, i64)> = on!(tx, |c| sqlx::query_as(&select).bind(key).fetch_optional(c).await?);
+    let failures = match row {
+        Some((n, updated)) if updated > now - 86_400 => n + 1,
+        _ => 1,
+    };
+    let over = failures - i64::from(max_failures);
+    let locked_until = if over >= 0 { now + (lockout << over.min(16)).min(86_400) } else { 0 };
+    on!(tx, |c| sqlx::query(
+        "INSERT INTO login_throttle (key, failures, locked_until, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(key)
+    .bind(failures)
+    .bind(locked_until)
+    .bind(now)
+    .execute(c)
+    .await?
+    .rows_affected());
+    tx.commit().await?;
+    Ok((failures, locked_until))
 }
 
 pub async fn clear(db: &Db, key: &str) -> Result<()> {
