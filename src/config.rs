@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::net::{IpNet, parse_net};
 use crate::oauth::resource::ResourceUri;
 
 /// Keys settable through `PORTCULLIS_<KEY>`; the resource and client tables come only from the file.
@@ -400,34 +401,123 @@ impl Default for Config {
     }
 }
 
-/// The validated form the rest of the program uses.
+/// The validated form the rest of the program uses: every value parsed once, in the type its
+/// users need. Durations are [`Seconds`] throughout (`as_i64` for timestamp arithmetic,
+/// `as_duration` for timers).
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub raw: Config,
     pub issuer: String,
     pub bind: std::net::SocketAddr,
-    pub database_url: Secret,
-    pub default_resource: Option<ResourceUri>,
     /// Cookies are `Secure` with the `__Host-` prefix when the issuer is https.
     pub secure_cookies: bool,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+    pub keys: SigningKeySettings,
+    /// Used when an authorization request carries no `resource` and several are registered.
+    pub default_resource: Option<ResourceUri>,
+    pub lifetimes: Lifetimes,
+    /// Create an `admin` user with a random password when the database has no users.
+    pub bootstrap_admin: bool,
+    pub registration: RegistrationSettings,
+    pub cimd: CimdSettings,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub rate_limits: RateLimitSettings,
+    pub login: LoginSettings,
+    /// Largest request body accepted anywhere.
+    pub max_body_bytes: usize,
+    /// Serve HTTPS directly with these PEM files (set both or neither).
+    pub tls: Option<TlsFiles>,
+    /// Declared in the file; checked here, turned into records by `admin::validate_declarations`.
+    pub resources: Vec<ResourceConfig>,
+    pub clients: Vec<ClientConfig>,
+    /// The configuration as loaded, kept only for `config check`'s output ([`Settings::redacted_toml`]);
+    /// nothing reads values from it.
+    source: Config,
 }
 
-impl Settings {
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    /// The given URL, or a SQLite file in `data_dir`.
+    pub url: Secret,
     /// The session limits the store sets on every Postgres connection.
-    pub fn database_limits(&self) -> crate::store::SessionLimits {
-        crate::store::SessionLimits {
-            statement_timeout: self.database_statement_timeout.as_duration(),
-            lock_timeout: self.database_lock_timeout.as_duration(),
-            idle_in_transaction_timeout: self.database_idle_in_transaction_timeout.as_duration(),
-        }
-    }
+    pub limits: crate::store::SessionLimits,
 }
 
-impl std::ops::Deref for Settings {
-    type Target = Config;
-    fn deref(&self) -> &Config {
-        &self.raw
-    }
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, used when `RUST_LOG` is not set.
+    pub level: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct SigningKeySettings {
+    pub alg: SigningAlg,
+    pub encryption_secret: Option<Secret>,
+    /// How long a rotated-in key is published before it signs.
+    pub publish_delay: Seconds,
+    /// How long a superseded key stays published.
+    pub retention: Seconds,
+    /// How often each node reloads signing keys from the database.
+    pub cache_refresh: Seconds,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Lifetimes {
+    pub access_token: Seconds,
+    pub refresh_token: Seconds,
+    /// How long a rotated refresh token may still be presented (a retry after a lost answer).
+    pub refresh_grace_period: Seconds,
+    pub authorization_code: Seconds,
+    /// A browser session's inactivity timeout.
+    pub session: Seconds,
+}
+
+/// Dynamic client registration and the clean-up of dynamically registered clients.
+#[derive(Clone, Copy, Debug)]
+pub struct RegistrationSettings {
+    pub policy: RegistrationPolicy,
+    pub max_dynamic_clients: u64,
+    /// 0: no limit.
+    pub per_ip_per_hour: u64,
+    pub unused_client_lifetime: Seconds,
+    pub idle_client_lifetime: Seconds,
+}
+
+/// Client ID Metadata Documents.
+#[derive(Clone, Debug)]
+pub struct CimdSettings {
+    pub policy: CimdPolicy,
+    pub allow_hosts: Vec<String>,
+    pub deny_hosts: Vec<String>,
+    /// Bounds on how long a fetched document is trusted (`min_cache <= max_cache`).
+    pub min_cache: Seconds,
+    pub max_cache: Seconds,
+    pub fetches_per_host_per_minute: u64,
+    /// UNSAFE, tests only.
+    pub test_ca_file: Option<PathBuf>,
+    /// UNSAFE, tests only.
+    pub test_allow_loopback: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimitSettings {
+    pub per_ip: RateLimits,
+    pub total: RateLimits,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LoginSettings {
+    pub max_failures: u32,
+    /// The first lockout; each further failure doubles it.
+    pub lockout: Seconds,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Config {
@@ -447,11 +537,58 @@ impl Config {
     }
 
     pub fn validate(self) -> Result<Settings, ConfigError> {
-        let bind: std::net::SocketAddr = self
-            .bind
+        let source = self.clone();
+        // Every field named, so a new key cannot be forgotten here.
+        let Config {
+            issuer,
+            bind,
+            database_url,
+            database_statement_timeout,
+            database_lock_timeout,
+            database_idle_in_transaction_timeout,
+            data_dir,
+            log_format,
+            log_level,
+            key_encryption_secret,
+            signing_alg,
+            default_resource,
+            access_token_lifetime,
+            refresh_token_lifetime,
+            refresh_grace_period,
+            authorization_code_lifetime,
+            session_lifetime,
+            key_publish_delay,
+            key_retention,
+            key_cache_refresh,
+            bootstrap_admin,
+            registration,
+            max_dynamic_clients,
+            registrations_per_ip_per_hour,
+            unused_client_lifetime,
+            idle_client_lifetime,
+            cimd_policy,
+            cimd_allow_hosts,
+            cimd_deny_hosts,
+            cimd_min_cache,
+            cimd_max_cache,
+            cimd_fetches_per_host_per_minute,
+            cimd_test_ca_file,
+            cimd_test_allow_loopback,
+            trusted_proxies,
+            rate_limit_per_ip,
+            rate_limit_total,
+            login_max_failures,
+            login_lockout,
+            max_body_bytes,
+            tls_cert_file,
+            tls_key_file,
+            resources,
+            clients,
+        } = self;
+        let bind: std::net::SocketAddr = bind
             .parse()
-            .map_err(|_| invalid("bind", format!("expected an address like 127.0.0.1:8080, found {:?}", self.bind)))?;
-        let issuer = match &self.issuer {
+            .map_err(|_| invalid("bind", format!("expected an address like 127.0.0.1:8080, found {bind:?}")))?;
+        let issuer = match &issuer {
             Some(issuer) => validate_issuer(issuer)?,
             None if bind.ip().is_loopback() => format!("http://{bind}"),
             None => {
@@ -461,82 +598,137 @@ impl Config {
                 ));
             }
         };
-        let database_url = match &self.database_url {
+        let database_url = match database_url {
             Some(url) => {
                 let u = url.expose();
                 if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
                     return Err(invalid("database_url", "expected a sqlite:PATH or postgres://USER@HOST/DB URL"));
                 }
-                url.clone()
+                url
             }
-            None => Secret::new(format!("sqlite://{}", self.data_dir.join("portcullis.db").display())),
+            None => Secret::new(format!("sqlite://{}", data_dir.join("portcullis.db").display())),
         };
-        let default_resource = self
-            .default_resource
+        let default_resource = default_resource
             .as_deref()
             .map(|r| ResourceUri::parse(r).map_err(|e| invalid("default_resource", e.to_string())))
             .transpose()?;
         for (key, v) in [
-            ("access_token_lifetime", self.access_token_lifetime),
-            ("authorization_code_lifetime", self.authorization_code_lifetime),
-            ("session_lifetime", self.session_lifetime),
-            ("refresh_token_lifetime", self.refresh_token_lifetime),
-            ("key_cache_refresh", self.key_cache_refresh),
+            ("access_token_lifetime", access_token_lifetime),
+            ("authorization_code_lifetime", authorization_code_lifetime),
+            ("session_lifetime", session_lifetime),
+            ("refresh_token_lifetime", refresh_token_lifetime),
+            ("key_cache_refresh", key_cache_refresh),
         ] {
             if v.0 == 0 {
                 return Err(invalid(key, "must be greater than zero"));
             }
         }
-        if self.authorization_code_lifetime.0 > 600 {
+        if authorization_code_lifetime.0 > 600 {
             return Err(invalid("authorization_code_lifetime", "must be at most 10m (OAuth 2.1 §4.1.2)"));
         }
-        if self.key_retention.0 < self.access_token_lifetime.0 {
+        if key_retention.0 < access_token_lifetime.0 {
             return Err(invalid(
                 "key_retention",
                 "must be at least access_token_lifetime, or tokens outlive the key that verifies them",
             ));
         }
-        if let Some(secret) = &self.key_encryption_secret
+        if let Some(secret) = &key_encryption_secret
             && secret.expose().len() < 16
         {
             return Err(invalid("key_encryption_secret", "must be at least 16 characters"));
         }
-        if self.cimd_min_cache.0 > self.cimd_max_cache.0 {
+        if cimd_min_cache.0 > cimd_max_cache.0 {
             return Err(invalid("cimd_min_cache", "must not exceed cimd_max_cache"));
         }
-        if self.cimd_policy == CimdPolicy::Allowlist && self.cimd_allow_hosts.is_empty() {
+        if cimd_policy == CimdPolicy::Allowlist && cimd_allow_hosts.is_empty() {
             return Err(invalid("cimd_allow_hosts", "must list hosts when cimd_policy is \"allowlist\""));
         }
-        if let Some(path) = &self.cimd_test_ca_file
+        if let Some(path) = &cimd_test_ca_file
             && !path.exists()
         {
             return Err(invalid("cimd_test_ca_file", format!("{} does not exist", path.display())));
         }
-        if self.cimd_test_ca_file.is_some() || self.cimd_test_allow_loopback {
+        if cimd_test_ca_file.is_some() || cimd_test_allow_loopback {
             tracing::warn!("cimd_test_* settings are for tests only: never use them in production");
         }
-        for p in &self.trusted_proxies {
-            crate::net::parse_net(p).map_err(|e| invalid("trusted_proxies", e))?;
-        }
-        match (&self.tls_cert_file, &self.tls_key_file) {
-            (Some(c), Some(k)) => {
-                for (key, path) in [("tls_cert_file", c), ("tls_key_file", k)] {
+        let trusted_proxies = trusted_proxies
+            .iter()
+            .map(|p| parse_net(p).map_err(|e| invalid("trusted_proxies", e)))
+            .collect::<Result<Vec<IpNet>, _>>()?;
+        let tls = match (tls_cert_file, tls_key_file) {
+            (Some(cert), Some(key)) => {
+                for (key, path) in [("tls_cert_file", &cert), ("tls_key_file", &key)] {
                     if !path.exists() {
                         return Err(invalid(key, format!("{} does not exist", path.display())));
                     }
                 }
+                Some(TlsFiles { cert, key })
             }
-            (None, None) => {}
+            (None, None) => None,
             _ => return Err(invalid("tls_cert_file", "set both tls_cert_file and tls_key_file, or neither")),
-        }
-        if self.max_body_bytes < 4096 {
+        };
+        if max_body_bytes < 4096 {
             return Err(invalid("max_body_bytes", "must be at least 4096"));
         }
-        for r in &self.resources {
+        for r in &resources {
             ResourceUri::parse(&r.uri).map_err(|e| invalid("resources.uri", format!("{}: {e}", r.uri)))?;
         }
         let secure_cookies = issuer.starts_with("https://");
-        Ok(Settings { raw: self, issuer, bind, database_url, default_resource, secure_cookies })
+        Ok(Settings {
+            issuer,
+            bind,
+            secure_cookies,
+            database: DatabaseSettings {
+                url: database_url,
+                limits: crate::store::SessionLimits {
+                    statement_timeout: database_statement_timeout.as_duration(),
+                    lock_timeout: database_lock_timeout.as_duration(),
+                    idle_in_transaction_timeout: database_idle_in_transaction_timeout.as_duration(),
+                },
+            },
+            log: LogSettings { format: log_format, level: log_level },
+            keys: SigningKeySettings {
+                alg: signing_alg,
+                encryption_secret: key_encryption_secret,
+                publish_delay: key_publish_delay,
+                retention: key_retention,
+                cache_refresh: key_cache_refresh,
+            },
+            default_resource,
+            lifetimes: Lifetimes {
+                access_token: access_token_lifetime,
+                refresh_token: refresh_token_lifetime,
+                refresh_grace_period,
+                authorization_code: authorization_code_lifetime,
+                session: session_lifetime,
+            },
+            bootstrap_admin,
+            registration: RegistrationSettings {
+                policy: registration,
+                max_dynamic_clients,
+                per_ip_per_hour: registrations_per_ip_per_hour,
+                unused_client_lifetime,
+                idle_client_lifetime,
+            },
+            cimd: CimdSettings {
+                policy: cimd_policy,
+                allow_hosts: cimd_allow_hosts,
+                deny_hosts: cimd_deny_hosts,
+                min_cache: cimd_min_cache,
+                max_cache: cimd_max_cache,
+                fetches_per_host_per_minute: cimd_fetches_per_host_per_minute,
+                test_ca_file: cimd_test_ca_file,
+                test_allow_loopback: cimd_test_allow_loopback,
+            },
+            trusted_proxies,
+            rate_limits: RateLimitSettings { per_ip: rate_limit_per_ip, total: rate_limit_total },
+            login: LoginSettings { max_failures: login_max_failures, lockout: login_lockout },
+            max_body_bytes,
+            tls,
+            resources,
+            clients,
+            source,
+        })
     }
 }
 
@@ -575,9 +767,9 @@ fn validate_issuer(issuer: &str) -> Result<String, ConfigError> {
 impl Settings {
     /// The effective configuration as TOML with every secret and database password redacted.
     pub fn redacted_toml(&self) -> String {
-        let mut c = self.raw.clone();
+        let mut c = self.source.clone();
         c.issuer = Some(self.issuer.clone());
-        c.database_url = Some(Secret::new(redact_url(self.database_url.expose())));
+        c.database_url = Some(Secret::new(redact_url(self.database.url.expose())));
         if c.key_encryption_secret.is_some() {
             c.key_encryption_secret = Some(Secret::new("[redacted]"));
         }
@@ -647,9 +839,27 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_parsed_once_and_refused_by_key() {
+        let c = Config { trusted_proxies: vec!["10.0.0.0/8".into(), "192.0.2.7".into()], ..Config::default() };
+        let s = c.validate().unwrap();
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert!(s.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(s.trusted_proxies[1].contains("192.0.2.7".parse().unwrap()));
+        let c = Config { trusted_proxies: vec!["10.0.0.0/8".into(), "nope".into()], ..Config::default() };
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "trusted_proxies", .. })));
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs() {
+        let c = Config { tls_cert_file: Some("cert.pem".into()), ..Config::default() };
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "tls_cert_file", .. })));
+        assert!(Config::default().validate().unwrap().tls.is_none());
+    }
+
+    #[test]
     fn defaults_derive_issuer_from_loopback_bind() {
         let s = Config::default().validate().unwrap();
         assert_eq!(s.issuer, "http://127.0.0.1:8080");
-        assert!(s.database_url.expose().starts_with("sqlite://"));
+        assert!(s.database.url.expose().starts_with("sqlite://"));
     }
 }

@@ -17,7 +17,7 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(n) => tracing::debug!(rows = n, "expired rows swept"),
                 Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),
             }
-            let s = &state.settings;
+            let s = &state.settings.registration;
             match clean_up_clients(&state.db, now, s.unused_client_lifetime.as_i64(), s.idle_client_lifetime.as_i64())
                 .await
             {

@@ -250,17 +250,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match settings.log_format {
+    match settings.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
     }
 }
 
 async fn open(settings: &Settings) -> Result<Db, Failure> {
-    let url = settings.database_url.expose();
-    let db = Db::connect_with(url, settings.database_limits())
+    let url = settings.database.url.expose();
+    let db = Db::connect_with(url, settings.database.limits)
         .await
         .map_err(|e| Failure(format!("cannot open database {}: {e}", portcullis::config::redact_url(url))))?;
     db.migrate().await?;
@@ -270,7 +270,7 @@ async fn open(settings: &Settings) -> Result<Db, Failure> {
 async fn serve(settings: Settings) -> Result<(), Failure> {
     init_logging(&settings);
     let bind = settings.bind;
-    let url = portcullis::config::redact_url(settings.database_url.expose());
+    let url = portcullis::config::redact_url(settings.database.url.expose());
     let (state, started) =
         AppState::start(settings).await.map_err(|e| Failure(format!("cannot start with database {url}: {e}")))?;
     if let Some(password) = started.admin_password {
@@ -281,15 +281,15 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
     tracing::info!(issuer = %state.settings.issuer, %bind, database = state.db.engine(), "portcullis is serving");
     let jobs = portcullis::jobs::spawn(state.clone());
     let app = portcullis::app(state.clone());
-    match (&state.settings.tls_cert_file, &state.settings.tls_key_file) {
-        (Some(cert), Some(key)) => {
-            let config = portcullis::tls::load_config(cert, key).map_err(Failure)?;
+    match &state.settings.tls {
+        Some(files) => {
+            let config = portcullis::tls::load_config(&files.cert, &files.key).map_err(Failure)?;
             let listener = portcullis::tls::TlsListener::new(listener, config)?;
             tracing::info!("serving HTTPS with the configured certificate");
             let app = app.into_make_service_with_connect_info::<portcullis::tls::PeerAddr>();
             axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         }
-        _ => {
+        None => {
             let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         }

@@ -48,11 +48,11 @@ pub enum StartError {
 
 pub fn key_settings(settings: &Settings) -> KeySettings {
     KeySettings {
-        alg: settings.signing_alg,
-        encryption_secret: settings.key_encryption_secret.clone(),
-        publish_delay: settings.key_publish_delay.as_i64(),
-        retention: settings.key_retention.as_i64(),
-        refresh: settings.key_cache_refresh.as_duration(),
+        alg: settings.keys.alg,
+        encryption_secret: settings.keys.encryption_secret.clone(),
+        publish_delay: settings.keys.publish_delay.as_i64(),
+        retention: settings.keys.retention.as_i64(),
+        refresh: settings.keys.cache_refresh.as_duration(),
     }
 }
 
@@ -66,7 +66,7 @@ impl AppState {
     /// Connects, migrates, applies declared resources and clients, loads keys and, on an empty
     /// database, creates the first admin.
     pub async fn start(settings: Settings) -> Result<(AppState, Started), StartError> {
-        let db = Db::connect_with(settings.database_url.expose(), settings.database_limits()).await?;
+        let db = Db::connect_with(settings.database.url.expose(), settings.database.limits).await?;
         db.migrate().await?;
         crate::admin::apply_config(&db, &settings).await?;
         let keys = KeyRing::open(db.clone(), key_settings(&settings)).await?;
@@ -76,8 +76,8 @@ impl AppState {
             started.admin_password = crate::admin::bootstrap_admin(&db, &hasher).await?;
         }
         let fetcher = crate::clients::fetch::Fetcher::new(crate::clients::fetch::FetchConfig {
-            test_ca_file: settings.cimd_test_ca_file.clone(),
-            test_allow_loopback: settings.cimd_test_allow_loopback,
+            test_ca_file: settings.cimd.test_ca_file.clone(),
+            test_allow_loopback: settings.cimd.test_allow_loopback,
             ..Default::default()
         })?;
         let inner = Inner {

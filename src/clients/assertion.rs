@@ -3,7 +3,7 @@
 //! through the hardened fetcher), names the client as `iss` and `sub`, this server as `aud`, is
 //! short-lived, and is used once.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -127,7 +127,7 @@ async fn client_keys(state: &AppState, client: &RegisteredClient) -> Result<Vec<
                     })?;
                     let v: Value =
                         serde_json::from_slice(&fetched.body).map_err(|_| fail("the client's jwks_uri is not JSON"))?;
-                    let ttl = Duration::from_secs(state.settings.cimd_min_cache.0);
+                    let ttl = state.settings.cimd.min_cache.as_duration();
                     let mut cache = state.client_keys.lock().expect("key cache lock");
                     if cache.len() > 1000 {
                         cache.clear();

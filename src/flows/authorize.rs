@@ -213,7 +213,7 @@ pub async fn issue_code(
             nonce: pending.nonce.clone(),
             auth_time: who.auth_time,
             created_at: now,
-            expires_at: now + state.settings.authorization_code_lifetime.as_i64(),
+            expires_at: now + state.settings.lifetimes.authorization_code.as_i64(),
         },
     )
     .await?;

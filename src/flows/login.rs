@@ -42,12 +42,11 @@ pub async fn sign_in(state: &AppState, ip: IpAddr, username: &str, password: Str
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         other => {
-            let s = &state.settings;
-            let lockout = s.login_lockout.as_i64();
+            let s = &state.settings.login;
+            let lockout = s.lockout.as_i64();
             let (failures, user_lock) =
-                throttle::record_failure(&state.db, &user_key, now, s.login_max_failures, lockout).await?;
-            let (_, ip_lock) =
-                throttle::record_failure(&state.db, &ip_key, now, s.login_max_failures * 5, lockout).await?;
+                throttle::record_failure(&state.db, &user_key, now, s.max_failures, lockout).await?;
+            let (_, ip_lock) = throttle::record_failure(&state.db, &ip_key, now, s.max_failures * 5, lockout).await?;
             if user_lock.max(ip_lock) > now {
                 audit::record(
                     &state.db,

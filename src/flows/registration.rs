@@ -66,7 +66,7 @@ fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, OAuthErro
 /// The registration policy (open, closed, initial access token) and the abuse limits: per IP
 /// address per hour, and in total. Counts come from the database, so every node shares them.
 async fn admit(state: &AppState, bearer: Option<&str>, ip: Option<&str>, now: i64) -> Result<(), ApiError> {
-    match state.settings.registration {
+    match state.settings.registration.policy {
         RegistrationPolicy::Open => {}
         RegistrationPolicy::Closed => {
             return Err(OAuthError::new(
@@ -89,7 +89,7 @@ async fn admit(state: &AppState, bearer: Option<&str>, ip: Option<&str>, now: i6
             }
         }
     }
-    let per_ip = state.settings.registrations_per_ip_per_hour;
+    let per_ip = state.settings.registration.per_ip_per_hour;
     if let Some(ip) = ip
         && per_ip > 0
         && store::clients::registrations_from(&state.db, ip, now - 3600).await? >= per_ip as i64
@@ -98,7 +98,7 @@ async fn admit(state: &AppState, bearer: Option<&str>, ip: Option<&str>, now: i6
             OAuthError::new(ErrorCode::SlowDown, "too many registrations from this address; try again later").into()
         );
     }
-    if dynamic_clients(state).await? >= state.settings.max_dynamic_clients as i64 {
+    if dynamic_clients(state).await? >= state.settings.registration.max_dynamic_clients as i64 {
         return Err(OAuthError::new(
             ErrorCode::AccessDenied,
             "this server has reached its limit of registered clients",

@@ -90,7 +90,7 @@ fn mint(
     jti: String,
     now: i64,
 ) -> Result<Minted, OAuthError> {
-    let expires_in = lifetime.unwrap_or_else(|| state.settings.access_token_lifetime.as_i64());
+    let expires_in = lifetime.unwrap_or_else(|| state.settings.lifetimes.access_token.as_i64());
     let subject = user_id.to_string();
     // `offline_access` concerns refresh tokens, not the MCP server (SEP-2207): keep it out of `scope`.
     let scope = scope.without(OFFLINE_ACCESS).to_space_separated();
@@ -144,7 +144,7 @@ fn new_refresh(
         client_id: client_id.to_string(),
         scope: scope.to_string(),
         created_at: now,
-        expires_at: now + state.settings.refresh_token_lifetime.as_i64(),
+        expires_at: now + state.settings.lifetimes.refresh_token.as_i64(),
     };
     (token, row)
 }
@@ -290,7 +290,7 @@ async fn refresh_token(
         )?;
         Ok((scope, minted))
     };
-    let grace = state.settings.refresh_grace_period.as_i64();
+    let grace = state.settings.lifetimes.refresh_grace_period.as_i64();
     let outcome: Rotated<_, OAuthError> =
         refresh::rotate(&state.db, &secrets::hash(presented), client.client_id(), now, grace, |row| {
             let (scope, minted) = answer(row)?;
@@ -363,7 +363,7 @@ async fn id_token(
     if let Some(nonce) = &code.nonce {
         claims.insert("nonce".into(), nonce.clone().into());
     }
-    let lifetime = state.settings.access_token_lifetime.as_i64();
+    let lifetime = state.settings.lifetimes.access_token.as_i64();
     jwt::mint_id_token(key, &state.settings.issuer, client_id, claims, now, lifetime).map_err(|e| {
         tracing::error!(error = %e, "signing an ID token failed");
         OAuthError::server_error("could not sign the ID token").into()

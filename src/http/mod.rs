@@ -71,7 +71,7 @@ pub fn app(state: AppState) -> Router {
         .with_secure(state.settings.secure_cookies)
         .with_http_only(true)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(state.settings.session_lifetime.as_i64())));
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(state.settings.lifetimes.session.as_i64())));
     // The page routes, in the order of `routes::PAGES` (errors there are pages, not JSON).
     let page_routes = [
         (AUTHORIZE, get(authorize::get).post(authorize::post).layer(limited(Bucket::Authorize))),

@@ -1,12 +1,11 @@
 //! What the HTTP layer keeps beside the application state: the route table, the request rate
-//! limiter, the trusted proxies and the serialized discovery documents.
+//! limiter and the serialized discovery documents.
 
 use std::sync::Arc;
 
 use crate::http::endpoints::metadata::DocumentCache;
 use crate::http::middleware::rate_limit::Limiter;
 use crate::http::routes::Routes;
-use crate::net::IpNet;
 use crate::state::AppState;
 
 /// The axum state: the application state (reached through `Deref`) and the HTTP-only parts.
@@ -17,23 +16,13 @@ pub struct HttpInner {
     pub app: AppState,
     pub routes: Routes,
     pub limiter: Limiter,
-    pub trusted_proxies: Vec<IpNet>,
     pub metadata_cache: DocumentCache,
 }
 
 impl HttpState {
     pub fn new(app: AppState) -> HttpState {
         let routes = Routes::new(&app.settings.issuer);
-        // Validated with the configuration; a bad entry cannot reach here.
-        let trusted_proxies =
-            app.settings.trusted_proxies.iter().filter_map(|p| crate::net::parse_net(p).ok()).collect();
-        HttpState(Arc::new(HttpInner {
-            app,
-            routes,
-            limiter: Default::default(),
-            trusted_proxies,
-            metadata_cache: Default::default(),
-        }))
+        HttpState(Arc::new(HttpInner { app, routes, limiter: Default::default(), metadata_cache: Default::default() }))
     }
 
     /// The application state the protocol code runs against.

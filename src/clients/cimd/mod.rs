@@ -75,14 +75,14 @@ impl HostLimiter {
 }
 
 fn check_policy(state: &AppState, host: &str) -> Result<(), ResolveError> {
-    let s = &state.settings;
+    let s = &state.settings.cimd;
     let listed = |list: &[String]| list.iter().any(|h| h.eq_ignore_ascii_case(host));
-    if s.cimd_policy == CimdPolicy::Off {
+    if s.policy == CimdPolicy::Off {
         return Err(ResolveError::Policy(
             "This server does not accept apps identified by a metadata document URL.".into(),
         ));
     }
-    if listed(&s.cimd_deny_hosts) || (s.cimd_policy == CimdPolicy::Allowlist && !listed(&s.cimd_allow_hosts)) {
+    if listed(&s.deny_hosts) || (s.policy == CimdPolicy::Allowlist && !listed(&s.allow_hosts)) {
         return Err(ResolveError::Policy(format!("Apps from {host} are not allowed on this server.")));
     }
     Ok(())
@@ -134,17 +134,13 @@ async fn fetch_and_store(
     host: &str,
     now: i64,
 ) -> Result<RegisteredClient, ResolveError> {
-    if !state.cimd_limiter.allow(host, state.settings.cimd_fetches_per_host_per_minute) {
+    if !state.cimd_limiter.allow(host, state.settings.cimd.fetches_per_host_per_minute) {
         return Err(ResolveError::RateLimited);
     }
     let fetched = state.fetcher.get_json(client_id).await.map_err(ResolveError::Fetch)?;
     let doc = validate_document(client_id, &fetched.body).map_err(|e| ResolveError::Invalid(e.0))?;
-    let s = &state.settings;
-    let lifetime = fetched
-        .max_age
-        .map(|d| d.as_secs())
-        .unwrap_or(s.cimd_min_cache.0)
-        .clamp(s.cimd_min_cache.0, s.cimd_max_cache.0);
+    let s = &state.settings.cimd;
+    let lifetime = fetched.max_age.map(|d| d.as_secs()).unwrap_or(s.min_cache.0).clamp(s.min_cache.0, s.max_cache.0);
     let mut metadata = Value::Object(doc.metadata.to_json());
     metadata[ALSO_NONE] = Value::Bool(doc.also_none);
     let previous_logo_uri = store::clients::get(&state.db, client_id)

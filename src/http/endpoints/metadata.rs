@@ -33,7 +33,7 @@ async fn document(state: &HttpState) -> Result<serde_json::Map<String, Value>, A
                 "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384"],
                 "authorization_response_iss_parameter_supported": true,
-        "client_id_metadata_document_supported": state.settings.cimd_policy != CimdPolicy::Off,
+        "client_id_metadata_document_supported": state.settings.cimd.policy != CimdPolicy::Off,
         "prompt_values_supported": ["none", "login", "consent"],
     });
     match doc {
@@ -81,7 +81,7 @@ pub async fn oidc_metadata(State(state): State<HttpState>) -> Result<Response, A
 async fn oidc_document(state: &HttpState) -> Result<serde_json::Map<String, Value>, ApiError> {
     let mut doc = document(state).await?;
     doc.insert("subject_types_supported".into(), json!(["public"]));
-    doc.insert("id_token_signing_alg_values_supported".into(), json!([state.settings.signing_alg.as_str()]));
+    doc.insert("id_token_signing_alg_values_supported".into(), json!([state.settings.keys.alg.as_str()]));
     doc.insert(
         "claims_supported".into(),
         json!([

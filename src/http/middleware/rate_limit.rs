@@ -101,8 +101,8 @@ impl Limiter {
 
 pub async fn limit(State((state, bucket)): State<(HttpState, Bucket)>, req: Request, next: Next) -> Response {
     let ip = req.extensions().get::<ClientIp>().map(|c| c.0).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let s = &state.settings;
-    let Err(retry) = state.limiter.check(bucket, ip, &s.rate_limit_per_ip, &s.rate_limit_total) else {
+    let limits = &state.settings.rate_limits;
+    let Err(retry) = state.limiter.check(bucket, ip, &limits.per_ip, &limits.total) else {
         return next.run(req).await;
     };
     state.metrics.rate_limited(bucket.as_str());
