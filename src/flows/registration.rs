@@ -40,11 +40,7 @@ pub struct ClientInformation {
 }
 
 fn metadata_error(e: ClientMetadataError) -> OAuthError {
-    let code = match e.code() {
-        "invalid_redirect_uri" => ErrorCode::InvalidRedirectUri,
-        _ => ErrorCode::InvalidClientMetadata,
-    };
-    OAuthError::new(code, e.description())
+    OAuthError::new(e.code(), e.description())
 }
 
 /// A registration body: a JSON object sent as `application/json`.

@@ -20,7 +20,7 @@ impl IntoResponse for ApiError {
         .unwrap_or(StatusCode::BAD_REQUEST);
         let body = Json(json!({ "error": self.error.code.as_str(), "error_description": self.error.description }));
         let mut res = (status, no_store(), body).into_response();
-        res.extensions_mut().insert(OAuthErrorCode(self.error.code.as_str()));
+        res.extensions_mut().insert(OAuthErrorCode(self.error.code));
         if let Some(challenge) = self.www_authenticate {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
@@ -39,7 +39,7 @@ impl IntoResponse for ApiError {
 
 /// Left on error responses so the metrics layer can count errors by code.
 #[derive(Clone, Copy, Debug)]
-pub struct OAuthErrorCode(pub &'static str);
+pub struct OAuthErrorCode(pub crate::oauth::ErrorCode);
 
 /// `Cache-Control: no-store` and `Pragma: no-cache`, for every response that carries a token,
 /// a secret, or an error about one.

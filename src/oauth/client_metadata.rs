@@ -143,10 +143,10 @@ pub enum ClientMetadataError {
 
 impl ClientMetadataError {
     /// The RFC 7591 §3.2.2 `error` value.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> super::ErrorCode {
         match self {
-            Self::InvalidRedirectUri(_) => "invalid_redirect_uri",
-            Self::InvalidClientMetadata(_) => "invalid_client_metadata",
+            Self::InvalidRedirectUri(_) => super::ErrorCode::InvalidRedirectUri,
+            Self::InvalidClientMetadata(_) => super::ErrorCode::InvalidClientMetadata,
         }
     }
 
@@ -466,13 +466,13 @@ mod tests {
 
     fn invalid_metadata(body: Value) -> String {
         let e = err(body);
-        assert_eq!(e.code(), "invalid_client_metadata", "{e}");
+        assert_eq!(e.code(), crate::oauth::ErrorCode::InvalidClientMetadata, "{e}");
         e.description()
     }
 
     fn invalid_redirect(body: Value) -> String {
         let e = err(body);
-        assert_eq!(e.code(), "invalid_redirect_uri", "{e}");
+        assert_eq!(e.code(), crate::oauth::ErrorCode::InvalidRedirectUri, "{e}");
         e.description()
     }
 
@@ -895,8 +895,8 @@ mod tests {
     #[test]
     fn error_codes() {
         let e = ClientMetadataError::InvalidRedirectUri("x".into());
-        assert_eq!((e.code(), e.description().as_str()), ("invalid_redirect_uri", "x"));
+        assert_eq!((e.code(), e.description().as_str()), (crate::oauth::ErrorCode::InvalidRedirectUri, "x"));
         let e = ClientMetadataError::InvalidClientMetadata("y".into());
-        assert_eq!((e.code(), e.to_string().as_str()), ("invalid_client_metadata", "y"));
+        assert_eq!((e.code(), e.to_string().as_str()), (crate::oauth::ErrorCode::InvalidClientMetadata, "y"));
     }
 }

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     InvalidRedirectUri,
     InvalidClientMetadata,
     InvalidToken,
+    /// RFC 6750 §3.1: the token lacks a scope the resource needs; answered with 403.
+    InsufficientScope,
     UnsupportedTokenType,
     ServerError,
     TemporarilyUnavailable,
@@ -44,6 +46,7 @@ impl ErrorCode {
             InvalidRedirectUri => "invalid_redirect_uri",
             InvalidClientMetadata => "invalid_client_metadata",
             InvalidToken => "invalid_token",
+            InsufficientScope => "insufficient_scope",
             UnsupportedTokenType => "unsupported_token_type",
             ServerError => "server_error",
             TemporarilyUnavailable => "temporarily_unavailable",
@@ -56,7 +59,7 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             InvalidClient | InvalidToken => 401,
-            AccessDenied => 403,
+            AccessDenied | InsufficientScope => 403,
             ServerError => 500,
             TemporarilyUnavailable => 503,
             SlowDown => 429,

@@ -39,11 +39,11 @@ pub enum PkceError {
 impl PkceError {
     /// The OAuth error code: challenge problems arise at /authorize
     /// (`invalid_request`), verifier problems at /token (`invalid_grant`, RFC 7636 §4.6).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> super::ErrorCode {
         match self {
-            Self::MalformedVerifier | Self::Mismatch => "invalid_grant",
+            Self::MalformedVerifier | Self::Mismatch => super::ErrorCode::InvalidGrant,
             Self::Missing | Self::PlainNotAllowed | Self::UnsupportedMethod(_) | Self::MalformedChallenge => {
-                "invalid_request"
+                super::ErrorCode::InvalidRequest
             }
         }
     }
@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(c.verify(&wrong), Err(PkceError::Mismatch));
         // Sending the challenge itself as the verifier (a plain downgrade) fails.
         assert_eq!(c.verify(RFC_CHALLENGE), Err(PkceError::Mismatch));
-        assert_eq!(PkceError::Mismatch.code(), "invalid_grant");
+        assert_eq!(PkceError::Mismatch.code(), super::super::ErrorCode::InvalidGrant);
     }
 
     #[test]
@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(CodeChallenge::parse(None, Some("S256")), Err(PkceError::Missing));
         assert_eq!(CodeChallenge::parse(Some(""), Some("S256")), Err(PkceError::Missing));
         assert_eq!(CodeChallenge::parse(None, None), Err(PkceError::Missing));
-        assert_eq!(PkceError::Missing.code(), "invalid_request");
+        assert_eq!(PkceError::Missing.code(), super::super::ErrorCode::InvalidRequest);
     }
 
     #[test]

@@ -127,18 +127,17 @@ pub async fn rotate<T, E>(
     };
     // Presented again. Inside the window, and while its successor is still the current token,
     // this is a client racing itself: answer with the same successor.
-    let successor_current: Option<i64> =
-        match row.successor_id {
-            Some(id) => on!(tx, |c| {
-                sqlx::query_scalar(
+    let successor_current: Option<i64> = match row.successor_id {
+        Some(id) => on!(tx, |c| {
+            sqlx::query_scalar(
             "SELECT CAST(1 AS BIGINT) FROM refresh_tokens WHERE id = $1 AND rotated_at IS NULL AND revoked_at IS NULL",
         )
         .bind(id)
         .fetch_optional(c)
         .await?
-            }),
-            None => None,
-        };
+        }),
+        None => None,
+    };
     if now - rotated_at < grace
         && successor_current.is_some()
         && let Some(sealed) = row.successor_sealed.clone()

@@ -19,7 +19,7 @@ pub async fn record_metrics(
     let endpoint = endpoint.as_ref().map_or("unmatched", |p| p.as_str());
     state.metrics.request(endpoint, method.as_str(), res.status().as_u16(), start.elapsed());
     if let Some(code) = res.extensions().get::<crate::http::error::OAuthErrorCode>() {
-        state.metrics.oauth_error(code.0);
+        state.metrics.oauth_error(code.0.as_str());
     }
     res
 }
