@@ -491,7 +491,7 @@ async fn grant(db: &Db, cmd: GrantCmd) -> Result<(), Failure> {
             println!("{:<38} {:<16} {:<28} {:<32} {:<11} SCOPE", "ID", "USER", "CLIENT", "RESOURCE", "LAST USED");
             for g in list {
                 let last = g.last_used_at.map(date).unwrap_or_else(|| "never".into());
-                let client = g.client_name.unwrap_or(g.client_id);
+                let client = g.client_name.unwrap_or_else(|| g.client_id.to_string());
                 let revoked = if g.revoked_at.is_some() { " (revoked)" } else { "" };
                 println!(
                     "{:<38} {:<16} {:<28} {:<32} {:<11} {}{revoked}",
@@ -526,7 +526,7 @@ async fn client(db: &Db, cmd: ClientCmd) -> Result<(), Failure> {
                 let id = if group.count > 1 {
                     format!("{} (+{} alike)", c.client_id, group.count - 1)
                 } else {
-                    c.client_id.clone()
+                    c.client_id.to_string()
                 };
                 let name = c.client_name.clone().unwrap_or_default();
                 println!("{:<44} {:<18} {:<12} {:<12} {name}", id, c.kind.as_str(), date(c.created_at), last);

@@ -41,7 +41,7 @@ type Res<T> = Result<T, String>;
 #[derive(Parser, Debug)]
 #[command(name = "portcullis-load", about = "Load benchmark for Portcullis")]
 struct Opts {
-    /// Scenario: healthz, readyz (one database round trip), metadata, jwks, register, authcode, refresh, introspect, login, or all
+    /// Scenario: healthz, readyz (the readiness probe: reads and takes the write lock), metadata, jwks, register, authcode, refresh, introspect, login, or all
     /// (comma-separated lists work too).
     #[arg(long, default_value = "all")]
     scenario: String,

@@ -39,6 +39,49 @@ impl AsRef<str> for ClientId {
     }
 }
 
+impl From<&str> for ClientId {
+    fn from(id: &str) -> ClientId {
+        ClientId::parse(id)
+    }
+}
+
+impl From<String> for ClientId {
+    fn from(id: String) -> ClientId {
+        ClientId::parse(id)
+    }
+}
+
+impl PartialEq<str> for ClientId {
+    fn eq(&self, other: &str) -> bool {
+        self.id == other
+    }
+}
+
+impl PartialEq<&str> for ClientId {
+    fn eq(&self, other: &&str) -> bool {
+        self.id == *other
+    }
+}
+
+impl PartialEq<String> for ClientId {
+    fn eq(&self, other: &String) -> bool {
+        &self.id == other
+    }
+}
+
+/// Stored (sessions) and sent as the plain identifier; read back through [`ClientId::parse`].
+impl serde::Serialize for ClientId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.id)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ClientId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(ClientId::parse)
+    }
+}
+
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.id)

@@ -23,7 +23,7 @@ pub struct RegisteredClient {
 }
 
 impl RegisteredClient {
-    pub fn client_id(&self) -> &str {
+    pub fn client_id(&self) -> &ClientId {
         &self.row.client_id
     }
 
@@ -33,7 +33,7 @@ impl RegisteredClient {
             (Some(name), _) => name.clone(),
             // CIMD: without a name, the verified host is the best identity there is.
             (None, ClientKind::MetadataDocument) => cimd::host_of(&self.row.client_id),
-            (None, _) => self.row.client_id.clone(),
+            (None, _) => self.row.client_id.to_string(),
         }
     }
 

@@ -34,8 +34,7 @@ pub async fn connected_apps(state: &AppState, who: &SignedIn) -> Result<Vec<Conn
         let Some(resource) = resources::by_id(&state.db, g.resource_id).await? else { continue };
         let scopes = g
             .scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
+            .iter()
             .map(|name| match name {
                 OFFLINE_ACCESS => "Stay connected when you are not using the app".to_string(),
                 "openid" => "Confirm who you are".to_string(),
@@ -51,7 +50,7 @@ pub async fn connected_apps(state: &AppState, who: &SignedIn) -> Result<Vec<Conn
             .collect();
         apps.push(ConnectedApp {
             grant_id: g.id.to_string(),
-            client_name: client.as_ref().map(|c| c.display_name()).unwrap_or_else(|| g.client_id.clone()),
+            client_name: client.as_ref().map(|c| c.display_name()).unwrap_or_else(|| g.client_id.to_string()),
             client_verified: client.as_ref().is_some_and(|c| c.verified()),
             client_identity: client.as_ref().map(|c| c.identity_line()).unwrap_or_default(),
             resource_name: resource.row.name.clone(),

@@ -7,7 +7,6 @@ use crate::clients::{self, ClientId, RegisteredClient};
 use crate::flows::consent::{self, ConsentFacts};
 use crate::flows::error::PageError;
 use crate::flows::session::{PendingAuthorization, SignedIn};
-use crate::flows::stored_scope;
 use crate::oauth::authorize::{self as authz, Prompt};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;
@@ -22,7 +21,7 @@ pub enum Next {
     /// Back to the client with this URL: a code, or an error.
     ToClient(String),
     /// Park the request and sign in first.
-    SignIn(PendingAuthorization),
+    SignIn(Box<PendingAuthorization>),
     /// Park the request and ask the person.
     Consent(Box<ConsentRequest>),
 }
@@ -121,10 +120,10 @@ async fn validate(
     Ok(Ok((
         PendingAuthorization {
             id: secrets::random_string(12),
-            client_id: client.client_id().to_string(),
+            client_id: client.client_id().clone(),
             redirect_uri: redirect_uri.to_string(),
             resource_id: resource.row.id,
-            scope: scope.to_space_separated(),
+            scope,
             code_challenge: challenge.as_str().to_string(),
             state: params.get("state").map(str::to_string),
             nonce: params.get("nonce").map(str::to_string),
@@ -166,18 +165,18 @@ pub async fn proceed(
         _ if prompt_none => {
             return decided(answer(OAuthError::new(ErrorCode::LoginRequired, "the person is not signed in")));
         }
-        _ => return decided(Next::SignIn(pending)),
+        _ => return decided(Next::SignIn(Box::new(pending))),
     };
-    let requested = stored_scope(&pending.scope)?;
+    let requested = &pending.scope;
     // A metadata document whose redirect URIs, name or keys changed since consent asks again.
-    let shown = match grant.is_some() && ClientId::parse(pending.client_id.as_str()).is_metadata_document() {
+    let shown = match grant.is_some() && pending.client_id.is_metadata_document() {
         true => clients::find(state, &pending.client_id).await?.and_then(|c| clients::fingerprint(&c)),
         false => None,
     };
     if let Some(g) = &grant
         && !pending.force_consent
         && g.client_fingerprint == shown
-        && requested.is_subset(&stored_scope(&g.scope)?)
+        && requested.is_subset(&g.scope)
     {
         let url = issue_code(state, &pending, &who, g.id).await?;
         return decided(Next::ToClient(url));

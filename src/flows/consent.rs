@@ -6,7 +6,6 @@ use crate::clients;
 use crate::flows::authorize::issue_code;
 use crate::flows::error::PageError;
 use crate::flows::session::{PendingAuthorization, SignedIn};
-use crate::flows::stored_scope;
 use crate::oauth::authorize as authz;
 use crate::oauth::scope::{OFFLINE_ACCESS, ScopeSet};
 use crate::oauth::{ErrorCode, OAuthError};
@@ -49,9 +48,9 @@ pub async fn facts(
     let resource = resources::by_id(&state.db, pending.resource_id)
         .await?
         .ok_or_else(|| PageError::bad_request("The MCP server is no longer registered."))?;
-    let requested = stored_scope(&pending.scope)?;
+    let requested = &pending.scope;
     let granted = match grant {
-        Some(g) => stored_scope(&g.scope)?,
+        Some(g) => g.scope.clone(),
         None => ScopeSet::default(),
     };
     let shown = requested.union(&granted);
@@ -100,19 +99,11 @@ pub async fn decide(
     let url = match decision {
         "approve" => {
             // Step-up widens the grant to the union of what it had and what was approved.
-            let requested = stored_scope(&pending.scope)?;
-            // The closure runs inside the store's transaction and cannot fail: a stored scope that
-            // no longer parses is left as it is, and reported once the store returns.
-            let mut unparsable = None;
-            let union = |granted: Option<&str>| {
-                let granted = granted.unwrap_or_default();
-                match stored_scope(granted) {
-                    Ok(set) => requested.union(&set).to_space_separated(),
-                    Err(e) => {
-                        unparsable = Some(e);
-                        granted.to_string()
-                    }
-                }
+            // Computed inside the store's transaction, from the live grant it read (a stored scope
+            // that no longer parses fails the read, as a corrupt row).
+            let union = |granted: Option<&ScopeSet>| match granted {
+                Some(granted) => pending.scope.union(granted),
+                None => pending.scope.clone(),
             };
             let shown = clients::find(state, &pending.client_id).await?.and_then(|c| clients::fingerprint(&c));
             let grant = grants::approve_as_shown(
@@ -125,9 +116,6 @@ pub async fn decide(
                 now,
             )
             .await?;
-            if let Some(e) = unparsable {
-                return Err(e.into());
-            }
             audit::record(&state.db, &event("consent_granted"), now).await?;
             issue_code(state, pending, who, grant.id).await?
         }

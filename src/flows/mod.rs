@@ -16,15 +16,7 @@ pub mod session;
 pub mod token;
 pub mod userinfo;
 
-use crate::oauth::scope::ScopeSet;
 use crate::store::sessions::DbSessionStore;
-use error::ServerFault;
-
-/// A scope string read back from the database. It was valid when written, so a failure is a
-/// fault on our side, reported as an internal error: never an empty set.
-pub(crate) fn stored_scope(s: &str) -> Result<ScopeSet, ServerFault> {
-    ScopeSet::parse(s).map_err(|e| ServerFault::Internal(format!("a stored scope no longer parses: {e}")))
-}
 
 /// The clock flows and sessions run on: seconds since the Unix epoch.
 pub fn now() -> i64 {

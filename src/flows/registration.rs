@@ -229,7 +229,7 @@ pub async fn update(state: &AppState, req: Request<'_>, client_id: &str) -> Resu
     )
     .await?;
     Ok(ClientInformation {
-        client_id: row.client_id,
+        client_id: row.client_id.to_string(),
         issued_at: row.created_at,
         metadata,
         secret: new_secret,

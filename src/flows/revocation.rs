@@ -73,7 +73,7 @@ pub async fn revoke(
     for kind in if access_first { ["access", "refresh"] } else { ["refresh", "access"] } {
         let done = match kind {
             "refresh" => match refresh::by_hash(&state.db, &secrets::hash(token)).await? {
-                Some(row) if row.client_id == client.client_id() => {
+                Some(row) if row.client_id == *client.client_id() => {
                     let by = Revoker::Client { user_id: row.user_id };
                     revoke_grant(&state.db, row.grant_id, Some(client.client_id()), by, now).await?;
                     true
@@ -82,7 +82,7 @@ pub async fn revoke(
                 None => false,
             },
             _ => match jwt::verify_access_token(&state.keys, token, &state.settings.issuer, now).await {
-                Some(claims) if claims.client_id == client.client_id() => {
+                Some(claims) if claims.client_id == client.client_id().as_str() => {
                     revocations::revoke_access_token(&state.db, &claims.jti, claims.exp).await?;
                     true
                 }

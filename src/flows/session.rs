@@ -5,6 +5,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::clients::ClientId;
+use crate::oauth::scope::ScopeSet;
+
 use crate::flows::error::PageError;
 use crate::state::AppState;
 use crate::store::users;
@@ -22,10 +25,10 @@ pub struct SignedIn {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PendingAuthorization {
     pub id: String,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub redirect_uri: String,
     pub resource_id: Uuid,
-    pub scope: String,
+    pub scope: ScopeSet,
     pub code_challenge: String,
     pub state: Option<String>,
     pub nonce: Option<String>,

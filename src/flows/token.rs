@@ -5,10 +5,10 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::clients::ClientId;
 use crate::clients::RegisteredClient;
 use crate::clients::auth::{self as client_auth, Authorization};
 use crate::flows::error::ApiError;
-use crate::flows::stored_scope;
 use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;
 use crate::oauth::resource::ResourceUri;
@@ -126,8 +126,8 @@ fn new_refresh(
     state: &AppState,
     grant_id: Uuid,
     lineage: Lineage,
-    client_id: &str,
-    scope: &str,
+    client_id: &ClientId,
+    scope: &ScopeSet,
     now: i64,
 ) -> (String, NewRefreshToken) {
     let token = secrets::random_token();
@@ -141,8 +141,8 @@ fn new_refresh(
         grant_id,
         family_id,
         parent_id,
-        client_id: client_id.to_string(),
-        scope: scope.to_string(),
+        client_id: client_id.clone(),
+        scope: scope.clone(),
         created_at: now,
         expires_at: now + state.settings.lifetimes.refresh_token.as_i64(),
     };
@@ -166,7 +166,7 @@ async fn authorization_code(
     match outcome {
         Redeemed::Ok(code, mut response) => {
             state.metrics.token_issued("authorization_code");
-            if stored_scope(&code.scope)?.contains("openid") {
+            if code.scope.contains("openid") {
                 response.id_token = Some(id_token(state, &key, client.client_id(), &code, now).await?);
             }
             Ok(response)
@@ -212,7 +212,7 @@ fn check_code(
     ctx: &CodeContext,
 ) -> Result<(Option<NewRefreshToken>, TokenResponse), OAuthError> {
     let (state, client, params, now) = (x.state, x.client, x.params, x.now);
-    if code.client_id != client.client_id() {
+    if code.client_id != *client.client_id() {
         return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
     }
     if params.get("redirect_uri").is_some_and(|r| r != code.redirect_uri) {
@@ -222,7 +222,7 @@ fn check_code(
         .and_then(|c| c.verify(x.verifier))
         .map_err(|e| OAuthError::invalid_grant(format!("PKCE verification failed: {e}")))?;
     check_resources(params.resources(), &ctx.resource_uri)?;
-    let scope = stored_scope(&code.scope)?;
+    let scope = code.scope.clone();
     let minted = mint(
         state,
         x.key,
@@ -265,7 +265,7 @@ async fn refresh_token(
     // The checks and the access token, the same for a first use and a repeat inside the window.
     let answer = |row: &refresh::RefreshToken| -> Result<(ScopeSet, Minted), OAuthError> {
         check_resources(params.resources(), &row.resource_uri)?;
-        let granted = stored_scope(&row.scope)?;
+        let granted = row.scope.clone();
         let scope = match &narrowed {
             Some(s) if !s.is_subset(&granted) => {
                 return Err(OAuthError::invalid_scope(format!(
@@ -312,7 +312,7 @@ async fn refresh_token(
             (scope, minted, successor)
         }
         Rotated::Reused { grant_id, user_id, client_id } => {
-            tracing::warn!(%grant_id, client_id, "refresh token reuse detected: grant revoked");
+            tracing::warn!(%grant_id, %client_id, "refresh token reuse detected: grant revoked");
             state.metrics.refresh_reuse();
             audit::record(
                 &state.db,
@@ -357,7 +357,7 @@ async fn id_token(
     let user = store::users::by_id(&state.db, code.user_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the person no longer exists"))?;
-    let scopes: Vec<&str> = code.scope.split(' ').collect();
+    let scopes: Vec<&str> = code.scope.iter().collect();
     let mut claims = crate::flows::userinfo::profile_claims(&user, &scopes);
     claims.insert("auth_time".into(), code.auth_time.into());
     if let Some(nonce) = &code.nonce {

@@ -1,6 +1,8 @@
 //! OAuth clients: pre-registered (CLI/config), dynamically registered (RFC 7591), and cached
 //! Client ID Metadata Documents. Metadata is stored as the JSON document we echo back.
 
+use crate::clients::ClientId;
+
 use super::tx::{WriteTx, on};
 use super::{Db, Result, StoreError, dispatch, dispatch_write};
 
@@ -31,7 +33,7 @@ impl ClientKind {
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 struct Row {
-    client_id: String,
+    client_id: ClientId,
     kind: String,
     client_name: Option<String>,
     metadata: String,
@@ -45,7 +47,7 @@ struct Row {
 
 #[derive(Clone, Debug)]
 pub struct Client {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub kind: ClientKind,
     pub client_name: Option<String>,
     /// The registered metadata as JSON (RFC 7591 field names).

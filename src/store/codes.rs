@@ -2,6 +2,9 @@
 
 use uuid::Uuid;
 
+use crate::clients::ClientId;
+use crate::oauth::scope::ScopeSet;
+
 use super::refresh::NewRefreshToken;
 use super::tx::{WriteTx, on};
 use super::{Db, Result, dispatch_write};
@@ -9,11 +12,11 @@ use super::{Db, Result, dispatch_write};
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Code {
     pub grant_id: Uuid,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub user_id: Uuid,
     pub resource_id: Uuid,
     pub redirect_uri: String,
-    pub scope: String,
+    pub scope: ScopeSet,
     pub code_challenge: String,
     pub nonce: Option<String>,
     pub auth_time: i64,

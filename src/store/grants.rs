@@ -3,6 +3,9 @@
 use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
+use crate::clients::ClientId;
+use crate::oauth::scope::ScopeSet;
+
 use super::tx::{WriteTx, on};
 use super::{Db, Result, StoreError, dispatch};
 
@@ -10,9 +13,9 @@ use super::{Db, Result, StoreError, dispatch};
 pub struct Grant {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub resource_id: Uuid,
-    pub scope: String,
+    pub scope: ScopeSet,
     pub created_at: i64,
     pub updated_at: i64,
     pub last_used_at: Option<i64>,
@@ -31,7 +34,7 @@ const COLUMNS: &str =
 
 /// Whether the person may use the service (exists, not disabled) and their live grant to this
 /// client for this resource, in one query. `None` when the person no longer exists.
-pub async fn standing(db: &Db, user_id: Uuid, client_id: &str, resource_id: Uuid) -> Result<Option<Standing>> {
+pub async fn standing(db: &Db, user_id: Uuid, client_id: &ClientId, resource_id: Uuid) -> Result<Option<Standing>> {
     let sql = format!(
         "SELECT NOT u.disabled AS enabled, {} FROM users u LEFT JOIN grants g ON g.user_id = u.id \
          AND g.client_id = $2 AND g.resource_id = $3 AND g.revoked_at IS NULL WHERE u.id = $1",
@@ -66,12 +69,12 @@ pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<Grant>> {
 pub async fn approve(
     db: &Db,
     user_id: Uuid,
-    client_id: &str,
+    client_id: &ClientId,
     resource_id: Uuid,
-    scope: &str,
+    scope: &ScopeSet,
     now: i64,
 ) -> Result<Grant> {
-    approve_as_shown(db, user_id, client_id, resource_id, |_| scope.to_string(), None, now).await
+    approve_as_shown(db, user_id, client_id, resource_id, |_| scope.clone(), None, now).await
 }
 
 /// [`approve`] where the new scope is computed from the live grant inside the transaction (so two
@@ -80,9 +83,9 @@ pub async fn approve(
 pub async fn approve_as_shown(
     db: &Db,
     user_id: Uuid,
-    client_id: &str,
+    client_id: &ClientId,
     resource_id: Uuid,
-    scope_for: impl FnOnce(Option<&str>) -> String,
+    scope_for: impl FnOnce(Option<&ScopeSet>) -> ScopeSet,
     client_fingerprint: Option<&str>,
     now: i64,
 ) -> Result<Grant> {
@@ -94,7 +97,7 @@ pub async fn approve_as_shown(
     );
     let existing: Option<Grant> =
         on!(tx, |c| sqlx::query_as(&select).bind(user_id).bind(client_id).bind(resource_id).fetch_optional(c).await?);
-    let scope = scope_for(existing.as_ref().map(|g| g.scope.as_str()));
+    let scope = scope_for(existing.as_ref().map(|g| &g.scope));
     let grant: Grant = match existing {
         Some(g) => {
             let update = format!(
@@ -158,10 +161,10 @@ pub async fn list_for_user(db: &Db, user_id: Uuid) -> Result<Vec<Grant>> {
 pub struct GrantListing {
     pub id: Uuid,
     pub username: String,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub client_name: Option<String>,
     pub resource_uri: String,
-    pub scope: String,
+    pub scope: ScopeSet,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,

@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 pub mod audit;
 pub mod clients;
 pub mod codes;
+mod columns;
 pub mod grants;
 pub mod keys;
 pub mod refresh;

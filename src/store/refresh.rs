@@ -3,6 +3,9 @@
 
 use uuid::Uuid;
 
+use crate::clients::ClientId;
+use crate::oauth::scope::ScopeSet;
+
 use super::tx::{WriteTx, on};
 use super::{Db, Result, dispatch};
 
@@ -13,8 +16,8 @@ pub struct NewRefreshToken {
     pub grant_id: Uuid,
     pub family_id: Uuid,
     pub parent_id: Option<Uuid>,
-    pub client_id: String,
-    pub scope: String,
+    pub client_id: ClientId,
+    pub scope: ScopeSet,
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -24,8 +27,8 @@ pub struct RefreshToken {
     pub id: Uuid,
     pub grant_id: Uuid,
     pub family_id: Uuid,
-    pub client_id: String,
-    pub scope: String,
+    pub client_id: ClientId,
+    pub scope: ScopeSet,
     pub created_at: i64,
     pub expires_at: i64,
     pub rotated_at: Option<i64>,
@@ -69,7 +72,7 @@ pub enum Rotated<T, E> {
     /// Used again inside the grace window: the same successor, sealed under a key from this token.
     Grace(RefreshToken, Vec<u8>),
     /// Used again after the grace window (or its successor moved on): the whole grant was revoked.
-    Reused { grant_id: Uuid, user_id: Uuid, client_id: String },
+    Reused { grant_id: Uuid, user_id: Uuid, client_id: ClientId },
     /// Unknown, expired, revoked, or its grant or person is no longer active.
     Invalid,
 }
@@ -85,7 +88,7 @@ pub struct Successor {
 pub async fn rotate<T, E>(
     db: &Db,
     token_hash: &[u8],
-    client_id: &str,
+    client_id: &ClientId,
     now: i64,
     grace: i64,
     successor: impl FnOnce(&RefreshToken) -> std::result::Result<(Successor, T), E>,
@@ -101,7 +104,7 @@ pub async fn rotate<T, E>(
         return Ok(Rotated::Invalid);
     };
     // Another client presenting this token learns nothing and changes nothing.
-    if row.client_id != client_id || row.revoked_at.is_some() || !row.grant_live || row.expires_at <= now {
+    if row.client_id != *client_id || row.revoked_at.is_some() || !row.grant_live || row.expires_at <= now {
         return Ok(Rotated::Invalid);
     }
     let Some(rotated_at) = row.rotated_at else {

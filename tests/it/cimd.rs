@@ -917,7 +917,8 @@ async fn cleanup_deletes_unused_and_idle_dynamic_clients(engine: Engine) {
     let mut gone = portcullis::jobs::clean_up_clients(&db, NOW, UNUSED, IDLE).await.expect("cleanup");
     gone.sort();
     assert_eq!(gone, ["idle", "unused-old"]);
-    let left: HashSet<String> = clients::list(&db).await.unwrap().into_iter().map(|c| c.client_id).collect();
+    let left: HashSet<String> =
+        clients::list(&db).await.unwrap().into_iter().map(|c| c.client_id.to_string()).collect();
     for kept in [
         "unused-recent",
         "unused-exactly",

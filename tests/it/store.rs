@@ -1,6 +1,8 @@
 //! The store on both engines: each entity's create/read/update/delete, unique keys turned into
 //! clear errors, transactions rolled back on error.
 
+use portcullis::clients::ClientId;
+use portcullis::oauth::scope::ScopeSet;
 use portcullis::store::clients::{ClientKind, NewClient};
 use portcullis::store::resources::{NewResource, ScopeRow};
 use portcullis::store::{
@@ -21,6 +23,7 @@ db_tests!(
     refresh_rotation_grace_and_reuse,
     keys_and_audit,
     sessions_round_trip,
+    corrupt_rows_are_errors_not_defaults,
 );
 
 async fn users_crud_and_unique_names(engine: Engine) {
@@ -96,6 +99,11 @@ async fn resource_with_duplicate_scope_writes_nothing(engine: Engine) {
     assert!(resources::list(&db).await.unwrap().is_empty(), "the transaction must roll back");
 }
 
+/// A scope set written as its space-separated form.
+fn scopes(s: &str) -> ScopeSet {
+    ScopeSet::parse(s).expect("scope")
+}
+
 fn client(id: &str) -> NewClient {
     NewClient {
         client_id: id.into(),
@@ -137,7 +145,7 @@ async fn clients_crud(engine: Engine) {
 }
 
 /// A user, client and resource to hang grants on.
-async fn parties(db: &store::Db) -> (Uuid, String, Uuid) {
+async fn parties(db: &store::Db) -> (Uuid, ClientId, Uuid) {
     let u = users::create(db, "alice", "h", 1).await.unwrap();
     clients::create(db, &client("c1"), 1).await.unwrap();
     let r = resources::create(
@@ -147,28 +155,28 @@ async fn parties(db: &store::Db) -> (Uuid, String, Uuid) {
     )
     .await
     .unwrap();
-    (u.id, "c1".to_string(), r.row.id)
+    (u.id, "c1".into(), r.row.id)
 }
 
 async fn grants_approve_revoke(engine: Engine) {
     let t = TestDb::new(engine).await;
     let db = t.connect().await;
     let (user, client_id, resource) = parties(&db).await;
-    let g = grants::approve(&db, user, &client_id, resource, "a", 10).await.unwrap();
-    let widened = grants::approve(&db, user, &client_id, resource, "a b", 11).await.unwrap();
+    let g = grants::approve(&db, user, &client_id, resource, &scopes("a"), 10).await.unwrap();
+    let widened = grants::approve(&db, user, &client_id, resource, &scopes("a b"), 11).await.unwrap();
     assert_eq!(g.id, widened.id, "one live grant per person, client and resource");
-    assert_eq!(live_grant(&db, user, &client_id, resource).await.unwrap().scope, "a b");
+    assert_eq!(live_grant(&db, user, &client_id, resource).await.unwrap().scope.to_string(), "a b");
     assert!(grants::revoke(&db, g.id, 12).await.unwrap());
     assert!(!grants::revoke(&db, g.id, 13).await.unwrap(), "already revoked");
     assert!(live_grant(&db, user, &client_id, resource).await.is_none());
-    let fresh = grants::approve(&db, user, &client_id, resource, "a", 14).await.unwrap();
+    let fresh = grants::approve(&db, user, &client_id, resource, &scopes("a"), 14).await.unwrap();
     assert_ne!(fresh.id, g.id, "consent after revocation starts a new grant");
     assert_eq!(grants::list_for_user(&db, user).await.unwrap().len(), 1);
     // The authorization endpoint's one query: the person's standing and the live grant.
     let standing = grants::standing(&db, user, &client_id, resource).await.unwrap().unwrap();
     assert!(standing.enabled);
     assert_eq!(standing.grant.map(|g| g.id), Some(fresh.id));
-    let none = grants::standing(&db, user, "other", resource).await.unwrap().unwrap();
+    let none = grants::standing(&db, user, &"other".into(), resource).await.unwrap().unwrap();
     assert!(none.enabled && none.grant.is_none());
     assert!(grants::standing(&db, Uuid::now_v7(), &client_id, resource).await.unwrap().is_none());
     // Introspection's one query: not revoked, person enabled, live grant no newer than the token.
@@ -192,7 +200,7 @@ async fn grants_approve_revoke(engine: Engine) {
     assert!(!standing.enabled);
 }
 
-async fn live_grant(db: &store::Db, user: Uuid, client_id: &str, resource: Uuid) -> Option<grants::Grant> {
+async fn live_grant(db: &store::Db, user: Uuid, client_id: &ClientId, resource: Uuid) -> Option<grants::Grant> {
     grants::standing(db, user, client_id, resource).await.unwrap().unwrap().grant
 }
 
@@ -203,7 +211,7 @@ fn code_row(grant_id: Uuid, user_id: Uuid, resource_id: Uuid, now: i64) -> codes
         user_id,
         resource_id,
         redirect_uri: "https://app.example/cb".into(),
-        scope: "a".into(),
+        scope: scopes("a"),
         code_challenge: "x".repeat(43),
         nonce: None,
         auth_time: now,
@@ -221,7 +229,7 @@ fn refresh_row(grant_id: Uuid, hash: &[u8], family: Option<(Uuid, Uuid)>, now: i
         family_id: family.map(|f| f.0).unwrap_or(id),
         parent_id: family.map(|f| f.1),
         client_id: "c1".into(),
-        scope: "a".into(),
+        scope: scopes("a"),
         created_at: now,
         expires_at: now + 1000,
     }
@@ -231,14 +239,14 @@ async fn codes_single_use_and_replay_revokes(engine: Engine) {
     let t = TestDb::new(engine).await;
     let db = t.connect().await;
     let (user, client_id, resource) = parties(&db).await;
-    let g = grants::approve(&db, user, &client_id, resource, "a", 10).await.unwrap();
+    let g = grants::approve(&db, user, &client_id, resource, &scopes("a"), 10).await.unwrap();
     codes::insert(&db, b"code-1", &code_row(g.id, user, resource, 10)).await.unwrap();
     let issued_refresh = refresh_row(g.id, b"rt-1", None, 11);
     let family = issued_refresh.family_id;
     let planned = |jti: &str, family_id| codes::Planned { jti: jti.into(), family_id };
     let first = codes::redeem(&db, b"code-1", 11, &planned("jti-1", family), |c, ctx| {
         assert_eq!(ctx.resource_uri, "https://mcp.example.com");
-        assert_eq!(c.scope, "a");
+        assert_eq!(c.scope.to_string(), "a");
         Ok::<_, ()>((Some(issued_refresh), "ok"))
     })
     .await
@@ -288,7 +296,7 @@ async fn refresh_rotation_grace_and_reuse(engine: Engine) {
     let t = TestDb::new(engine).await;
     let db = t.connect().await;
     let (user, client_id, resource) = parties(&db).await;
-    let g = grants::approve(&db, user, &client_id, resource, "a", 10).await.unwrap();
+    let g = grants::approve(&db, user, &client_id, resource, &scopes("a"), 10).await.unwrap();
     let root = refresh_row(g.id, b"t0", None, 10);
     refresh::insert(&db, &root).await.unwrap();
     let next = |parent: &refresh::RefreshToken, hash: &[u8]| {
@@ -302,27 +310,29 @@ async fn refresh_rotation_grace_and_reuse(engine: Engine) {
     };
     // Another client presenting the token changes nothing.
     assert!(matches!(
-        refresh::rotate(&db, b"t0", "other", 20, 60, |r| next(r, b"x")).await.unwrap(),
+        refresh::rotate(&db, b"t0", &"other".into(), 20, 60, |r| next(r, b"x")).await.unwrap(),
         refresh::Rotated::Invalid
     ));
-    let first = refresh::rotate(&db, b"t0", "c1", 20, 60, |r| next(r, b"t1")).await.unwrap();
+    let first = refresh::rotate(&db, b"t0", &"c1".into(), 20, 60, |r| next(r, b"t1")).await.unwrap();
     assert!(matches!(first, refresh::Rotated::Fresh(..)));
     // Inside the window: the same successor, sealed.
-    match refresh::rotate(&db, b"t0", "c1", 50, 60, |r| next(r, b"t1-bis")).await.unwrap() {
+    match refresh::rotate(&db, b"t0", &"c1".into(), 50, 60, |r| next(r, b"t1-bis")).await.unwrap() {
         refresh::Rotated::Grace(_, sealed) => assert_eq!(sealed, b"t1"),
         other => panic!("expected grace, got {other:?}"),
     }
     // After the window: reuse revokes the whole grant.
-    let reused = refresh::rotate(&db, b"t0", "c1", 200, 60, |r| next(r, b"t1-ter")).await.unwrap();
+    let reused = refresh::rotate(&db, b"t0", &"c1".into(), 200, 60, |r| next(r, b"t1-ter")).await.unwrap();
     assert!(matches!(reused, refresh::Rotated::Reused { .. }));
     assert!(live_grant(&db, user, &client_id, resource).await.is_none());
-    let t1 = refresh::rotate(&db, b"t1", "c1", 201, 60, |r| next(r, b"t2")).await.unwrap();
+    let t1 = refresh::rotate(&db, b"t1", &"c1".into(), 201, 60, |r| next(r, b"t2")).await.unwrap();
     assert!(matches!(t1, refresh::Rotated::Invalid), "the successor died with the grant");
     // A refused check rolls back: the token is not rotated.
-    let g2 = grants::approve(&db, user, &client_id, resource, "a", 300).await.unwrap();
+    let g2 = grants::approve(&db, user, &client_id, resource, &scopes("a"), 300).await.unwrap();
     refresh::insert(&db, &refresh_row(g2.id, b"u0", None, 300)).await.unwrap();
     let refused =
-        refresh::rotate(&db, b"u0", "c1", 301, 60, |_| Err::<(refresh::Successor, ()), _>("bad scope")).await.unwrap();
+        refresh::rotate(&db, b"u0", &"c1".into(), 301, 60, |_| Err::<(refresh::Successor, ()), _>("bad scope"))
+            .await
+            .unwrap();
     assert!(matches!(refused, refresh::Rotated::Refused("bad scope")));
     assert!(refresh::by_hash(&db, b"u0").await.unwrap().unwrap().rotated_at.is_none());
 }
@@ -378,4 +388,35 @@ async fn sessions_round_trip(engine: Engine) {
     s.save(&old).await.unwrap();
     assert!(s.load(&old.id).await.unwrap().is_none());
     assert!(db.sweep_expired(store::now()).await.unwrap() >= 1);
+}
+
+/// A row edited into something its type cannot hold (a scope with a forbidden character, client
+/// metadata that is not JSON) is an error when read, never an empty scope or null metadata. (An
+/// unknown client kind cannot be written: a CHECK constraint refuses it.)
+async fn corrupt_rows_are_errors_not_defaults(engine: Engine) {
+    let t = TestDb::new(engine).await;
+    let db = t.connect().await;
+    let (user, client_id, resource) = parties(&db).await;
+    grants::approve(&db, user, &client_id, resource, &scopes("a"), 10).await.unwrap();
+    assert_eq!(grants::list_for_user(&db, user).await.unwrap().len(), 1);
+    for (sql, what) in [
+        ("UPDATE grants SET scope = 'a \"b'", "a scope with a quote"),
+        ("UPDATE clients SET metadata = 'not json'", "metadata that is not JSON"),
+    ] {
+        execute(&db, sql).await;
+        let grants = grants::list_for_user(&db, user).await;
+        let client = clients::get(&db, "c1").await;
+        assert!(grants.is_err() || client.is_err(), "{what} was read without an error");
+        // Put the row right again for the next case.
+        execute(&db, "UPDATE grants SET scope = 'a'").await;
+        execute(&db, "UPDATE clients SET metadata = '{}'").await;
+    }
+}
+
+async fn execute(db: &store::Db, sql: &str) {
+    match db {
+        store::Db::Sqlite(s) => sqlx::query(sql).execute(&mut *s.write().await.unwrap()).await.map(|_| ()),
+        store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }

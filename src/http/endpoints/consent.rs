@@ -50,7 +50,7 @@ pub async fn follow(
         Next::ToClient(url) => Ok(redirect(status, &url)),
         Next::SignIn(pending) => {
             let login = format!("{}?request_id={}", state.routes.path(LOGIN), pending.id);
-            session::park(session, pending).await?;
+            session::park(session, *pending).await?;
             Ok(redirect(StatusCode::SEE_OTHER, &login))
         }
         Next::Consent(request) => {
