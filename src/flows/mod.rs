@@ -8,6 +8,7 @@ pub mod authorize;
 pub mod consent;
 pub mod discovery;
 pub mod error;
+pub mod health;
 pub mod introspection;
 pub mod login;
 pub mod registration;

@@ -296,6 +296,15 @@ impl Db {
         Ok(())
     }
 
+    /// SQLite connections found inside a transaction when lent and rolled back (a cancelled
+    /// caller's); always 0 on Postgres, whose pool discards nothing it could count here.
+    pub fn settled(&self) -> u64 {
+        match self {
+            Db::Sqlite(s) => s.settled(),
+            Db::Postgres(_) => 0,
+        }
+    }
+
     pub fn engine(&self) -> &'static str {
         match self {
             Db::Sqlite(_) => "sqlite",

@@ -104,6 +104,7 @@ async fn metrics_count_requests_tokens_and_errors(engine: Engine) {
         "portcullis_oauth_errors_total{error=\"invalid_grant\"} 1",
         "portcullis_logins_total{result=\"success\"} 1",
         "portcullis_refresh_reuse_detected_total 0",
+        "# TYPE portcullis_store_connections_settled_total counter\nportcullis_store_connections_settled_total ",
     ] {
         assert!(text.contains(needle), "metrics lack {needle:?}:\n{text}");
     }

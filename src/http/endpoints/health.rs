@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
 
+use crate::flows::health;
 use crate::http::HttpState;
 
 /// The process is up.
@@ -15,16 +16,17 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// The database answers and can be written; 503 otherwise, so a load balancer stops sending
 /// traffic here.
 pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<serde_json::Value>) {
-    match state.db.ready().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "database": state.db.engine() }))),
+    let database = health::engine(&state);
+    match health::ready(&state).await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "database": database }))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": state.db.engine() })))
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": database })))
         }
     }
 }
 
 /// Prometheus text (see `crate::metrics`).
 pub async fn metrics(State(state): State<HttpState>) -> impl axum::response::IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], health::metrics_text(&state))
 }
