@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::oauth::cimd::validate_document;
+use portcullis::clients::cimd::validate_document;
 use portcullis::oauth::client_metadata::{ClientMetadata, TokenEndpointAuthMethod};
 use serde_json::Value;
 
