@@ -101,6 +101,7 @@ pub fn app(state: AppState) -> Router {
         .merge(pages)
         .merge(plain)
         .fallback(errors::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), run_to_end::run_to_end))
         .layer(axum::middleware::from_fn_with_state(state.clone(), errors::finish_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record_metrics))
         .layer(axum::middleware::from_fn(security::headers))
@@ -112,7 +113,6 @@ pub fn app(state: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
-        .layer(axum::middleware::from_fn(run_to_end::run_to_end))
         .with_state(state)
 }
 

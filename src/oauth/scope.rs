@@ -36,6 +36,13 @@ impl ScopeSet {
         if s.len() > MAX_LEN {
             return Err(ScopeError::TooLong);
         }
+        Self::from_stored(s)
+    }
+
+    /// A set this server wrote itself (a grant, a code, a session): its characters are checked as
+    /// in [`ScopeSet::parse`], its length is not. The length cap guards request input, and a set
+    /// built here (a resource's defaults, a grant widened at consent) may be longer.
+    pub fn from_stored(s: &str) -> Result<Self, ScopeError> {
         let mut set = BTreeSet::new();
         for token in s.split(' ').filter(|t| !t.is_empty()) {
             if !token.bytes().all(is_scope_char) {
@@ -115,8 +122,9 @@ impl Serialize for ScopeSet {
 
 impl<'de> Deserialize<'de> for ScopeSet {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Only our own stored form is deserialized (sessions); requests go through `parse`.
         let s = String::deserialize(deserializer)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
+        Self::from_stored(&s).map_err(serde::de::Error::custom)
     }
 }
 

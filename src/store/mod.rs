@@ -70,6 +70,17 @@ pub enum Db {
 pub struct Sqlite {
     readers: std::sync::Arc<sqlite::Connections>,
     writer: std::sync::Arc<sqlite::Connections>,
+    writer_check: std::sync::Arc<WriterCheck>,
+}
+
+/// Readiness checks of the writing connection, one at a time. A probe that arrives while a check
+/// runs waits for the next one and takes its answer: a flood of probes puts one check at a time
+/// in the writers' queue, and no probe gets an answer older than itself.
+#[derive(Debug, Default)]
+struct WriterCheck {
+    /// Checks started so far; a check numbered above a probe's arrival count began after it.
+    started: std::sync::atomic::AtomicU64,
+    last: tokio::sync::Mutex<Option<(u64, std::result::Result<(), String>)>>,
 }
 
 impl Sqlite {
@@ -198,13 +209,22 @@ impl Db {
 
     pub async fn connect_with(url: &str, limits: SessionLimits) -> Result<Db> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let millis = |d: Duration| d.as_millis().to_string();
-            // Sent as startup parameters, so every connection the pool opens carries them.
-            let opts = PgConnectOptions::from_str(url)?.options([
-                ("statement_timeout", millis(limits.statement_timeout)),
-                ("lock_timeout", millis(limits.lock_timeout)),
-                ("idle_in_transaction_session_timeout", millis(limits.idle_in_transaction_timeout)),
-            ]);
+            // Sent as startup parameters, so every connection the pool opens carries them. Only the
+            // limits that are set: with all three at 0 no `options` parameter is sent at all, which
+            // a connection pooler such as PgBouncer refuses by default.
+            let limits = [
+                ("statement_timeout", limits.statement_timeout),
+                ("lock_timeout", limits.lock_timeout),
+                ("idle_in_transaction_session_timeout", limits.idle_in_transaction_timeout),
+            ]
+            .into_iter()
+            .filter(|(_, d)| !d.is_zero())
+            .map(|(name, d)| (name, d.as_millis().to_string()))
+            .collect::<Vec<_>>();
+            let mut opts = PgConnectOptions::from_str(url)?;
+            if !limits.is_empty() {
+                opts = opts.options(limits);
+            }
             // sqlx's ping before lending stays on here: a network connection can die while idle
             // (a restart, a failover, a proxy's idle cut, the idle-in-transaction limit) and is
             // then replaced, not failed on.
@@ -242,7 +262,7 @@ impl Db {
             true => writer.clone(),
             false => std::sync::Arc::new(sqlite::Connections::open(&opts, 7, timeout).await.map_err(unavailable)?),
         };
-        Ok(Db::Sqlite(Sqlite { readers, writer }))
+        Ok(Db::Sqlite(Sqlite { readers, writer, writer_check: Default::default() }))
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -270,6 +290,15 @@ impl Db {
         match self {
             Db::Sqlite(s) => {
                 sqlx::query("SELECT 1").execute(&mut *s.readers.acquire_within(READY_WAIT).await?).await?;
+                use std::sync::atomic::Ordering::SeqCst;
+                let arrived = s.writer_check.started.load(SeqCst);
+                let mut last = s.writer_check.last.lock().await;
+                if let Some((n, answer)) = &*last
+                    && *n > arrived
+                {
+                    return answer.clone().map_err(StoreError::Unavailable);
+                }
+                let n = s.writer_check.started.fetch_add(1, SeqCst) + 1;
                 // Within the wait, not SQLite's busy timeout: a probe must answer promptly. Cut
                 // off, the `BEGIN` is settled before the connection's next use.
                 let write = async {
@@ -277,9 +306,12 @@ impl Db {
                     sqlx::Connection::begin_with(&mut *writer, "BEGIN IMMEDIATE").await?.rollback().await?;
                     Ok::<_, StoreError>(())
                 };
-                tokio::time::timeout(READY_WAIT, write)
-                    .await
-                    .map_err(|_| StoreError::Unavailable("the database cannot be written (locked)".into()))??;
+                let answer = match tokio::time::timeout(READY_WAIT, write).await {
+                    Ok(done) => done.map_err(|e| e.to_string()),
+                    Err(_) => Err("the database cannot be written (locked)".to_string()),
+                };
+                *last = Some((n, answer.clone()));
+                answer.map_err(StoreError::Unavailable)?;
             }
             Db::Postgres(p) => {
                 let mut conn = tokio::time::timeout(READY_WAIT, p.acquire()).await.map_err(gone)??;
@@ -342,4 +374,32 @@ impl Db {
 /// Current time in unix seconds; the one clock the store and domain compare against.
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_readiness_probes_puts_few_checks_on_the_writer() {
+        let dir = std::env::temp_dir().join(format!("portcullis-ready-{}", std::process::id()));
+        let db = Db::connect(&format!("sqlite://{}/ready.db", dir.display())).await.unwrap();
+        let Db::Sqlite(s) = &db else { unreachable!() };
+        let probes: Vec<_> = (0..50)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move { db.ready().await })
+            })
+            .collect();
+        for p in probes {
+            p.await.unwrap().expect("ready");
+        }
+        let checks = s.writer_check.started.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..50).contains(&checks), "50 probes at once ran {checks} writer checks");
+        // A probe after them gets a check of its own, never an older answer.
+        db.ready().await.unwrap();
+        assert_eq!(s.writer_check.started.load(std::sync::atomic::Ordering::SeqCst), checks + 1);
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

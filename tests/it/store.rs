@@ -24,6 +24,7 @@ db_tests!(
     keys_and_audit,
     sessions_round_trip,
     corrupt_rows_are_errors_not_defaults,
+    long_scope_sets_are_read_back,
 );
 
 async fn users_crud_and_unique_names(engine: Engine) {
@@ -419,4 +420,20 @@ async fn execute(db: &store::Db, sql: &str) {
         store::Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
     }
     .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A scope set this server built (a large catalogue's defaults, a grant widened at consent) may be
+/// longer than a request may send; it is read back all the same.
+async fn long_scope_sets_are_read_back(engine: Engine) {
+    let t = TestDb::new(engine).await;
+    let db = t.connect().await;
+    let (user, client_id, resource) = parties(&db).await;
+    let long = ScopeSet::from_iter((0..200).map(|i| format!("tools:read-and-write-{i:03}")));
+    assert!(
+        long.to_string().len() > 2000 && ScopeSet::parse(&long.to_string()).is_err(),
+        "longer than a request may send"
+    );
+    grants::approve(&db, user, &client_id, resource, &long, 10).await.unwrap();
+    let grants = grants::list_for_user(&db, user).await.unwrap();
+    assert_eq!(grants[0].scope, long);
 }
