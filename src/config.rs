@@ -49,6 +49,7 @@ const ENV_KEYS: &[&str] = &[
     "cimd_test_ca_file",
     "cimd_test_allow_loopback",
     "trusted_proxies",
+    "client_ip_header",
     "rate_limit_per_ip",
     "rate_limit_total",
     "login_max_failures",
@@ -331,8 +332,10 @@ pub struct Config {
     pub cimd_test_ca_file: Option<PathBuf>,
     /// UNSAFE, tests only: allow documents on loopback addresses.
     pub cimd_test_allow_loopback: bool,
-    /// Proxies (IP addresses or CIDR ranges) whose `Forwarded` / `X-Forwarded-For` is believed.
+    /// Proxies (IP addresses or CIDR ranges) whose `client_ip_header` is believed.
     pub trusted_proxies: Vec<String>,
+    /// The one header the trusted proxies set with the client's address (`Forwarded` for RFC 7239).
+    pub client_ip_header: String,
     /// Requests per minute one IP address may make to each limited endpoint (0: no limit).
     pub rate_limit_per_ip: RateLimits,
     /// Requests per minute all clients together may make to each limited endpoint, per node.
@@ -388,6 +391,7 @@ impl Default for Config {
             cimd_test_ca_file: None,
             cimd_test_allow_loopback: false,
             trusted_proxies: Vec::new(),
+            client_ip_header: "X-Forwarded-For".into(),
             rate_limit_per_ip: RateLimits::per_ip(),
             rate_limit_total: RateLimits::total(),
             login_max_failures: 5,
@@ -420,8 +424,9 @@ pub struct Settings {
     pub bootstrap_admin: bool,
     pub registration: RegistrationSettings,
     pub cimd: CimdSettings,
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` is believed.
+    /// Proxies whose `client_ip_header` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    pub client_ip_header: crate::net::ForwardedHeader,
     pub rate_limits: RateLimitSettings,
     pub login: LoginSettings,
     /// Largest request body accepted anywhere.
@@ -575,6 +580,7 @@ impl Config {
             cimd_test_ca_file,
             cimd_test_allow_loopback,
             trusted_proxies,
+            client_ip_header,
             rate_limit_per_ip,
             rate_limit_total,
             login_max_failures,
@@ -655,6 +661,8 @@ impl Config {
             .iter()
             .map(|p| parse_net(p).map_err(|e| invalid("trusted_proxies", e)))
             .collect::<Result<Vec<IpNet>, _>>()?;
+        let client_ip_header =
+            crate::net::ForwardedHeader::parse(&client_ip_header).map_err(|e| invalid("client_ip_header", e))?;
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert), Some(key)) => {
                 for (key, path) in [("tls_cert_file", &cert), ("tls_key_file", &key)] {
@@ -721,6 +729,7 @@ impl Config {
                 test_allow_loopback: cimd_test_allow_loopback,
             },
             trusted_proxies,
+            client_ip_header,
             rate_limits: RateLimitSettings { per_ip: rate_limit_per_ip, total: rate_limit_total },
             login: LoginSettings { max_failures: login_max_failures, lockout: login_lockout },
             max_body_bytes,

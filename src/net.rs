@@ -1,8 +1,10 @@
 //! Network addresses: CIDR ranges (`trusted_proxies`) and the client's address as a trusted
-//! proxy's forwarding headers give it. The client's IP address for limits, audit and logs is the
+//! proxy's forwarding header gives it. The client's IP address for limits, audit and logs is the
 //! socket peer, unless the peer is a configured trusted proxy, in which case the nearest
-//! untrusted hop of `Forwarded` or `X-Forwarded-For`. Headers from untrusted peers are ignored
-//! (anyone can send them).
+//! untrusted hop of the one header the operator's proxy sets (`client_ip_header`,
+//! `X-Forwarded-For` by default), read from the right. Headers from untrusted peers are ignored
+//! (anyone can send them), and so is every other forwarding header: most proxies pass a client's
+//! own `Forwarded` through untouched, so reading it would let any client pick its address.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -54,31 +56,57 @@ impl IpNet {
     }
 }
 
-/// The hops a request passed through, nearest last: `Forwarded` (RFC 7239 `for=`) when present,
-/// else `X-Forwarded-For`.
-fn forwarded_chain(headers: &HeaderMap) -> Vec<IpAddr> {
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("forwarded")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("for").then(|| parse_node(v.trim().trim_matches('"')))?
-            })
-        })
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded;
+/// The header a trusted proxy sets with the client's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// RFC 7239 `Forwarded`, its `for=` parameters.
+    Forwarded,
+    /// A comma-separated list of addresses (`X-Forwarded-For`), or one (`X-Real-IP`,
+    /// `CF-Connecting-IP`).
+    List(http::HeaderName),
+}
+
+impl ForwardedHeader {
+    /// A header name, as configured (`client_ip_header`).
+    pub fn parse(name: &str) -> Result<ForwardedHeader, String> {
+        if name.trim().eq_ignore_ascii_case("forwarded") {
+            return Ok(ForwardedHeader::Forwarded);
+        }
+        http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map(ForwardedHeader::List)
+            .map_err(|_| format!("expected a header name like \"X-Forwarded-For\", found {name:?}"))
     }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|v| parse_node(v.trim()))
-        .collect()
+}
+
+impl Default for ForwardedHeader {
+    fn default() -> Self {
+        ForwardedHeader::List(http::HeaderName::from_static("x-forwarded-for"))
+    }
+}
+
+/// The hops a request passed through according to `header`, nearest last.
+fn forwarded_chain(headers: &HeaderMap, header: &ForwardedHeader) -> Vec<IpAddr> {
+    match header {
+        ForwardedHeader::Forwarded => headers
+            .get_all("forwarded")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("for").then(|| parse_node(v.trim().trim_matches('"')))?
+                })
+            })
+            .collect(),
+        ForwardedHeader::List(name) => headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|v| parse_node(v.trim()))
+            .collect(),
+    }
 }
 
 /// `1.2.3.4`, `1.2.3.4:5678`, `[2001:db8::1]:80`, `2001:db8::1`.
@@ -92,12 +120,12 @@ fn parse_node(s: &str) -> Option<IpAddr> {
     s.strip_prefix('[').and_then(|r| r.split(']').next()).and_then(|ip| ip.parse().ok())
 }
 
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet], header: &ForwardedHeader) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(peer) {
         return peer;
     }
-    let chain = forwarded_chain(headers);
+    let chain = forwarded_chain(headers, header);
     chain.iter().rev().copied().find(|ip| !is_trusted(*ip)).or_else(|| chain.first().copied()).unwrap_or(peer)
 }
 
@@ -128,11 +156,34 @@ mod tests {
         let trusted = [parse_net("10.0.0.0/8").unwrap()];
         let peer: IpAddr = "10.0.0.2".parse().unwrap();
         let outsider: IpAddr = "203.0.113.9".parse().unwrap();
+        let xff = ForwardedHeader::default();
         let h = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.5, 10.0.0.3")]);
-        assert_eq!(client_ip(peer, &h, &trusted), "203.0.113.5".parse::<IpAddr>().unwrap(), "nearest untrusted hop");
-        assert_eq!(client_ip(outsider, &h, &trusted), outsider, "an untrusted peer's header is ignored");
+        assert_eq!(
+            client_ip(peer, &h, &trusted, &xff),
+            "203.0.113.5".parse::<IpAddr>().unwrap(),
+            "nearest untrusted hop"
+        );
+        assert_eq!(client_ip(outsider, &h, &trusted, &xff), outsider, "an untrusted peer's header is ignored");
         let f = headers(&[("forwarded", "for=198.51.100.1;proto=https, for=\"[2001:db8::7]:443\"")]);
-        assert_eq!(client_ip(peer, &f, &trusted), "2001:db8::7".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+        let forwarded = ForwardedHeader::parse("Forwarded").unwrap();
+        assert_eq!(client_ip(peer, &f, &trusted, &forwarded), "2001:db8::7".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted, &xff), peer);
+    }
+
+    /// Most proxies pass a client's own `Forwarded` through and append to `X-Forwarded-For`:
+    /// only the configured header counts, so the client cannot choose its address.
+    #[test]
+    fn a_client_sent_header_other_than_the_configured_one_is_ignored() {
+        let trusted = [parse_net("10.0.0.0/8").unwrap()];
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        let h = headers(&[("forwarded", "for=192.0.2.66"), ("x-forwarded-for", "192.0.2.66, 203.0.113.5")]);
+        assert_eq!(
+            client_ip(peer, &h, &trusted, &ForwardedHeader::default()),
+            "203.0.113.5".parse::<IpAddr>().unwrap()
+        );
+        let real_ip = ForwardedHeader::parse("X-Real-IP").unwrap();
+        let h = headers(&[("x-forwarded-for", "192.0.2.66"), ("x-real-ip", "203.0.113.5")]);
+        assert_eq!(client_ip(peer, &h, &trusted, &real_ip), "203.0.113.5".parse::<IpAddr>().unwrap());
+        assert!(ForwardedHeader::parse("not a header").is_err());
     }
 }

@@ -84,6 +84,26 @@ async fn client_address_comes_from_trusted_proxies_only(engine: Engine) {
     login_with_headers(&app, &browser(), "alice", PASSWORD, Some("198.51.100.1, 203.0.113.7, 10.1.2.3")).await;
     let e = portcullis::store::audit::list(&app.db, Some("login"), 1).await.unwrap().remove(0);
     assert_eq!(e.ip.as_deref(), Some("203.0.113.7"));
+    // A client's own `Forwarded`, passed through by the proxy, does not choose the address: only
+    // the header the proxy sets (X-Forwarded-For by default) counts.
+    let http = browser();
+    let page = http.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+    let res = http
+        .post(app.url("/login"))
+        .header("forwarded", "for=192.0.2.66")
+        .header("x-forwarded-for", "192.0.2.66, 203.0.113.8")
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("csrf_token", &hidden(&page, "csrf_token")),
+            ("next", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let e = portcullis::store::audit::list(&app.db, Some("login"), 1).await.unwrap().remove(0);
+    assert_eq!(e.ip.as_deref(), Some("203.0.113.8"), "the client-sent Forwarded header was believed");
 }
 
 async fn metrics_count_requests_tokens_and_errors(engine: Engine) {

@@ -21,7 +21,7 @@ pub async fn resolve(State(state): State<HttpState>, mut req: Request, next: Nex
         .map(|c| c.0.ip())
         .or_else(|| ext.get::<ConnectInfo<crate::tls::PeerAddr>>().map(|c| c.0.0.ip()))
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let ip = client_ip(peer, req.headers(), &state.settings.trusted_proxies);
+    let ip = client_ip(peer, req.headers(), &state.settings.trusted_proxies, &state.settings.client_ip_header);
     req.extensions_mut().insert(ClientIp(ip));
     next.run(req).await
 }
