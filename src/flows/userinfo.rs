@@ -3,7 +3,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::state::AppState;
-use crate::store::{self, revocations, users};
+use crate::store::resources::{self, TokenFacts};
+use crate::store::{self, users};
 use crate::tokens::jwt;
 
 /// Why no claims are returned (each answers with its own bearer challenge).
@@ -28,13 +29,16 @@ pub async fn userinfo(state: &AppState, token: Option<&str>) -> Result<Map<Strin
     if !scopes.contains(&"openid") {
         return Err(UserinfoError::InsufficientScope);
     }
-    let user = match claims.sub.parse::<uuid::Uuid>() {
-        Ok(id) => users::by_id(&state.db, id).await,
-        Err(_) => return Err(UserinfoError::InvalidToken),
+    let Ok(user_id) = claims.sub.parse::<uuid::Uuid>() else {
+        return Err(UserinfoError::InvalidToken);
     };
-    let revoked = revocations::is_revoked(&state.db, &claims.jti).await;
-    match (user, revoked) {
-        (Ok(Some(u)), Ok(false)) if !u.disabled => Ok(profile_claims(&u, &scopes)),
+    let user = users::by_id(&state.db, user_id).await;
+    // Live as introspection judges it: a revoked token, a revoked grant or a disabled person
+    // gets no claims.
+    let facts = TokenFacts { jti: &claims.jti, user_id, client_id: &claims.client_id, issued_at: claims.iat };
+    let live = resources::access_token_live(&state.db, &claims.aud, &facts).await;
+    match (user, live) {
+        (Ok(Some(u)), Ok(true)) if !u.disabled => Ok(profile_claims(&u, &scopes)),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "userinfo lookup failed");
             Err(UserinfoError::Unavailable)

@@ -291,3 +291,25 @@ pub async fn for_introspection(
         .await?);
     Ok(found.map(|f| (f.row, token.is_some() && f.token_live)))
 }
+
+/// Whether an access token for the MCP server at `audience` is live, by the same rule as
+/// [`for_introspection`] (for `/userinfo`, which has no resource-server credentials): not
+/// revoked, its person enabled, issued under the live grant of that person to that client for
+/// that server.
+pub async fn access_token_live(db: &Db, audience: &str, token: &TokenFacts<'_>) -> Result<bool> {
+    if audience.contains('\0') || token.client_id.contains('\0') {
+        return Ok(false);
+    }
+    let sql = "SELECT NOT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1) AND EXISTS (SELECT 1 \
+               FROM grants g JOIN users u ON u.id = g.user_id JOIN resources r ON r.id = g.resource_id \
+               WHERE g.user_id = $2 AND g.client_id = $3 AND r.uri = $4 AND g.revoked_at IS NULL \
+               AND NOT u.disabled AND g.created_at <= $5)";
+    dispatch!(db, |pool| Ok(sqlx::query_scalar(sql)
+        .bind(token.jti)
+        .bind(token.user_id)
+        .bind(token.client_id)
+        .bind(audience)
+        .bind(token.issued_at)
+        .fetch_one(pool)
+        .await?))
+}

@@ -248,6 +248,14 @@ async fn openid_yields_id_token_and_userinfo(engine: Engine) {
     let plain = tokens(&app, &[]).await;
     assert!(plain.body.get("id_token").is_none());
     assert_eq!(app.http.get(app.url("/userinfo")).bearer_auth(&plain.access).send().await.unwrap().status(), 403);
+    // Once the grant is revoked, its access tokens get no claims (as introspection reads them
+    // inactive), though they have not expired.
+    let grant =
+        portcullis::store::grants::list(&app.db, Some("alice"), Some(&t.client_id), false).await.unwrap().remove(0);
+    portcullis::store::grants::revoke(&app.db, grant.id, portcullis::store::now()).await.unwrap();
+    let res = app.http.get(app.url("/userinfo")).bearer_auth(&t.access).send().await.unwrap();
+    assert_eq!(res.status(), 401, "userinfo answered for a revoked grant");
+    assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
 }
 
 async fn oidc_discovery_is_complete(engine: Engine) {
