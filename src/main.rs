@@ -468,14 +468,20 @@ async fn audit(db: &Db, cmd: AuditCmd) -> Result<(), Failure> {
         println!(
             "{:<25} {:<26} {:<16} {:<24} {:<15} {}",
             datetime(e.at),
-            e.event,
-            e.actor.unwrap_or_default(),
-            e.client_id.unwrap_or_default(),
-            e.ip.unwrap_or_default(),
-            e.details
+            printable(&e.event),
+            printable(&e.actor.unwrap_or_default()),
+            printable(&e.client_id.unwrap_or_default()),
+            printable(&e.ip.unwrap_or_default()),
+            printable(&e.details)
         );
     }
     Ok(())
+}
+
+/// Text an attacker chose (a username typed at the login form, a client id) made safe for a
+/// terminal: control characters (escape sequences included) are shown escaped, never sent.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 fn print_introspection(id: &str, secret: &str) {

@@ -104,7 +104,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), run_to_end::run_to_end))
         .layer(axum::middleware::from_fn_with_state(state.clone(), errors::finish_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record_metrics))
-        .layer(axum::middleware::from_fn(security::headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), security::headers))
         .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip::resolve))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

@@ -181,6 +181,7 @@ async fn native_tls_serves_https() {
     let mut doc = None;
     for _ in 0..100 {
         if let Ok(res) = http.get(&url).send().await {
+            assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000", "HSTS over TLS");
             doc = Some(res.json::<Value>().await.unwrap());
             break;
         }
@@ -199,7 +200,11 @@ async fn audit_list_filters() {
     let t = crate::helpers::TestDb::new(Engine::Sqlite).await;
     let db = t.connect().await;
     let now = portcullis::store::now();
-    for (event, actor) in [("login", "alice"), ("login_failed", "mallory"), ("login", "bob")] {
+    // The last actor is a username typed at the login form: an escape sequence that would recolour
+    // (or worse) the operator's terminal.
+    for (event, actor) in
+        [("login", "alice"), ("login_failed", "mallory"), ("login", "bob"), ("login_failed", "eve\u{1b}[2J\u{7}")]
+    {
         let e =
             portcullis::store::audit::Event { event, actor: Some(actor), ip: Some("192.0.2.1"), ..Default::default() };
         portcullis::store::audit::record(&db, &e, now).await.unwrap();
@@ -219,4 +224,7 @@ async fn audit_list_filters() {
     assert!(ok && out.contains("login_failed") && !out.contains("alice"), "{out}");
     let (ok, _, err) = run(&["audit", "list", "--since", "soon"]);
     assert!(!ok && err.starts_with("error:"), "{err}");
+    let (ok, out, _) = run(&["audit", "list", "--event", "login_failed"]);
+    assert!(ok && out.contains("eve\\u{1b}[2J\\u{7}"), "control characters shown escaped: {out}");
+    assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "no control character reaches the terminal: {out:?}");
 }

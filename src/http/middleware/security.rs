@@ -1,19 +1,26 @@
-//! Security headers. Every response gets `nosniff`; HTML gets a strict CSP without inline script,
+//! Security headers. Every response gets `nosniff`, and `Strict-Transport-Security` when the
+//! issuer is https; HTML gets a strict CSP without inline script,
 //! `frame-ancestors 'none'`, `X-Frame-Options: DENY` and a referrer policy. Handlers that post a
 //! form whose answer redirects to a client may set their own CSP (see [`csp_with_form_action`]).
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::http::HttpState;
+
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
-pub async fn headers(req: Request, next: Next) -> Response {
+pub async fn headers(State(state): State<HttpState>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Served over https (directly or behind a TLS proxy): browsers keep to https from then on.
+    if state.settings.secure_cookies {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     let html = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
     if html {
         if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
