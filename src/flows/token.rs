@@ -309,6 +309,20 @@ async fn refresh_token(
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| OAuthError::server_error("the refresh token's successor could not be recovered"))?;
+            // Allowed (a client racing itself), but on the record: a stolen token replayed inside
+            // the window looks the same from here.
+            audit::record(
+                &state.db,
+                &audit::Event {
+                    event: "refresh_grace_reuse",
+                    user_id: Some(row.user_id),
+                    client_id: Some(&row.client_id),
+                    details: serde_json::json!({ "grant_id": row.grant_id }),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
             (scope, minted, successor)
         }
         Rotated::Reused { grant_id, user_id, client_id } => {

@@ -179,6 +179,10 @@ async fn refresh_rotation_and_grace(engine: Engine) {
     let (status, again) = refresh(&app, &client_id, t0, &[]).await;
     assert_eq!(status, 200);
     assert_eq!(again["refresh_token"], second["refresh_token"]);
+    // Allowed, and recorded: a token replayed inside the window leaves a trace.
+    let events = portcullis::store::audit::list(&app.db, Some("refresh_grace_reuse"), 5).await.unwrap();
+    assert_eq!(events.len(), 1, "one grace reuse, one audit event");
+    assert_eq!(events[0].client_id.as_deref(), Some(client_id.as_str()));
     // The successor works and rotates on.
     let (status, third) = refresh(&app, &client_id, t1, &[]).await;
     assert_eq!(status, 200);
