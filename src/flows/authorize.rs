@@ -84,6 +84,7 @@ async fn validate(
 ) -> Result<Result<(PendingAuthorization, Prompt), OAuthError>, PageError> {
     let check = || -> Result<(CodeChallenge, Prompt), OAuthError> {
         authz::check_response_type(params.get("response_type"))?;
+        authz::check_no_request_object(params.get("request"), params.get("request_uri"))?;
         let challenge = CodeChallenge::parse(params.get("code_challenge"), params.get("code_challenge_method"))
             .map_err(|e| OAuthError::invalid_request(format!("PKCE: {e}")))?;
         Ok((challenge, authz::parse_prompt(params.get("prompt"))?))

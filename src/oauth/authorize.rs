@@ -125,6 +125,18 @@ pub fn response_url(
     format!("{redirect_uri}{sep}{}", q.finish())
 }
 
+/// A request object (`request`, `request_uri`: OIDC Core §6, JAR) is refused with its own error
+/// rather than ignored: its parameters would otherwise be silently dropped.
+pub fn check_no_request_object(request: Option<&str>, request_uri: Option<&str>) -> Result<(), OAuthError> {
+    if request.is_some() {
+        return Err(OAuthError::new(ErrorCode::RequestNotSupported, "request objects are not supported"));
+    }
+    if request_uri.is_some() {
+        return Err(OAuthError::new(ErrorCode::RequestUriNotSupported, "request_uri is not supported"));
+    }
+    Ok(())
+}
+
 /// `response_type` must be exactly `code` (OAuth 2.1 has no implicit or hybrid flows).
 pub fn check_response_type(rt: Option<&str>) -> Result<(), OAuthError> {
     match rt {

@@ -22,6 +22,9 @@ pub enum ErrorCode {
     /// RFC 6750 §3.1: the token lacks a scope the resource needs; answered with 403.
     InsufficientScope,
     UnsupportedTokenType,
+    /// OIDC Core §3.1.2.6: request objects (`request`, `request_uri`) are not supported.
+    RequestNotSupported,
+    RequestUriNotSupported,
     ServerError,
     TemporarilyUnavailable,
     /// A rate limit (the RFC 8628 code, the one OAuth has for "slow down"); answered with 429.
@@ -48,6 +51,8 @@ impl ErrorCode {
             InvalidToken => "invalid_token",
             InsufficientScope => "insufficient_scope",
             UnsupportedTokenType => "unsupported_token_type",
+            RequestNotSupported => "request_not_supported",
+            RequestUriNotSupported => "request_uri_not_supported",
             ServerError => "server_error",
             TemporarilyUnavailable => "temporarily_unavailable",
             SlowDown => "slow_down",

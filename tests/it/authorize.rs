@@ -127,6 +127,29 @@ async fn errors_redirect_with_state_and_iss(engine: Engine) {
             ],
             "unsupported_response_type",
         ),
+        // Request objects are refused by name, not silently ignored (OIDC Core §3.1.2.6).
+        (
+            vec![
+                ("response_type", "code"),
+                ("client_id", &client),
+                ("code_challenge", &ch),
+                ("code_challenge_method", "S256"),
+                ("request", "eyJhbGciOiJub25lIn0.e30."),
+                ("state", state),
+            ],
+            "request_not_supported",
+        ),
+        (
+            vec![
+                ("response_type", "code"),
+                ("client_id", &client),
+                ("code_challenge", &ch),
+                ("code_challenge_method", "S256"),
+                ("request_uri", "urn:ietf:params:oauth:request_uri:abc"),
+                ("state", state),
+            ],
+            "request_uri_not_supported",
+        ),
     ];
     for (q, code) in cases {
         let res = get(&app, &app.http, &q).await;

@@ -114,6 +114,10 @@ async fn oidc_discovery_states_the_same_facts_plus_oidc_fields(engine: Engine) {
     assert_eq!(oidc["jwks_uri"], app.url("/jwks.json"));
     assert_eq!(oidc["response_types_supported"], json!(["code"]));
     assert!(strings(&oidc["subject_types_supported"]).contains(&"public"), "{oidc}");
+    assert_eq!(
+        (&oidc["request_parameter_supported"], &oidc["request_uri_parameter_supported"]),
+        (&json!(false), &json!(false))
+    );
     assert_eq!(oidc["id_token_signing_alg_values_supported"], json!(["ES256"]));
     assert_eq!(oidc["code_challenge_methods_supported"], json!(["S256"]));
 }

@@ -81,6 +81,10 @@ pub async fn oidc_metadata(State(state): State<HttpState>) -> Result<Response, A
 async fn oidc_document(state: &HttpState) -> Result<serde_json::Map<String, Value>, ApiError> {
     let mut doc = document(state).await?;
     doc.insert("subject_types_supported".into(), json!(["public"]));
+    // OIDC Discovery §3 defaults `request_uri_parameter_supported` to true: say no, as /authorize
+    // answers `request_not_supported` / `request_uri_not_supported`.
+    doc.insert("request_parameter_supported".into(), json!(false));
+    doc.insert("request_uri_parameter_supported".into(), json!(false));
     doc.insert("id_token_signing_alg_values_supported".into(), json!([state.settings.keys.alg.as_str()]));
     doc.insert(
         "claims_supported".into(),
