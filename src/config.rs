@@ -28,6 +28,7 @@ const ENV_KEYS: &[&str] = &[
     "default_resource",
     "access_token_lifetime",
     "refresh_token_lifetime",
+    "refresh_token_max_lifetime",
     "refresh_grace_period",
     "authorization_code_lifetime",
     "session_lifetime",
@@ -301,6 +302,8 @@ pub struct Config {
     pub default_resource: Option<String>,
     pub access_token_lifetime: Seconds,
     pub refresh_token_lifetime: Seconds,
+    /// No refresh token outlives its family's start by more than this, however often it rotates.
+    pub refresh_token_max_lifetime: Seconds,
     pub refresh_grace_period: Seconds,
     pub authorization_code_lifetime: Seconds,
     pub session_lifetime: Seconds,
@@ -370,6 +373,7 @@ impl Default for Config {
             default_resource: None,
             access_token_lifetime: Seconds(900),
             refresh_token_lifetime: Seconds(30 * 86_400),
+            refresh_token_max_lifetime: Seconds(90 * 86_400),
             refresh_grace_period: Seconds(60),
             authorization_code_lifetime: Seconds(60),
             session_lifetime: Seconds(12 * 3600),
@@ -472,6 +476,8 @@ pub struct SigningKeySettings {
 pub struct Lifetimes {
     pub access_token: Seconds,
     pub refresh_token: Seconds,
+    /// The absolute limit on a refresh token family, from its code's redemption.
+    pub refresh_token_max: Seconds,
     /// How long a rotated refresh token may still be presented (a retry after a lost answer).
     pub refresh_grace_period: Seconds,
     pub authorization_code: Seconds,
@@ -559,6 +565,7 @@ impl Config {
             default_resource,
             access_token_lifetime,
             refresh_token_lifetime,
+            refresh_token_max_lifetime,
             refresh_grace_period,
             authorization_code_lifetime,
             session_lifetime,
@@ -623,6 +630,7 @@ impl Config {
             ("authorization_code_lifetime", authorization_code_lifetime),
             ("session_lifetime", session_lifetime),
             ("refresh_token_lifetime", refresh_token_lifetime),
+            ("refresh_token_max_lifetime", refresh_token_max_lifetime),
             ("key_cache_refresh", key_cache_refresh),
         ] {
             if v.0 == 0 {
@@ -706,6 +714,7 @@ impl Config {
             lifetimes: Lifetimes {
                 access_token: access_token_lifetime,
                 refresh_token: refresh_token_lifetime,
+                refresh_token_max: refresh_token_max_lifetime,
                 refresh_grace_period,
                 authorization_code: authorization_code_lifetime,
                 session: session_lifetime,

@@ -116,10 +116,10 @@ fn mint(
 }
 
 /// Where a refresh token sits in its family: the first (its id names the family), or the
-/// successor of `parent`.
+/// successor of `parent` in a family begun at `started` (`None`: before that was recorded).
 enum Lineage {
     Root(Uuid),
-    Successor { family: Uuid, parent: Uuid },
+    Successor { family: Uuid, parent: Uuid, started: Option<i64> },
 }
 
 fn new_refresh(
@@ -131,10 +131,16 @@ fn new_refresh(
     now: i64,
 ) -> (String, NewRefreshToken) {
     let token = secrets::random_token();
-    let (id, family_id, parent_id) = match lineage {
-        Lineage::Root(id) => (id, id, None),
-        Lineage::Successor { family, parent } => (Uuid::now_v7(), family, Some(parent)),
+    let (id, family_id, parent_id, started) = match lineage {
+        Lineage::Root(id) => (id, id, None, now),
+        Lineage::Successor { family, parent, started } => {
+            (Uuid::now_v7(), family, Some(parent), started.unwrap_or(now))
+        }
     };
+    let lifetimes = &state.settings.lifetimes;
+    // Sliding (each rotation extends it), but never past the family's absolute limit.
+    let expires_at =
+        (now + lifetimes.refresh_token.as_i64()).min(started.saturating_add(lifetimes.refresh_token_max.as_i64()));
     let row = NewRefreshToken {
         id,
         token_hash: secrets::hash(&token),
@@ -144,7 +150,8 @@ fn new_refresh(
         client_id: client_id.clone(),
         scope: scope.clone(),
         created_at: now,
-        expires_at: now + state.settings.lifetimes.refresh_token.as_i64(),
+        expires_at,
+        family_started_at: started,
     };
     (token, row)
 }
@@ -294,7 +301,7 @@ async fn refresh_token(
     let outcome: Rotated<_, OAuthError> =
         refresh::rotate(&state.db, &secrets::hash(presented), client.client_id(), now, grace, |row| {
             let (scope, minted) = answer(row)?;
-            let lineage = Lineage::Successor { family: row.family_id, parent: row.id };
+            let lineage = Lineage::Successor { family: row.family_id, parent: row.id, started: row.family_started_at };
             let (token, next) = new_refresh(state, row.grant_id, lineage, client.client_id(), &row.scope, now);
             let sealed = seal::seal(SUCCESSOR_LABEL, presented.as_bytes(), token.as_bytes());
             Ok((Successor { token: next, sealed }, (scope, minted, token)))

@@ -20,6 +20,8 @@ pub struct NewRefreshToken {
     pub scope: ScopeSet,
     pub created_at: i64,
     pub expires_at: i64,
+    /// When the family began (its code's redemption); copied from the parent.
+    pub family_started_at: i64,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -32,6 +34,8 @@ pub struct RefreshToken {
     pub created_at: i64,
     pub expires_at: i64,
     pub rotated_at: Option<i64>,
+    /// `NULL` for a family begun before the column existed (no absolute limit).
+    pub family_started_at: Option<i64>,
     pub successor_id: Option<Uuid>,
     pub successor_sealed: Option<Vec<u8>>,
     pub revoked_at: Option<i64>,
@@ -46,7 +50,7 @@ pub struct RefreshToken {
 }
 
 const SELECT: &str = "SELECT t.id, t.grant_id, t.family_id, t.client_id, t.scope, t.created_at, t.expires_at, \
-     t.rotated_at, t.successor_id, t.successor_sealed, t.revoked_at, g.user_id, g.resource_id, \
+     t.rotated_at, t.family_started_at, t.successor_id, t.successor_sealed, t.revoked_at, g.user_id, g.resource_id, \
      (g.revoked_at IS NULL AND NOT u.disabled) AS grant_live, g.last_used_at AS grant_last_used_at, r.uri AS resource_uri, r.token_lifetime \
      FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN users u ON u.id = g.user_id \
      JOIN resources r ON r.id = g.resource_id";

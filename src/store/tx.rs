@@ -116,8 +116,8 @@ impl WriteTx {
     pub(crate) async fn insert_refresh(&mut self, r: &NewRefreshToken) -> Result<()> {
         on!(self, |c| {
             sqlx::query(
-            "INSERT INTO refresh_tokens (id, token_hash, grant_id, family_id, parent_id, client_id, scope, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO refresh_tokens (id, token_hash, grant_id, family_id, parent_id, client_id, scope, created_at, \
+             expires_at, family_started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(r.id)
         .bind(&r.token_hash)
@@ -128,6 +128,7 @@ impl WriteTx {
         .bind(&r.scope)
         .bind(r.created_at)
         .bind(r.expires_at)
+        .bind(r.family_started_at)
         .execute(c)
         .await?
         .rows_affected()

@@ -233,6 +233,7 @@ fn refresh_row(grant_id: Uuid, hash: &[u8], family: Option<(Uuid, Uuid)>, now: i
         scope: scopes("a"),
         created_at: now,
         expires_at: now + 1000,
+        family_started_at: now,
     }
 }
 

@@ -18,6 +18,7 @@ db_tests!(
     refresh_rotation_and_grace,
     concurrent_refreshes_get_the_same_successor,
     reuse_after_grace_revokes_the_grant,
+    a_refresh_family_ends_at_its_absolute_lifetime,
     refresh_scope_and_resource_rules,
     disabled_person_stops_at_refresh,
     request_shape_errors,
@@ -230,6 +231,22 @@ async fn reuse_after_grace_revokes_the_grant(engine: Engine) {
     let (status, _) = refresh(&app, &client_id, second["refresh_token"].as_str().unwrap(), &[]).await;
     assert_eq!(status, 400, "the whole grant is revoked, the successor too");
     assert_eq!(portcullis::store::audit::list(&app.db, Some("refresh_reuse_detected"), 5).await.unwrap().len(), 1);
+}
+
+/// Rotation extends a refresh token (sliding), but never past its family's absolute lifetime,
+/// counted from the code's redemption.
+async fn a_refresh_family_ends_at_its_absolute_lifetime(engine: Engine) {
+    let app = TestApp::spawn_with(engine, "", |c| c.refresh_token_max_lifetime = portcullis::config::Seconds(2))
+        .await
+        .with_defaults()
+        .await;
+    let IssuedCode { client_id, code, verifier, .. } = app.code_for(REDIRECT, &[]).await;
+    let (_, first) = redeem(&app, &client_id, &code, &verifier).await;
+    let (status, second) = refresh(&app, &client_id, first["refresh_token"].as_str().unwrap(), &[]).await;
+    assert_eq!(status, 200, "inside the limit: {second}");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (status, body) = refresh(&app, &client_id, second["refresh_token"].as_str().unwrap(), &[]).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "past the family's limit: {body}");
 }
 
 async fn refresh_scope_and_resource_rules(engine: Engine) {
