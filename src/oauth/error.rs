@@ -87,8 +87,21 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
+    /// `description` is kept to RFC 6749's character set for `error_description` (§5.2:
+    /// %x20-21 / %x23-5B / %x5D-7E): double quotes become apostrophes, backslashes slashes, and any
+    /// other character outside the set (control, non-ASCII, often from the request) a `?`.
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        OAuthError { code, description: description.into() }
+        let description = description
+            .into()
+            .chars()
+            .map(|c| match c {
+                '"' => '\'',
+                '\\' => '/',
+                ' '..='~' => c,
+                _ => '?',
+            })
+            .collect();
+        OAuthError { code, description }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, d)
@@ -107,5 +120,17 @@ impl OAuthError {
     }
     pub fn server_error(d: impl Into<String>) -> Self {
         Self::new(ErrorCode::ServerError, d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_keep_to_the_rfc_6749_character_set() {
+        let e = OAuthError::invalid_request(format!("grant_type {:?} is not supported", "x\"é\\\n"));
+        assert_eq!(e.description, "grant_type 'x/'?///n' is not supported");
+        assert!(e.description.bytes().all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e)));
     }
 }
