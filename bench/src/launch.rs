@@ -96,19 +96,8 @@ pub async fn start_server(opts: &Opts) -> Res<(Server, String)> {
     let mut server = Server { child, pid, dir, config: config_path, pg, keep: opts.keep };
     let base = format!("http://127.0.0.1:{port}");
     let t = Target {
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        host: format!("127.0.0.1:{port}"),
-        issuer: String::new(),
-        authorize: String::new(),
-        token: String::new(),
-        register: String::new(),
-        jwks: String::new(),
-        introspect: String::new(),
-        metadata: String::new(),
-        login: String::new(),
-        consent: String::new(),
         healthz: "/healthz".into(),
-        readyz: String::new(),
+        ..Target::unresolved(SocketAddr::from(([127, 0, 0, 1], port)), format!("127.0.0.1:{port}"))
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

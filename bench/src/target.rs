@@ -26,6 +26,27 @@ pub struct Target {
     pub readyz: String,
 }
 
+impl Target {
+    /// A server at `addr` (`host` for the Host header) whose endpoints are not known yet.
+    pub fn unresolved(addr: SocketAddr, host: String) -> Target {
+        Target {
+            addr,
+            host,
+            issuer: String::new(),
+            authorize: String::new(),
+            token: String::new(),
+            register: String::new(),
+            jwks: String::new(),
+            introspect: String::new(),
+            metadata: String::new(),
+            login: String::new(),
+            consent: String::new(),
+            healthz: String::new(),
+            readyz: String::new(),
+        }
+    }
+}
+
 /// The fields of the RFC 8414 metadata this tool uses (borrowed: the `metadata` scenario parses it
 /// on every operation).
 #[derive(Deserialize)]
@@ -70,19 +91,12 @@ pub async fn discover(base: &str) -> Res<Target> {
         .ok_or("the target host does not resolve")?;
     let prefix = u.path().trim_end_matches('/').to_string();
     let mut t = Target {
-        addr,
-        host: format!("{host}:{port}"),
-        issuer: String::new(),
-        authorize: String::new(),
-        token: String::new(),
-        register: String::new(),
-        jwks: String::new(),
-        introspect: String::new(),
         metadata: format!("/.well-known/oauth-authorization-server{prefix}"),
         login: format!("{prefix}/login"),
         consent: format!("{prefix}/consent"),
         healthz: format!("{prefix}/healthz"),
         readyz: format!("{prefix}/readyz"),
+        ..Target::unresolved(addr, format!("{host}:{port}"))
     };
     let mut c = Conn::new(&t);
     let r = c.get(&t.metadata).await?;

@@ -372,25 +372,20 @@ async fn dropped_store_calls_leave_connections_clean(engine: Engine) {
 }
 
 async fn clients_named(db: &Db, client_id: &str) -> i64 {
-    let sql = "SELECT COUNT(*) FROM clients WHERE client_id = $1";
+    count_text(db, "SELECT COUNT(*) FROM clients WHERE client_id = $1", client_id).await
+}
+
+/// A count with one text parameter, on either engine.
+async fn count_text(db: &Db, sql: &str, value: &str) -> i64 {
     match db {
-        Db::Sqlite(s) => {
-            sqlx::query_scalar(sql).bind(client_id).fetch_one(&mut *s.read().await.expect("connection")).await
-        }
-        Db::Postgres(p) => sqlx::query_scalar(sql).bind(client_id).fetch_one(p).await,
+        Db::Sqlite(s) => sqlx::query_scalar(sql).bind(value).fetch_one(&mut *s.read().await.expect("connection")).await,
+        Db::Postgres(p) => sqlx::query_scalar(sql).bind(value).fetch_one(p).await,
     }
-    .expect("count clients")
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 async fn audit_rows_for(db: &Db, client_id: &str) -> i64 {
-    let sql = "SELECT COUNT(*) FROM audit_events WHERE client_id = $1";
-    match db {
-        Db::Sqlite(s) => {
-            sqlx::query_scalar(sql).bind(client_id).fetch_one(&mut *s.read().await.expect("connection")).await
-        }
-        Db::Postgres(p) => sqlx::query_scalar(sql).bind(client_id).fetch_one(p).await,
-    }
-    .expect("count audit events")
+    count_text(db, "SELECT COUNT(*) FROM audit_events WHERE client_id = $1", client_id).await
 }
 
 async fn record_in_store(db: &Db, client_id: &str) -> store::Result<()> {
