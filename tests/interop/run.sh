@@ -9,6 +9,10 @@
 #   introspection     the TS SDK flow against a second MCP server that checks tokens at /introspect (RFC 7662)
 #   screenshots       login, consent and error pages at 390 px and 1280 px
 #   account-revoke    a TS SDK flow, then alice revokes the app at /account: refresh and introspection fail
+#   company-idp       the company's IdP (node-oidc-provider) against a strict relying party of our own
+#   company-signin    a second Portcullis with that IdP as [[identity_providers]] "company": carol signs in
+#                     through it (TS SDK, tool call), dave (not in mcp-users) gets 403, and the IdP's
+#                     back-channel logout makes carol's refresh fail with invalid_grant
 # Ends with "interop: N passed, N failed"; exits non-zero when anything failed.
 #
 # Environment: INTEROP_OUT (default tests/interop/out) for screenshots and logs.
@@ -74,7 +78,7 @@ show_server_logs() {
     echo "----- end of portcullis log -----"
   fi
   local f
-  for f in mcp_server mcp_server_introspect; do
+  for f in mcp_server mcp_server_introspect company_idp portcullis_company mcp_server_company; do
     if [ -f "$TMP/$f.log" ]; then
       echo "----- $f log (last 100 lines) -----"
       tail -n 100 "$TMP/$f.log"
@@ -236,7 +240,7 @@ if [ $setup_ok -eq 1 ]; then
   pass "portcullis-setup"
 else
   fail "portcullis-setup" "see above"
-  for t in ts-sdk python-sdk introspection screenshots account-revoke; do fail "$t" "not run: portcullis-setup failed"; done
+  for t in ts-sdk python-sdk introspection screenshots account-revoke company-idp company-signin; do fail "$t" "not run: portcullis-setup failed"; done
   show_server_logs
   summary_and_exit
 fi
@@ -284,6 +288,129 @@ else
         --tokens-out "$3" --label ts_client/revoke &&
       node "$1/account_revoke.mjs" --tokens "$3" --out "$4/screenshots" --flow "$4/flow/account"' \
     _ "$HERE" "$MCP2_URL" "$TMP/revoke-tokens.json" "$OUT"
+fi
+
+# --- company sign-in ---------------------------------------------------------------------------
+# The company's IdP on its own first, so that a company-signin failure can be told from a broken
+# provider.
+run_test company-idp 90 node "$HERE/company_idp_selftest.mjs" --flow "$OUT/flow/company-idp"
+
+# company-signin gets its own Portcullis (config file with [[identity_providers]], its own SQLite
+# database), its own IdP and MCP server, so a problem there cannot disturb the tests above.
+COMPANY_ERR=""
+company_setup() {
+  CO_PORT="$(free_port)"
+  IDP_PORT="$(free_port)"
+  MCP3_PORT="$(free_port)"
+  local used=" $AS_PORT $MCP_PORT $MCP2_PORT "
+  while [[ "$used" == *" $CO_PORT "* ]]; do CO_PORT="$(free_port)"; done
+  used+="$CO_PORT "
+  while [[ "$used" == *" $IDP_PORT "* ]]; do IDP_PORT="$(free_port)"; done
+  used+="$IDP_PORT "
+  while [[ "$used" == *" $MCP3_PORT "* ]]; do MCP3_PORT="$(free_port)"; done
+  CO_ISSUER="http://127.0.0.1:$CO_PORT"
+  IDP_ISSUER="http://127.0.0.1:$IDP_PORT"
+  CO_MCP_URL="http://127.0.0.1:$MCP3_PORT/mcp"
+  COMPANY_IDP_CLIENT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '=+/\n')"
+  COMPANY_IDP_CAROL_PASSWORD="carol-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  COMPANY_IDP_DAVE_PASSWORD="dave-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  export COMPANY_IDP_CAROL_PASSWORD COMPANY_IDP_DAVE_PASSWORD
+  note "company: Portcullis $CO_ISSUER, IdP $IDP_ISSUER, MCP server $CO_MCP_URL"
+
+  COMPANY_IDP_CLIENT_SECRET="$COMPANY_IDP_CLIENT_SECRET" \
+    node "$HERE/company_idp.mjs" --port "$IDP_PORT" --rp "$CO_ISSUER" >"$TMP/company_idp.log" 2>&1 &
+  local idp_pid=$!
+  PIDS+=($idp_pid)
+  if ! wait_http_200 "$IDP_ISSUER/.well-known/openid-configuration" 20 "$idp_pid"; then
+    COMPANY_ERR="the company IdP did not start (company_idp.log)"
+    return 1
+  fi
+
+  # The client secret comes from the environment (PORTCULLIS_IDP_COMPANY_CLIENT_SECRET), not the file.
+  cat >"$TMP/company.toml" <<TOML
+issuer = "$CO_ISSUER"
+bind = "127.0.0.1:$CO_PORT"
+database_url = "sqlite://$TMP/company.db"
+password_login = true
+
+[[identity_providers]]
+id = "company"
+name = "Company"
+kind = "oidc"
+issuer = "$IDP_ISSUER"
+client_id = "portcullis"
+scopes = ["openid", "email", "profile", "groups"]
+groups_claim = "groups"
+create_people = true
+allow_private_network = true
+
+[[resources]]
+uri = "$CO_MCP_URL"
+name = "Company MCP server"
+allowed_groups = ["mcp-users"]
+scopes = [{ name = "mcp:tools", description = "Call the company MCP server's tools", default = true }]
+TOML
+  note "company: config file $TMP/company.toml:"
+  sed 's/^/    /' "$TMP/company.toml"
+  # The shared instance's PORTCULLIS_* variables would win over the file: set this one's.
+  co_portcullis() {
+    PORTCULLIS_ISSUER="$CO_ISSUER" PORTCULLIS_BIND="127.0.0.1:$CO_PORT" \
+      PORTCULLIS_DATABASE_URL="sqlite://$TMP/company.db" \
+      PORTCULLIS_IDP_COMPANY_CLIENT_SECRET="$COMPANY_IDP_CLIENT_SECRET" \
+      "$BIN" --config "$TMP/company.toml" "$@"
+  }
+  # config check validates the file (and must not print the secret); idp list must name the
+  # redirect and back-channel logout URIs the company IdP registered for this client.
+  note "\$ portcullis --config company.toml config check"
+  if ! co_portcullis config check >"$TMP/company-config-check.out" 2>&1; then
+    sed 's/^/    /' "$TMP/company-config-check.out"
+    COMPANY_ERR="portcullis config check refused company.toml (output above)"
+    return 1
+  fi
+  if grep -qF "$COMPANY_IDP_CLIENT_SECRET" "$TMP/company-config-check.out"; then
+    COMPANY_ERR="portcullis config check printed the identity provider's client secret (from PORTCULLIS_IDP_COMPANY_CLIENT_SECRET)"
+    return 1
+  fi
+  note "\$ portcullis --config company.toml idp list"
+  if ! co_portcullis idp list >"$TMP/company-idp-list.out" 2>&1; then
+    sed 's/^/    /' "$TMP/company-idp-list.out"
+    COMPANY_ERR="portcullis idp list failed (output above)"
+    return 1
+  fi
+  sed 's/^/    /' "$TMP/company-idp-list.out"
+  local uri
+  for uri in "$CO_ISSUER/login/company/callback" "$CO_ISSUER/login/company/backchannel-logout"; do
+    if ! grep -qF "$uri" "$TMP/company-idp-list.out"; then
+      COMPANY_ERR="portcullis idp list does not name $uri, which the company IdP registered"
+      return 1
+    fi
+  done
+  note "\$ portcullis --config company.toml serve"
+  co_portcullis serve >"$TMP/portcullis_company.log" 2>&1 &
+  local co_pid=$!
+  PIDS+=($co_pid)
+  if ! wait_http_200 "$CO_ISSUER/readyz" 30 "$co_pid"; then
+    COMPANY_ERR="the company Portcullis (--config company.toml) did not start (portcullis_company.log)"
+    return 1
+  fi
+  node "$HERE/mcp_server.mjs" --port "$MCP3_PORT" --issuer "$CO_ISSUER" \
+    --name "Portcullis interop MCP server (company)" >"$TMP/mcp_server_company.log" 2>&1 &
+  local mcp_pid=$!
+  PIDS+=($mcp_pid)
+  if ! wait_http_200 "http://127.0.0.1:$MCP3_PORT/healthz" 15 "$mcp_pid"; then
+    COMPANY_ERR="the company MCP server did not start (mcp_server_company.log)"
+    return 1
+  fi
+}
+echo
+note "===== company-signin setup ====="
+if company_setup; then
+  run_test company-signin 300 node "$HERE/company_signin.mjs" --issuer "$CO_ISSUER" --mcp-url "$CO_MCP_URL" \
+    --idp-issuer "$IDP_ISSUER" --out "$OUT/screenshots" --flow "$OUT/flow/company"
+else
+  note "$COMPANY_ERR"
+  [ -f "$TMP/portcullis_company.log" ] && tail -n 40 "$TMP/portcullis_company.log"
+  fail company-signin "not run: $COMPANY_ERR"
 fi
 
 if [ "$SERVER_LOG_WANTED" = "1" ]; then show_server_logs; fi
