@@ -11,6 +11,7 @@ use crate::store::clients::{ClientKind, NewClient};
 use crate::store::resources::{NewResource, ScopeRow};
 use crate::store::{self, Db, StoreError};
 use crate::tokens::secrets;
+use crate::users::groups::Groups;
 use crate::users::password::{self, Hasher};
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +91,70 @@ async fn add_user_inner(
     Ok(store::users::create(db, username, &hash, store::now()).await?)
 }
 
+/// What `user add` may say about a person besides name and password.
+#[derive(Debug, Default)]
+pub struct Profile<'a> {
+    pub display_name: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub groups: Groups,
+    pub is_admin: bool,
+}
+
+/// Group names from the command line or an API call, checked.
+pub fn parse_groups(names: &[String]) -> Result<Groups, AdminError> {
+    Groups::parse(names).map_err(|e| invalid(e.to_string()))
+}
+
+/// Adds a person with a profile, local groups and the admin role. Every value is checked before
+/// the first write.
+pub async fn add_person(
+    db: &Db,
+    hasher: &Hasher,
+    username: &str,
+    password: &str,
+    profile: &Profile<'_>,
+) -> Result<store::users::User, AdminError> {
+    let user = add_user_with_profile(db, hasher, username, password, profile.display_name, profile.email).await?;
+    if profile.is_admin {
+        store::users::set_admin(db, username, true, store::now()).await?;
+    }
+    for group in profile.groups.iter() {
+        store::groups::add_local(db, user.id, group).await?;
+    }
+    Ok(store::users::by_id(db, user.id).await?.unwrap_or(user))
+}
+
+/// Adds people to a local group; every name is checked before the first write.
+pub async fn group_add(db: &Db, group: &str, usernames: &[String]) -> Result<(), AdminError> {
+    crate::users::groups::check_name(group).map_err(|e| invalid(e.to_string()))?;
+    let people = people_named(db, usernames).await?;
+    for id in people {
+        store::groups::add_local(db, id, group).await?;
+    }
+    Ok(())
+}
+
+/// Removes people from a local group (groups from a provider change at the person's next sign-in).
+pub async fn group_remove(db: &Db, group: &str, usernames: &[String]) -> Result<(), AdminError> {
+    let people = people_named(db, usernames).await?;
+    for (id, name) in people.into_iter().zip(usernames) {
+        store::groups::remove_local(db, id, group)
+            .await
+            .map_err(|_| invalid(format!("{name} is not in the local group {group:?}")))?;
+    }
+    Ok(())
+}
+
+async fn people_named(db: &Db, usernames: &[String]) -> Result<Vec<uuid::Uuid>, AdminError> {
+    let mut ids = Vec::new();
+    for name in usernames {
+        let user =
+            store::users::by_username(db, name).await?.ok_or_else(|| invalid(format!("no user named {name:?}")))?;
+        ids.push(user.id);
+    }
+    Ok(ids)
+}
+
 pub async fn set_password(db: &Db, hasher: &Hasher, username: &str, password: &str) -> Result<(), AdminError> {
     password::check_policy(password)?;
     let hash = hasher.hash(password.to_string()).await?;
@@ -109,7 +174,10 @@ pub async fn bootstrap_admin(db: &Db, hasher: &Hasher) -> Result<Option<String>,
     }
     let password = secrets::random_string(15);
     match add_user(db, hasher, "admin", &password).await {
-        Ok(_) => Ok(Some(password)),
+        Ok(_) => {
+            store::users::set_admin(db, "admin", true, store::now()).await?;
+            Ok(Some(password))
+        }
         // Another node created it first.
         Err(AdminError::Store(StoreError::Conflict(_))) => Ok(None),
         Err(e) => Err(e),
@@ -126,6 +194,10 @@ pub struct ResourceSpec {
     /// (name, description, is_default)
     pub scopes: Vec<(String, String, bool)>,
     pub token_lifetime: Option<u64>,
+    /// Only people in one of these groups may use it; empty: everyone.
+    pub allowed_groups: Vec<String>,
+    /// (scope name, the groups that may have it)
+    pub scope_groups: Vec<(String, Vec<String>)>,
 }
 
 impl From<&ResourceConfig> for ResourceSpec {
@@ -135,6 +207,8 @@ impl From<&ResourceConfig> for ResourceSpec {
             name: r.name.clone(),
             scopes: r.scopes.iter().map(|s| (s.name.clone(), s.description.clone(), s.default)).collect(),
             token_lifetime: r.token_lifetime.map(|s| s.0),
+            allowed_groups: r.allowed_groups.clone(),
+            scope_groups: r.scopes.iter().map(|s| (s.name.clone(), s.groups.clone())).collect(),
         }
     }
 }
@@ -167,7 +241,9 @@ pub fn validate_resource(spec: &ResourceSpec) -> Result<NewResource, AdminError>
         if scopes.iter().any(|s: &ScopeRow| &s.name == scope) {
             return Err(invalid(format!("scope {scope:?} is listed twice")));
         }
-        scopes.push(ScopeRow { name: scope.clone(), description: description.clone(), is_default: *is_default });
+        let groups = spec.scope_groups.iter().find(|(s, _)| s == scope).map(|(_, g)| g.as_slice()).unwrap_or(&[]);
+        let groups = Groups::parse(groups).map_err(|e| invalid(format!("scope {scope:?}: {e}")))?;
+        scopes.push(ScopeRow { name: scope.clone(), description: description.clone(), is_default: *is_default, groups });
     }
     let token_lifetime = match spec.token_lifetime {
         Some(0) => return Err(invalid("token lifetime must be greater than zero")),
@@ -175,7 +251,12 @@ pub fn validate_resource(spec: &ResourceSpec) -> Result<NewResource, AdminError>
         Some(n) => Some(n as i64),
         None => None,
     };
-    Ok(NewResource { uri: uri.as_str().to_string(), name: name.to_string(), token_lifetime, scopes })
+    if let Some((unknown, _)) = spec.scope_groups.iter().find(|(s, _)| !scopes.iter().any(|r| &r.name == s)) {
+        return Err(invalid(format!("groups are given for scope {unknown:?}, which the resource does not declare")));
+    }
+    let allowed_groups =
+        Groups::parse(&spec.allowed_groups).map_err(|e| invalid(format!("allowed_groups: {e}")))?;
+    Ok(NewResource { uri: uri.as_str().to_string(), name: name.to_string(), token_lifetime, allowed_groups, scopes })
 }
 
 pub async fn add_resource(db: &Db, spec: &ResourceSpec) -> Result<store::resources::Resource, AdminError> {

@@ -15,6 +15,7 @@ use crate::oauth::resource::ResourceUri;
 /// Keys settable through `PORTCULLIS_<KEY>`; the resource and client tables come only from the file.
 const ENV_KEYS: &[&str] = &[
     "issuer",
+    "password_login",
     "bind",
     "database_url",
     "database_statement_timeout",
@@ -252,6 +253,9 @@ pub struct ResourceConfig {
     pub token_lifetime: Option<Seconds>,
     #[serde(default)]
     pub scopes: Vec<ScopeConfig>,
+    /// Only people in one of these groups may use this MCP server; empty: everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_groups: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -261,6 +265,9 @@ pub struct ScopeConfig {
     pub description: String,
     #[serde(default = "yes")]
     pub default: bool,
+    /// Only people in one of these groups are offered this scope; empty: everyone allowed in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -354,6 +361,11 @@ pub struct Config {
     pub tls_key_file: Option<PathBuf>,
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
+    /// Company identity providers people sign in with.
+    pub identity_providers: Vec<crate::federation::provider::ProviderConfig>,
+    /// Show the username and password form (default: only when no identity provider is configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_login: Option<bool>,
 }
 
 impl Default for Config {
@@ -405,6 +417,8 @@ impl Default for Config {
             tls_key_file: None,
             resources: Vec::new(),
             clients: Vec::new(),
+            identity_providers: Vec::new(),
+            password_login: None,
         }
     }
 }
@@ -440,6 +454,9 @@ pub struct Settings {
     /// Declared in the file; checked here, turned into records by `admin::validate_declarations`.
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
+    pub identity_providers: Vec<crate::federation::provider::Provider>,
+    /// The username and password form is offered.
+    pub password_login: bool,
     /// The configuration as loaded, kept only for `config check`'s output ([`Settings::redacted_toml`]);
     /// nothing reads values from it.
     source: Config,
@@ -597,6 +614,8 @@ impl Config {
             tls_key_file,
             resources,
             clients,
+            identity_providers,
+            password_login,
         } = self;
         let bind: std::net::SocketAddr = bind
             .parse()
@@ -689,6 +708,12 @@ impl Config {
         for r in &resources {
             ResourceUri::parse(&r.uri).map_err(|e| invalid("resources.uri", format!("{}: {e}", r.uri)))?;
         }
+        let identity_providers = crate::federation::provider::validate_all(&identity_providers)
+            .map_err(|e| invalid("identity_providers", e))?;
+        let password_login = password_login.unwrap_or(identity_providers.is_empty());
+        if !password_login && identity_providers.is_empty() {
+            return Err(invalid("password_login", "cannot be false without an identity provider: nobody could sign in"));
+        }
         let secure_cookies = issuer.starts_with("https://");
         Ok(Settings {
             issuer,
@@ -745,6 +770,8 @@ impl Config {
             tls,
             resources,
             clients,
+            identity_providers,
+            password_login,
             source,
         })
     }
@@ -790,6 +817,11 @@ impl Settings {
         c.database_url = Some(Secret::new(redact_url(self.database.url.expose())));
         if c.key_encryption_secret.is_some() {
             c.key_encryption_secret = Some(Secret::new("[redacted]"));
+        }
+        for p in &mut c.identity_providers {
+            if p.client_secret.is_some() {
+                p.client_secret = Some(Secret::new("[redacted]"));
+            }
         }
         for client in &mut c.clients {
             if client.client_secret.is_some() {

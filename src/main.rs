@@ -49,6 +49,36 @@ enum Command {
     /// Validate the configuration and print it, secrets redacted.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Manage local groups (people's groups from an identity provider come with each sign-in).
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// The company identity providers people sign in with (declared in the config file).
+    #[command(subcommand)]
+    Idp(IdpCmd),
+}
+
+#[derive(Subcommand)]
+enum GroupCmd {
+    /// Add people to a group (created by its first member).
+    Add {
+        group: String,
+        #[arg(required = true)]
+        usernames: Vec<String>,
+    },
+    /// Remove people from a local group.
+    Remove {
+        group: String,
+        #[arg(required = true)]
+        usernames: Vec<String>,
+    },
+    /// Every group and its members, with where each membership comes from (local or a provider).
+    List,
+}
+
+#[derive(Subcommand)]
+enum IdpCmd {
+    /// The configured providers, with the redirect and back-channel logout URIs to register there.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -65,6 +95,12 @@ enum UserCmd {
         /// Email address (OpenID Connect `email`).
         #[arg(long)]
         email: Option<String>,
+        /// A local group for the person (repeatable).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// Give the person the admin role.
+        #[arg(long)]
+        admin: bool,
     },
     /// List users.
     List,
@@ -110,6 +146,9 @@ struct ResourceAdd {
     /// Also issue credentials for /introspect (printed once).
     #[arg(long)]
     introspection: bool,
+    /// Only people in this group may use the server (repeatable; default: everyone).
+    #[arg(long = "allowed-group", value_name = "GROUP")]
+    allowed_groups: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -245,7 +284,46 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keys(cmd) => keys_cmd(&settings, &open(&settings).await?, cmd).await,
         Command::Grant(cmd) => grant(&open(&settings).await?, cmd).await,
         Command::Audit(cmd) => audit(&open(&settings).await?, cmd).await,
+        Command::Group(cmd) => group(&open(&settings).await?, cmd).await,
+        Command::Idp(IdpCmd::List) => {
+            idp_list(&settings);
+            Ok(())
+        }
     }
+}
+
+async fn group(db: &Db, cmd: GroupCmd) -> Result<(), Failure> {
+    match cmd {
+        GroupCmd::Add { group, usernames } => {
+            admin::group_add(db, &group, &usernames).await?;
+            println!("added {} to group {group}", usernames.join(", "));
+        }
+        GroupCmd::Remove { group, usernames } => {
+            admin::group_remove(db, &group, &usernames).await?;
+            println!("removed {} from group {group}", usernames.join(", "));
+        }
+        GroupCmd::List => {
+            println!("{:<32} {:<24} SOURCE", "GROUP", "USERNAME");
+            for m in store::groups::list(db).await? {
+                println!("{:<32} {:<24} {}", printable(&m.name), m.username, printable(&m.source));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn idp_list(settings: &Settings) {
+    if settings.identity_providers.is_empty() {
+        println!("no identity providers configured ([[identity_providers]] in the config file)");
+    }
+    for p in &settings.identity_providers {
+        let issuer = if p.issuer.is_empty() { p.github_url.as_str() } else { p.issuer.as_str() };
+        println!("{}  {:?}  {:?}  {issuer}", p.id, p.kind, p.name);
+        println!("    redirect URI:              {}/login/{}/callback", settings.issuer, p.id);
+        println!("    back-channel logout URI:   {}/login/{}/backchannel-logout", settings.issuer, p.id);
+        println!("    create people: {}   link by email: {}", p.create_people, p.link_by_email);
+    }
+    println!("password login: {}", if settings.password_login { "on" } else { "off" });
 }
 
 fn init_logging(settings: &Settings) {
@@ -352,10 +430,12 @@ fn read_password(from_stdin: bool) -> Result<(String, bool), Failure> {
 async fn user(db: &Db, cmd: UserCmd) -> Result<(), Failure> {
     let hasher = Hasher::default();
     match cmd {
-        UserCmd::Add { username, password_stdin, name, email } => {
+        UserCmd::Add { username, password_stdin, name, email, groups, admin: is_admin } => {
+            let groups = admin::parse_groups(&groups)?;
             let (password, generated) = read_password(password_stdin)?;
-            admin::add_user_with_profile(db, &hasher, &username, &password, name.as_deref(), email.as_deref()).await?;
-            println!("added user {username}");
+            let profile = admin::Profile { display_name: name.as_deref(), email: email.as_deref(), groups, is_admin };
+            admin::add_person(db, &hasher, &username, &password, &profile).await?;
+            println!("added user {username}{}", if is_admin { " (admin)" } else { "" });
             if generated {
                 println!("password (shown once): {password}");
             }
@@ -412,6 +492,8 @@ async fn resource(db: &Db, cmd: ResourceCmd) -> Result<(), Failure> {
                     })
                     .collect(),
                 token_lifetime: a.token_lifetime,
+                allowed_groups: a.allowed_groups,
+                ..Default::default()
             };
             if a.introspection {
                 // Validate before writing so a bad resource leaves no half-registered state.

@@ -23,6 +23,8 @@ pub struct Inner {
     /// `jwks_uri` documents of `private_key_jwt` clients, by URL, until the instant given.
     pub client_keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
     pub metrics: crate::metrics::Metrics,
+    /// The company identity providers people sign in with.
+    pub federation: crate::federation::Federation,
     /// Dynamic clients registered (for `max_dynamic_clients`), recounted every few seconds.
     pub dynamic_client_count: std::sync::Mutex<Option<(std::time::Instant, i64)>>,
 }
@@ -80,6 +82,8 @@ impl AppState {
             test_allow_loopback: settings.cimd.test_allow_loopback,
             ..Default::default()
         })?;
+        let federation =
+            crate::federation::Federation::new(&settings.identity_providers, settings.cimd.test_ca_file.clone())?;
         let inner = Inner {
             settings,
             db,
@@ -89,6 +93,7 @@ impl AppState {
             cimd_limiter: Default::default(),
             client_keys: Default::default(),
             metrics: Default::default(),
+            federation,
             dynamic_client_count: Default::default(),
         };
         Ok((AppState(Arc::new(inner)), started))

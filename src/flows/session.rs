@@ -46,7 +46,7 @@ pub async fn still_allowed(state: &AppState, signed_in: Option<SignedIn>) -> Res
         return Ok(None);
     };
     match users::by_id(&state.db, who.user_id).await? {
-        Some(u) if !u.disabled => Ok(Some(who)),
+        Some(u) if u.session_valid(who.auth_time) => Ok(Some(who)),
         _ => Ok(None),
     }
 }

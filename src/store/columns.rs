@@ -47,3 +47,4 @@ macro_rules! text_column {
 
 text_column!(ClientId, |s| Ok(ClientId::parse(s)), |v| v.as_str().to_owned());
 text_column!(ScopeSet, |s| Ok(ScopeSet::from_stored(&s)?), |v| v.to_string());
+text_column!(crate::users::groups::Groups, |s| Ok(crate::users::groups::Groups::from_json(&s)?), |v| v.to_json());

@@ -13,6 +13,8 @@ pub mod clients;
 pub mod codes;
 mod columns;
 pub mod grants;
+pub mod groups;
+pub mod identities;
 pub mod keys;
 pub mod refresh;
 pub mod registration;

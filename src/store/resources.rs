@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::tx::{WriteTx, on};
+use crate::users::groups::Groups;
 use super::{Db, Result, StoreError, dispatch, dispatch_write};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -16,6 +17,8 @@ pub struct ResourceRow {
     /// The resource server's credentials for /introspect, when issued.
     pub introspection_id: Option<String>,
     pub introspection_secret_hash: Option<Vec<u8>>,
+    /// Only people in one of these groups may use it; empty: everyone.
+    pub allowed_groups: Groups,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -23,6 +26,8 @@ pub struct ScopeRow {
     pub name: String,
     pub description: String,
     pub is_default: bool,
+    /// Only people in one of these groups are offered this scope; empty: everyone allowed in.
+    pub groups: Groups,
 }
 
 #[derive(Clone, Debug)]
@@ -37,11 +42,12 @@ pub struct NewResource {
     pub uri: String,
     pub name: String,
     pub token_lifetime: Option<i64>,
+    pub allowed_groups: Groups,
     pub scopes: Vec<ScopeRow>,
 }
 
-const COLUMNS: &str =
-    "id, uri, name, token_lifetime, created_at, updated_at, introspection_id, introspection_secret_hash";
+const COLUMNS: &str = "id, uri, name, token_lifetime, created_at, updated_at, introspection_id, \
+                       introspection_secret_hash, allowed_groups";
 
 /// Registers a resource; a second registration of the same URI is a `Conflict`.
 pub async fn create(db: &Db, new: &NewResource, now: i64) -> Result<Resource> {
@@ -70,20 +76,22 @@ async fn write(db: &Db, new: &NewResource, now: i64, replace: bool) -> Result<Re
                 .await?
                 .rows_affected());
             let update = format!(
-                "UPDATE resources SET name = $1, token_lifetime = $2, updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
+                "UPDATE resources SET name = $1, token_lifetime = $2, updated_at = $3, allowed_groups = $5 \
+                 WHERE id = $4 RETURNING {COLUMNS}"
             );
             on!(tx, |c| sqlx::query_as(&update)
                 .bind(&new.name)
                 .bind(new.token_lifetime)
                 .bind(now)
                 .bind(id)
+                .bind(&new.allowed_groups)
                 .fetch_one(c)
                 .await?)
         }
         None => {
             let insert = format!(
-                "INSERT INTO resources (id, uri, name, token_lifetime, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5) RETURNING {COLUMNS}"
+                "INSERT INTO resources (id, uri, name, token_lifetime, created_at, updated_at, allowed_groups) \
+                 VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING {COLUMNS}"
             );
             on!(tx, |c| sqlx::query_as(&insert)
                 .bind(Uuid::now_v7())
@@ -91,6 +99,7 @@ async fn write(db: &Db, new: &NewResource, now: i64, replace: bool) -> Result<Re
                 .bind(&new.name)
                 .bind(new.token_lifetime)
                 .bind(now)
+                .bind(&new.allowed_groups)
                 .fetch_one(c)
                 .await
                 .map_err(|e| StoreError::on_conflict(e, conflict))?)
@@ -99,13 +108,15 @@ async fn write(db: &Db, new: &NewResource, now: i64, replace: bool) -> Result<Re
     for (position, s) in new.scopes.iter().enumerate() {
         on!(tx, |c| {
             sqlx::query(
-            "INSERT INTO resource_scopes (resource_id, name, description, is_default, position) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO resource_scopes (resource_id, name, description, is_default, position, groups) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(row.id)
         .bind(&s.name)
         .bind(&s.description)
         .bind(s.is_default)
         .bind(position as i64)
+        .bind(&s.groups)
         .execute(c)
         .await
         .map_err(|e| StoreError::on_conflict(e, || format!("scope {:?} is listed twice", s.name)))?
@@ -119,7 +130,8 @@ async fn write(db: &Db, new: &NewResource, now: i64, replace: bool) -> Result<Re
 /// The resource at a canonical URI with its scopes, in one query (the authorization endpoint's).
 pub async fn by_uri(db: &Db, uri: &str) -> Result<Option<Resource>> {
     let sql = format!(
-        "SELECT {}, s.name AS scope_name, s.description AS scope_description, s.is_default AS scope_is_default \
+        "SELECT {}, s.name AS scope_name, s.description AS scope_description, s.is_default AS scope_is_default, \
+         s.groups AS scope_groups \
          FROM resources r LEFT JOIN resource_scopes s ON s.resource_id = r.id WHERE r.uri = $1 ORDER BY s.position",
         qualified("r")
     );
@@ -145,6 +157,7 @@ struct JoinedScope {
     scope_name: Option<String>,
     scope_description: Option<String>,
     scope_is_default: Option<bool>,
+    scope_groups: Option<Groups>,
 }
 
 impl JoinedScope {
@@ -153,6 +166,7 @@ impl JoinedScope {
             name: self.scope_name?,
             description: self.scope_description.unwrap_or_default(),
             is_default: self.scope_is_default.unwrap_or(false),
+            groups: self.scope_groups.unwrap_or_default(),
         })
     }
 }
@@ -178,7 +192,7 @@ pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<Resource>> {
 async fn with_scopes(db: &Db, row: ResourceRow) -> Result<Resource> {
     let scopes = dispatch!(db, |pool| {
         sqlx::query_as::<_, ScopeRow>(
-            "SELECT name, description, is_default FROM resource_scopes WHERE resource_id = $1 ORDER BY position",
+            "SELECT name, description, is_default, groups FROM resource_scopes WHERE resource_id = $1 ORDER BY position",
         )
         .bind(row.id)
         .fetch_all(pool)
@@ -195,8 +209,8 @@ pub async fn list(db: &Db) -> Result<Vec<Resource>> {
             .fetch_all(pool)
             .await
             .map_err(StoreError::from_sqlx)?);
-    let scopes: Vec<(Uuid, String, String, bool)> = dispatch!(db, |pool| sqlx::query_as(
-        "SELECT resource_id, name, description, is_default FROM resource_scopes ORDER BY resource_id, position"
+    let scopes: Vec<(Uuid, String, String, bool, Groups)> = dispatch!(db, |pool| sqlx::query_as(
+        "SELECT resource_id, name, description, is_default, groups FROM resource_scopes ORDER BY resource_id, position"
     )
     .fetch_all(pool)
     .await?);
@@ -206,7 +220,12 @@ pub async fn list(db: &Db) -> Result<Vec<Resource>> {
             let mine = scopes
                 .iter()
                 .filter(|s| s.0 == row.id)
-                .map(|s| ScopeRow { name: s.1.clone(), description: s.2.clone(), is_default: s.3 })
+                .map(|s| ScopeRow {
+                    name: s.1.clone(),
+                    description: s.2.clone(),
+                    is_default: s.3,
+                    groups: s.4.clone(),
+                })
                 .collect();
             Resource { row, scopes: mine }
         })

@@ -14,9 +14,22 @@ pub struct User {
     pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// May use the admin console and API.
+    pub is_admin: bool,
+    /// Sessions that began at or before this instant are over (back-channel logout, "sign out
+    /// everywhere"); 0: none ended.
+    pub sessions_not_before: i64,
 }
 
-const COLUMNS: &str = "id, username, password_hash, display_name, email, disabled, created_at, updated_at";
+impl User {
+    /// The person's session that began at `auth_time` may continue.
+    pub fn session_valid(&self, auth_time: i64) -> bool {
+        !self.disabled && auth_time > self.sessions_not_before
+    }
+}
+
+pub(crate) const COLUMNS: &str =
+    "id, username, password_hash, display_name, email, disabled, created_at, updated_at, is_admin, sessions_not_before";
 
 pub async fn create(db: &Db, username: &str, password_hash: &str, now: i64) -> Result<User> {
     let sql = format!(
@@ -114,4 +127,31 @@ pub async fn set_profile(
     .map_err(StoreError::from_sqlx)?
     .rows_affected());
     if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+pub async fn set_admin(db: &Db, username: &str, is_admin: bool, now: i64) -> Result<()> {
+    let n =
+        dispatch_write!(db, |pool| sqlx::query("UPDATE users SET is_admin = $1, updated_at = $2 WHERE username = $3")
+            .bind(is_admin)
+            .bind(now)
+            .bind(username)
+            .execute(pool)
+            .await
+            .map_err(StoreError::from_sqlx)?
+            .rows_affected());
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+/// Ends every session of the person that began at or before `now`.
+pub async fn end_sessions(db: &Db, id: Uuid, now: i64) -> Result<()> {
+    dispatch_write!(db, |pool| sqlx::query(
+        "UPDATE users SET sessions_not_before = $1, updated_at = $1 WHERE id = $2 AND sessions_not_before < $1"
+    )
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await
+    .map_err(StoreError::from_sqlx)?
+    .rows_affected());
+    Ok(())
 }

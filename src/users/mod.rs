@@ -1,3 +1,4 @@
-//! People: passwords (argon2id) and the checks around signing in.
+//! People: passwords (argon2id), groups and the access policy by group.
 
+pub mod groups;
 pub mod password;

@@ -282,6 +282,7 @@ async fn prepare_alice_and_resource(db: &Db) {
         name: "Example MCP".into(),
         scopes: vec![("mcp:tools".into(), "Use the tools".into(), true)],
         token_lifetime: None,
+        ..Default::default()
     };
     portcullis::admin::add_resource(db, &spec).await.expect("add resource");
 }

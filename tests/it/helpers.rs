@@ -190,6 +190,7 @@ impl TestApp {
             name: "Example MCP".into(),
             scopes: scopes.iter().map(|(n, d, def)| (n.to_string(), d.to_string(), *def)).collect(),
             token_lifetime: None,
+            ..Default::default()
         };
         portcullis::admin::add_resource(&self.db, &spec).await.expect("add resource");
     }

@@ -402,6 +402,7 @@ async fn resource_scope_named_like_an_oidc_scope_is_not_listed_twice() {
             name: "Clash".into(),
             scopes: vec![(name.to_string(), "Clashing scope".to_string(), true)],
             token_lifetime: None,
+            ..Default::default()
         };
         if portcullis::admin::add_resource(&app.db, &spec).await.is_ok() {
             scopes(&app, OAUTH).await; // asserts there are no duplicates

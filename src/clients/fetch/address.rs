@@ -5,9 +5,23 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::FetchError;
 
-pub(super) fn check_address(ip: IpAddr, allow_loopback: bool) -> Result<(), FetchError> {
-    if allow_loopback && ip.is_loopback() {
-        return Ok(());
+/// Which addresses a fetcher may reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Public addresses only: URLs that came from clients.
+    Public,
+    /// TEST ONLY: public addresses and loopback.
+    PublicAndLoopback,
+    /// Any address: a party the operator named and placed on a private network (an
+    /// on-premises identity provider). Never for URLs that came from clients.
+    Any,
+}
+
+pub(super) fn check_address(ip: IpAddr, reach: Reach) -> Result<(), FetchError> {
+    match reach {
+        Reach::Any => return Ok(()),
+        Reach::PublicAndLoopback if ip.is_loopback() => return Ok(()),
+        _ => {}
     }
     if is_special_use(ip) {
         return Err(FetchError::ForbiddenAddress(ip));
@@ -17,22 +31,22 @@ pub(super) fn check_address(ip: IpAddr, allow_loopback: bool) -> Result<(), Fetc
 
 /// Resolves a name once and returns exactly the addresses it checked, or refuses them all.
 pub(super) struct GuardedResolver {
-    pub(super) allow_loopback: bool,
+    pub(super) reach: Reach,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow_loopback = self.allow_loopback;
+        let reach = self.reach;
         let host = name.as_str().to_owned();
         Box::pin(async move {
             // `?` boxes the FetchError itself, so callers can find it again by downcasting.
-            let addrs = resolve_checked(&host, allow_loopback).await?;
+            let addrs = resolve_checked(&host, reach).await?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
 
-pub(super) async fn resolve_checked(host: &str, allow_loopback: bool) -> Result<Vec<SocketAddr>, FetchError> {
+pub(super) async fn resolve_checked(host: &str, reach: Reach) -> Result<Vec<SocketAddr>, FetchError> {
     let addrs: Vec<SocketAddr> =
         tokio::net::lookup_host((host, 0)).await.map_err(|e| FetchError::Resolve(e.to_string()))?.collect();
     if addrs.is_empty() {
@@ -40,7 +54,7 @@ pub(super) async fn resolve_checked(host: &str, allow_loopback: bool) -> Result<
     }
     // A name with one forbidden address is hostile: refuse it, don't filter.
     for addr in &addrs {
-        check_address(addr.ip(), allow_loopback)?;
+        check_address(addr.ip(), reach)?;
     }
     Ok(addrs)
 }
@@ -200,12 +214,12 @@ mod tests {
 
     #[test]
     fn loopback_switch_exempts_only_loopback() {
-        assert!(check_address(ip("127.0.0.1"), true).is_ok());
-        assert!(check_address(ip("127.8.9.10"), true).is_ok());
-        assert!(check_address(ip("::1"), true).is_ok());
-        assert_eq!(check_address(ip("127.0.0.1"), false), Err(FetchError::ForbiddenAddress(ip("127.0.0.1"))));
+        assert!(check_address(ip("127.0.0.1"), Reach::PublicAndLoopback).is_ok());
+        assert!(check_address(ip("127.8.9.10"), Reach::PublicAndLoopback).is_ok());
+        assert!(check_address(ip("::1"), Reach::PublicAndLoopback).is_ok());
+        assert_eq!(check_address(ip("127.0.0.1"), Reach::Public), Err(FetchError::ForbiddenAddress(ip("127.0.0.1"))));
         for s in ["10.0.0.1", "169.254.169.254", "0.0.0.0", "::", "::ffff:127.0.0.1", "fe80::1"] {
-            assert!(check_address(ip(s), true).is_err(), "{s} must stay forbidden");
+            assert!(check_address(ip(s), Reach::PublicAndLoopback).is_err(), "{s} must stay forbidden");
         }
     }
 }

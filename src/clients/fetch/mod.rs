@@ -32,6 +32,7 @@ mod address;
 mod freshness;
 
 pub use address::is_special_use;
+pub use address::Reach;
 use address::{GuardedResolver, check_address};
 use freshness::freshness;
 
@@ -52,6 +53,9 @@ pub struct FetchConfig {
     /// TEST ONLY, unsafe for production (CIMD forbids it): allow loopback addresses (127.0.0.0/8,
     /// ::1). Every other special-use range stays forbidden.
     pub test_allow_loopback: bool,
+    /// For a party the operator named on a private network (an on-premises identity provider):
+    /// any address, and plain `http`. Never for URLs that came from clients.
+    pub private_network: bool,
     /// The body cap of [`Fetcher::get_json`], in bytes (CIMD recommends 5 KB).
     pub max_bytes: usize,
     /// The total time allowed for one fetch: resolution, connect, TLS, headers and body.
@@ -63,6 +67,7 @@ impl Default for FetchConfig {
         FetchConfig {
             test_ca_file: None,
             test_allow_loopback: false,
+            private_network: false,
             max_bytes: 5 * 1024,
             timeout: Duration::from_secs(5),
         }
@@ -155,6 +160,19 @@ pub struct Fetched {
     /// `Some(0)`), minus `Age`; `None` when the response says nothing. Unbounded: the caller
     /// clamps it to its own limits.
     pub max_age: Option<Duration>,
+    /// The HTTP status: always 200 except for [`Fetcher::call`].
+    pub status: u16,
+}
+
+/// One call of [`Fetcher::call`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ApiCall<'a> {
+    pub url: &'a str,
+    /// POST this form (`application/x-www-form-urlencoded`); `None`: GET.
+    pub form: Option<&'a [(&'a str, &'a str)]>,
+    /// HTTP Basic credentials (RFC 6749 §2.3.1: already form-encoded by the caller).
+    pub basic: Option<(&'a str, &'a str)>,
+    pub bearer: Option<&'a str>,
 }
 
 /// The outbound fetcher. Cheap to clone; build it once at start-up.
@@ -165,7 +183,7 @@ pub struct Fetcher {
 
 struct Inner {
     client: reqwest::Client,
-    allow_loopback: bool,
+    reach: Reach,
     max_bytes: usize,
     timeout: Duration,
 }
@@ -173,7 +191,7 @@ struct Inner {
 impl std::fmt::Debug for Fetcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fetcher")
-            .field("allow_loopback", &self.inner.allow_loopback)
+            .field("reach", &self.inner.reach)
             .field("max_bytes", &self.inner.max_bytes)
             .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
@@ -181,9 +199,10 @@ impl std::fmt::Debug for Fetcher {
 }
 
 #[derive(Clone, Copy)]
-enum Want {
+enum Want<'a> {
     Json,
     Image,
+    Api(&'a ApiCall<'a>),
 }
 
 impl Fetcher {
@@ -198,15 +217,20 @@ impl Fetcher {
             return Err(FetchError::Config("timeout must be positive".into()));
         }
 
+        let reach = match (config.private_network, config.test_allow_loopback) {
+            (true, _) => Reach::Any,
+            (false, true) => Reach::PublicAndLoopback,
+            (false, false) => Reach::Public,
+        };
         let mut builder = reqwest::Client::builder()
-            .https_only(true)
+            .https_only(!config.private_network)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .user_agent(USER_AGENT)
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .pool_max_idle_per_host(0)
-            .dns_resolver(GuardedResolver { allow_loopback: config.test_allow_loopback });
+            .dns_resolver(GuardedResolver { reach });
 
         if let Some(path) = &config.test_ca_file {
             tracing::warn!(path = %path.display(), "outbound fetches trust an extra test CA: unsafe for production");
@@ -227,7 +251,7 @@ impl Fetcher {
         Ok(Fetcher {
             inner: Arc::new(Inner {
                 client,
-                allow_loopback: config.test_allow_loopback,
+                reach,
                 max_bytes: config.max_bytes,
                 timeout: config.timeout,
             }),
@@ -246,8 +270,15 @@ impl Fetcher {
         self.fetch(url, Want::Image).await
     }
 
-    async fn fetch(&self, url: &str, want: Want) -> Result<Fetched, FetchError> {
-        let parsed = match parse_url(url) {
+    /// A call to an API of a party the operator named (an identity provider's token, userinfo or
+    /// REST endpoints): GET, or POST of a form; the JSON answer whatever its status (error
+    /// responses carry JSON too), at most `max_bytes`. Redirects are still refused.
+    pub async fn call(&self, call: &ApiCall<'_>) -> Result<Fetched, FetchError> {
+        self.fetch(call.url, Want::Api(call)).await
+    }
+
+    async fn fetch(&self, url: &str, want: Want<'_>) -> Result<Fetched, FetchError> {
+        let parsed = match parse_url(url, self.inner.reach == Reach::Any) {
             Ok(parsed) => parsed,
             Err(e) => {
                 tracing::debug!(reason = %e, "outbound fetch refused");
@@ -270,35 +301,56 @@ impl Fetcher {
         result
     }
 
-    async fn fetch_parsed(&self, url: url::Url, want: Want) -> Result<Fetched, FetchError> {
+    async fn fetch_parsed(&self, url: url::Url, want: Want<'_>) -> Result<Fetched, FetchError> {
         // The resolver never sees IP literals: check them here.
         match url.host() {
-            Some(url::Host::Ipv4(ip)) => check_address(IpAddr::V4(ip), self.inner.allow_loopback)?,
-            Some(url::Host::Ipv6(ip)) => check_address(IpAddr::V6(ip), self.inner.allow_loopback)?,
+            Some(url::Host::Ipv4(ip)) => check_address(IpAddr::V4(ip), self.inner.reach)?,
+            Some(url::Host::Ipv6(ip)) => check_address(IpAddr::V6(ip), self.inner.reach)?,
             Some(url::Host::Domain(_)) => {}
             None => return Err(FetchError::InvalidUrl("no host".into())),
         }
 
         let (accept, cap) = match want {
-            Want::Json => ("application/json", self.inner.max_bytes),
+            Want::Json | Want::Api(_) => ("application/json", self.inner.max_bytes),
             Want::Image => ("image/png, image/jpeg, image/gif, image/webp", IMAGE_MAX_BYTES),
         };
-        let mut response =
-            self.inner.client.get(url).header(header::ACCEPT, accept).send().await.map_err(|e| map_send_error(&e))?;
+        let mut request = match want {
+            Want::Api(ApiCall { form: Some(form), .. }) => {
+                let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
+                self.inner
+                    .client
+                    .post(url)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body)
+            }
+            _ => self.inner.client.get(url),
+        };
+        if let Want::Api(call) = want {
+            if let Some((user, password)) = call.basic {
+                request = request.basic_auth(user, Some(password));
+            }
+            if let Some(token) = call.bearer {
+                request = request.bearer_auth(token);
+            }
+        }
+        let mut response = request.header(header::ACCEPT, accept).send().await.map_err(|e| map_send_error(&e))?;
 
         let status = response.status();
         if status.is_redirection() {
             return Err(FetchError::Redirect(status.as_u16()));
         }
-        if status != reqwest::StatusCode::OK {
+        if status != reqwest::StatusCode::OK && !matches!(want, Want::Api(_)) {
             return Err(FetchError::Status(status.as_u16()));
         }
 
         let content_type = media_type(response.headers());
         let acceptable = match want {
-            Want::Json => is_json_media_type(&content_type),
+            Want::Json | Want::Api(_) => is_json_media_type(&content_type),
             Want::Image => IMAGE_TYPES.contains(&content_type.as_str()),
         };
+        if !acceptable && !status.is_success() {
+            return Err(FetchError::Status(status.as_u16()));
+        }
         if !acceptable {
             return Err(FetchError::ContentType(content_type));
         }
@@ -317,14 +369,14 @@ impl Fetcher {
             body.extend_from_slice(&chunk);
         }
 
-        Ok(Fetched { body, content_type, max_age })
+        Ok(Fetched { body, content_type, max_age, status: status.as_u16() })
     }
 }
 
-/// Parses and vets a URL: `https`, a host, no userinfo.
-fn parse_url(raw: &str) -> Result<url::Url, FetchError> {
+/// Parses and vets a URL: `https` (or `http` when allowed), a host, no userinfo.
+fn parse_url(raw: &str, allow_http: bool) -> Result<url::Url, FetchError> {
     let url = url::Url::parse(raw).map_err(|e| FetchError::InvalidUrl(e.to_string()))?;
-    if url.scheme() != "https" {
+    if url.scheme() != "https" && !(allow_http && url.scheme() == "http") {
         return Err(FetchError::NotHttps);
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -411,15 +463,15 @@ mod tests {
 
     #[test]
     fn urls_are_vetted() {
-        assert!(parse_url("https://example.com/client.json").is_ok());
-        assert_eq!(parse_url("http://example.com/").unwrap_err(), FetchError::NotHttps);
-        assert_eq!(parse_url("file:///etc/passwd").unwrap_err(), FetchError::NotHttps);
-        assert_eq!(parse_url("ftp://example.com/x").unwrap_err(), FetchError::NotHttps);
-        assert_eq!(parse_url("HTTPS://example.com/").map(|u| u.scheme().to_owned()), Ok("https".to_owned()));
-        assert!(matches!(parse_url("https://user@example.com/"), Err(FetchError::InvalidUrl(_))));
-        assert!(matches!(parse_url("https://user:pw@example.com/"), Err(FetchError::InvalidUrl(_))));
-        assert!(matches!(parse_url("not a url"), Err(FetchError::InvalidUrl(_))));
-        assert_eq!(parse_url("https://0x7f.1/").unwrap().host(), Some(url::Host::Ipv4(Ipv4Addr::LOCALHOST)));
+        assert!(parse_url("https://example.com/client.json", false).is_ok());
+        assert_eq!(parse_url("http://example.com/", false).unwrap_err(), FetchError::NotHttps);
+        assert_eq!(parse_url("file:///etc/passwd", false).unwrap_err(), FetchError::NotHttps);
+        assert_eq!(parse_url("ftp://example.com/x", false).unwrap_err(), FetchError::NotHttps);
+        assert_eq!(parse_url("HTTPS://example.com/", false).map(|u| u.scheme().to_owned()), Ok("https".to_owned()));
+        assert!(matches!(parse_url("https://user@example.com/", false), Err(FetchError::InvalidUrl(_))));
+        assert!(matches!(parse_url("https://user:pw@example.com/", false), Err(FetchError::InvalidUrl(_))));
+        assert!(matches!(parse_url("not a url", false), Err(FetchError::InvalidUrl(_))));
+        assert_eq!(parse_url("https://0x7f.1/", false).unwrap().host(), Some(url::Host::Ipv4(Ipv4Addr::LOCALHOST)));
     }
 
     #[test]
