@@ -131,7 +131,8 @@ pub async fn finish(
             let detail = callback.error_description.as_deref().unwrap_or_default();
             return Err(fail("provider_error", format!("{} ({error}) {detail}", p.name).trim_end().to_string()));
         }
-        let code = callback.code.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| fail("provider_error", String::new()))?;
+        let code =
+            callback.code.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| fail("provider_error", String::new()))?;
         let metadata = up.metadata().await.map_err(|e| call_failure(&e))?;
         let key = match p.client_auth {
             crate::federation::provider::ClientAuth::PrivateKeyJwt => Some(state.keys.signing_key().await?),
@@ -144,7 +145,9 @@ pub async fn finish(
             .await
             .map_err(|e| call_failure(&e))?;
         let person = match p.kind {
-            Kind::Oidc => oidc_person(up, &metadata, &tokens.access_token, tokens.id_token.as_deref(), &login.nonce, now).await?,
+            Kind::Oidc => {
+                oidc_person(up, &metadata, &tokens.access_token, tokens.id_token.as_deref(), &login.nonce, now).await?
+            }
             Kind::Github => github_person(up, &tokens.access_token).await?,
         };
         check_policy(p, &person)?;
@@ -189,7 +192,8 @@ pub async fn finish(
         tracing::info!(provider = %p.id, username = %user.username, how = ?how, "person linked to an identity provider");
     }
     state.metrics.login("success");
-    let who = SignedIn { user_id: user.id, username: user.username, auth_time: now, login_id: secrets::random_string(9) };
+    let who =
+        SignedIn { user_id: user.id, username: user.username, auth_time: now, login_id: secrets::random_string(9) };
     Ok((who, next))
 }
 
@@ -259,8 +263,13 @@ async fn oidc_person(
             VerifyError::Keys(m) => Failure { reason: "provider_unreachable", message: m },
             other => Failure { reason: "bad_signature", message: other.to_string() },
         })?;
-    let expectations =
-        IdTokenExpectations { issuer: &p.issuer, allowed_tenants: &p.allowed_tenants, client_id: &p.client_id, nonce, now };
+    let expectations = IdTokenExpectations {
+        issuer: &p.issuer,
+        allowed_tenants: &p.allowed_tenants,
+        client_id: &p.client_id,
+        nonce,
+        now,
+    };
     let subject = claims::check_id_token(&claims, &expectations)?;
     // Claims the ID token left out come from userinfo, whose `sub` must match (OIDC Core §5.3.2).
     let wanted = [Some(p.email_claim.as_str()), Some(p.name_claim.as_str()), p.groups_claim.as_deref()];
@@ -281,7 +290,8 @@ fn map_claims(p: &Provider, subject: String, claims: &Map<String, Value>) -> Per
     let text = |name: &str| str_claim(claims, name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
     let email = text(&p.email_claim).filter(|e| e.len() <= 254 && e.contains('@'));
     // Some providers send "true" as a string.
-    let email_verified = matches!(claims.get("email_verified"), Some(Value::Bool(true))) || str_claim(claims, "email_verified") == Some("true");
+    let email_verified = matches!(claims.get("email_verified"), Some(Value::Bool(true)))
+        || str_claim(claims, "email_verified") == Some("true");
     let groups = p.groups_claim.as_deref().map(|c| match claims.get(c) {
         Some(Value::Array(list)) => Groups::lenient(list.iter().filter_map(Value::as_str)),
         Some(Value::String(one)) => Groups::lenient([one.as_str()]),
@@ -350,7 +360,8 @@ fn check_policy(p: &Provider, person: &Person) -> Result<(), Failure> {
             return refuse("domain_not_allowed", format!("{domain} is not one of the allowed email domains"));
         }
     }
-    if !p.allowed_organizations.is_empty() && !person.organizations.iter().any(|o| p.allowed_organizations.contains(o)) {
+    if !p.allowed_organizations.is_empty() && !person.organizations.iter().any(|o| p.allowed_organizations.contains(o))
+    {
         return refuse("organization_not_allowed", String::new());
     }
     if p.link_by_email && !p.create_people && person.email.is_some() && !person.email_verified {
@@ -396,12 +407,17 @@ fn failure_page(p: &Provider, f: &Failure) -> PageError {
         ),
         "provider_error" => (
             StatusCode::BAD_GATEWAY,
-            format!("{name} did not sign you in {}. Try again; if it keeps failing, ask your administrator.", f.message)
-                .replace("  ", " "),
+            format!(
+                "{name} did not sign you in {}. Try again; if it keeps failing, ask your administrator.",
+                f.message
+            )
+            .replace("  ", " "),
         ),
         "provider_unreachable" => (
             StatusCode::BAD_GATEWAY,
-            format!("{name} could not be reached. Try again in a few minutes; if it keeps failing, ask your administrator."),
+            format!(
+                "{name} could not be reached. Try again in a few minutes; if it keeps failing, ask your administrator."
+            ),
         ),
         "provider_invalid" | "bad_signature" | "wrong_issuer" | "wrong_audience" | "malformed" => (
             StatusCode::BAD_GATEWAY,
@@ -415,7 +431,9 @@ fn failure_page(p: &Provider, f: &Failure) -> PageError {
         ),
         "expired" | "issued_in_future" => (
             StatusCode::BAD_GATEWAY,
-            format!("The sign-in from {name} had expired or came with a wrong time. Try again; if it keeps failing, ask your administrator to check the server clocks."),
+            format!(
+                "The sign-in from {name} had expired or came with a wrong time. Try again; if it keeps failing, ask your administrator to check the server clocks."
+            ),
         ),
         "email_not_verified" => (
             StatusCode::FORBIDDEN,
@@ -427,7 +445,9 @@ fn failure_page(p: &Provider, f: &Failure) -> PageError {
         ),
         "organization_not_allowed" => (
             StatusCode::FORBIDDEN,
-            format!("Your {name} account is not a member of an organisation allowed here. Ask your administrator for access."),
+            format!(
+                "Your {name} account is not a member of an organisation allowed here. Ask your administrator for access."
+            ),
         ),
         "not_provisioned" => (
             StatusCode::FORBIDDEN,
@@ -435,7 +455,10 @@ fn failure_page(p: &Provider, f: &Failure) -> PageError {
         ),
         "username_taken" => (
             StatusCode::CONFLICT,
-            format!("You signed in with {name}, but the username {} belongs to another account here. Ask your administrator to link your account.", f.message),
+            format!(
+                "You signed in with {name}, but the username {} belongs to another account here. Ask your administrator to link your account.",
+                f.message
+            ),
         ),
         "disabled" => (StatusCode::FORBIDDEN, "Your account here is disabled. Ask your administrator.".to_string()),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, format!("Sign-in with {name} failed. Try again later.")),
@@ -488,8 +511,12 @@ pub async fn backchannel_logout(state: &AppState, provider_id: &str, logout_toke
     let now = store::now();
     let logout = claims::check_logout_token(&header, &claims, &p.issuer, &p.allowed_tenants, &p.client_id, now)
         .map_err(|e| LogoutError::Invalid(e.message))?;
-    if !registration::first_use_of_assertion(&state.db, &format!("logout {} {}", p.id, logout.jti), logout.exp.max(now + 60))
-        .await?
+    if !registration::first_use_of_assertion(
+        &state.db,
+        &format!("logout {} {}", p.id, logout.jti),
+        logout.exp.max(now + 60),
+    )
+    .await?
     {
         return Err(LogoutError::Replayed);
     }

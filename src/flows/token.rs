@@ -362,8 +362,14 @@ async fn refresh_token(
         match crate::flows::access::check(state, &person, row.resource_id, &scope, Some(client.client_id())).await? {
             crate::flows::access::Decision::Denied(_) => {
                 let by = crate::flows::revocation::Revoker::Policy { user_id: row.user_id };
-                crate::flows::revocation::revoke_grant(&state.db, row.grant_id, Some(client.client_id().as_str()), by, now)
-                    .await?;
+                crate::flows::revocation::revoke_grant(
+                    &state.db,
+                    row.grant_id,
+                    Some(client.client_id().as_str()),
+                    by,
+                    now,
+                )
+                .await?;
                 return Err(OAuthError::invalid_grant("the person is no longer allowed to use this MCP server").into());
             }
             crate::flows::access::Decision::Allowed(narrowed) if narrowed != scope => {

@@ -80,7 +80,8 @@ pub async fn check_csrf(session: &Session, submitted: Option<&str>) -> Result<()
 
 pub async fn park(session: &Session, req: PendingAuthorization) -> Result<(), PageError> {
     let mut list: Vec<PendingAuthorization> = session.get(PENDING).await.map_err(internal)?.unwrap_or_default();
-    list.retain(|p| p.created_at + PENDING_LIFETIME > crate::flows::now());
+    // A request parked again (after sign-in, narrowed by policy) replaces its earlier self.
+    list.retain(|p| p.created_at + PENDING_LIFETIME > crate::flows::now() && p.id != req.id);
     if list.len() >= MAX_PENDING {
         list.remove(0);
     }
