@@ -209,14 +209,13 @@ pub async fn list(db: &Db) -> Result<Vec<Resource>> {
             .fetch_all(pool)
             .await
             .map_err(StoreError::from_sqlx)?);
-    let scopes: Vec<(Uuid, String, String, bool, Groups)> =
-        dispatch!(db, |pool| {
-            sqlx::query_as(
+    let scopes: Vec<(Uuid, String, String, bool, Groups)> = dispatch!(db, |pool| {
+        sqlx::query_as(
         "SELECT resource_id, name, description, is_default, groups FROM resource_scopes ORDER BY resource_id, position"
     )
     .fetch_all(pool)
     .await?
-        });
+    });
     Ok(rows
         .into_iter()
         .map(|row| {

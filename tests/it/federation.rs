@@ -20,13 +20,16 @@ use portcullis::config::Config;
 const SECRET: &str = "idp-client-secret";
 const RESTRICTED: &str = "https://restricted.example.com/mcp";
 
+/// Codes the fake provider issued: code → (the ID token's claims, the PKCE challenge).
+type Codes = Arc<Mutex<HashMap<String, (Map<String, Value>, String)>>>;
+
 /// The fake provider: signs ID tokens with an ES256 key; the test decides each token's claims.
 #[derive(Clone)]
 struct Idp {
     issuer: String,
     key: Arc<Jwk>,
     /// code → (claims, code_challenge)
-    codes: Arc<Mutex<HashMap<String, (Map<String, Value>, String)>>>,
+    codes: Codes,
     token_error: Arc<Mutex<Option<&'static str>>>,
     /// Sign the next ID tokens with this key instead (one the provider never published).
     forge: Arc<Mutex<Option<Jwk>>>,
@@ -50,7 +53,7 @@ impl Idp {
         let mut public = pair.to_jwk_public_key();
         public.set_key_id("k1");
         let jwks = json!({ "keys": [serde_json::from_str::<Value>(&public.to_string()).unwrap()] });
-        let codes: Arc<Mutex<HashMap<String, (Map<String, Value>, String)>>> = Default::default();
+        let codes: Codes = Default::default();
         let token_error: Arc<Mutex<Option<&'static str>>> = Default::default();
         let forge: Arc<Mutex<Option<Jwk>>> = Default::default();
         let discovery = json!({
@@ -77,12 +80,7 @@ impl Idp {
     }
 }
 
-type Shared = (
-    Arc<Mutex<HashMap<String, (Map<String, Value>, String)>>>,
-    Arc<Mutex<Option<&'static str>>>,
-    Arc<Jwk>,
-    Arc<Mutex<Option<Jwk>>>,
-);
+type Shared = (Codes, Arc<Mutex<Option<&'static str>>>, Arc<Jwk>, Arc<Mutex<Option<Jwk>>>);
 
 fn sign_with(key: &Jwk, claims: Map<String, Value>, typ: &str) -> String {
     let mut header = JwsHeader::new();
@@ -477,3 +475,94 @@ db_tests!(
     backchannel_logout_ends_sessions_and_revokes_grants,
     the_login_page_follows_the_configuration,
 );
+
+/// A fake GitHub: the OAuth token endpoint and the REST API, for one person in `orgs`.
+async fn fake_github(orgs: &'static [&'static str]) -> (String, AbortOnDrop) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let authorized =
+        |headers: &HeaderMap| headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer gh-token");
+    let app =
+        axum::Router::new()
+            // GitHub answers the code exchange with 200, also for errors; client_secret_post here.
+            .route(
+                "/login/oauth/access_token",
+                post(|Form(f): Form<HashMap<String, String>>| async move {
+                    if f.get("client_secret").map(String::as_str) != Some(SECRET) || f.get("code_verifier").is_none() {
+                        return axum::Json(json!({ "error": "incorrect_client_credentials" }));
+                    }
+                    axum::Json(json!({ "access_token": "gh-token", "token_type": "bearer", "scope": "read:user" }))
+                }),
+            )
+            .route(
+                "/api/user",
+                get(move |h: HeaderMap| async move {
+                    if !authorized(&h) {
+                        return (StatusCode::UNAUTHORIZED, axum::Json(json!({}))).into_response();
+                    }
+                    axum::Json(json!({ "id": 4242, "login": "octo-cat", "name": "Octo Cat" })).into_response()
+                }),
+            )
+            .route(
+                "/api/user/emails",
+                get(|| async {
+                    axum::Json(json!([
+                        { "email": "octo@users.noreply.example", "primary": false, "verified": true },
+                        { "email": "octo@acme.example", "primary": true, "verified": true },
+                    ]))
+                }),
+            )
+            .route(
+                "/api/user/orgs",
+                get(move || async move {
+                    axum::Json(json!(orgs.iter().map(|o| json!({ "login": o })).collect::<Vec<_>>()))
+                }),
+            )
+            .route(
+                "/api/user/teams",
+                get(move || async move {
+                    let teams: Vec<Value> =
+                        orgs.iter().map(|o| json!({ "slug": "platform", "organization": { "login": o } })).collect();
+                    axum::Json(json!(teams))
+                }),
+            );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, AbortOnDrop(server))
+}
+
+async fn github_sign_in_uses_organisations_as_groups(engine: Engine) {
+    for (orgs, allowed) in [(&["Acme"][..], true), (&["elsewhere"][..], false)] {
+        let (base, _server) = fake_github(orgs).await;
+        let p: portcullis::federation::provider::ProviderConfig = serde_json::from_value(json!({
+            "id": "github", "name": "GitHub", "kind": "github", "client_id": "gh-client", "client_secret": SECRET,
+            "token_endpoint_auth_method": "client_secret_post", "allowed_organizations": ["acme"],
+            "create_people": true, "allow_private_network": true, "github_url": base, "github_api_url": format!("{base}/api"),
+        }))
+        .unwrap();
+        let app = TestApp::spawn_with(engine, "", |c| c.identity_providers = vec![p]).await;
+        let http = browser();
+        let res = http.get(app.url("/login")).send().await.unwrap();
+        assert_eq!(location(&res), "/login/github", "passwords are off by default with a provider");
+        let res = http.get(app.url("/login/github")).send().await.unwrap();
+        let upstream = query_of(&location(&res));
+        assert!(location(&res).starts_with(&format!("{base}/login/oauth/authorize?")));
+        assert!(upstream.get("nonce").is_none(), "GitHub is not OpenID Connect");
+        let callback = format!("{}?code=c1&state={}", app.url("/login/github/callback"), upstream["state"]);
+        let res = http.get(callback).send().await.unwrap();
+        if allowed {
+            assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+            let octo = portcullis::store::users::by_username(&app.db, "octo-cat").await.unwrap().expect("created");
+            assert_eq!(octo.email.as_deref(), Some("octo@acme.example"));
+            let groups = portcullis::store::groups::of_user(&app.db, octo.id).await.unwrap();
+            assert!(groups.contains("acme") && groups.contains("acme/platform"), "{groups}");
+            assert!(portcullis::store::identities::person(&app.db, "github", "4242").await.unwrap().is_some());
+        } else {
+            assert_eq!(res.status(), 403);
+            assert!(res.text().await.unwrap().contains("organisation"));
+            assert_eq!(audit_reasons(&app).await.first().map(String::as_str), Some("organization_not_allowed"));
+            assert_eq!(count_rows(&app.db, "users").await, 0);
+        }
+    }
+}
+
+db_tests!(github_sign_in_uses_organisations_as_groups);
