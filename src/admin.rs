@@ -243,7 +243,12 @@ pub fn validate_resource(spec: &ResourceSpec) -> Result<NewResource, AdminError>
         }
         let groups = spec.scope_groups.iter().find(|(s, _)| s == scope).map(|(_, g)| g.as_slice()).unwrap_or(&[]);
         let groups = Groups::parse(groups).map_err(|e| invalid(format!("scope {scope:?}: {e}")))?;
-        scopes.push(ScopeRow { name: scope.clone(), description: description.clone(), is_default: *is_default, groups });
+        scopes.push(ScopeRow {
+            name: scope.clone(),
+            description: description.clone(),
+            is_default: *is_default,
+            groups,
+        });
     }
     let token_lifetime = match spec.token_lifetime {
         Some(0) => return Err(invalid("token lifetime must be greater than zero")),
@@ -254,8 +259,7 @@ pub fn validate_resource(spec: &ResourceSpec) -> Result<NewResource, AdminError>
     if let Some((unknown, _)) = spec.scope_groups.iter().find(|(s, _)| !scopes.iter().any(|r| &r.name == s)) {
         return Err(invalid(format!("groups are given for scope {unknown:?}, which the resource does not declare")));
     }
-    let allowed_groups =
-        Groups::parse(&spec.allowed_groups).map_err(|e| invalid(format!("allowed_groups: {e}")))?;
+    let allowed_groups = Groups::parse(&spec.allowed_groups).map_err(|e| invalid(format!("allowed_groups: {e}")))?;
     Ok(NewResource { uri: uri.as_str().to_string(), name: name.to_string(), token_lifetime, allowed_groups, scopes })
 }
 

@@ -712,7 +712,10 @@ impl Config {
             .map_err(|e| invalid("identity_providers", e))?;
         let password_login = password_login.unwrap_or(identity_providers.is_empty());
         if !password_login && identity_providers.is_empty() {
-            return Err(invalid("password_login", "cannot be false without an identity provider: nobody could sign in"));
+            return Err(invalid(
+                "password_login",
+                "cannot be false without an identity provider: nobody could sign in",
+            ));
         }
         let secure_cookies = issuer.starts_with("https://");
         Ok(Settings {

@@ -9,6 +9,8 @@ CREATE TABLE user_identities (
     subject       TEXT NOT NULL,
     user_id       UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     email         TEXT,
+    -- the provider's session id (`sid`) of the latest sign-in, for back-channel logout by sid
+    session_id    TEXT,
     created_at    BIGINT NOT NULL,
     last_login_at BIGINT NOT NULL,
     PRIMARY KEY (provider, subject)

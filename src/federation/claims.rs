@@ -145,7 +145,8 @@ pub fn check_logout_token(
     }
     check_audience(claims, client_id)?;
     check_times(claims, now, false)?;
-    let has_event = claims.get("events").and_then(Value::as_object).is_some_and(|e| e.contains_key(BACKCHANNEL_LOGOUT_EVENT));
+    let has_event =
+        claims.get("events").and_then(Value::as_object).is_some_and(|e| e.contains_key(BACKCHANNEL_LOGOUT_EVENT));
     if !has_event {
         return Err(refuse("malformed", "the logout token has no back-channel logout event"));
     }
@@ -174,7 +175,13 @@ mod tests {
     }
 
     fn expect<'a>(tenants: &'a [String]) -> IdTokenExpectations<'a> {
-        IdTokenExpectations { issuer: "https://idp.example", allowed_tenants: tenants, client_id: "pc", nonce: "n1", now: 1000 }
+        IdTokenExpectations {
+            issuer: "https://idp.example",
+            allowed_tenants: tenants,
+            client_id: "pc",
+            nonce: "n1",
+            now: 1000,
+        }
     }
 
     fn good() -> Value {
@@ -214,7 +221,10 @@ mod tests {
     fn entra_multi_tenant_issuers_follow_the_tokens_tenant() {
         let configured = "https://login.microsoftonline.com/{tenantid}/v2.0";
         let claims = map(json!({ "tid": "abc-123" }));
-        assert_eq!(expected_issuer(configured, &claims, &[]).unwrap(), "https://login.microsoftonline.com/abc-123/v2.0");
+        assert_eq!(
+            expected_issuer(configured, &claims, &[]).unwrap(),
+            "https://login.microsoftonline.com/abc-123/v2.0"
+        );
         let only = vec!["def-456".to_string()];
         assert_eq!(expected_issuer(configured, &claims, &only).unwrap_err().reason, "tenant_not_allowed");
         assert_eq!(expected_issuer(configured, &map(json!({})), &[]).unwrap_err().reason, "wrong_issuer");

@@ -91,7 +91,8 @@ impl KeyCache {
             let sets = self.sets.lock().expect("key cache lock");
             sets.get(url).map(|e| {
                 let fresh = e.fetched_at.elapsed() < e.ttl;
-                let has_kid = kid.is_none_or(|k| e.keys.iter().any(|key| key.get("kid").and_then(Value::as_str) == Some(k)));
+                let has_kid =
+                    kid.is_none_or(|k| e.keys.iter().any(|key| key.get("kid").and_then(Value::as_str) == Some(k)));
                 let may_refetch = e.fetched_at.elapsed() >= REFETCH_AFTER;
                 (e.keys.clone(), fresh && (has_kid || !may_refetch) && !(refetch && may_refetch))
             })

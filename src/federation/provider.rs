@@ -130,7 +130,9 @@ impl Provider {
     /// Validates one entry. `env_secret` is the value of `PORTCULLIS_IDP_<ID>_CLIENT_SECRET`.
     pub fn from_config(c: &ProviderConfig, env_secret: Option<String>) -> Result<Provider, String> {
         let id = c.id.as_str();
-        if id.is_empty() || id.len() > 40 || !id.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+        if id.is_empty()
+            || id.len() > 40
+            || !id.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
         {
             return Err(format!("id {id:?}: use 1-40 of a-z 0-9 -"));
         }

@@ -4,6 +4,7 @@
 //! back to the client with `state` and `iss`.
 
 use crate::clients::{self, ClientId, RegisteredClient};
+use crate::flows::access;
 use crate::flows::consent::{self, ConsentFacts};
 use crate::flows::error::PageError;
 use crate::flows::session::{PendingAuthorization, SignedIn};
@@ -130,10 +131,22 @@ async fn validate(
             nonce: params.get("nonce").map(str::to_string),
             force_consent: prompt.consent,
             stale_login: None,
+            login_hint: login_hint(params),
+            restricted: !resource.row.allowed_groups.is_empty() || resource.scopes.iter().any(|s| !s.groups.is_empty()),
             created_at: now,
         },
         prompt,
     )))
+}
+
+/// `login_hint`, else `domain_hint` as `@domain` (a hint, so a malformed one is dropped).
+fn login_hint(params: &Params) -> Option<String> {
+    let ok = |h: &&str| !h.is_empty() && h.len() <= 254 && !h.chars().any(|c| c.is_control() || c.is_whitespace());
+    match (params.get("login_hint").filter(ok), params.get("domain_hint").filter(ok)) {
+        (Some(hint), _) => Some(hint.to_string()),
+        (None, Some(domain)) if !domain.contains('@') => Some(format!("@{domain}")),
+        _ => None,
+    }
 }
 
 /// Continues a validated request: sign in if needed, skip consent when a grant covers it, issue
@@ -141,7 +154,7 @@ async fn validate(
 pub async fn proceed(
     state: &AppState,
     signed_in: Option<SignedIn>,
-    pending: PendingAuthorization,
+    mut pending: PendingAuthorization,
     prompt_none: bool,
 ) -> Result<Decision, PageError> {
     let issuer = &state.settings.issuer;
@@ -168,6 +181,13 @@ pub async fn proceed(
         }
         _ => return decided(Next::SignIn(Box::new(pending))),
     };
+    if pending.restricted {
+        let person = access::Person { user_id: who.user_id, username: Some(&who.username) };
+        match access::check(state, &person, pending.resource_id, &pending.scope, Some(&pending.client_id)).await? {
+            access::Decision::Denied(refusal) => return Err(access::denied_page(&refusal)),
+            access::Decision::Allowed(kept) => pending.scope = kept,
+        }
+    }
     let requested = &pending.scope;
     // A metadata document whose redirect URIs, name or keys changed since consent asks again.
     let shown = match grant.is_some() && pending.client_id.is_metadata_document() {

@@ -3,11 +3,13 @@
 //! caches) and typed input, and returns typed output or an [`error::ApiError`] /
 //! [`error::PageError`]. Nothing here knows axum.
 
+pub mod access;
 pub mod account;
 pub mod authorize;
 pub mod consent;
 pub mod discovery;
 pub mod error;
+pub mod federation;
 pub mod health;
 pub mod introspection;
 pub mod login;

@@ -21,6 +21,10 @@ pub enum Revoker<'a> {
     Client { user_id: Uuid },
     /// The operator, from the command line.
     Operator,
+    /// The person's identity provider, by back-channel logout.
+    Provider { provider: &'a str, user_id: Uuid },
+    /// The MCP server's group policy no longer admits the person.
+    Policy { user_id: Uuid },
 }
 
 /// Revokes a grant and every refresh token issued under it, and records `grant_revoked`.
@@ -40,6 +44,8 @@ pub async fn revoke_grant(
         Revoker::Operator => (Some("cli"), None, "operator"),
         Revoker::Person { username, user_id } => (Some(username), Some(user_id), "person"),
         Revoker::Client { user_id } => (None, Some(user_id), "client"),
+        Revoker::Provider { provider, user_id } => (Some(provider), Some(user_id), "identity_provider"),
+        Revoker::Policy { user_id } => (Some("policy"), Some(user_id), "group_policy"),
     };
     audit::record(
         db,

@@ -36,6 +36,13 @@ pub struct PendingAuthorization {
     pub force_consent: bool,
     /// `prompt=login`: the sign-in (by `login_id`) that is not good enough for this request.
     pub stale_login: Option<String>,
+    /// `login_hint` (an email or username), or a `domain_hint`'s domain as `@domain`: routes
+    /// the person to the company's identity provider and is passed on to it.
+    #[serde(default)]
+    pub login_hint: Option<String>,
+    /// The MCP server has a group policy: apply it once the person is known.
+    #[serde(default)]
+    pub restricted: bool,
     pub created_at: i64,
 }
 

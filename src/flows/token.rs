@@ -307,8 +307,8 @@ async fn refresh_token(
             Ok((Successor { token: next, sealed }, (scope, minted, token)))
         })
         .await?;
-    let (scope, minted, refresh_token) = match outcome {
-        Rotated::Fresh(_, v) => v,
+    let (row, (scope, minted, refresh_token)) = match outcome {
+        Rotated::Fresh(row, v) => (row, v),
         Rotated::Refused(e) => return Err(e.into()),
         Rotated::Grace(row, sealed) => {
             let (scope, minted) = answer(&row)?;
@@ -330,7 +330,7 @@ async fn refresh_token(
                 now,
             )
             .await?;
-            (scope, minted, successor)
+            (row, (scope, minted, successor))
         }
         Rotated::Reused { grant_id, user_id, client_id } => {
             tracing::warn!(%grant_id, %client_id, "refresh token reuse detected: grant revoked");
@@ -355,6 +355,42 @@ async fn refresh_token(
         Rotated::Invalid => {
             return Err(OAuthError::invalid_grant("the refresh token is invalid, expired or revoked").into());
         }
+    };
+    // The MCP server's group policy, as it is now, for the person as they are now.
+    let (scope, minted) = if row.restricted {
+        let person = crate::flows::access::Person { user_id: row.user_id, username: None };
+        match crate::flows::access::check(state, &person, row.resource_id, &scope, Some(client.client_id())).await? {
+            crate::flows::access::Decision::Denied(_) => {
+                let by = crate::flows::revocation::Revoker::Policy { user_id: row.user_id };
+                crate::flows::revocation::revoke_grant(
+                    &state.db,
+                    row.grant_id,
+                    Some(client.client_id().as_str()),
+                    by,
+                    now,
+                )
+                .await?;
+                return Err(OAuthError::invalid_grant("the person is no longer allowed to use this MCP server").into());
+            }
+            crate::flows::access::Decision::Allowed(narrowed) if narrowed != scope => {
+                let minted = mint(
+                    state,
+                    &key,
+                    client.client_id(),
+                    row.user_id,
+                    &row.resource_uri,
+                    &narrowed,
+                    row.token_lifetime,
+                    None,
+                    secrets::random_string(16),
+                    now,
+                )?;
+                (narrowed, minted)
+            }
+            crate::flows::access::Decision::Allowed(_) => (scope, minted),
+        }
+    } else {
+        (scope, minted)
     };
     state.metrics.token_issued("refresh_token");
     Ok(TokenResponse {

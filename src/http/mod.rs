@@ -86,6 +86,8 @@ pub fn app(state: AppState) -> Router {
     let pages = page_routes
         .into_iter()
         .fold(Router::new(), |router, (path, handler)| router.route(&r.path(path), handler))
+        .route(&r.path(UPSTREAM_START), get(upstream::start).layer(limited(Bucket::Login)))
+        .route(&r.path(UPSTREAM_CALLBACK), get(upstream::callback).layer(limited(Bucket::Login)))
         .layer(session_layer);
 
     let plain = Router::new()
@@ -94,7 +96,8 @@ pub fn app(state: AppState) -> Router {
         .route(&r.path(METRICS), get(health::metrics))
         .route(&r.path(STYLE_CSS), get(assets::style))
         .route(&r.path(FAVICON_SVG), get(assets::favicon))
-        .route(&r.path(CLIENT_LOGO), get(assets::client_logo));
+        .route(&r.path(CLIENT_LOGO), get(assets::client_logo))
+        .route(&r.path(UPSTREAM_LOGOUT), post(upstream::backchannel_logout).layer(limited(Bucket::Token)));
 
     Router::new()
         .merge(api)

@@ -15,6 +15,10 @@ pub const ACCOUNT_REVOKE: &str = "/account/revoke";
 pub const ACCOUNT_PASSWORD: &str = "/account/password";
 pub const LOGIN: &str = "/login";
 pub const LOGOUT: &str = "/logout";
+/// Company sign-in: start, the provider's redirect back, and its back-channel logout.
+pub const UPSTREAM_START: &str = "/login/{provider}";
+pub const UPSTREAM_CALLBACK: &str = "/login/{provider}/callback";
+pub const UPSTREAM_LOGOUT: &str = "/login/{provider}/backchannel-logout";
 pub const CONSENT: &str = "/consent";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
@@ -61,7 +65,13 @@ impl Routes {
     /// Whether a request path (with the issuer's prefix) is one of the [`PAGES`].
     pub fn is_page(&self, path: &str) -> bool {
         let rest = path.strip_prefix(self.prefix.as_str()).unwrap_or(path);
-        PAGES.contains(&rest)
+        let upstream_page = rest.starts_with("/login/") && !rest.ends_with("/backchannel-logout");
+        PAGES.contains(&rest) || upstream_page
+    }
+
+    /// Where the login page sends the person to sign in with a provider.
+    pub fn upstream_start(&self, provider_id: &str) -> String {
+        self.path(&UPSTREAM_START.replace("{provider}", provider_id))
     }
 
     pub fn register_client_url(&self, client_id: &str) -> String {

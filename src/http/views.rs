@@ -23,6 +23,16 @@ pub struct LoginPage {
     pub username: String,            // prefilled after a failed attempt
     pub error: Option<String>,       // e.g. "Wrong username or password."
     pub client_name: Option<String>, // "Sign in to continue to {client_name}"
+    /// "Sign in with {name}" links to the company identity providers.
+    pub providers: Vec<ProviderLink>,
+    /// Show the username and password form.
+    pub password_login: bool,
+}
+
+/// A company identity provider on the login page.
+pub struct ProviderLink {
+    pub name: String,
+    pub href: String,
 }
 
 /// The consent screen shown before an authorization code is issued.

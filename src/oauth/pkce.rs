@@ -88,8 +88,15 @@ impl CodeChallenge {
     }
 }
 
-fn s256(verifier: &str) -> String {
+/// BASE64URL(SHA256(verifier)): the S256 challenge of a verifier.
+pub fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// A fresh verifier for requests Portcullis itself makes (as a relying party): 256 random bits,
+/// 43 base64url characters.
+pub fn new_verifier() -> String {
+    crate::tokens::secrets::random_token()
 }
 
 /// Time depends only on the lengths, which are public (both are always 43).

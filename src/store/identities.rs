@@ -19,6 +19,8 @@ pub struct UpstreamPerson<'a> {
     pub display_name: Option<&'a str>,
     pub email: Option<&'a str>,
     pub email_verified: bool,
+    /// The provider's session (`sid`), kept for back-channel logout by session.
+    pub session_id: Option<&'a str>,
     /// `None`: the provider reports no groups (keep what is stored).
     pub groups: Option<&'a Groups>,
 }
@@ -113,25 +115,28 @@ pub async fn sign_in(
     }
     if how != How::Known {
         on!(tx, |c| sqlx::query(
-            "INSERT INTO user_identities (provider, subject, user_id, email, created_at, last_login_at) \
-             VALUES ($1, $2, $3, $4, $5, $5)"
+            "INSERT INTO user_identities (provider, subject, user_id, email, created_at, last_login_at, session_id) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6)"
         )
         .bind(p.provider)
         .bind(p.subject)
         .bind(user.id)
         .bind(p.email)
         .bind(now)
+        .bind(p.session_id)
         .execute(c)
         .await?
         .rows_affected());
     } else {
         on!(tx, |c| sqlx::query(
-            "UPDATE user_identities SET email = $1, last_login_at = $2 WHERE provider = $3 AND subject = $4"
+            "UPDATE user_identities SET email = $1, last_login_at = $2, session_id = $5 \
+             WHERE provider = $3 AND subject = $4"
         )
         .bind(p.email)
         .bind(now)
         .bind(p.provider)
         .bind(p.subject)
+        .bind(p.session_id)
         .execute(c)
         .await?
         .rows_affected());
@@ -182,6 +187,21 @@ pub async fn person(db: &Db, provider: &str, subject: &str) -> Result<Option<Use
     dispatch!(db, |pool| sqlx::query_as::<_, User>(&sql)
         .bind(provider)
         .bind(subject)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::from_sqlx))
+}
+
+/// The person whose latest sign-in through `provider` was in the provider's session `sid`.
+pub async fn person_by_session(db: &Db, provider: &str, sid: &str) -> Result<Option<User>> {
+    let sql = format!(
+        "SELECT {} FROM users u JOIN user_identities i ON i.user_id = u.id WHERE i.provider = $1 AND i.session_id = $2 \
+         LIMIT 1",
+        qualified("u")
+    );
+    dispatch!(db, |pool| sqlx::query_as::<_, User>(&sql)
+        .bind(provider)
+        .bind(sid)
         .fetch_optional(pool)
         .await
         .map_err(StoreError::from_sqlx))

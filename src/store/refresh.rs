@@ -47,11 +47,15 @@ pub struct RefreshToken {
     /// From the resource: its canonical URI and token lifetime.
     pub resource_uri: String,
     pub token_lifetime: Option<i64>,
+    /// The resource limits who may use it, or some scope, by group: the policy must be read.
+    pub restricted: bool,
 }
 
 const SELECT: &str = "SELECT t.id, t.grant_id, t.family_id, t.client_id, t.scope, t.created_at, t.expires_at, \
      t.rotated_at, t.family_started_at, t.successor_id, t.successor_sealed, t.revoked_at, g.user_id, g.resource_id, \
-     (g.revoked_at IS NULL AND NOT u.disabled) AS grant_live, g.last_used_at AS grant_last_used_at, r.uri AS resource_uri, r.token_lifetime \
+     (g.revoked_at IS NULL AND NOT u.disabled) AS grant_live, g.last_used_at AS grant_last_used_at, r.uri AS resource_uri, r.token_lifetime, \
+     (r.allowed_groups <> '[]' OR EXISTS (SELECT 1 FROM resource_scopes s WHERE s.resource_id = r.id AND s.groups <> '[]')) \
+     AS restricted \
      FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id JOIN users u ON u.id = g.user_id \
      JOIN resources r ON r.id = g.resource_id";
 

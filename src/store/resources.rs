@@ -3,8 +3,8 @@
 use uuid::Uuid;
 
 use super::tx::{WriteTx, on};
-use crate::users::groups::Groups;
 use super::{Db, Result, StoreError, dispatch, dispatch_write};
+use crate::users::groups::Groups;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ResourceRow {
@@ -108,19 +108,19 @@ async fn write(db: &Db, new: &NewResource, now: i64, replace: bool) -> Result<Re
     for (position, s) in new.scopes.iter().enumerate() {
         on!(tx, |c| {
             sqlx::query(
-            "INSERT INTO resource_scopes (resource_id, name, description, is_default, position, groups) \
+                "INSERT INTO resource_scopes (resource_id, name, description, is_default, position, groups) \
              VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(row.id)
-        .bind(&s.name)
-        .bind(&s.description)
-        .bind(s.is_default)
-        .bind(position as i64)
-        .bind(&s.groups)
-        .execute(c)
-        .await
-        .map_err(|e| StoreError::on_conflict(e, || format!("scope {:?} is listed twice", s.name)))?
-        .rows_affected()
+            )
+            .bind(row.id)
+            .bind(&s.name)
+            .bind(&s.description)
+            .bind(s.is_default)
+            .bind(position as i64)
+            .bind(&s.groups)
+            .execute(c)
+            .await
+            .map_err(|e| StoreError::on_conflict(e, || format!("scope {:?} is listed twice", s.name)))?
+            .rows_affected()
         });
     }
     tx.commit().await?;
@@ -209,23 +209,20 @@ pub async fn list(db: &Db) -> Result<Vec<Resource>> {
             .fetch_all(pool)
             .await
             .map_err(StoreError::from_sqlx)?);
-    let scopes: Vec<(Uuid, String, String, bool, Groups)> = dispatch!(db, |pool| sqlx::query_as(
+    let scopes: Vec<(Uuid, String, String, bool, Groups)> = dispatch!(db, |pool| {
+        sqlx::query_as(
         "SELECT resource_id, name, description, is_default, groups FROM resource_scopes ORDER BY resource_id, position"
     )
     .fetch_all(pool)
-    .await?);
+    .await?
+    });
     Ok(rows
         .into_iter()
         .map(|row| {
             let mine = scopes
                 .iter()
                 .filter(|s| s.0 == row.id)
-                .map(|s| ScopeRow {
-                    name: s.1.clone(),
-                    description: s.2.clone(),
-                    is_default: s.3,
-                    groups: s.4.clone(),
-                })
+                .map(|s| ScopeRow { name: s.1.clone(), description: s.2.clone(), is_default: s.3, groups: s.4.clone() })
                 .collect();
             Resource { row, scopes: mine }
         })

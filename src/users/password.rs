@@ -94,8 +94,9 @@ impl Hasher {
             return false;
         };
         tokio::task::spawn_blocking(move || match stored {
-            Some(hash) => verify_blocking(&password, &hash),
-            None => {
+            // An empty hash is a person who signs in only through an identity provider.
+            Some(hash) if !hash.is_empty() => verify_blocking(&password, &hash),
+            _ => {
                 let _ = verify_blocking(&password, &DUMMY_HASH);
                 false
             }

@@ -9,6 +9,7 @@ mod cancellation;
 mod cimd;
 mod cli;
 mod faults;
+mod federation;
 mod fetch;
 mod hardening;
 mod hostile;

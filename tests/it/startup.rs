@@ -21,7 +21,8 @@ fn declared(c: &mut portcullis::config::Config) {
         uri: "HTTPS://Declared.Example.com/".into(),
         name: "Declared".into(),
         token_lifetime: Some(Seconds(120)),
-        scopes: vec![ScopeConfig { name: "d:read".into(), description: "Read".into(), default: true }],
+        scopes: vec![ScopeConfig { name: "d:read".into(), description: "Read".into(), default: true, groups: vec![] }],
+        allowed_groups: vec![],
     }];
     c.clients = vec![ClientConfig {
         client_id: "agent-1".into(),

@@ -49,7 +49,12 @@ async fn users_crud_and_unique_names(engine: Engine) {
 }
 
 fn scope(name: &str, default: bool) -> ScopeRow {
-    ScopeRow { name: name.into(), description: format!("{name} description"), is_default: default }
+    ScopeRow {
+        name: name.into(),
+        description: format!("{name} description"),
+        is_default: default,
+        groups: Default::default(),
+    }
 }
 
 async fn resources_crud_and_scope_catalogue(engine: Engine) {
@@ -59,6 +64,7 @@ async fn resources_crud_and_scope_catalogue(engine: Engine) {
         uri: "https://mcp.example.com".into(),
         name: "Example".into(),
         token_lifetime: Some(300),
+        allowed_groups: Default::default(),
         scopes: vec![scope("b:read", true), scope("a:write", false)],
     };
     let r = resources::create(&db, &new, 1).await.unwrap();
@@ -93,6 +99,7 @@ async fn resource_with_duplicate_scope_writes_nothing(engine: Engine) {
         uri: "https://mcp.example.com".into(),
         name: "Example".into(),
         token_lifetime: None,
+        allowed_groups: Default::default(),
         scopes: vec![scope("x", true), scope("x", false)],
     };
     let e = resources::create(&db, &bad, 1).await.unwrap_err();
@@ -151,7 +158,13 @@ async fn parties(db: &store::Db) -> (Uuid, ClientId, Uuid) {
     clients::create(db, &client("c1"), 1).await.unwrap();
     let r = resources::create(
         db,
-        &NewResource { uri: "https://mcp.example.com".into(), name: "M".into(), token_lifetime: None, scopes: vec![] },
+        &NewResource {
+            uri: "https://mcp.example.com".into(),
+            name: "M".into(),
+            token_lifetime: None,
+            allowed_groups: Default::default(),
+            scopes: vec![],
+        },
         1,
     )
     .await

@@ -31,8 +31,8 @@ use time::OffsetDateTime;
 mod address;
 mod freshness;
 
-pub use address::is_special_use;
 pub use address::Reach;
+pub use address::is_special_use;
 use address::{GuardedResolver, check_address};
 use freshness::freshness;
 
@@ -248,14 +248,7 @@ impl Fetcher {
         }
 
         let client = builder.build().map_err(|e| FetchError::Config(error_chain(&e)))?;
-        Ok(Fetcher {
-            inner: Arc::new(Inner {
-                client,
-                reach,
-                max_bytes: config.max_bytes,
-                timeout: config.timeout,
-            }),
-        })
+        Ok(Fetcher { inner: Arc::new(Inner { client, reach, max_bytes: config.max_bytes, timeout: config.timeout }) })
     }
 
     /// GET with `Accept: application/json`; only `200` with `application/json` or
@@ -317,11 +310,7 @@ impl Fetcher {
         let mut request = match want {
             Want::Api(ApiCall { form: Some(form), .. }) => {
                 let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
-                self.inner
-                    .client
-                    .post(url)
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(body)
+                self.inner.client.post(url).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body)
             }
             _ => self.inner.client.get(url),
         };

@@ -12,14 +12,16 @@ use crate::http::routes::{ACCOUNT, CONSENT, LOGIN, LOGOUT};
 
 /// The `next` value that continues to the account page rather than a parked request.
 const ACCOUNT_NEXT: &str = "account";
+use crate::flows::federation;
 use crate::flows::login::{self, SignIn};
+use crate::flows::session::{PendingAuthorization, SignedIn};
 use crate::http::HttpState;
 use crate::http::middleware::client_ip::ClientIp;
 use crate::http::middleware::security;
 use crate::http::middleware::session::{self, current_user};
 use crate::http::redirect;
 use crate::http::render;
-use crate::http::views::{LoginPage, MessagePage};
+use crate::http::views::{LoginPage, MessagePage, ProviderLink};
 use axum::Extension;
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +51,35 @@ pub async fn page(
     show(&state, &session, target.as_deref(), String::new(), None, StatusCode::OK).await
 }
 
+/// The parked request a `next` value names (`account` and nothing name none).
+pub async fn continue_target(session: &Session, next: Option<&str>) -> Result<Option<PendingAuthorization>, PageError> {
+    match next {
+        Some(ACCOUNT_NEXT) | None => Ok(None),
+        Some(id) => Ok(Some(session::pending(session, id).await?)),
+    }
+}
+
+/// Starts the session of someone who just signed in, and continues where they were going.
+pub async fn after_sign_in(
+    state: &HttpState,
+    session: &Session,
+    who: SignedIn,
+    next: Option<&str>,
+) -> Result<Response, PageError> {
+    let username = who.username.clone();
+    session::sign_in(session, who).await?;
+    match next.filter(|n| !n.is_empty()) {
+        Some(ACCOUNT_NEXT) => Ok(redirect(StatusCode::SEE_OTHER, &state.routes.path(ACCOUNT))),
+        Some(id) => Ok(redirect(StatusCode::SEE_OTHER, &continue_path(state, id))),
+        None => Ok(render(&MessagePage {
+            brand: "Portcullis".into(),
+            css_href: state.routes.stylesheet(),
+            title: "You are signed in".into(),
+            message: format!("Signed in as {username}. You can close this window."),
+        })),
+    }
+}
+
 async fn show(
     state: &HttpState,
     session: &Session,
@@ -57,10 +88,23 @@ async fn show(
     error: Option<String>,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let pending = match request_id {
-        Some(ACCOUNT_NEXT) | None => None,
-        Some(id) => Some(session::pending(session, id).await?),
-    };
+    let pending = continue_target(session, request_id).await?;
+    // Straight to the company's provider when it is the only way in, or the hint names its domain.
+    if error.is_none()
+        && let Some(provider) = federation::preferred_provider(state, pending.as_ref())
+    {
+        let target = request_id.map(|r| format!("?request_id={}", encode(r))).unwrap_or_default();
+        return Ok(redirect(StatusCode::FOUND, &format!("{}{target}", state.routes.upstream_start(provider))));
+    }
+    let query = request_id.map(|r| format!("?request_id={}", encode(r))).unwrap_or_default();
+    let providers = state
+        .federation
+        .all()
+        .map(|u| ProviderLink {
+            name: u.provider.name.clone(),
+            href: format!("{}{query}", state.routes.upstream_start(&u.provider.id)),
+        })
+        .collect();
     let client_name = match &pending {
         Some(p) => login::client_name(state, &p.client_id).await?,
         None => None,
@@ -74,6 +118,8 @@ async fn show(
         username,
         error,
         client_name,
+        providers,
+        password_login: state.settings.password_login,
     };
     let mut res = (status, render(&view)).into_response();
     if let Some(p) = &pending {
@@ -91,6 +137,13 @@ pub async fn submit(
 ) -> Result<Response, PageError> {
     session::check_csrf(&session, form.csrf_token.as_deref()).await?;
     let request_id = Some(form.next.as_str()).filter(|n| !n.is_empty());
+    if !state.settings.password_login {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "Password sign-in is off",
+            "Sign in with your company account instead.",
+        ));
+    }
     let who = match login::sign_in(&state, ip, &form.username, form.password).await? {
         SignIn::Ok(who) => who,
         SignIn::Locked(message) => {
@@ -101,18 +154,7 @@ pub async fn submit(
             return show(&state, &session, request_id, form.username, Some(message), StatusCode::UNAUTHORIZED).await;
         }
     };
-    let username = who.username.clone();
-    session::sign_in(&session, who).await?;
-    match request_id {
-        Some(ACCOUNT_NEXT) => Ok(redirect(StatusCode::SEE_OTHER, &state.routes.path(ACCOUNT))),
-        Some(id) => Ok(redirect(StatusCode::SEE_OTHER, &continue_path(&state, id))),
-        None => Ok(render(&MessagePage {
-            brand: "Portcullis".into(),
-            css_href: state.routes.stylesheet(),
-            title: "You are signed in".into(),
-            message: format!("Signed in as {username}. You can close this window."),
-        })),
-    }
+    after_sign_in(&state, &session, who, request_id).await
 }
 
 /// GET shows a confirmation form: signing out changes state, so it takes a POST with the CSRF token.
@@ -157,6 +199,9 @@ fn signed_out(state: &HttpState) -> MessagePage {
 
 /// Where the login page continues to for a parked request (the id is the person's input here).
 pub fn continue_path(state: &HttpState, request_id: &str) -> String {
-    let id: String = url::form_urlencoded::byte_serialize(request_id.as_bytes()).collect();
-    format!("{}?request_id={id}", state.routes.path(CONSENT))
+    format!("{}?request_id={}", state.routes.path(CONSENT), encode(request_id))
+}
+
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

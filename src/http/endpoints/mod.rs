@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod register;
 pub mod revoke;
 pub mod token;
+pub mod upstream;
 pub mod userinfo;
 
 use axum::http::{HeaderMap, header};

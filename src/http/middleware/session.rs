@@ -3,6 +3,7 @@
 
 use tower_sessions::Session;
 
+use crate::flows::federation::{LOGIN_LIFETIME, UpstreamLogin};
 use crate::flows::session::still_allowed;
 pub use crate::flows::session::{PendingAuthorization, SignedIn};
 use crate::http::HttpState;
@@ -12,6 +13,9 @@ use crate::tokens::secrets;
 const USER: &str = "user";
 const CSRF: &str = "csrf";
 const PENDING: &str = "pending";
+const UPSTREAM: &str = "upstream";
+/// Sign-ins at an identity provider a session waits for at once (several tabs); older ones go.
+const MAX_UPSTREAM: usize = 4;
 /// Authorization requests a session keeps at once; older ones are dropped.
 const MAX_PENDING: usize = 8;
 /// How long a person may take between /authorize and approving consent.
@@ -76,7 +80,8 @@ pub async fn check_csrf(session: &Session, submitted: Option<&str>) -> Result<()
 
 pub async fn park(session: &Session, req: PendingAuthorization) -> Result<(), PageError> {
     let mut list: Vec<PendingAuthorization> = session.get(PENDING).await.map_err(internal)?.unwrap_or_default();
-    list.retain(|p| p.created_at + PENDING_LIFETIME > crate::flows::now());
+    // A request parked again (after sign-in, narrowed by policy) replaces its earlier self.
+    list.retain(|p| p.created_at + PENDING_LIFETIME > crate::flows::now() && p.id != req.id);
     if list.len() >= MAX_PENDING {
         list.remove(0);
     }
@@ -91,6 +96,29 @@ pub async fn pending(session: &Session, id: &str) -> Result<PendingAuthorization
             "This sign-in request has expired or was already used. Go back to the app and connect again.",
         )
     })
+}
+
+/// Keeps a sign-in at an identity provider until the person comes back.
+pub async fn park_upstream(session: &Session, login: UpstreamLogin) -> Result<(), PageError> {
+    let mut list: Vec<UpstreamLogin> = session.get(UPSTREAM).await.map_err(internal)?.unwrap_or_default();
+    list.retain(|l| l.created_at + LOGIN_LIFETIME > crate::flows::now());
+    if list.len() >= MAX_UPSTREAM {
+        list.remove(0);
+    }
+    list.push(login);
+    session.insert(UPSTREAM, list).await.map_err(internal)
+}
+
+/// The sign-in the provider's `state` names, removed from the session (each is used once).
+pub async fn take_upstream(session: &Session, state: Option<&str>) -> Result<Option<UpstreamLogin>, PageError> {
+    let Some(state) = state else { return Ok(None) };
+    let mut list: Vec<UpstreamLogin> = session.get(UPSTREAM).await.map_err(internal)?.unwrap_or_default();
+    let Some(at) = list.iter().position(|l| secrets::verify(state, &secrets::hash(&l.state))) else {
+        return Ok(None);
+    };
+    let login = list.remove(at);
+    session.insert(UPSTREAM, list).await.map_err(internal)?;
+    Ok(Some(login))
 }
 
 pub async fn unpark(session: &Session, id: &str) -> Result<(), PageError> {
