@@ -18,6 +18,8 @@ export function recordNavigation(page) {
     last: undefined,
     /** Every main-frame document request URL, in order. */
     requests: [],
+    /** Every URL the main frame committed to, in order. */
+    committed: [],
   };
   page.on('request', (req) => {
     if (!req.isNavigationRequest() || req.frame() !== page.mainFrame()) return;
@@ -35,7 +37,9 @@ export function recordNavigation(page) {
     if (req.isNavigationRequest() && req.frame() === page.mainFrame()) rec.lines.push(`  !! failed: ${req.failure()?.errorText}`);
   });
   page.on('framenavigated', (f) => {
-    if (f === page.mainFrame()) rec.navigations++;
+    if (f !== page.mainFrame()) return;
+    rec.navigations++;
+    rec.committed.push(f.url());
   });
   return rec;
 }

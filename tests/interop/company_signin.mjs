@@ -18,10 +18,13 @@
 //   5. carol signs out at the provider ("Yes, sign me out" at its end_session_endpoint); the
 //      provider POSTs a logout_token to {issuer}/login/company/backchannel-logout and Portcullis
 //      must answer 200; then her refresh token gets 400 invalid_grant and /account asks her to
-//      sign in again.
+//      sign in again;
+//   6. carol signs in again in a new browser: the same Portcullis person (`sub`), linked by the
+//      provider's `sub`.
 //
 // Usage: node company_signin.mjs --issuer PORTCULLIS --mcp-url URL --idp-issuer URL
-//          [--provider-id company] [--provider-name Company] [--out DIR] [--flow DIR]
+//          [--provider-id company] [--provider-name Company] [--resource-name NAME]
+//          [--out DIR] [--flow DIR]
 //   Passwords from env COMPANY_IDP_CAROL_PASSWORD, COMPANY_IDP_DAVE_PASSWORD.
 // Exit 0 on success; "company_signin: FAIL: ..." with the browser's navigation trail or the HTTP
 // exchange otherwise.
@@ -53,6 +56,7 @@ function parseArgs(argv) {
     idpIssuer: process.env.COMPANY_IDP_ISSUER,
     providerId: 'company',
     providerName: 'Company',
+    resourceName: 'Company MCP server',
     passwords: { carol: process.env.COMPANY_IDP_CAROL_PASSWORD, dave: process.env.COMPANY_IDP_DAVE_PASSWORD },
     out: path.join(HERE, 'out', 'screenshots'),
     flow: path.join(HERE, 'out', 'flow', 'company'),
@@ -66,6 +70,7 @@ function parseArgs(argv) {
     else if (a === '--idp-issuer') o.idpIssuer = v();
     else if (a === '--provider-id') o.providerId = v();
     else if (a === '--provider-name') o.providerName = v();
+    else if (a === '--resource-name') o.resourceName = v();
     else if (a === '--out') o.out = v();
     else if (a === '--flow') o.flow = v();
     else if (a === '--timeout') o.timeout = Number(v());
@@ -187,13 +192,16 @@ async function contextCapturing(browser, redirectUri, viewport = { width: 1280, 
   const t = new URL(redirectUri);
   const prefix = `${t.origin}${t.pathname}`;
   const captured = { url: undefined };
-  await context.route(
-    (u) => `${u.origin}${u.pathname}` === prefix,
-    async (route) => {
-      if (!captured.url) captured.url = route.request().url();
-      await route.fulfill({ status: 200, contentType: 'text/plain', body: 'interop rig: callback captured' });
-    },
-  );
+  const matches = (u) => `${u.origin}${u.pathname}` === prefix;
+  // The request event sees the callback even when it is the target of a redirect, which
+  // Playwright's route handlers are not called for; the route answers the direct cases.
+  context.on('request', (req) => {
+    if (!captured.url && matches(new URL(req.url()))) captured.url = req.url();
+  });
+  await context.route(matches, async (route) => {
+    if (!captured.url) captured.url = route.request().url();
+    await route.fulfill({ status: 200, contentType: 'text/plain', body: 'interop rig: callback captured' });
+  });
   return { context, captured };
 }
 
@@ -307,8 +315,10 @@ async function main() {
   });
   check((reg.status === 201 || reg.status === 200) && reg.body?.client_id, `dynamic registration failed: ${reg.status} ${reg.text.slice(0, 300)}`);
   const plainClient = reg.body.client_id;
+  let plainVerifier;
   const plainAuthorizeUrl = () => {
     const verifier = crypto.randomBytes(32).toString('base64url');
+    plainVerifier = verifier;
     const u = new URL(asMeta.authorization_endpoint ?? `${o.issuer}/authorize`);
     u.search = new URLSearchParams({
       response_type: 'code',
@@ -423,14 +433,18 @@ async function main() {
     davePage.setDefaultTimeout(20_000);
     const daveRec = recordNavigation(davePage);
     const idpOrigin = originOf(o.idpIssuer);
-    const wentToIdp = () => daveRec.requests.some((u) => originOf(u) === idpOrigin);
+    // Done once the main frame has shown a provider page and then a Portcullis page again.
+    const backFromIdp = () => {
+      const i = daveRec.committed.findIndex((u) => originOf(u) === idpOrigin);
+      return i >= 0 && daveRec.committed.slice(i + 1).some((u) => originOf(u) === originOf(o.issuer));
+    };
     await davePage.goto(plainAuthorizeUrl(), { waitUntil: 'load' });
     await drive(
       davePage,
       daveRec,
       [portcullisHandlers(o)[0], ...idpHandlers(o.idpIssuer, { username: 'dave', password: o.passwords.dave })],
       {
-        finished: () => Boolean(daveBrowser.captured.url) || (wentToIdp() && originOf(davePage.url()) === originOf(o.issuer)),
+        finished: () => Boolean(daveBrowser.captured.url) || backFromIdp(),
         log: (m) => log(`dave: ${m}`),
         shot: flowShot(davePage, 'dave'),
       },
@@ -446,7 +460,10 @@ async function main() {
       daveRec.last?.status === 403,
       `dave (groups [staff]) ended on HTTP ${daveRec.last?.status}, expected 403\n${await describe(davePage, daveRec)}`,
     );
-    check(/limited|group/i.test(daveText), `the 403 page does not say the MCP server is limited to certain groups: ${JSON.stringify(daveText.slice(0, 400))}`);
+    check(
+      /limited|group/i.test(daveText) && daveText.includes(o.resourceName),
+      `the 403 page does not say that ${o.resourceName} is limited to certain groups: ${JSON.stringify(daveText.slice(0, 400))}`,
+    );
     check(!daveRec.requests.some((u) => u.startsWith(PLAIN_REDIRECT)), 'a navigation reached the client redirect URI for dave');
     log(`dave: refused with HTTP 403: ${JSON.stringify(daveText.slice(0, 200))}`);
     for (const [width, height] of [...WIDTHS].reverse()) {
@@ -495,6 +512,29 @@ async function main() {
     );
     log('carol: /account asks her to sign in again');
     await carolBrowser.context.close();
+
+    // 6. carol signs in again (new browser, another client): the same Portcullis person, since
+    // people are linked by (provider, sub), and a back-channel logout does not lock her out.
+    const again = await contextCapturing(browser, PLAIN_REDIRECT);
+    const againPage = await again.context.newPage();
+    againPage.setDefaultTimeout(20_000);
+    const againRec = recordNavigation(againPage);
+    await againPage.goto(plainAuthorizeUrl(), { waitUntil: 'load' });
+    await drive(againPage, againRec, [...portcullisHandlers(o), ...idpHandlers(o.idpIssuer, { username: 'carol', password: o.passwords.carol })], {
+      finished: () => Boolean(again.captured.url),
+      log: (m) => log(`carol again: ${m}`),
+      shot: flowShot(againPage, 'carol-again'),
+    });
+    await again.context.close();
+    const code2 = new URL(again.captured.url).searchParams.get('code');
+    check(code2, `carol's second sign-in reached the client without a code: ${again.captured.url}`);
+    const t3 = await http('POST', tokenEndpoint, {
+      form: { grant_type: 'authorization_code', code: code2, redirect_uri: PLAIN_REDIRECT, client_id: plainClient, code_verifier: plainVerifier, resource: o.mcpUrl },
+    });
+    check(t3.status === 200 && t3.body?.access_token, `carol's second code exchange: HTTP ${t3.status} ${t3.text.slice(0, 300)}`);
+    const sub2 = JSON.parse(Buffer.from(t3.body.access_token.split('.')[1], 'base64url')).sub;
+    check(sub2 === who.sub, `carol's second sign-in is a different person: sub ${sub2}, first ${who.sub} (people are linked by provider and sub)`);
+    log(`carol: signed in again after the logout as the same person (sub ${sub2})`);
   } finally {
     await browser.close().catch(() => {});
   }
