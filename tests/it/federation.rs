@@ -488,7 +488,7 @@ async fn fake_github(orgs: &'static [&'static str]) -> (String, AbortOnDrop) {
             .route(
                 "/login/oauth/access_token",
                 post(|Form(f): Form<HashMap<String, String>>| async move {
-                    if f.get("client_secret").map(String::as_str) != Some(SECRET) || f.get("code_verifier").is_none() {
+                    if f.get("client_secret").map(String::as_str) != Some(SECRET) || !f.contains_key("code_verifier") {
                         return axum::Json(json!({ "error": "incorrect_client_credentials" }));
                     }
                     axum::Json(json!({ "access_token": "gh-token", "token_type": "bearer", "scope": "read:user" }))
@@ -546,7 +546,7 @@ async fn github_sign_in_uses_organisations_as_groups(engine: Engine) {
         let res = http.get(app.url("/login/github")).send().await.unwrap();
         let upstream = query_of(&location(&res));
         assert!(location(&res).starts_with(&format!("{base}/login/oauth/authorize?")));
-        assert!(upstream.get("nonce").is_none(), "GitHub is not OpenID Connect");
+        assert!(!upstream.contains_key("nonce"), "GitHub is not OpenID Connect");
         let callback = format!("{}?code=c1&state={}", app.url("/login/github/callback"), upstream["state"]);
         let res = http.get(callback).send().await.unwrap();
         if allowed {
