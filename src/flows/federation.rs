@@ -274,12 +274,18 @@ async fn oidc_person(
     // Claims the ID token left out come from userinfo, whose `sub` must match (OIDC Core §5.3.2).
     let wanted = [Some(p.email_claim.as_str()), Some(p.name_claim.as_str()), p.groups_claim.as_deref()];
     if wanted.iter().flatten().any(|c| !claims.contains_key(*c)) && metadata.userinfo_endpoint.is_some() {
-        let info = up.userinfo(metadata, access_token).await.map_err(|e| call_failure(&e))?;
-        if str_claim(&info, "sub") != Some(subject.as_str()) {
-            return Err(Failure { reason: "provider_invalid", message: "userinfo names another person".into() });
-        }
-        for (k, v) in info {
-            claims.entry(k).or_insert(v);
+        // Userinfo only adds claims: when it fails, sign-in goes on with the ID token's (a missing
+        // groups claim then grants nothing a group policy guards).
+        match up.userinfo(metadata, access_token).await {
+            Ok(info) if str_claim(&info, "sub") != Some(subject.as_str()) => {
+                return Err(Failure { reason: "provider_invalid", message: "userinfo names another person".into() });
+            }
+            Ok(info) => {
+                for (k, v) in info {
+                    claims.entry(k).or_insert(v);
+                }
+            }
+            Err(e) => tracing::warn!(provider = %p.id, error = %e, "userinfo failed; using the ID token's claims"),
         }
     }
     Ok(map_claims(p, subject, &claims))

@@ -484,21 +484,21 @@ fn config_check_refuses_invalid_client_entries() {
 // ---- helpers ----
 
 /// A fresh database and an empty working directory to run the binary in.
-struct Cli {
-    db: TestDb,
-    dir: tempfile::TempDir,
+pub(crate) struct Cli {
+    pub(crate) db: TestDb,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Cli {
-    async fn new(engine: Engine) -> Cli {
+    pub(crate) async fn new(engine: Engine) -> Cli {
         Cli { db: TestDb::new(engine).await, dir: tempfile::tempdir().expect("temp dir") }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         run_in(self.dir.path(), args, &[("PORTCULLIS_DATABASE_URL", &self.db.url)], None)
     }
 
-    fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
+    pub(crate) fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
         run_in(self.dir.path(), args, &[("PORTCULLIS_DATABASE_URL", &self.db.url)], Some(stdin))
     }
 
@@ -524,25 +524,25 @@ impl Cli {
 }
 
 #[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Output {
-    fn success(self) -> Output {
+    pub(crate) fn success(self) -> Output {
         assert_eq!(self.code, Some(0), "expected success: {self:?}");
         self
     }
 
-    fn failure(self) -> Output {
+    pub(crate) fn failure(self) -> Output {
         assert!(self.code.is_some_and(|c| c != 0), "expected a non-zero exit: {self:?}");
         self
     }
 
     /// The failure's message: exactly one `error: ...` line on stderr (logs aside).
-    fn one_error_line(&self) -> String {
+    pub(crate) fn one_error_line(&self) -> String {
         let errors: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("error")).collect();
         assert_eq!(errors.len(), 1, "expected one error line: {self:?}");
         assert!(errors[0].starts_with("error: ") && errors[0].len() > "error: ".len(), "{self:?}");
@@ -551,7 +551,7 @@ impl Output {
 }
 
 /// Runs the binary to completion (killed after a minute, so a hang fails instead of blocking).
-fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+pub(crate) fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let child = spawn_binary(dir, args, env, stdin);
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();

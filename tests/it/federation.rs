@@ -33,6 +33,8 @@ struct Idp {
     token_error: Arc<Mutex<Option<&'static str>>>,
     /// Sign the next ID tokens with this key instead (one the provider never published).
     forge: Arc<Mutex<Option<Jwk>>>,
+    /// What `/userinfo` answers for the upstream access token (none: 401).
+    userinfo: Arc<Mutex<Option<Value>>>,
     _server: Arc<AbortOnDrop>,
 }
 
@@ -56,6 +58,8 @@ impl Idp {
         let codes: Codes = Default::default();
         let token_error: Arc<Mutex<Option<&'static str>>> = Default::default();
         let forge: Arc<Mutex<Option<Jwk>>> = Default::default();
+        let userinfo: Arc<Mutex<Option<Value>>> = Default::default();
+        let info = userinfo.clone();
         let discovery = json!({
             "issuer": issuer,
             "authorization_endpoint": format!("{issuer}/authorize"),
@@ -69,10 +73,20 @@ impl Idp {
         let app = axum::Router::new()
             .route("/.well-known/openid-configuration", get(move || async move { axum::Json(discovery) }))
             .route("/jwks", get(move || async move { axum::Json(jwks) }))
+            .route(
+                "/userinfo",
+                get(move |h: HeaderMap| async move {
+                    let ok = h.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer upstream-at");
+                    match (ok, info.lock().unwrap().clone()) {
+                        (true, Some(v)) => axum::Json(v).into_response(),
+                        _ => StatusCode::UNAUTHORIZED.into_response(),
+                    }
+                }),
+            )
             .route("/token", post(token))
             .with_state(shared);
         let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Idp { issuer, key, codes, token_error, forge, _server: Arc::new(AbortOnDrop(server)) }
+        Idp { issuer, key, codes, token_error, forge, userinfo, _server: Arc::new(AbortOnDrop(server)) }
     }
 
     fn sign(&self, claims: Map<String, Value>, typ: &str) -> String {
@@ -488,7 +502,7 @@ async fn fake_github(orgs: &'static [&'static str]) -> (String, AbortOnDrop) {
             .route(
                 "/login/oauth/access_token",
                 post(|Form(f): Form<HashMap<String, String>>| async move {
-                    if f.get("client_secret").map(String::as_str) != Some(SECRET) || f.get("code_verifier").is_none() {
+                    if f.get("client_secret").map(String::as_str) != Some(SECRET) || !f.contains_key("code_verifier") {
                         return axum::Json(json!({ "error": "incorrect_client_credentials" }));
                     }
                     axum::Json(json!({ "access_token": "gh-token", "token_type": "bearer", "scope": "read:user" }))
@@ -546,7 +560,7 @@ async fn github_sign_in_uses_organisations_as_groups(engine: Engine) {
         let res = http.get(app.url("/login/github")).send().await.unwrap();
         let upstream = query_of(&location(&res));
         assert!(location(&res).starts_with(&format!("{base}/login/oauth/authorize?")));
-        assert!(upstream.get("nonce").is_none(), "GitHub is not OpenID Connect");
+        assert!(!upstream.contains_key("nonce"), "GitHub is not OpenID Connect");
         let callback = format!("{}?code=c1&state={}", app.url("/login/github/callback"), upstream["state"]);
         let res = http.get(callback).send().await.unwrap();
         if allowed {
@@ -566,3 +580,27 @@ async fn github_sign_in_uses_organisations_as_groups(engine: Engine) {
 }
 
 db_tests!(github_sign_in_uses_organisations_as_groups);
+
+async fn claims_missing_from_the_id_token_come_from_userinfo(engine: Engine) {
+    let idp = Idp::start().await;
+    let app = app_with(engine, &idp, |_| {}, |_| {}).await;
+    // The ID token has no groups; userinfo has them (for the same sub).
+    *idp.userinfo.lock().unwrap() = Some(json!({ "sub": "frank", "groups": ["mcp-users"] }));
+    let s = start(&app).await;
+    let mut c = claims(&idp, "frank", &s.upstream["nonce"], &[]);
+    c.remove("groups");
+    let res = come_back(&app, &idp, &s, c).await;
+    assert_eq!(res.status(), 303);
+    let frank = portcullis::store::users::by_username(&app.db, "frank").await.unwrap().unwrap();
+    assert!(portcullis::store::groups::of_user(&app.db, frank.id).await.unwrap().contains("mcp-users"));
+    // Userinfo naming someone else is refused.
+    *idp.userinfo.lock().unwrap() = Some(json!({ "sub": "someone-else", "groups": ["mcp-users"] }));
+    let s = start(&app).await;
+    let mut c = claims(&idp, "grace", &s.upstream["nonce"], &[]);
+    c.remove("groups");
+    let res = come_back(&app, &idp, &s, c).await;
+    assert_eq!(res.status(), 502);
+    assert!(portcullis::store::users::by_username(&app.db, "grace").await.unwrap().is_none());
+}
+
+db_tests!(claims_missing_from_the_id_token_come_from_userinfo);

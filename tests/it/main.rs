@@ -8,6 +8,7 @@ mod authorize;
 mod cancellation;
 mod cimd;
 mod cli;
+mod cli_groups;
 mod faults;
 mod federation;
 mod fetch;
