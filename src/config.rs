@@ -366,6 +366,10 @@ pub struct Config {
     /// Show the username and password form (default: only when no identity provider is configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_login: Option<bool>,
+    /// Enterprise identity providers whose ID-JAGs are accepted at `/token`.
+    pub trusted_identity_providers: Vec<crate::federation::trusted::TrustedIssuerConfig>,
+    /// The authorization servers Portcullis issues ID-JAGs for, as the company's identity provider.
+    pub enterprise_apps: Vec<crate::federation::enterprise::EnterpriseAppConfig>,
 }
 
 impl Default for Config {
@@ -419,6 +423,8 @@ impl Default for Config {
             clients: Vec::new(),
             identity_providers: Vec::new(),
             password_login: None,
+            trusted_identity_providers: Vec::new(),
+            enterprise_apps: Vec::new(),
         }
     }
 }
@@ -457,6 +463,8 @@ pub struct Settings {
     pub identity_providers: Vec<crate::federation::provider::Provider>,
     /// The username and password form is offered.
     pub password_login: bool,
+    pub trusted_identity_providers: Vec<crate::federation::trusted::TrustedIssuerConfig>,
+    pub enterprise_apps: Vec<crate::federation::enterprise::EnterpriseApp>,
     /// The configuration as loaded, kept only for `config check`'s output ([`Settings::redacted_toml`]);
     /// nothing reads values from it.
     source: Config,
@@ -616,6 +624,8 @@ impl Config {
             clients,
             identity_providers,
             password_login,
+            trusted_identity_providers,
+            enterprise_apps,
         } = self;
         let bind: std::net::SocketAddr = bind
             .parse()
@@ -717,6 +727,10 @@ impl Config {
                 "cannot be false without an identity provider: nobody could sign in",
             ));
         }
+        crate::federation::trusted::validate_all(&trusted_identity_providers)
+            .map_err(|e| invalid("trusted_identity_providers", e))?;
+        let enterprise_apps =
+            crate::federation::enterprise::validate_all(&enterprise_apps).map_err(|e| invalid("enterprise_apps", e))?;
         let secure_cookies = issuer.starts_with("https://");
         Ok(Settings {
             issuer,
@@ -775,6 +789,8 @@ impl Config {
             clients,
             identity_providers,
             password_login,
+            trusted_identity_providers,
+            enterprise_apps,
             source,
         })
     }

@@ -83,7 +83,11 @@ impl AppState {
             ..Default::default()
         })?;
         let federation =
-            crate::federation::Federation::new(&settings.identity_providers, settings.cimd.test_ca_file.clone())?;
+            crate::federation::Federation::new(
+            &settings.identity_providers,
+            &settings.trusted_identity_providers,
+            settings.cimd.test_ca_file.clone(),
+        )?;
         let inner = Inner {
             settings,
             db,

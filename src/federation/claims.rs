@@ -164,6 +164,75 @@ pub fn check_logout_token(
     Ok(Logout { sub, sid, jti, exp })
 }
 
+/// The media type an ID-JAG's `typ` header names (RFC 8725 §3.11).
+pub const ID_JAG_TYP: &str = "oauth-id-jag+jwt";
+/// The longest an ID-JAG may live: it is redeemed right after it is issued.
+pub const ID_JAG_MAX_LIFETIME: i64 = 600;
+
+/// What a verified ID-JAG grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdJag {
+    pub sub: String,
+    pub jti: String,
+    pub exp: i64,
+    pub resource: Option<String>,
+    pub scope: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub auth_time: Option<i64>,
+}
+
+/// Checks a verified ID-JAG (draft-ietf-oauth-identity-assertion-authz-grant §4.3 and RFC 7521
+/// §5.2): `typ`, `iss`, `aud` = this server's issuer, `client_id` = the authenticated client,
+/// `exp` and `iat` bounded, `jti` and `sub` present.
+pub fn check_id_jag(
+    header: &Map<String, Value>,
+    claims: &Map<String, Value>,
+    issuer: &str,
+    our_issuer: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<IdJag, ClaimError> {
+    let typ = str_claim(header, "typ").unwrap_or_default();
+    if !typ.eq_ignore_ascii_case(ID_JAG_TYP) && !typ.eq_ignore_ascii_case("application/oauth-id-jag+jwt") {
+        return Err(refuse("wrong_type", format!("the assertion's typ must be {ID_JAG_TYP}")));
+    }
+    if str_claim(claims, "iss") != Some(issuer) {
+        return Err(refuse("wrong_issuer", "the assertion comes from another issuer"));
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => a == our_issuer,
+        Some(Value::Array(list)) => list.len() == 1 && list[0].as_str() == Some(our_issuer),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(refuse("wrong_audience", "the assertion's aud must be this authorization server's issuer"));
+    }
+    if str_claim(claims, "client_id") != Some(client_id) {
+        return Err(refuse("client_mismatch", "the assertion was issued to another client"));
+    }
+    let exp = time_claim(claims, "exp").ok_or_else(|| refuse("malformed", "the assertion has no exp"))?;
+    if exp + SKEW <= now {
+        return Err(refuse("expired", "the assertion has expired"));
+    }
+    if exp > now + ID_JAG_MAX_LIFETIME + SKEW {
+        return Err(refuse("expired", "the assertion lives too long"));
+    }
+    check_times(claims, now, true)?;
+    let jti = str_claim(claims, "jti").filter(|j| !j.is_empty() && j.len() <= 255);
+    let jti = jti.ok_or_else(|| refuse("malformed", "the assertion has no jti"))?.to_string();
+    Ok(IdJag {
+        sub: subject(claims)?,
+        jti,
+        exp,
+        resource: str_claim(claims, "resource").map(str::to_string),
+        scope: str_claim(claims, "scope").map(str::to_string),
+        email: str_claim(claims, "email").filter(|e| e.contains('@') && e.len() <= 254).map(str::to_string),
+        email_verified: matches!(claims.get("email_verified"), Some(Value::Bool(true))),
+        auth_time: time_claim(claims, "auth_time"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

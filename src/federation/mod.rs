@@ -4,9 +4,11 @@
 //! the calls to the provider's endpoints.
 
 pub mod claims;
+pub mod enterprise;
 pub mod github;
 pub mod keys;
 pub mod provider;
+pub mod trusted;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -17,16 +19,31 @@ pub use upstream::Upstream;
 #[derive(Debug, Clone, Default)]
 pub struct Federation {
     providers: Arc<Vec<Upstream>>,
+    trusted: Arc<Vec<trusted::TrustedIssuer>>,
 }
 
 impl Federation {
     pub fn new(
         providers: &[provider::Provider],
+        trusted: &[trusted::TrustedIssuerConfig],
         test_ca_file: Option<std::path::PathBuf>,
     ) -> Result<Federation, crate::clients::fetch::FetchError> {
         let providers =
             providers.iter().map(|p| Upstream::new(p.clone(), test_ca_file.clone())).collect::<Result<Vec<_>, _>>()?;
-        Ok(Federation { providers: Arc::new(providers) })
+        let trusted = trusted
+            .iter()
+            .map(|t| trusted::TrustedIssuer::new(t.clone(), test_ca_file.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Federation { providers: Arc::new(providers), trusted: Arc::new(trusted) })
+    }
+
+    /// The trusted ID-JAG issuer named `issuer`.
+    pub fn trusted(&self, issuer: &str) -> Option<&trusted::TrustedIssuer> {
+        self.trusted.iter().find(|t| t.config.issuer == issuer)
+    }
+
+    pub fn accepts_id_jags(&self) -> bool {
+        !self.trusted.is_empty()
     }
 
     pub fn get(&self, id: &str) -> Option<&Upstream> {

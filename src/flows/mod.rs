@@ -10,6 +10,7 @@ pub mod consent;
 pub mod discovery;
 pub mod error;
 pub mod federation;
+pub mod id_jag;
 pub mod health;
 pub mod introspection;
 pub mod login;

@@ -36,6 +36,13 @@ pub struct TokenResponse {
     id_token: Option<String>,
 }
 
+impl TokenResponse {
+    /// A bearer access token alone (the client credentials grant).
+    pub(crate) fn without_refresh(access_token: String, expires_in: i64, scope: String) -> TokenResponse {
+        TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: None, id_token: None }
+    }
+}
+
 /// A token request: authenticates the client (`token_endpoint` is an audience its assertion may
 /// name) and runs the grant it asks for.
 pub async fn token(

@@ -58,6 +58,18 @@ pub fn mint_id_token(
     jwt::encode_with_signer(&p, &header, key.signer.as_ref())
 }
 
+/// A JWT of this server with the given `typ` (an ID-JAG's `oauth-id-jag+jwt`); `claims` complete.
+pub fn sign_typed(
+    key: &LoadedKey,
+    typ: &str,
+    claims: serde_json::Map<String, serde_json::Value>,
+) -> Result<String, josekit::JoseError> {
+    let mut header = JwsHeader::new();
+    header.set_token_type(typ);
+    header.set_key_id(&key.kid);
+    jwt::encode_with_signer(&JwtPayload::from_map(claims)?, &header, key.signer.as_ref())
+}
+
 fn claim(p: &mut JwtPayload, name: &str, v: serde_json::Value) -> Result<(), josekit::JoseError> {
     p.set_claim(name, Some(v))
 }
