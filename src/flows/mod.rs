@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod authorize;
+pub mod client_credentials;
 pub mod consent;
 pub mod discovery;
 pub mod error;

@@ -36,6 +36,13 @@ pub struct TokenResponse {
     id_token: Option<String>,
 }
 
+impl TokenResponse {
+    /// A bearer access token alone (the client credentials grant).
+    pub(crate) fn without_refresh(access_token: String, expires_in: i64, scope: String) -> TokenResponse {
+        TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: None, id_token: None }
+    }
+}
+
 /// A token request: authenticates the client (`token_endpoint` is an audience its assertion may
 /// name) and runs the grant it asks for.
 pub async fn token(
@@ -48,9 +55,12 @@ pub async fn token(
     match params.get("grant_type") {
         Some("authorization_code") => authorization_code(state, &client, params).await,
         Some("refresh_token") => refresh_token(state, &client, params).await,
+        Some("client_credentials") => crate::flows::client_credentials::grant(state, &client, params).await,
         Some(other) => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
-            format!("grant_type {other:?} is not supported; use authorization_code or refresh_token"),
+            format!(
+                "grant_type {other:?} is not supported; use authorization_code, refresh_token or client_credentials"
+            ),
         )
         .into()),
         None => Err(OAuthError::invalid_request("missing parameter grant_type").into()),

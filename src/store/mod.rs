@@ -14,6 +14,7 @@ pub mod codes;
 mod columns;
 pub mod grants;
 pub mod keys;
+pub mod machine_clients;
 pub mod refresh;
 pub mod registration;
 pub mod resources;

@@ -8,6 +8,7 @@ mod authorize;
 mod cancellation;
 mod cimd;
 mod cli;
+mod client_credentials;
 mod faults;
 mod fetch;
 mod hardening;
