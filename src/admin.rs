@@ -339,6 +339,10 @@ pub async fn revoke_grant(db: &Db, id: &str) -> Result<(), AdminError> {
 
 // ---- clients ----
 
+mod machine;
+
+pub use machine::{ClientKeys, ReachSpec, reach_from_flags};
+
 #[derive(Clone, Debug, Default)]
 pub struct ClientSpec {
     pub client_id: Option<String>,
@@ -347,14 +351,30 @@ pub struct ClientSpec {
     pub confidential: bool,
     /// For config-declared confidential clients; generated (and returned once) otherwise.
     pub secret: Option<String>,
+    /// Grant type names; none: `authorization_code` and `refresh_token`.
+    pub grant_types: Vec<String>,
+    /// Public keys for `private_key_jwt`, instead of a secret.
+    pub keys: Option<ClientKeys>,
+    /// `client_credentials`: the MCP servers the client may reach, with the scopes at each.
+    pub resources: Vec<ReachSpec>,
 }
 
 pub struct AddedClient {
     pub client: store::clients::Client,
     pub secret: Option<String>,
+    /// A machine client's reach as stored.
+    pub reach: Vec<store::machine_clients::Allowance>,
 }
 
-fn client_record(spec: &ClientSpec) -> Result<(NewClient, Option<String>), AdminError> {
+/// A client checked and ready to write: its row, its secret (shown once), its reach (machine
+/// clients; checked against the scope catalogues before it is stored).
+struct ClientRecord {
+    record: NewClient,
+    secret: Option<String>,
+    reach: Vec<machine::Reach>,
+}
+
+fn client_record(spec: &ClientSpec) -> Result<ClientRecord, AdminError> {
     let client_id = match &spec.client_id {
         Some(id) => {
             let ok = !id.is_empty()
@@ -369,14 +389,37 @@ fn client_record(spec: &ClientSpec) -> Result<(NewClient, Option<String>), Admin
         }
         None => secrets::random_string(16),
     };
-    let method = if spec.confidential { "client_secret_basic" } else { "none" };
-    let request = json!({
+    let grant_types = machine::grant_types(&spec.grant_types)?;
+    let method = match (&spec.keys, spec.confidential) {
+        (Some(_), true) => {
+            return Err(invalid(format!("client {client_id:?}: it authenticates one way: a secret or keys, not both")));
+        }
+        (Some(_), false) => "private_key_jwt",
+        (None, true) => "client_secret_basic",
+        (None, false) => "none",
+    };
+    if grant_types.contains(&"authorization_code") && spec.redirect_uris.is_empty() {
+        return Err(invalid(format!(
+            "client {client_id:?}: an authorization_code client needs at least one redirect URI"
+        )));
+    }
+    let mut request = json!({
         "client_name": spec.name,
         "redirect_uris": spec.redirect_uris,
         "token_endpoint_auth_method": method,
-        "grant_types": ["authorization_code", "refresh_token"],
+        "grant_types": grant_types,
     });
-    let metadata = ClientMetadata::from_request(&request).map_err(|e| invalid(e.description()))?;
+    match &spec.keys {
+        Some(ClientKeys::Jwks(set)) => {
+            crate::clients::assertion::check_key_set(set)
+                .map_err(|e| invalid(format!("client {client_id:?}: jwks: {e}")))?;
+            request["jwks"] = set.clone();
+        }
+        Some(ClientKeys::JwksUri(uri)) => request["jwks_uri"] = uri.as_str().into(),
+        None => {}
+    }
+    let metadata = ClientMetadata::from_operator(&request).map_err(|e| invalid(e.description()))?;
+    let reach = machine::check(&client_id, &metadata, &spec.resources)?;
     let secret = match (spec.confidential, &spec.secret) {
         (false, _) => None,
         (true, Some(s)) if s.len() < 32 => {
@@ -395,13 +438,31 @@ fn client_record(spec: &ClientSpec) -> Result<(NewClient, Option<String>), Admin
         metadata_expires_at: None,
         registered_ip: None,
     };
-    Ok((record, secret))
+    Ok(ClientRecord { record, secret, reach })
+}
+
+/// Scope names of a registered MCP server, by canonical URI.
+fn catalogue_of(registered: &[store::resources::Resource], uri: &str) -> Option<Vec<String>> {
+    registered.iter().find(|r| r.row.uri == uri).map(|r| r.scopes.iter().map(|s| s.name.clone()).collect())
+}
+
+/// `catalogue_of` for the command line's `--resource` flags (see [`reach_from_flags`]).
+pub async fn registered_catalogues(db: &Db) -> Result<impl Fn(&str) -> Option<Vec<String>>, AdminError> {
+    let registered = store::resources::list(db).await?;
+    Ok(move |uri: &str| catalogue_of(&registered, uri))
 }
 
 pub async fn add_client(db: &Db, spec: &ClientSpec) -> Result<AddedClient, AdminError> {
-    let (record, secret) = client_record(spec)?;
-    let client = store::clients::create(db, &record, store::now()).await?;
-    Ok(AddedClient { client, secret })
+    let ClientRecord { record, secret, reach } = client_record(spec)?;
+    if reach.is_empty() {
+        let client = store::clients::create(db, &record, store::now()).await?;
+        return Ok(AddedClient { client, secret, reach: Vec::new() });
+    }
+    let registered = store::resources::list(db).await?;
+    let allowances = machine::allowances(&record.client_id, &reach, |uri| catalogue_of(&registered, uri))?;
+    let save = store::machine_clients::Save::Create;
+    let client = store::machine_clients::save(db, &record, &allowances, save, store::now()).await?;
+    Ok(AddedClient { client, secret, reach: allowances })
 }
 
 pub async fn remove_client(db: &Db, client_id: &str) -> Result<(), AdminError> {
@@ -411,34 +472,76 @@ pub async fn remove_client(db: &Db, client_id: &str) -> Result<(), AdminError> {
 /// Applies the resources and clients declared in the config file; idempotent.
 pub async fn apply_config(db: &Db, settings: &Settings) -> Result<(), AdminError> {
     // Validate everything first so a bad entry writes nothing.
-    let (resources, clients) = validate_declarations(settings)?;
+    let (resources, clients) = declarations(settings)?;
+    // Machine clients may reach the MCP servers declared here, or ones registered before.
+    let registered =
+        if clients.iter().any(|c| !c.reach.is_empty()) { store::resources::list(db).await? } else { Vec::new() };
+    let catalogue = |uri: &str| {
+        resources
+            .iter()
+            .find(|r| r.uri == uri)
+            .map(|r| r.scopes.iter().map(|s| s.name.clone()).collect())
+            .or_else(|| catalogue_of(&registered, uri))
+    };
+    let allowances = clients
+        .iter()
+        .map(|c| machine::allowances(&c.record.client_id, &c.reach, catalogue))
+        .collect::<Result<Vec<_>, _>>()?;
     let now = store::now();
     for r in &resources {
         store::resources::upsert(db, r, now).await?;
     }
-    for c in &clients {
-        store::clients::upsert(db, c, now).await?;
+    for (c, reach) in clients.iter().zip(&allowances) {
+        // With the reach in the same transaction: a client that lost the grant loses its reach.
+        store::machine_clients::save(db, &c.record, reach, store::machine_clients::Save::Upsert, now).await?;
     }
     Ok(())
 }
 
 /// Checks the resources and clients declared in the config file, as `serve` would apply them.
-/// `config check` runs this too, so it refuses what start-up would refuse.
+/// `config check` runs this too, so it refuses what start-up would refuse (a machine client's
+/// reach is checked against the MCP servers declared in the file; others are checked at start).
 pub fn validate_declarations(settings: &Settings) -> Result<(Vec<NewResource>, Vec<NewClient>), AdminError> {
+    let (resources, clients) = declarations(settings)?;
+    Ok((resources, clients.into_iter().map(|c| c.record).collect()))
+}
+
+fn declarations(settings: &Settings) -> Result<(Vec<NewResource>, Vec<ClientRecord>), AdminError> {
     let resources = settings.resources.iter().map(|r| validate_resource(&r.into())).collect::<Result<Vec<_>, _>>()?;
     let clients = settings
         .clients
         .iter()
         .map(|c| {
+            let keys = match (&c.jwks, &c.jwks_uri) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(format!("client {:?}: give jwks or jwks_uri, not both", c.client_id)));
+                }
+                (Some(set), None) => Some(ClientKeys::Jwks(machine::jwks_value(&c.client_id, set)?)),
+                (None, Some(uri)) => Some(ClientKeys::JwksUri(uri.clone())),
+                (None, None) => None,
+            };
             client_record(&ClientSpec {
                 client_id: Some(c.client_id.clone()),
                 name: c.name.clone(),
                 redirect_uris: c.redirect_uris.clone(),
                 confidential: c.client_secret.is_some(),
                 secret: c.client_secret.as_ref().map(|s| s.expose().to_string()),
+                grant_types: c.grant_types.clone().unwrap_or_default(),
+                keys,
+                resources: c
+                    .resources
+                    .iter()
+                    .map(|r| ReachSpec { uri: r.uri.clone(), scopes: r.scopes.clone() })
+                    .collect(),
             })
-            .map(|(record, _)| record)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    for c in &clients {
+        let declared: Vec<machine::Reach> =
+            c.reach.iter().filter(|r| resources.iter().any(|d| d.uri == r.uri.as_str())).cloned().collect();
+        machine::allowances(&c.record.client_id, &declared, |uri| {
+            resources.iter().find(|r| r.uri == uri).map(|r| r.scopes.iter().map(|s| s.name.clone()).collect())
+        })?;
+    }
     Ok((resources, clients))
 }

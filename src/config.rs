@@ -274,16 +274,39 @@ fn yes() -> bool {
     true
 }
 
-/// A pre-registered client declared in the config file.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+/// A pre-registered client declared in the config file (checked by `admin::validate_declarations`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub client_id: String,
     pub name: String,
+    /// Required with the `authorization_code` grant; a machine client has none.
+    #[serde(default)]
     pub redirect_uris: Vec<String>,
     /// Present for a confidential client (`client_secret_basic` / `client_secret_post`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<Secret>,
+    /// Default `["authorization_code", "refresh_token"]`; `["client_credentials"]` for a machine
+    /// client (which needs a secret or keys, and `resources`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_types: Option<Vec<String>>,
+    /// Public keys for `private_key_jwt` (RFC 7523): a JWK set as a table, or as JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// Or where to fetch them (https, through the hardened fetcher).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// `client_credentials`: the MCP servers this client may get tokens for, each with its scopes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ClientResourceConfig>,
+}
+
+/// One MCP server a machine client may reach, and the scopes it may get there.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientResourceConfig {
+    pub uri: String,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -191,19 +191,7 @@ enum GrantCmd {
 #[derive(Subcommand)]
 enum ClientCmd {
     /// Pre-register a client. A confidential client's secret is printed once.
-    Add {
-        #[arg(long)]
-        name: String,
-        /// Redirect URI (repeatable).
-        #[arg(long = "redirect-uri", required = true)]
-        redirect_uris: Vec<String>,
-        /// Client id (default: generated).
-        #[arg(long)]
-        client_id: Option<String>,
-        /// Issue a client secret (client_secret_basic / client_secret_post).
-        #[arg(long)]
-        confidential: bool,
-    },
+    Add(ClientAdd),
     /// List clients; identical dynamic registrations are grouped (`--all` lists each).
     List {
         #[arg(long)]
@@ -219,6 +207,38 @@ enum ClientCmd {
         #[arg(long)]
         expires_in: Option<u64>,
     },
+}
+
+#[derive(Args)]
+struct ClientAdd {
+    #[arg(long)]
+    name: String,
+    /// Redirect URI (repeatable; required with the authorization_code grant).
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// Client id (default: generated).
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Issue a client secret (client_secret_basic / client_secret_post).
+    #[arg(long)]
+    confidential: bool,
+    /// A grant type (repeatable): authorization_code, refresh_token, client_credentials
+    /// (default: authorization_code and refresh_token).
+    #[arg(long = "grant", value_name = "GRANT_TYPE")]
+    grant_types: Vec<String>,
+    /// The client's public keys (a JWK set, JSON) for private_key_jwt, instead of a secret.
+    #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
+    jwks_file: Option<PathBuf>,
+    /// Where the client publishes its public keys (https), for private_key_jwt.
+    #[arg(long, value_name = "URL")]
+    jwks_uri: Option<String>,
+    /// client_credentials: an MCP server the client may get tokens for (repeatable).
+    #[arg(long = "resource", value_name = "URI")]
+    resources: Vec<String>,
+    /// client_credentials: a scope the client may get (repeatable); each goes to the --resource
+    /// servers that declare it.
+    #[arg(long = "scope", value_name = "NAME")]
+    scopes: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -566,6 +586,17 @@ fn printable(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
+fn printable_scope(scope: &portcullis::oauth::scope::ScopeSet) -> String {
+    if scope.is_empty() { "no scope".into() } else { scope.to_string() }
+}
+
+/// A JWK set from a file, for `client add --jwks-file`.
+fn read_jwks(path: &std::path::Path) -> Result<serde_json::Value, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure(format!("cannot read --jwks-file {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| Failure(format!("--jwks-file {} is not JSON: {e}", path.display())))
+}
+
 fn print_introspection(id: &str, secret: &str) {
     println!("introspection credentials (HTTP Basic at /introspect; the secret is shown once):");
     println!("  client_id:     {id}");
@@ -597,16 +628,34 @@ async fn grant(db: &Db, cmd: GrantCmd) -> Result<(), Failure> {
 
 async fn client(db: &Db, cmd: ClientCmd) -> Result<(), Failure> {
     match cmd {
-        ClientCmd::Add { name, redirect_uris, client_id, confidential } => {
-            let added =
-                admin::add_client(db, &ClientSpec { client_id, name, redirect_uris, confidential, secret: None })
-                    .await?;
+        ClientCmd::Add(a) => {
+            let keys = match (&a.jwks_file, a.jwks_uri) {
+                (Some(path), _) => Some(admin::ClientKeys::Jwks(read_jwks(path)?)),
+                (None, Some(uri)) => Some(admin::ClientKeys::JwksUri(uri)),
+                (None, None) => None,
+            };
+            let resources = admin::reach_from_flags(&a.resources, &a.scopes, admin::registered_catalogues(db).await?)?;
+            let spec = ClientSpec {
+                client_id: a.client_id,
+                name: a.name,
+                redirect_uris: a.redirect_uris,
+                confidential: a.confidential,
+                secret: None,
+                grant_types: a.grant_types,
+                keys,
+                resources,
+            };
+            let added = admin::add_client(db, &spec).await?;
             println!("client_id: {}", added.client.client_id);
             if let Some(secret) = added.secret {
                 println!("client_secret (shown once): {secret}");
             }
+            for r in &added.reach {
+                println!("may get tokens for {} with scope: {}", r.resource_uri, printable_scope(&r.scope));
+            }
         }
         ClientCmd::List { all } => {
+            let reach = store::machine_clients::all(db).await?;
             println!("{:<44} {:<18} {:<12} {:<12} NAME", "CLIENT_ID", "ORIGIN", "CREATED", "LAST USED");
             for group in admin::group_clients(store::clients::list(db).await?, !all) {
                 let c = &group.newest;
@@ -618,6 +667,10 @@ async fn client(db: &Db, cmd: ClientCmd) -> Result<(), Failure> {
                 };
                 let name = c.client_name.clone().unwrap_or_default();
                 println!("{:<44} {:<18} {:<12} {:<12} {name}", id, c.kind.as_str(), date(c.created_at), last);
+                // A machine client's reach, indented under it.
+                for (_, r) in reach.iter().filter(|(id, _)| *id == c.client_id) {
+                    println!("    client_credentials: {} ({})", r.resource_uri, printable_scope(&r.scope));
+                }
             }
         }
         ClientCmd::Token { label, expires_in } => {

@@ -82,8 +82,7 @@ impl AppState {
             test_allow_loopback: settings.cimd.test_allow_loopback,
             ..Default::default()
         })?;
-        let federation =
-            crate::federation::Federation::new(
+        let federation = crate::federation::Federation::new(
             &settings.identity_providers,
             &settings.trusted_identity_providers,
             settings.cimd.test_ca_file.clone(),

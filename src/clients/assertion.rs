@@ -1,7 +1,14 @@
-//! `private_key_jwt` client authentication (RFC 7523 §2.2, §3) for metadata-document clients:
-//! the assertion is signed with a key from the client's document (`jwks`, or `jwks_uri` fetched
-//! through the hardened fetcher), names the client as `iss` and `sub`, this server as `aud`, is
-//! short-lived, and is used once.
+//! `private_key_jwt` client authentication (RFC 7523 §2.2, §3) for metadata-document clients and
+//! for clients the operator registered with keys (machine clients among them): the assertion is
+//! signed with one of the client's keys (`jwks`, or `jwks_uri` fetched through the hardened
+//! fetcher), names the client as `iss` and `sub`, this server as `aud`, is short-lived, and is
+//! used once.
+//!
+//! The audience is one JSON string: this server's issuer identifier, as draft-ietf-oauth-rfc7523bis
+//! requires (and the MCP SDKs send), or, for clients written to RFC 7523 §3 and OpenID Connect
+//! Core §9 before it, the token endpoint's URL. Arrays are refused even when they name us: an
+//! audience list is how an assertion meant for several servers, one of them possibly an
+//! attacker's, would be replayed here (the audience-injection attack rfc7523bis answers).
 
 use std::time::Instant;
 
@@ -18,6 +25,11 @@ use crate::state::AppState;
 use crate::store::{self, registration};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The algorithms an assertion may be signed with (asymmetric only: `none` and HMAC never), as
+/// the metadata's `token_endpoint_auth_signing_alg_values_supported` lists them.
+pub const SIGNING_ALGS: [&str; 4] = ["RS256", "PS256", "ES256", "ES384"];
+/// JWK members that only a private key has.
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
 /// Longest lifetime accepted for an assertion: they are meant to be minted per request.
 const MAX_LIFETIME: i64 = 600;
 
@@ -74,15 +86,17 @@ pub async fn authenticate(
     if exp <= now || exp > now + MAX_LIFETIME {
         return Err(fail("client_assertion is expired or lives too long"));
     }
-    let audience_ok = match claims.get("aud") {
-        Some(Value::String(a)) => audience_matches(state, token_endpoint, a),
-        Some(Value::Array(list)) => {
-            list.iter().filter_map(Value::as_str).any(|a| audience_matches(state, token_endpoint, a))
+    match claims.get("aud") {
+        Some(Value::String(a)) if audience_matches(state, token_endpoint, a) => {}
+        Some(Value::Array(_)) => {
+            return Err(fail(format!(
+                "client_assertion aud must be one string, this server's issuer ({}), not an array",
+                state.settings.issuer
+            )));
         }
-        _ => false,
-    };
-    if !audience_ok {
-        return Err(fail("client_assertion aud must be this server's issuer or token endpoint"));
+        _ => {
+            return Err(fail(format!("client_assertion aud must be this server's issuer ({})", state.settings.issuer)));
+        }
     }
     let jti = claims.get("jti").and_then(Value::as_str).ok_or_else(|| fail("client_assertion has no jti"))?;
     let fresh = registration::first_use_of_assertion(&state.db, &format!("{client_id} {jti}"), exp)
@@ -94,8 +108,45 @@ pub async fn authenticate(
     Ok(client)
 }
 
+/// The issuer; the token endpoint URL for clients that follow RFC 7523 as first published.
 fn audience_matches(state: &AppState, token_endpoint: &str, aud: &str) -> bool {
     aud == state.settings.issuer || aud == token_endpoint
+}
+
+/// Checks a key set the operator declares for a client: public keys only, each one usable with
+/// one of [`SIGNING_ALGS`] (so that an assertion can verify against it). The message names the
+/// key and what is wrong with it.
+pub fn check_key_set(jwks: &Value) -> Result<(), String> {
+    let keys = jwks.get("keys").and_then(Value::as_array).ok_or("a JWK set is a JSON object with a \"keys\" array")?;
+    if keys.is_empty() {
+        return Err("the JWK set has no keys".into());
+    }
+    if keys.len() > 20 {
+        return Err("a client may have at most 20 keys".into());
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let name = match k.get("kid").and_then(Value::as_str) {
+            Some(kid) => format!("key {kid:?}"),
+            None => format!("key {}", i + 1),
+        };
+        if !k.is_object() {
+            return Err(format!("{name} is not a JSON object"));
+        }
+        if PRIVATE_MEMBERS.iter().any(|m| k.get(*m).is_some()) {
+            return Err(format!("{name} contains private key material: give the client's public key only"));
+        }
+        if k.get("use").is_some_and(|u| u != "sig") {
+            return Err(format!("{name} is not a signing key (\"use\" must be \"sig\")"));
+        }
+        let algs: Vec<&str> = match k.get("alg").and_then(Value::as_str) {
+            Some(alg) => vec![alg],
+            None => SIGNING_ALGS.to_vec(),
+        };
+        if !algs.iter().any(|alg| SIGNING_ALGS.contains(alg) && verifier(alg, k).is_some()) {
+            return Err(format!("{name} is not a public RSA or EC (P-256, P-384) key for {}", SIGNING_ALGS.join(", ")));
+        }
+    }
+    Ok(())
 }
 
 fn verifier(alg: &str, key: &Value) -> Option<Box<dyn JwsVerifier>> {
@@ -137,7 +188,52 @@ async fn client_keys(state: &AppState, client: &RegisteredClient) -> Result<Vec<
                 }
             }
         }
-        (None, None) => return Err(fail("the client's document has no keys")),
+        (None, None) => return Err(fail("the client has no registered keys")),
     };
     set.get("keys").and_then(Value::as_array).cloned().ok_or_else(|| fail("the client's key set has no keys"))
+}
+
+#[cfg(test)]
+mod tests {
+    use josekit::jwk::alg::ec::{EcCurve, EcKeyPair};
+    use serde_json::json;
+
+    use super::*;
+
+    fn ec_pair() -> (Value, Value) {
+        let pair = EcKeyPair::generate(EcCurve::P256).unwrap();
+        let public: Value = serde_json::from_str(&pair.to_jwk_public_key().to_string()).unwrap();
+        let private: Value = serde_json::from_str(&pair.to_jwk_private_key().to_string()).unwrap();
+        (public, private)
+    }
+
+    #[test]
+    fn key_sets_hold_usable_public_keys_only() {
+        let (public, private) = ec_pair();
+        assert_eq!(check_key_set(&json!({ "keys": [public.clone()] })), Ok(()));
+        let mut with_alg = public.clone();
+        with_alg["alg"] = json!("ES256");
+        with_alg["use"] = json!("sig");
+        assert_eq!(check_key_set(&json!({ "keys": [with_alg] })), Ok(()));
+
+        let refused = |set: Value, says: &str| {
+            let e = check_key_set(&set).expect_err("refused");
+            assert!(e.contains(says), "{set}: {e}");
+        };
+        refused(json!({ "keys": [private] }), "private key material");
+        refused(json!({ "keys": [{"kty": "oct", "k": "c2VjcmV0"}] }), "private key material");
+        refused(json!({ "keys": [] }), "no keys");
+        refused(json!([public.clone()]), "\"keys\" array");
+        refused(json!({ "keys": [{"kty": "EC", "crv": "P-256", "x": "x", "y": "y", "kid": "bad"}] }), "key \"bad\"");
+        refused(
+            json!({ "keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}] }),
+            "key 1",
+        );
+        let mut hmac = public.clone();
+        hmac["alg"] = json!("HS256");
+        refused(json!({ "keys": [hmac] }), "ES256");
+        let mut enc = public;
+        enc["use"] = json!("enc");
+        refused(json!({ "keys": [enc] }), "signing key");
+    }
 }

@@ -79,13 +79,17 @@ pub async fn redeem(state: &AppState, client: &RegisteredClient, params: &Params
         return Err(deny("malformed", OAuthError::invalid_grant("the assertion is not a JWT with an issuer")).await);
     };
     let Some(trusted) = state.federation.trusted(&iss) else {
-        return Err(deny("untrusted_issuer", OAuthError::invalid_grant("the assertion's issuer is not trusted here")).await);
+        return Err(
+            deny("untrusted_issuer", OAuthError::invalid_grant("the assertion's issuer is not trusted here")).await
+        );
     };
     let jwks_uri = match trusted.jwks_uri().await {
         Ok(uri) => uri,
         Err(e) => {
             tracing::warn!(issuer = %iss, error = %e, "trusted issuer's keys unavailable");
-            return Err(deny("issuer_unreachable", OAuthError::invalid_grant("the issuer's keys could not be read")).await);
+            return Err(
+                deny("issuer_unreachable", OAuthError::invalid_grant("the issuer's keys could not be read")).await
+            );
         }
     };
     let (header, verified) = match trusted.keys.verify(&trusted.fetcher, &jwks_uri, assertion, &[]).await {
@@ -101,7 +105,9 @@ pub async fn redeem(state: &AppState, client: &RegisteredClient, params: &Params
     let asked = params.resources();
     let target = match (&jag.resource, asked.first()) {
         (Some(r), _) if asked.iter().any(|a| a != r) => {
-            return Err(deny("resource_mismatch", OAuthError::invalid_target("resource differs from the assertion's")).await);
+            return Err(
+                deny("resource_mismatch", OAuthError::invalid_target("resource differs from the assertion's")).await
+            );
         }
         (Some(r), _) => r.clone(),
         (None, Some(a)) => a.to_string(),
@@ -114,7 +120,11 @@ pub async fn redeem(state: &AppState, client: &RegisteredClient, params: &Params
         Err(_) => None,
     };
     let Some(resource) = resource else {
-        return Err(deny("unknown_resource", OAuthError::invalid_target(format!("{target} is not an MCP server registered here"))).await);
+        return Err(deny(
+            "unknown_resource",
+            OAuthError::invalid_target(format!("{target} is not an MCP server registered here")),
+        )
+        .await);
     };
     // Scope: what was asked (default: what the ID-JAG carries) ∩ the ID-JAG ∩ the catalogue.
     let carried = ScopeSet::parse(jag.scope.as_deref().unwrap_or_default()).unwrap_or_default();
@@ -124,7 +134,9 @@ pub async fn redeem(state: &AppState, client: &RegisteredClient, params: &Params
     };
     if !requested.is_subset(&carried) {
         let extra = requested.difference(&carried);
-        return Err(deny("scope_not_granted", OAuthError::invalid_scope(format!("{extra} is not in the assertion"))).await);
+        return Err(
+            deny("scope_not_granted", OAuthError::invalid_scope(format!("{extra} is not in the assertion"))).await
+        );
     }
     let catalogue = ScopeSet::from_iter(resource.scopes.iter().map(|s| s.name.clone()));
     let scope = ScopeSet::from_iter(requested.iter().filter(|s| catalogue.contains(s)).map(str::to_string));
@@ -139,7 +151,8 @@ pub async fn redeem(state: &AppState, client: &RegisteredClient, params: &Params
         session_id: None,
         groups: None,
     };
-    let policy = LinkPolicy { create_people: trusted.config.create_people, link_by_email: trusted.config.link_by_email };
+    let policy =
+        LinkPolicy { create_people: trusted.config.create_people, link_by_email: trusted.config.link_by_email };
     let event = audit::Event {
         event: "id_jag_redeemed",
         client_id: Some(client_id),
@@ -147,7 +160,9 @@ pub async fn redeem(state: &AppState, client: &RegisteredClient, params: &Params
         ..Default::default()
     };
     // The jti first: a replay must not even sign anyone in.
-    if !registration::first_use_of_assertion(&state.db, &format!("id-jag {iss} {}", jag.jti), jag.exp.max(now + 60)).await? {
+    if !registration::first_use_of_assertion(&state.db, &format!("id-jag {iss} {}", jag.jti), jag.exp.max(now + 60))
+        .await?
+    {
         return Err(deny("replayed", OAuthError::invalid_grant("the assertion was already used")).await);
     }
     let user = match identities::sign_in(&state.db, &person, policy, &event, now).await? {
@@ -166,7 +181,11 @@ pub async fn redeem(state: &AppState, client: &RegisteredClient, params: &Params
     let scope = match access::check(state, &who, resource.row.id, &scope, Some(client.client_id())).await? {
         access::Decision::Allowed(kept) => kept,
         access::Decision::Denied(_) => {
-            return Err(deny("group_policy", OAuthError::new(ErrorCode::AccessDenied, "the person may not use this MCP server")).await);
+            return Err(deny(
+                "group_policy",
+                OAuthError::new(ErrorCode::AccessDenied, "the person may not use this MCP server"),
+            )
+            .await);
         }
     };
     // Recorded as a grant, so the person sees it among their connected apps and can revoke it, and
@@ -235,16 +254,28 @@ pub async fn exchange(state: &AppState, client: &RegisteredClient, params: &Para
     let subject_token = params.require("subject_token")?;
     let audience = params.require("audience")?;
     let Some(app) = state.settings.enterprise_apps.iter().find(|a| a.audience == audience) else {
-        return Err(deny("unknown_audience", OAuthError::invalid_target(format!("no ID-JAGs are issued for {audience}"))).await);
+        return Err(deny(
+            "unknown_audience",
+            OAuthError::invalid_target(format!("no ID-JAGs are issued for {audience}")),
+        )
+        .await);
     };
     let Some(remote_client_id) = app.remote_client_id(client_id) else {
-        return Err(deny("client_not_allowed", OAuthError::new(ErrorCode::AccessDenied, "this client may not ask for ID-JAGs for that audience")).await);
+        return Err(deny(
+            "client_not_allowed",
+            OAuthError::new(ErrorCode::AccessDenied, "this client may not ask for ID-JAGs for that audience"),
+        )
+        .await);
     };
     // The subject token: an ID token of ours, for this client, unexpired.
     let now = store::now();
     // Ours, and an ID token (`typ` JWT): not an access token (`at+jwt`) nor an ID-JAG.
     let Some((id_token, Value::String(typ))) = state.keys.verify(subject_token).await else {
-        return Err(deny("bad_subject_token", OAuthError::invalid_grant("subject_token is not an ID token issued here")).await);
+        return Err(deny(
+            "bad_subject_token",
+            OAuthError::invalid_grant("subject_token is not an ID token issued here"),
+        )
+        .await);
     };
     let text = |k: &str| id_token.get(k).and_then(Value::as_str);
     let time = |k: &str| id_token.get(k).and_then(Value::as_i64);
@@ -254,7 +285,11 @@ pub async fn exchange(state: &AppState, client: &RegisteredClient, params: &Para
         _ => false,
     };
     if text("iss") != Some(state.settings.issuer.as_str()) || !aud_ok || typ != "JWT" {
-        return Err(deny("bad_subject_token", OAuthError::invalid_grant("subject_token must be an ID token issued here to this client")).await);
+        return Err(deny(
+            "bad_subject_token",
+            OAuthError::invalid_grant("subject_token must be an ID token issued here to this client"),
+        )
+        .await);
     }
     if time("exp").is_none_or(|e| e <= now) {
         return Err(deny("expired_subject_token", OAuthError::invalid_grant("subject_token has expired")).await);
@@ -271,7 +306,13 @@ pub async fn exchange(state: &AppState, client: &RegisteredClient, params: &Para
     let resource = match params.resources().first() {
         Some(r) => match ResourceUri::parse(r) {
             Ok(uri) if app.resources.iter().any(|a| a == uri.as_str()) => uri.as_str().to_string(),
-            _ => return Err(deny("resource_not_allowed", OAuthError::invalid_target(format!("{r} is not an MCP server of {audience}"))).await),
+            _ => {
+                return Err(deny(
+                    "resource_not_allowed",
+                    OAuthError::invalid_target(format!("{r} is not an MCP server of {audience}")),
+                )
+                .await);
+            }
         },
         None if app.resources.len() == 1 => app.resources[0].clone(),
         None => return Err(deny("no_resource", OAuthError::invalid_target("name the MCP server (resource)")).await),
@@ -283,12 +324,20 @@ pub async fn exchange(state: &AppState, client: &RegisteredClient, params: &Para
     };
     if !scope.is_subset(&allowed) {
         let extra = scope.difference(&allowed);
-        return Err(deny("scope_not_allowed", OAuthError::invalid_scope(format!("{extra} may not be granted for {audience}"))).await);
+        return Err(deny(
+            "scope_not_allowed",
+            OAuthError::invalid_scope(format!("{extra} may not be granted for {audience}")),
+        )
+        .await);
     }
     if !app.allowed_groups.is_empty() {
         let groups = store::groups::of_user(&state.db, user.id).await?;
         if !app.allowed_groups.admits(&groups) {
-            return Err(deny("group_policy", OAuthError::new(ErrorCode::AccessDenied, "the person may not use that application")).await);
+            return Err(deny(
+                "group_policy",
+                OAuthError::new(ErrorCode::AccessDenied, "the person may not use that application"),
+            )
+            .await);
         }
     }
     let key = state.keys.signing_key().await?;
@@ -308,7 +357,8 @@ pub async fn exchange(state: &AppState, client: &RegisteredClient, params: &Para
     {
         claims.insert("email".into(), email.clone().into());
     }
-    let jag = jwt::sign_typed(&key, ID_JAG_TYP, claims).map_err(|_| OAuthError::server_error("could not sign the ID-JAG"))?;
+    let jag =
+        jwt::sign_typed(&key, ID_JAG_TYP, claims).map_err(|_| OAuthError::server_error("could not sign the ID-JAG"))?;
     audit::record(
         &state.db,
         &audit::Event {

@@ -1,10 +1,13 @@
 //! Introspection (RFC 7662) for MCP servers that prefer asking to verifying JWTs. Callers are
 //! resource servers with the credentials `portcullis resource add --introspection` issued; each
-//! may introspect only tokens whose audience is itself (RFC 7662 §4).
+//! may introspect only tokens whose audience is itself (RFC 7662 §4). A person's token is live
+//! while its grant is; a machine client's (client credentials) while the client keeps its
+//! permission for that server.
 
 use serde_json::{Value, json};
 
 use crate::clients::auth::{Authorization, BASIC_CHALLENGE, credentials};
+use crate::flows::client_credentials;
 use crate::flows::error::ApiError;
 use crate::oauth::OAuthError;
 use crate::oauth::params::Params;
@@ -45,6 +48,13 @@ pub async fn introspect(
     if token.is_none() {
         return Err(OAuthError::invalid_request("missing parameter token").into());
     }
+    // A machine client's token has no person and no grant: its own rule decides.
+    let live = match &claims {
+        Some(c) if client_credentials::is_machine_token(c) && c.aud == caller.uri => {
+            client_credentials::token_live(state, c).await?
+        }
+        _ => live,
+    };
     Ok(match claims {
         // A resource server may introspect only tokens whose audience is itself.
         Some(claims) if live && claims.aud == caller.uri => json!({

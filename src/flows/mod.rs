@@ -6,12 +6,13 @@
 pub mod access;
 pub mod account;
 pub mod authorize;
+pub mod client_credentials;
 pub mod consent;
 pub mod discovery;
 pub mod error;
 pub mod federation;
-pub mod id_jag;
 pub mod health;
+pub mod id_jag;
 pub mod introspection;
 pub mod login;
 pub mod registration;

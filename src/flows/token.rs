@@ -55,9 +55,12 @@ pub async fn token(
     match params.get("grant_type") {
         Some("authorization_code") => authorization_code(state, &client, params).await,
         Some("refresh_token") => refresh_token(state, &client, params).await,
+        Some("client_credentials") => crate::flows::client_credentials::grant(state, &client, params).await,
         Some(other) => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
-            format!("grant_type {other:?} is not supported; use authorization_code or refresh_token"),
+            format!(
+                "grant_type {other:?} is not supported; use authorization_code, refresh_token or client_credentials"
+            ),
         )
         .into()),
         None => Err(OAuthError::invalid_request("missing parameter grant_type").into()),

@@ -9,6 +9,12 @@ use super::{ErrorCode, OAuthError};
 /// Picks the redirect URI a response may go to. Errors here are shown to the person, never sent
 /// to a redirect (OAuth 2.1 §4.1.2.1): we cannot trust where it points.
 pub fn resolve_redirect_uri(registered: &[RedirectUri], requested: Option<&str>) -> Result<String, OAuthError> {
+    if registered.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this app is a machine client (client credentials): it has no redirect URIs and cannot ask people for access",
+        ));
+    }
     match requested {
         Some(uri) if registered.iter().any(|r| r.matches(uri)) => Ok(uri.to_string()),
         Some(_) => Err(OAuthError::invalid_request(
@@ -168,6 +174,8 @@ mod tests {
         assert!(resolve_redirect_uri(&one, Some("https://evil.example/cb")).is_err());
         let two = uris(&["https://a.example/cb", "https://b.example/cb"]);
         assert!(resolve_redirect_uri(&two, None).is_err());
+        let machine = resolve_redirect_uri(&[], Some("https://evil.example/cb")).unwrap_err();
+        assert_eq!(machine.code, ErrorCode::UnauthorizedClient);
     }
 
     #[test]

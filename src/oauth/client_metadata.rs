@@ -86,6 +86,9 @@ impl ApplicationType {
 pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
+    /// RFC 6749 §4.4, for machine clients the operator registers; never through registration or
+    /// a metadata document (they ask for it "just in case" and it is dropped, not refused).
+    ClientCredentials,
 }
 
 impl GrantType {
@@ -93,6 +96,7 @@ impl GrantType {
         match self {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
         }
     }
 
@@ -100,19 +104,30 @@ impl GrantType {
         match s {
             "authorization_code" => Some(Self::AuthorizationCode),
             "refresh_token" => Some(Self::RefreshToken),
+            "client_credentials" => Some(Self::ClientCredentials),
             _ => None,
         }
     }
 }
 
+/// Who wrote the metadata: a client (dynamic registration, a metadata document), or this server
+/// itself (the operator's declarations, rows it stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Client,
+    Trusted,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientMetadata {
-    /// Never empty.
+    /// Never empty when `grant_types` has `AuthorizationCode`; empty otherwise (a machine client).
     pub redirect_uris: Vec<RedirectUri>,
     pub token_endpoint_auth_method: TokenEndpointAuthMethod,
-    /// Sorted, deduplicated, always contains `AuthorizationCode`.
+    /// Sorted, deduplicated; contains `AuthorizationCode`, `ClientCredentials` or both (the latter
+    /// only in metadata the operator declared).
     pub grant_types: Vec<GrantType>,
-    /// Always `["code"]` today; kept as strings to echo RFC 7591's shape.
+    /// `["code"]` with the authorization code grant, else empty; kept as strings to echo RFC
+    /// 7591's shape.
     pub response_types: Vec<String>,
     /// Echoed, never enforced against the redirect URIs (Cursor sends `web`
     /// with `cursor://`).
@@ -174,24 +189,28 @@ impl ClientMetadata {
     /// because clients send all three. Also accepts [`Self::to_json`]'s output
     /// unchanged, so stored metadata reloads through the same validation.
     pub fn from_request(body: &Value) -> Result<Self, ClientMetadataError> {
-        Self::parse_with(body, false)
+        Self::parse_with(body, Source::Client)
     }
 
-    /// Reloads stored metadata, which for metadata-document clients may name `private_key_jwt`
-    /// (negotiated from their document; dynamic registration never accepts it).
+    /// Reloads stored metadata, which may name `private_key_jwt` (negotiated from a metadata
+    /// document, or declared by the operator) and the `client_credentials` grant (operator only):
+    /// neither is accepted from a client.
     pub fn from_stored(body: &Value) -> Result<Self, ClientMetadataError> {
-        Self::parse_with(body, true)
+        Self::parse_with(body, Source::Trusted)
     }
 
-    fn parse_with(body: &Value, allow_private_key_jwt: bool) -> Result<Self, ClientMetadataError> {
-        let obj = body.as_object().ok_or_else(|| invalid("the registration request body must be a JSON object"))?;
+    /// A client the operator declares (CLI or config file): as [`Self::from_stored`].
+    pub fn from_operator(body: &Value) -> Result<Self, ClientMetadataError> {
+        Self::parse_with(body, Source::Trusted)
+    }
 
-        let redirect_uris = parse_redirect_uris(obj)?;
+    fn parse_with(body: &Value, source: Source) -> Result<Self, ClientMetadataError> {
+        let obj = body.as_object().ok_or_else(|| invalid("the registration request body must be a JSON object"))?;
 
         let token_endpoint_auth_method = match optional_str(obj, "token_endpoint_auth_method")? {
             None => TokenEndpointAuthMethod::ClientSecretBasic,
             Some(m) => TokenEndpointAuthMethod::parse(m)
-                .filter(|m| allow_private_key_jwt || *m != TokenEndpointAuthMethod::PrivateKeyJwt)
+                .filter(|m| source == Source::Trusted || *m != TokenEndpointAuthMethod::PrivateKeyJwt)
                 .ok_or_else(|| {
                     invalid(format!(
                         "unsupported token_endpoint_auth_method {:?}; supported: {SUPPORTED_AUTH_METHODS}",
@@ -201,21 +220,42 @@ impl ClientMetadata {
         };
 
         // RFC 7591 §2 lets us replace unsupported grant types; refusing would
-        // break clients that list e.g. client_credentials "just in case".
+        // break clients that list e.g. client_credentials "just in case"
+        // (which only the operator can give a client).
         let grant_types = match string_array(obj, "grant_types")? {
             None => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             Some(list) => {
-                let mut set: BTreeSet<GrantType> = list.into_iter().filter_map(GrantType::parse).collect();
-                set.insert(GrantType::AuthorizationCode);
+                let mut set: BTreeSet<GrantType> = list
+                    .into_iter()
+                    .filter_map(GrantType::parse)
+                    .filter(|g| source == Source::Trusted || *g != GrantType::ClientCredentials)
+                    .collect();
+                if !set.contains(&GrantType::ClientCredentials) {
+                    set.insert(GrantType::AuthorizationCode);
+                }
                 set.into_iter().collect()
             }
         };
+        let interactive = grant_types.contains(&GrantType::AuthorizationCode);
+        if !interactive && grant_types.contains(&GrantType::RefreshToken) {
+            return Err(invalid("the refresh_token grant needs the authorization_code grant"));
+        }
 
-        let response_types = match string_array(obj, "response_types")? {
-            Some(list) if !list.contains(&"code") => {
-                return Err(invalid("response_types must include \"code\", the only supported response type"));
+        // A machine client (client_credentials alone) has no redirect URIs and no response type.
+        let (redirect_uris, response_types) = if interactive {
+            let uris = parse_redirect_uris(obj)?;
+            match string_array(obj, "response_types")? {
+                Some(list) if !list.contains(&"code") => {
+                    return Err(invalid("response_types must include \"code\", the only supported response type"));
+                }
+                _ => (uris, vec!["code".to_owned()]),
             }
-            _ => vec!["code".to_owned()],
+        } else {
+            let listed = string_array(obj, "redirect_uris").map_err(|e| invalid_redirect(e.description()))?;
+            if listed.is_some_and(|l| !l.is_empty()) {
+                return Err(invalid_redirect("redirect URIs need the authorization_code grant"));
+            }
+            (Vec::new(), Vec::new())
         };
 
         let application_type = match optional_str(obj, "application_type")? {
@@ -223,7 +263,9 @@ impl ClientMetadata {
                 invalid(format!("unsupported application_type {:?}; expected \"web\" or \"native\"", excerpt(t)))
             })?,
             // TS SDK v2's rule, so v1 clients get what v2 would have sent.
-            None if redirect_uris.iter().all(|r| r.is_loopback() || r.is_private_use()) => ApplicationType::Native,
+            None if interactive && redirect_uris.iter().all(|r| r.is_loopback() || r.is_private_use()) => {
+                ApplicationType::Native
+            }
             None => ApplicationType::Web,
         };
 
@@ -272,17 +314,24 @@ impl ClientMetadata {
 
     /// The metadata part of the RFC 7591 §3.2.1 response: every registered
     /// field, defaults included (redirect_uris, grant_types, response_types,
-    /// application_type, token_endpoint_auth_method always present); absent
+    /// application_type, token_endpoint_auth_method always present, but for a
+    /// machine client's empty redirect_uris and response_types); absent
     /// optionals omitted (never "" or null), because the TS SDK's schema fails
     /// on `""` URLs and Python v1 on an empty `redirect_uris`.
     ///
-    /// For storage: round-trips through to_json/from_request.
+    /// For storage: round-trips through to_json/from_request (from_stored for
+    /// what only the operator may declare).
     pub fn to_json(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("redirect_uris".into(), string_values(self.redirect_uris.iter().map(RedirectUri::as_str)));
+        // Empty only for a machine client, which has neither.
+        if !self.redirect_uris.is_empty() {
+            m.insert("redirect_uris".into(), string_values(self.redirect_uris.iter().map(RedirectUri::as_str)));
+        }
         m.insert("token_endpoint_auth_method".into(), self.token_endpoint_auth_method.as_str().into());
         m.insert("grant_types".into(), string_values(self.grant_types.iter().map(|g| g.as_str())));
-        m.insert("response_types".into(), string_values(self.response_types.iter().map(String::as_str)));
+        if !self.response_types.is_empty() {
+            m.insert("response_types".into(), string_values(self.response_types.iter().map(String::as_str)));
+        }
         m.insert("application_type".into(), self.application_type.as_str().into());
         let optionals = [
             ("client_name", &self.client_name),
@@ -639,6 +688,49 @@ mod tests {
     }
 
     #[test]
+    fn client_credentials_is_for_the_operator_only() {
+        // Asked for in a registration (or a metadata document): dropped, the client still registers.
+        let m = ok(with("grant_types", json!(["client_credentials"])));
+        assert_eq!(m.grant_types, [GrantType::AuthorizationCode]);
+        let msg = invalid_redirect(json!({"grant_types": ["client_credentials"]}));
+        assert!(msg.contains("redirect_uris"), "{msg}");
+
+        // Declared by the operator: a machine client, without redirect URIs or response types.
+        let machine = json!({
+            "client_name": "Billing agent",
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}]}
+        });
+        let m = ClientMetadata::from_operator(&machine).unwrap();
+        assert_eq!(m.grant_types, [GrantType::ClientCredentials]);
+        assert!(m.redirect_uris.is_empty() && m.response_types.is_empty());
+        let stored = m.to_json();
+        assert!(!stored.contains_key("redirect_uris") && !stored.contains_key("response_types"), "{stored:?}");
+        assert_eq!(ClientMetadata::from_stored(&Value::Object(stored.clone())).unwrap(), m);
+        // ... which a client could not have registered.
+        assert!(ClientMetadata::from_request(&Value::Object(stored)).is_err());
+
+        let both = json!({"grant_types": ["authorization_code", "client_credentials"], "redirect_uris": ["https://a.example/cb"]});
+        let m = ClientMetadata::from_operator(&both).unwrap();
+        assert_eq!(m.grant_types, [GrantType::AuthorizationCode, GrantType::ClientCredentials]);
+        assert_eq!(m.response_types, ["code"]);
+    }
+
+    #[test]
+    fn a_machine_client_has_no_redirects_and_no_refresh() {
+        let e = ClientMetadata::from_operator(
+            &json!({"grant_types": ["client_credentials"], "redirect_uris": ["https://a.example/cb"]}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), crate::oauth::ErrorCode::InvalidRedirectUri);
+        assert!(e.description().contains("authorization_code"), "{e}");
+        let e = ClientMetadata::from_operator(&json!({"grant_types": ["client_credentials", "refresh_token"]}))
+            .unwrap_err();
+        assert!(e.description().contains("refresh_token"), "{e}");
+    }
+
+    #[test]
     fn response_types_must_include_code() {
         let m = ok(with("response_types", json!(["code", "token"])));
         assert_eq!(m.response_types, ["code"]);
@@ -714,7 +806,7 @@ mod tests {
         ] {
             assert_eq!(TokenEndpointAuthMethod::parse(m.as_str()), Some(m));
         }
-        for g in [GrantType::AuthorizationCode, GrantType::RefreshToken] {
+        for g in [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials] {
             assert_eq!(GrantType::parse(g.as_str()), Some(g));
         }
         for a in [ApplicationType::Web, ApplicationType::Native] {

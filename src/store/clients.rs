@@ -110,13 +110,23 @@ pub async fn register(db: &Db, c: &NewClient, event: &super::audit::Event<'_>, n
 }
 
 async fn insert(db: &Db, new: &NewClient, event: Option<&super::audit::Event<'_>>, now: i64) -> Result<Client> {
+    let mut tx = WriteTx::begin(db).await?;
+    let client = insert_in(&mut tx, new, now).await?;
+    if let Some(event) = event {
+        tx.insert_audit(event, now).await?;
+    }
+    tx.commit().await?;
+    Ok(client)
+}
+
+/// Inserts a client inside `tx` (with what else belongs to it, e.g. a machine client's reach).
+pub(crate) async fn insert_in(tx: &mut WriteTx, new: &NewClient, now: i64) -> Result<Client> {
     let sql = format!(
         "INSERT INTO clients (client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
          created_at, updated_at, metadata_expires_at, registered_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) \
          RETURNING {COLUMNS}"
     );
     let metadata = new.metadata.to_string();
-    let mut tx = WriteTx::begin(db).await?;
     let row: Row = on!(tx, |c| sqlx::query_as(&sql)
         .bind(&new.client_id)
         .bind(new.kind.as_str())
@@ -130,24 +140,24 @@ async fn insert(db: &Db, new: &NewClient, event: Option<&super::audit::Event<'_>
         .fetch_one(c)
         .await
         .map_err(|e| StoreError::on_conflict(e, || format!("a client with id {:?} already exists", new.client_id)))?);
-    if let Some(event) = event {
-        tx.insert_audit(event, now).await?;
-    }
-    tx.commit().await?;
     row.try_into()
 }
 
-/// Creates or replaces a client declared in configuration (or a refreshed metadata document),
-/// keeping `created_at`, `last_used_at` and the client's grants.
-pub async fn upsert(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
-    let sql = format!(
+fn upsert_sql() -> String {
+    format!(
         "INSERT INTO clients (client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
          created_at, updated_at, metadata_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
          ON CONFLICT (client_id) DO UPDATE SET kind = excluded.kind, client_name = excluded.client_name, \
          metadata = excluded.metadata, secret_hash = excluded.secret_hash, \
          registration_token_hash = excluded.registration_token_hash, updated_at = excluded.updated_at, \
          metadata_expires_at = excluded.metadata_expires_at RETURNING {COLUMNS}"
-    );
+    )
+}
+
+/// Creates or replaces a client declared in configuration (or a refreshed metadata document),
+/// keeping `created_at`, `last_used_at` and the client's grants.
+pub async fn upsert(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
+    let sql = upsert_sql();
     let metadata = c.metadata.to_string();
     let row: Row = dispatch_write!(db, |pool| sqlx::query_as(&sql)
         .bind(&c.client_id)
@@ -159,6 +169,24 @@ pub async fn upsert(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
         .bind(now)
         .bind(c.metadata_expires_at)
         .fetch_one(pool)
+        .await?);
+    row.try_into()
+}
+
+/// [`upsert`] inside `tx`.
+pub(crate) async fn upsert_in(tx: &mut WriteTx, c: &NewClient, now: i64) -> Result<Client> {
+    let sql = upsert_sql();
+    let metadata = c.metadata.to_string();
+    let row: Row = on!(tx, |conn| sqlx::query_as(&sql)
+        .bind(&c.client_id)
+        .bind(c.kind.as_str())
+        .bind(&c.client_name)
+        .bind(&metadata)
+        .bind(&c.secret_hash)
+        .bind(&c.registration_token_hash)
+        .bind(now)
+        .bind(c.metadata_expires_at)
+        .fetch_one(conn)
         .await?);
     row.try_into()
 }

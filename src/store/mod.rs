@@ -16,6 +16,7 @@ pub mod grants;
 pub mod groups;
 pub mod identities;
 pub mod keys;
+pub mod machine_clients;
 pub mod refresh;
 pub mod registration;
 pub mod resources;

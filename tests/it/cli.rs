@@ -37,6 +37,8 @@ db_tests!(
     client_add_public_prints_no_secret,
     client_add_refuses_a_bad_redirect_uri,
     resource_remove_unknown_fails,
+    client_add_machine_clients_with_keys_or_a_secret,
+    client_add_refuses_bad_machine_clients_and_writes_nothing,
 );
 
 // ---- migrate ----
@@ -360,6 +362,174 @@ async fn resource_remove_unknown_fails(engine: Engine) {
     assert!(line.contains("https://nowhere.example/mcp") && line.contains("does not exist"), "{line}");
 }
 
+/// The public half of a fresh P-256 key, as a JWK set.
+fn public_jwks() -> Value {
+    let pair = josekit::jwk::alg::ec::EcKeyPair::generate(josekit::jwk::alg::ec::EcCurve::P256).unwrap();
+    json!({ "keys": [serde_json::from_str::<Value>(&pair.to_jwk_public_key().to_string()).unwrap()] })
+}
+
+async fn client_add_machine_clients_with_keys_or_a_secret(engine: Engine) {
+    let cli = Cli::new(engine).await;
+    cli.prepare_alice_and_resource();
+    cli.run(&["resource", "add", "https://other.example.com/mcp", "--name", "Other", "--scope", "o:read=Read"])
+        .success();
+    std::fs::write(cli.dir.path().join("keys.json"), public_jwks().to_string()).unwrap();
+    let out = cli
+        .run(&[
+            "client",
+            "add",
+            "--name",
+            "Report bot",
+            "--client-id",
+            "report-bot",
+            "--grant",
+            "client_credentials",
+            "--jwks-file",
+            "keys.json",
+            "--resource",
+            "https://mcp.example.com/mcp",
+            "--scope",
+            "mcp:tools",
+        ])
+        .success();
+    assert_eq!(value_after(&out.stdout, "client_id:").as_deref(), Some("report-bot"), "{out:?}");
+    assert!(!out.stdout.contains("secret"), "keys, no secret: {out:?}");
+    assert!(out.stdout.contains("may get tokens for https://mcp.example.com/mcp with scope: mcp:tools"), "{out:?}");
+
+    // A secret instead of keys, two MCP servers: each --scope goes to the server that has it.
+    let out = cli
+        .run(&[
+            "client",
+            "add",
+            "--name",
+            "Sync",
+            "--client-id",
+            "sync",
+            "--grant",
+            "client_credentials",
+            "--confidential",
+            "--resource",
+            "https://mcp.example.com/mcp",
+            "--resource",
+            "https://other.example.com/mcp",
+            "--scope",
+            "mcp:tools",
+            "--scope",
+            "o:read",
+        ])
+        .success();
+    let secret = value_after(&out.stdout, "client_secret (shown once):").unwrap_or_else(|| panic!("{out:?}"));
+    let list = cli.run(&["client", "list"]).success().stdout;
+    for line in [
+        "    client_credentials: https://mcp.example.com/mcp (mcp:tools)",
+        "    client_credentials: https://other.example.com/mcp (o:read)",
+    ] {
+        assert!(list.lines().any(|l| l == line), "{line:?} not in\n{list}");
+    }
+
+    // The served binary issues it a token for the server it names.
+    let mut server = cli.serve();
+    server.wait_ready().await;
+    let res = browser()
+        .post(format!("{}/token", server.base))
+        .basic_auth("sync", Some(&secret))
+        .form(&[("grant_type", "client_credentials"), ("resource", "https://other.example.com/mcp")])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = jwt_parts(body["access_token"].as_str().unwrap());
+    assert_eq!((claims["sub"].as_str(), claims["aud"].as_str()), (Some("sync"), Some("https://other.example.com/mcp")));
+    assert_eq!(body["scope"], "o:read");
+}
+
+async fn client_add_refuses_bad_machine_clients_and_writes_nothing(engine: Engine) {
+    let cli = Cli::new(engine).await;
+    cli.prepare_alice_and_resource();
+    let dir = cli.dir.path();
+    std::fs::write(dir.join("keys.json"), public_jwks().to_string()).unwrap();
+    let pair = josekit::jwk::alg::ec::EcKeyPair::generate(josekit::jwk::alg::ec::EcCurve::P256).unwrap();
+    std::fs::write(dir.join("private.json"), format!("{{\"keys\": [{}]}}", pair.to_jwk_private_key())).unwrap();
+    std::fs::write(dir.join("broken.json"), "{\"keys\": [").unwrap();
+    let before = cli.run(&["client", "list"]).success().stdout;
+    let machine = ["client", "add", "--name", "M", "--grant", "client_credentials"];
+    let mcp = ["--resource", "https://mcp.example.com/mcp", "--scope", "mcp:tools"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        ([&machine[..], &mcp[..]].concat(), "must authenticate"),
+        ([&machine[..], &["--confidential", "--resource", "https://mcp.example.com/mcp"]].concat(), "--scope"),
+        (
+            [
+                &machine[..],
+                &[
+                    "--confidential",
+                    "--resource",
+                    "https://mcp.example.com/mcp",
+                    "--scope",
+                    "mcp:tools",
+                    "--scope",
+                    "mcp:delete",
+                ],
+            ]
+            .concat(),
+            "\"mcp:delete\"",
+        ),
+        (
+            [
+                &machine[..],
+                &["--confidential", "--resource", "https://unknown.example.com/mcp", "--scope", "mcp:tools"],
+            ]
+            .concat(),
+            "not registered",
+        ),
+        ([&machine[..], &["--confidential"]].concat(), "at least one MCP server"),
+        ([&machine[..], &["--jwks-file", "private.json"], &mcp[..]].concat(), "private key material"),
+        ([&machine[..], &["--jwks-file", "missing.json"], &mcp[..]].concat(), "cannot read --jwks-file"),
+        ([&machine[..], &["--jwks-file", "broken.json"], &mcp[..]].concat(), "not JSON"),
+        ([&machine[..], &["--jwks-uri", "http://keys.example/jwks.json"], &mcp[..]].concat(), "jwks_uri"),
+        ([&machine[..], &["--confidential", "--jwks-file", "keys.json"], &mcp[..]].concat(), "not both"),
+        (
+            [&machine[..], &["--confidential", "--client-id", "0190b7a2-1c1e-7c3e-8f00-000000000001"], &mcp[..]]
+                .concat(),
+            "UUID",
+        ),
+        (
+            [&machine[..], &["--confidential", "--redirect-uri", "https://app.example/cb"], &mcp[..]].concat(),
+            "authorization_code",
+        ),
+        ([&machine[..], &["--confidential", "--grant", "refresh_token"], &mcp[..]].concat(), "refresh_token"),
+        (vec!["client", "add", "--name", "M", "--grant", "password", "--confidential"], "unknown grant type"),
+        (
+            vec![
+                "client",
+                "add",
+                "--name",
+                "M",
+                "--redirect-uri",
+                "https://app.example/cb",
+                "--confidential",
+                "--resource",
+                "https://mcp.example.com/mcp",
+                "--scope",
+                "mcp:tools",
+            ],
+            "client_credentials",
+        ),
+        (vec!["client", "add", "--name", "M", "--confidential"], "redirect URI"),
+        (
+            vec!["client", "add", "--name", "M", "--scope", "mcp:tools", "--redirect-uri", "https://app.example/cb"],
+            "--resource",
+        ),
+    ];
+    for (args, says) in &cases {
+        let out = cli.run(args).failure();
+        let line = out.one_error_line();
+        assert!(line.contains(says), "{args:?}: expected {says:?} in {line}");
+    }
+    assert_eq!(cli.run(&["client", "list"]).success().stdout, before, "nothing written");
+}
+
 // ---- no database needed ----
 
 #[test]
@@ -466,16 +636,41 @@ fn config_check_output_is_a_loadable_config() {
     assert_eq!(second.stdout, first.stdout);
 }
 
+/// A machine client in the file (keys as a table): checked, printed, and loadable again.
+#[test]
+fn config_check_accepts_a_machine_client_and_prints_it_loadably() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CONFIG_WITH_MACHINE_CLIENT.replace("JWKS", &public_jwks().to_string());
+    std::fs::write(dir.path().join("in.toml"), config).unwrap();
+    let first = run_in(dir.path(), &["--config", "in.toml", "config", "check"], &[], None).success();
+    assert!(first.stdout.contains("client_credentials"), "{first:?}");
+    std::fs::write(dir.path().join("out.toml"), &first.stdout).unwrap();
+    let second = run_in(dir.path(), &["--config", "out.toml", "config", "check"], &[], None).success();
+    assert_eq!(second.stdout, first.stdout);
+}
+
 /// `config check` must refuse what `serve` would refuse at start-up.
 #[test]
 fn config_check_refuses_invalid_client_entries() {
     let dir = tempfile::tempdir().unwrap();
     let mut accepted = Vec::new();
-    for (i, entry) in [BAD_CLIENT_REDIRECT, BAD_CLIENT_SECRET, BAD_RESOURCE_SCOPE].into_iter().enumerate() {
+    let machine =
+        |from: &str, to: &str| CONFIG_WITH_MACHINE_CLIENT.replace("JWKS", &public_jwks().to_string()).replace(from, to);
+    let bad_machine = [
+        machine("scopes = [\"mcp:tools\"]", "scopes = [\"mcp:delete\"]"),
+        machine("scopes = [\"mcp:tools\"]", "scopes = []"),
+        machine("grant_types = [\"client_credentials\"]", "grant_types = [\"client_credentials\", \"implicit\"]"),
+        machine("jwks = '", "redirect_uris = [\"https://app.example/cb\"]\njwks = '"),
+        machine("jwks = '", "jwks_uri = \"https://keys.example/jwks.json\"\njwks = '"),
+        machine("client_id = \"nightly-sync\"", "client_id = \"0190b7a2-1c1e-7c3e-8f00-000000000001\""),
+    ];
+    let entries =
+        [BAD_CLIENT_REDIRECT, BAD_CLIENT_SECRET, BAD_RESOURCE_SCOPE].into_iter().map(str::to_string).chain(bad_machine);
+    for (i, entry) in entries.enumerate() {
         let file = format!("bad{i}.toml");
-        std::fs::write(dir.path().join(&file), entry).unwrap();
+        std::fs::write(dir.path().join(&file), &entry).unwrap();
         if run_in(dir.path(), &["--config", &file, "config", "check"], &[], None).code == Some(0) {
-            accepted.push(entry);
+            accepted.push(entry.clone());
         }
     }
     assert!(accepted.is_empty(), "config check accepted:\n{}", accepted.join("\n"));
@@ -625,6 +820,28 @@ name = "Example"
 [[resources.scopes]]
 name = "mcp:tools"
 description = "Use tools"
+"#;
+
+const CONFIG_WITH_MACHINE_CLIENT: &str = r#"
+issuer = "https://auth.example.com"
+
+[[resources]]
+uri = "https://mcp.example.com/mcp"
+name = "Example"
+
+[[resources.scopes]]
+name = "mcp:tools"
+description = "Use tools"
+
+[[clients]]
+client_id = "nightly-sync"
+name = "Nightly sync"
+grant_types = ["client_credentials"]
+jwks = 'JWKS'
+
+[[clients.resources]]
+uri = "https://mcp.example.com/mcp"
+scopes = ["mcp:tools"]
 "#;
 
 const BAD_CLIENT_REDIRECT: &str = r#"

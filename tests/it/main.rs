@@ -9,6 +9,7 @@ mod cancellation;
 mod cimd;
 mod cli;
 mod cli_groups;
+mod client_credentials;
 mod faults;
 mod federation;
 mod fetch;

@@ -29,6 +29,7 @@ fn declared(c: &mut portcullis::config::Config) {
         name: "Agent".into(),
         redirect_uris: vec!["http://127.0.0.1/callback".into()],
         client_secret: Some(Secret::new("s".repeat(40))),
+        ..Default::default()
     }];
 }
 

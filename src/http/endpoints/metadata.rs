@@ -6,6 +6,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::clients::assertion::SIGNING_ALGS;
 use crate::config::CimdPolicy;
 use crate::http::HttpState;
 use crate::http::error::ApiError;
@@ -21,18 +22,19 @@ async fn document(state: &HttpState) -> Result<serde_json::Map<String, Value>, A
         "registration_endpoint": r.url(REGISTER),
         "jwks_uri": r.url(JWKS),
         "revocation_endpoint": r.url(REVOKE),
-        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
         "introspection_endpoint": r.url(INTROSPECT),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "userinfo_endpoint": r.url(USERINFO),
         "scopes_supported": scopes,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        // client_credentials: machine clients the operator registers (MCP ext-auth, SEP-1046).
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
-                "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384"],
-                "authorization_response_iss_parameter_supported": true,
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": SIGNING_ALGS,
+        "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": state.settings.cimd.policy != CimdPolicy::Off,
         "prompt_values_supported": ["none", "login", "consent"],
     });
