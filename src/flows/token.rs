@@ -43,6 +43,14 @@ impl TokenResponse {
     }
 }
 
+/// What the token endpoint answers: tokens, or (token exchange) an ID-JAG.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Issued {
+    Tokens(TokenResponse),
+    Exchanged(crate::flows::id_jag::Exchanged),
+}
+
 /// A token request: authenticates the client (`token_endpoint` is an audience its assertion may
 /// name) and runs the grant it asks for.
 pub async fn token(
@@ -50,21 +58,27 @@ pub async fn token(
     token_endpoint: &str,
     authorization: Authorization<'_>,
     params: &Params,
-) -> Result<TokenResponse, ApiError> {
+) -> Result<Issued, ApiError> {
+    use crate::flows::id_jag::{self, JWT_BEARER, TOKEN_EXCHANGE};
     let client = client_auth::authenticate(state, token_endpoint, authorization, params).await?;
-    match params.get("grant_type") {
+    let tokens = match params.get("grant_type") {
         Some("authorization_code") => authorization_code(state, &client, params).await,
         Some("refresh_token") => refresh_token(state, &client, params).await,
         Some("client_credentials") => crate::flows::client_credentials::grant(state, &client, params).await,
+        Some(JWT_BEARER) if state.federation.accepts_id_jags() => id_jag::redeem(state, &client, params).await,
+        Some(TOKEN_EXCHANGE) if !state.settings.enterprise_apps.is_empty() => {
+            return id_jag::exchange(state, &client, params).await.map(Issued::Exchanged);
+        }
         Some(other) => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             format!(
-                "grant_type {other:?} is not supported; use authorization_code, refresh_token or client_credentials"
+                "grant_type {other:?} is not supported here; the metadata lists those that are (grant_types_supported)"
             ),
         )
         .into()),
         None => Err(OAuthError::invalid_request("missing parameter grant_type").into()),
-    }
+    };
+    tokens.map(Issued::Tokens)
 }
 
 /// The `resource` values sent with a token request must all name the grant's resource.

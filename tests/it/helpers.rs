@@ -161,8 +161,18 @@ impl TestApp {
 
     /// `issuer_path` is "" or like "/tenant1".
     pub async fn spawn_with(engine: Engine, issuer_path: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
-        let test_db = TestDb::new(engine).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::spawn_on(engine, listener, issuer_path, tweak).await
+    }
+
+    /// On a listener bound beforehand (two apps that must know each other's issuer).
+    pub async fn spawn_on(
+        engine: Engine,
+        listener: tokio::net::TcpListener,
+        issuer_path: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        let test_db = TestDb::new(engine).await;
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://{addr}{issuer_path}");
         let settings = settings_for(&test_db.url, &base, addr, tweak);

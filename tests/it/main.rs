@@ -15,6 +15,7 @@ mod federation;
 mod fetch;
 mod hardening;
 mod hostile;
+mod id_jag;
 mod logs;
 mod metadata;
 mod properties;

@@ -38,9 +38,25 @@ async fn document(state: &HttpState) -> Result<serde_json::Map<String, Value>, A
         "client_id_metadata_document_supported": state.settings.cimd.policy != CimdPolicy::Off,
         "prompt_values_supported": ["none", "login", "consent"],
     });
+    let mut doc = doc;
+    // Enterprise-managed authorization, when configured (SEP-990): accepting ID-JAGs, and issuing them.
+    if state.federation.accepts_id_jags() {
+        push(&mut doc["grant_types_supported"], crate::flows::id_jag::JWT_BEARER);
+        doc["authorization_grant_profiles_supported"] = json!([crate::flows::id_jag::ID_JAG_PROFILE]);
+    }
+    if !state.settings.enterprise_apps.is_empty() {
+        push(&mut doc["grant_types_supported"], crate::flows::id_jag::TOKEN_EXCHANGE);
+        doc["identity_chaining_requested_token_types_supported"] = json!([crate::flows::id_jag::ID_JAG_TOKEN_TYPE]);
+    }
     match doc {
         Value::Object(m) => Ok(m),
         _ => unreachable!("json! of an object literal is an object"),
+    }
+}
+
+fn push(list: &mut Value, item: &str) {
+    if let Value::Array(items) = list {
+        items.push(item.into());
     }
 }
 
