@@ -294,7 +294,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Migrate => {
-            let db = open(&settings).await?;
+            let db = create_or_open(&settings).await?;
             eprintln!("database migrated ({})", db.engine());
             Ok(())
         }
@@ -356,7 +356,33 @@ fn init_logging(settings: &Settings) {
     }
 }
 
+/// Opens the server's database for a CLI command: a SQLite file that does not exist is refused
+/// (only `serve` and `migrate` create one), so a command run from another directory cannot
+/// silently write to a second database the server never reads. Says which database it used.
 async fn open(settings: &Settings) -> Result<Db, Failure> {
+    let url = settings.database.url.expose();
+    if let Some(path) = sqlite_file(url)
+        && !path.exists()
+    {
+        return Err(Failure(format!(
+            "no database at {}: start the server once (`portcullis serve`) or run `portcullis migrate` there, \
+             or point --config or PORTCULLIS_DATABASE_URL at the server's database",
+            path.display()
+        )));
+    }
+    let db = create_or_open(settings).await?;
+    eprintln!("database: {}", portcullis::config::redact_url(url));
+    Ok(db)
+}
+
+/// The file of a SQLite URL (none for Postgres or an in-memory database).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+async fn create_or_open(settings: &Settings) -> Result<Db, Failure> {
     let url = settings.database.url.expose();
     let db = Db::connect_with(url, settings.database.limits)
         .await
@@ -369,13 +395,15 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
     init_logging(&settings);
     let bind = settings.bind;
     let url = portcullis::config::redact_url(settings.database.url.expose());
+    // Bind first: a taken port fails before anything is created or printed.
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| Failure(format!("cannot listen on {bind} (the `bind` setting, or PORTCULLIS_BIND): {e}")))?;
     let (state, started) =
         AppState::start(settings).await.map_err(|e| Failure(format!("cannot start with database {url}: {e}")))?;
     if let Some(password) = started.admin_password {
         print_first_start(&state, &password);
     }
-    let listener =
-        tokio::net::TcpListener::bind(bind).await.map_err(|e| Failure(format!("cannot listen on {bind}: {e}")))?;
     tracing::info!(issuer = %state.settings.issuer, %bind, database = state.db.engine(), "portcullis is serving");
     let jobs = portcullis::jobs::spawn(state.clone());
     let app = portcullis::app(state.clone());

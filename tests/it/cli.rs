@@ -258,7 +258,11 @@ async fn serve_on_a_busy_port_fails_clearly(engine: Engine) {
     )
     .failure();
     let line = out.one_error_line();
-    assert!(line.contains("cannot listen") && line.contains(&bind), "{line}");
+    assert!(line.contains("cannot listen") && line.contains(&bind) && line.contains("PORTCULLIS_BIND"), "{line}");
+    // Bound first: nothing was set up or printed before the failure.
+    assert!(!out.stdout.contains("password"), "{out:?}");
+    let db = cli.db.connect().await;
+    assert_eq!(portcullis::store::users::count(&db).await.unwrap(), 0, "no admin was created");
 }
 
 async fn served_binary_issues_tokens_signed_by_a_published_key(engine: Engine) {
@@ -549,6 +553,19 @@ fn config_check_redacts_the_database_password() {
 }
 
 #[test]
+fn commands_refuse_a_missing_database_instead_of_creating_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        run_in(dir.path(), &["resource", "add", "https://mcp.example.com/mcp", "--name", "X"], &[], None).failure();
+    let e = out.one_error_line();
+    assert!(e.contains("no database at") && e.contains("portcullis migrate"), "{e}");
+    assert!(!dir.path().join("data").join("portcullis.db").exists(), "nothing was created");
+    run_in(dir.path(), &["migrate"], &[], None).success();
+    let out = run_in(dir.path(), &["user", "list"], &[], None).success();
+    assert!(out.stderr.contains("database: sqlite://data/portcullis.db"), "every command says which database: {out:?}");
+}
+
+#[test]
 fn config_check_redacts_the_key_encryption_secret() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_in(
@@ -685,8 +702,11 @@ pub(crate) struct Cli {
 }
 
 impl Cli {
+    /// A migrated database (as `serve` or `migrate` leaves it: the other commands refuse a missing one).
     pub(crate) async fn new(engine: Engine) -> Cli {
-        Cli { db: TestDb::new(engine).await, dir: tempfile::tempdir().expect("temp dir") }
+        let db = TestDb::new(engine).await;
+        db.connect().await;
+        Cli { db, dir: tempfile::tempdir().expect("temp dir") }
     }
 
     pub(crate) fn run(&self, args: &[&str]) -> Output {
