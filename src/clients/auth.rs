@@ -110,8 +110,8 @@ fn form_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
-/// Authenticates the client. Unknown clients get `invalid_client`, so SDKs drop their stored
-/// registration and register again. `token_endpoint` is an audience a client assertion may name.
+/// Authenticates the client. Unknown (or deleted) clients get `invalid_client` with 401 and a
+/// `WWW-Authenticate` challenge, so SDKs drop their stored registration and register again. `token_endpoint` is an audience a client assertion may name.
 pub async fn authenticate(
     state: &AppState,
     token_endpoint: &str,
@@ -134,7 +134,9 @@ pub async fn authenticate(
     let fail = |msg: &str| AuthError::Rejected { error: OAuthError::invalid_client(msg), basic: creds.via_basic };
     let client = match clients::resolve(state, &creds.client_id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return Err(fail("unknown client: register again")),
+        // 401 with a challenge however the client sent its id: hosted clients drop their stored
+        // registration and register again only on 401 (a 400 leaves their people stuck).
+        Ok(None) => return Err(AuthError::basic(OAuthError::invalid_client("unknown client: register again"))),
         Err(clients::cimd::ResolveError::Store(e)) => return Err(e.into()),
         Err(e) => return Err(fail(&e.public_message())),
     };
