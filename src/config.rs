@@ -51,6 +51,7 @@ const ENV_KEYS: &[&str] = &[
     "cimd_test_allow_loopback",
     "trusted_proxies",
     "client_ip_header",
+    "ipv6_prefix_length",
     "rate_limit_per_ip",
     "rate_limit_total",
     "login_max_failures",
@@ -339,6 +340,9 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// The one header the trusted proxies set with the client's address (`Forwarded` for RFC 7239).
     pub client_ip_header: String,
+    /// Per-address limits count an IPv6 client by the network of this many leading bits (one
+    /// subscriber usually holds a whole /64); IPv4 addresses count one by one.
+    pub ipv6_prefix_length: u8,
     /// Requests per minute one IP address may make to each limited endpoint (0: no limit).
     pub rate_limit_per_ip: RateLimits,
     /// Requests per minute all clients together may make to each limited endpoint, per node.
@@ -396,6 +400,7 @@ impl Default for Config {
             cimd_test_allow_loopback: false,
             trusted_proxies: Vec::new(),
             client_ip_header: "X-Forwarded-For".into(),
+            ipv6_prefix_length: 64,
             rate_limit_per_ip: RateLimits::per_ip(),
             rate_limit_total: RateLimits::total(),
             login_max_failures: 5,
@@ -431,6 +436,8 @@ pub struct Settings {
     /// Proxies whose `client_ip_header` is believed.
     pub trusted_proxies: Vec<IpNet>,
     pub client_ip_header: crate::net::ForwardedHeader,
+    /// The IPv6 network size per-address limits count by (see [`crate::net::AddressKey`]).
+    pub ipv6_prefix_length: u8,
     pub rate_limits: RateLimitSettings,
     pub login: LoginSettings,
     /// Largest request body accepted anywhere.
@@ -588,6 +595,7 @@ impl Config {
             cimd_test_allow_loopback,
             trusted_proxies,
             client_ip_header,
+            ipv6_prefix_length,
             rate_limit_per_ip,
             rate_limit_total,
             login_max_failures,
@@ -671,6 +679,9 @@ impl Config {
             .collect::<Result<Vec<IpNet>, _>>()?;
         let client_ip_header =
             crate::net::ForwardedHeader::parse(&client_ip_header).map_err(|e| invalid("client_ip_header", e))?;
+        if !(32..=128).contains(&ipv6_prefix_length) {
+            return Err(invalid("ipv6_prefix_length", "must be between 32 and 128 (64 counts one subscriber's network)"));
+        }
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert), Some(key)) => {
                 for (key, path) in [("tls_cert_file", &cert), ("tls_key_file", &key)] {
@@ -739,6 +750,7 @@ impl Config {
             },
             trusted_proxies,
             client_ip_header,
+            ipv6_prefix_length,
             rate_limits: RateLimitSettings { per_ip: rate_limit_per_ip, total: rate_limit_total },
             login: LoginSettings { max_failures: login_max_failures, lockout: login_lockout },
             max_body_bytes,
@@ -865,6 +877,16 @@ mod tests {
         assert!(s.trusted_proxies[1].contains("192.0.2.7".parse().unwrap()));
         let c = Config { trusted_proxies: vec!["10.0.0.0/8".into(), "nope".into()], ..Config::default() };
         assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "trusted_proxies", .. })));
+    }
+
+    #[test]
+    fn ipv6_prefix_length_is_bounded() {
+        assert_eq!(Config::default().validate().unwrap().ipv6_prefix_length, 64);
+        for bad in [0, 31, 129] {
+            let c = Config { ipv6_prefix_length: bad, ..Config::default() };
+            assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "ipv6_prefix_length", .. })), "{bad}");
+        }
+        assert_eq!(Config { ipv6_prefix_length: 128, ..Config::default() }.validate().unwrap().ipv6_prefix_length, 128);
     }
 
     #[test]

@@ -80,7 +80,8 @@ pub fn app(state: AppState) -> Router {
         (CONSENT, get(consent::page).post(consent::submit)),
         (ACCOUNT, get(account::page)),
         (ACCOUNT_REVOKE, post(account::revoke)),
-        (ACCOUNT_PASSWORD, post(account::password)),
+        // A password change checks a password: it shares the login limit.
+        (ACCOUNT_PASSWORD, post(account::password).layer(limited(Bucket::Login))),
     ];
     assert!(page_routes.iter().map(|(p, _)| *p).eq(PAGES.iter().copied()), "routes::PAGES is the page route table");
     let pages = page_routes

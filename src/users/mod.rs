@@ -1,3 +1,4 @@
-//! People: passwords (argon2id) and the checks around signing in.
+//! People: passwords (argon2id) and the checks around signing in (the throttle).
 
 pub mod password;
+pub mod throttle;

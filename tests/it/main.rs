@@ -12,6 +12,7 @@ mod faults;
 mod fetch;
 mod hardening;
 mod hostile;
+mod lockout;
 mod logs;
 mod metadata;
 mod properties;

@@ -1,5 +1,6 @@
-//! Per-IP and overall request limits per endpoint, in fixed one-minute windows, per node
-//! (several nodes multiply the overall limit; per-IP limits hold per node behind a balancer).
+//! Per-address and overall request limits per endpoint, in fixed one-minute windows, per node
+//! (several nodes multiply the overall limit; per-address limits hold per node behind a
+//! balancer). An address is an IPv4 address or an IPv6 network ([`AddressKey`]).
 //! Answers 429 with `Retry-After`: JSON for API endpoints, a page for browser endpoints.
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use crate::config::RateLimits;
 use crate::http::HttpState;
 use crate::http::error::{ApiError, PageError};
 use crate::http::middleware::client_ip::ClientIp;
+use crate::net::AddressKey;
 use crate::oauth::{ErrorCode, OAuthError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,7 +62,7 @@ type Window = (u64, u32);
 
 #[derive(Default)]
 pub struct Limiter {
-    per_ip: Mutex<HashMap<(Bucket, IpAddr), Window>>,
+    per_ip: Mutex<HashMap<(Bucket, AddressKey), Window>>,
     total: Mutex<HashMap<Bucket, Window>>,
 }
 
@@ -74,7 +76,7 @@ fn count(window: &mut Window, minute: u64) -> u32 {
 
 impl Limiter {
     /// Counts a request; `Err(seconds)` when a limit is exceeded, with the time left in the window.
-    pub fn check(&self, bucket: Bucket, ip: IpAddr, per_ip: &RateLimits, total: &RateLimits) -> Result<(), u64> {
+    pub fn check(&self, bucket: Bucket, ip: AddressKey, per_ip: &RateLimits, total: &RateLimits) -> Result<(), u64> {
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let minute = secs / 60;
         let retry = 60 - secs % 60;
@@ -102,7 +104,8 @@ impl Limiter {
 pub async fn limit(State((state, bucket)): State<(HttpState, Bucket)>, req: Request, next: Next) -> Response {
     let ip = req.extensions().get::<ClientIp>().map(|c| c.0).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let limits = &state.settings.rate_limits;
-    let Err(retry) = state.limiter.check(bucket, ip, &limits.per_ip, &limits.total) else {
+    let key = AddressKey::new(ip, state.settings.ipv6_prefix_length);
+    let Err(retry) = state.limiter.check(bucket, key, &limits.per_ip, &limits.total) else {
         return next.run(req).await;
     };
     state.metrics.rate_limited(bucket.as_str());
@@ -127,13 +130,25 @@ mod tests {
         let l = Limiter::default();
         let per_ip = RateLimits { token: 2, ..RateLimits::off() };
         let total = RateLimits { token: 3, ..RateLimits::off() };
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let a = AddressKey::new("192.0.2.1".parse().unwrap(), 64);
+        let b = AddressKey::new("192.0.2.2".parse().unwrap(), 64);
         assert!(l.check(Bucket::Token, a, &per_ip, &total).is_ok());
         assert!(l.check(Bucket::Token, a, &per_ip, &total).is_ok());
         assert!(l.check(Bucket::Token, a, &per_ip, &total).is_err(), "third from a");
         assert!(l.check(Bucket::Token, b, &per_ip, &total).is_ok(), "b has its own window");
         assert!(l.check(Bucket::Token, b, &per_ip, &total).is_err(), "overall limit reached");
         assert!(l.check(Bucket::Login, a, &per_ip, &total).is_ok(), "other buckets unaffected; 0 is off");
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_network_budget() {
+        let l = Limiter::default();
+        let per_ip = RateLimits { token: 2, ..RateLimits::off() };
+        let off = RateLimits::off();
+        let key = |s: &str| AddressKey::new(s.parse().unwrap(), 64);
+        assert!(l.check(Bucket::Token, key("2001:db8:0:1::1"), &per_ip, &off).is_ok());
+        assert!(l.check(Bucket::Token, key("2001:db8:0:1::2"), &per_ip, &off).is_ok());
+        assert!(l.check(Bucket::Token, key("2001:db8:0:1:ffff::3"), &per_ip, &off).is_err(), "same /64");
+        assert!(l.check(Bucket::Token, key("2001:db8:0:2::1"), &per_ip, &off).is_ok(), "another /64");
     }
 }
