@@ -680,7 +680,10 @@ impl Config {
         let client_ip_header =
             crate::net::ForwardedHeader::parse(&client_ip_header).map_err(|e| invalid("client_ip_header", e))?;
         if !(32..=128).contains(&ipv6_prefix_length) {
-            return Err(invalid("ipv6_prefix_length", "must be between 32 and 128 (64 counts one subscriber's network)"));
+            return Err(invalid(
+                "ipv6_prefix_length",
+                "must be between 32 and 128 (64 counts one subscriber's network)",
+            ));
         }
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert), Some(key)) => {

@@ -135,8 +135,11 @@ pub async fn authenticate(
     let client = match clients::resolve(state, &creds.client_id).await {
         Ok(Some(c)) => c,
         // 401 with a challenge however the client sent its id: hosted clients drop their stored
-        // registration and register again only on 401 (a 400 leaves their people stuck).
-        Ok(None) => return Err(AuthError::basic(OAuthError::invalid_client("unknown client: register again"))),
+        // registration and register again only on 401 (a 400 leaves their people stuck). An id
+        // the database cannot even hold (Postgres: a NUL) is as unknown.
+        Ok(None) | Err(clients::cimd::ResolveError::Store(StoreError::InvalidInput)) => {
+            return Err(AuthError::basic(OAuthError::invalid_client("unknown client: register again")));
+        }
         Err(clients::cimd::ResolveError::Store(e)) => return Err(e.into()),
         Err(e) => return Err(fail(&e.public_message())),
     };

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use crate::clients::{self, RegisteredClient};
 use crate::config::RegistrationPolicy;
-use crate::net::AddressKey;
 use crate::flows::error::ApiError;
+use crate::net::AddressKey;
 use crate::oauth::client_metadata::{ClientMetadata, ClientMetadataError};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;

@@ -36,6 +36,10 @@ pub struct PendingAuthorization {
     pub force_consent: bool,
     /// `prompt=login`: the sign-in (by `login_id`) that is not good enough for this request.
     pub stale_login: Option<String>,
+    /// OIDC `max_age`: a sign-in older than this (seconds, when the request came) is not good
+    /// enough for the request.
+    #[serde(default)]
+    pub max_age: Option<i64>,
     pub created_at: i64,
 }
 

@@ -125,7 +125,9 @@ impl Policy {
 #[derive(Debug)]
 pub enum Outcome {
     /// Refused before the password was checked: locked until then (unix seconds).
-    Locked { until: i64 },
+    Locked {
+        until: i64,
+    },
     Checked(Checked),
 }
 

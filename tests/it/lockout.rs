@@ -179,7 +179,8 @@ async fn the_password_change_meets_the_same_throttle(engine: Engine) {
         assert_eq!(res.status(), 400);
         assert!(res.text().await.unwrap().contains("The current password is wrong"));
     }
-    let hash = || async { portcullis::store::users::by_username(&app.db, "alice").await.unwrap().unwrap().password_hash };
+    let hash =
+        || async { portcullis::store::users::by_username(&app.db, "alice").await.unwrap().unwrap().password_hash };
     let hash_before = hash().await;
     let res = change(PASSWORD).send().await.unwrap();
     assert_eq!(res.status(), 429, "the password was changed by a guesser holding the session");

@@ -16,6 +16,8 @@ mod lockout;
 mod logs;
 mod metadata;
 mod properties;
+mod reauthentication;
+mod redirect_trust;
 mod register;
 mod resource_server;
 mod scale_out;

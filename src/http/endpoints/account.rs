@@ -1,10 +1,10 @@
 //! `/account` (see [`crate::flows::account`]): the signed-in person's connected apps (each
 //! revocable at once) and a password change.
 
-use axum::{Extension, Form};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
 use serde::Deserialize;
 use tower_sessions::Session;
 
