@@ -21,6 +21,7 @@ mod redirect_trust;
 mod register;
 mod resource_server;
 mod scale_out;
+mod sessions;
 mod startup;
 mod store;
 mod token;
