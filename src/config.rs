@@ -54,6 +54,7 @@ const ENV_KEYS: &[&str] = &[
     "ipv6_prefix_length",
     "rate_limit_per_ip",
     "rate_limit_total",
+    "rate_limit_per_client",
     "login_max_failures",
     "login_lockout",
     "max_body_bytes",
@@ -347,6 +348,10 @@ pub struct Config {
     pub rate_limit_per_ip: RateLimits,
     /// Requests per minute all clients together may make to each limited endpoint, per node.
     pub rate_limit_total: RateLimits,
+    /// Served token requests per minute per client, per node (0: no limit). A hosted client calls
+    /// for all its people from a few shared addresses, so its served requests count against the
+    /// client, not the address (`rate_limit_per_ip.token` counts the failed ones).
+    pub rate_limit_per_client: u32,
     /// Failed logins before an account (or an address) is locked out for a while.
     pub login_max_failures: u32,
     /// The first lockout; each further failure doubles it (up to a day).
@@ -403,6 +408,7 @@ impl Default for Config {
             ipv6_prefix_length: 64,
             rate_limit_per_ip: RateLimits::per_ip(),
             rate_limit_total: RateLimits::total(),
+            rate_limit_per_client: 30_000,
             login_max_failures: 5,
             login_lockout: Seconds(60),
             max_body_bytes: 64 * 1024,
@@ -523,6 +529,8 @@ pub struct CimdSettings {
 pub struct RateLimitSettings {
     pub per_ip: RateLimits,
     pub total: RateLimits,
+    /// Served token requests per minute per client (0: no limit).
+    pub per_client: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -598,6 +606,7 @@ impl Config {
             ipv6_prefix_length,
             rate_limit_per_ip,
             rate_limit_total,
+            rate_limit_per_client,
             login_max_failures,
             login_lockout,
             max_body_bytes,
@@ -754,7 +763,11 @@ impl Config {
             trusted_proxies,
             client_ip_header,
             ipv6_prefix_length,
-            rate_limits: RateLimitSettings { per_ip: rate_limit_per_ip, total: rate_limit_total },
+            rate_limits: RateLimitSettings {
+                per_ip: rate_limit_per_ip,
+                total: rate_limit_total,
+                per_client: rate_limit_per_client,
+            },
             login: LoginSettings { max_failures: login_max_failures, lockout: login_lockout },
             max_body_bytes,
             tls,

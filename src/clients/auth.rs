@@ -3,7 +3,7 @@
 //! and `client_secret_post`.
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 use crate::clients::{self, ClientId, RegisteredClient, assertion};
 use crate::oauth::OAuthError;
@@ -103,6 +103,18 @@ pub fn credentials(authorization: Authorization<'_>, params: &Params) -> Result<
         )));
     }
     Ok(Credentials { client_id: ClientId::parse(id), secret: Some(secret), via_basic: true })
+}
+
+/// The client a token request says it is (Basic credentials, `client_id`, or a client
+/// assertion's `iss`), before anything is checked: what rate limits key an authenticated
+/// request on once the answer shows it was authenticated.
+pub fn claimed_client_id(authorization: Authorization<'_>, params: &Params) -> Option<String> {
+    if let Ok(creds) = credentials(authorization, params) {
+        return Some(creds.client_id.to_string());
+    }
+    let payload = params.get("client_assertion")?.split('.').nth(1)?;
+    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    claims.get("iss")?.as_str().map(str::to_string)
 }
 
 /// RFC 6749 §2.3.1 form-encodes Basic credentials (Python does; the TS SDK sends them raw).

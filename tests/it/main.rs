@@ -22,6 +22,7 @@ mod register;
 mod resource_server;
 mod scale_out;
 mod sessions;
+mod shared_egress;
 mod startup;
 mod store;
 mod token;
