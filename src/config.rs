@@ -57,6 +57,7 @@ const ENV_KEYS: &[&str] = &[
     "rate_limit_per_client",
     "login_max_failures",
     "login_lockout",
+    "audit_retention",
     "max_body_bytes",
     "tls_cert_file",
     "tls_key_file",
@@ -356,6 +357,8 @@ pub struct Config {
     pub login_max_failures: u32,
     /// The first lockout; each further failure doubles it (up to a day).
     pub login_lockout: Seconds,
+    /// Audit events older than this are deleted, in batches, by the background job (0: kept).
+    pub audit_retention: Seconds,
     /// Largest request body accepted anywhere.
     pub max_body_bytes: usize,
     /// Serve HTTPS directly (PEM files) when there is no TLS-terminating proxy.
@@ -411,6 +414,7 @@ impl Default for Config {
             rate_limit_per_client: 30_000,
             login_max_failures: 5,
             login_lockout: Seconds(60),
+            audit_retention: Seconds(365 * 86_400),
             max_body_bytes: 64 * 1024,
             tls_cert_file: None,
             tls_key_file: None,
@@ -446,6 +450,8 @@ pub struct Settings {
     pub ipv6_prefix_length: u8,
     pub rate_limits: RateLimitSettings,
     pub login: LoginSettings,
+    /// How long audit events are kept (`None`: for ever).
+    pub audit_retention: Option<Seconds>,
     /// Largest request body accepted anywhere.
     pub max_body_bytes: usize,
     /// Serve HTTPS directly with these PEM files (set both or neither).
@@ -609,6 +615,7 @@ impl Config {
             rate_limit_per_client,
             login_max_failures,
             login_lockout,
+            audit_retention,
             max_body_bytes,
             tls_cert_file,
             tls_key_file,
@@ -769,6 +776,7 @@ impl Config {
                 per_client: rate_limit_per_client,
             },
             login: LoginSettings { max_failures: login_max_failures, lockout: login_lockout },
+            audit_retention: (audit_retention.0 > 0).then_some(audit_retention),
             max_body_bytes,
             tls,
             resources,
@@ -903,6 +911,15 @@ mod tests {
             assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "ipv6_prefix_length", .. })), "{bad}");
         }
         assert_eq!(Config { ipv6_prefix_length: 128, ..Config::default() }.validate().unwrap().ipv6_prefix_length, 128);
+    }
+
+    #[test]
+    fn audit_retention_zero_keeps_events() {
+        assert_eq!(Config::default().validate().unwrap().audit_retention, Some(Seconds(365 * 86_400)));
+        assert_eq!(
+            Config { audit_retention: Seconds(0), ..Config::default() }.validate().unwrap().audit_retention,
+            None
+        );
     }
 
     #[test]

@@ -21,9 +21,19 @@ pub enum SignIn {
     Failed(String),
 }
 
+/// The longest username a sign-in attempt may type.
+pub const MAX_USERNAME: usize = 256;
+
 /// Checks a sign-in attempt from `ip`, under the throttle (`users::throttle`: locks per account
 /// and address, growing delays per account, the address locked for the accounts it guessed).
 pub async fn sign_in(state: &AppState, ip: IpAddr, username: &str, password: String) -> Result<SignIn, PageError> {
+    // No account has a name this long (`admin::validate_username` allows 64 bytes): refused
+    // before anything is looked up, counted or audited.
+    if username.len() > MAX_USERNAME {
+        return Ok(SignIn::Failed(format!(
+            "Wrong username or password (a username has at most {MAX_USERNAME} characters)."
+        )));
+    }
     let now = store::now();
     let ip_text = ip.to_string();
     let user = users::by_username(&state.db, username).await?;

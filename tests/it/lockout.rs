@@ -16,6 +16,7 @@ db_tests!(
     a_guessing_address_does_not_lock_out_its_neighbours,
     the_password_change_meets_the_same_throttle,
     ipv6_clients_count_by_network,
+    an_oversized_username_is_refused_and_writes_nothing,
 );
 
 /// Loopback is a trusted proxy, so `X-Forwarded-For` picks the address; no request rate limits
@@ -232,4 +233,22 @@ async fn ipv6_clients_count_by_network(engine: Engine) {
     assert!(res.headers().contains_key("retry-after"));
     assert!(res.text().await.unwrap().contains("too many requests"), "the request limit, not the cap");
     assert_eq!(register("2001:db8:5:7::1").await.unwrap().status(), 201, "the next /64 has its own budgets");
+}
+
+/// Item 5: a "username" no account can have (kilobytes typed into the form) is refused at once:
+/// no throttle row, no audit row keyed or labelled by it.
+async fn an_oversized_username_is_refused_and_writes_nothing(engine: Engine) {
+    let app = app(engine, |_| {}).await;
+    let before = (count_rows(&app.db, "login_throttle").await, count_rows(&app.db, "audit_events").await);
+    let http = browser();
+    let csrf = login_form(&app, &http).await;
+    let res = http
+        .post(app.url("/login"))
+        .form(&[("username", "x".repeat(60 * 1024).as_str()), ("password", "guess"), ("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.text().await.unwrap().contains("at most 256 characters"));
+    assert_eq!((count_rows(&app.db, "login_throttle").await, count_rows(&app.db, "audit_events").await), before);
 }

@@ -20,6 +20,7 @@ mod reauthentication;
 mod redirect_trust;
 mod register;
 mod resource_server;
+mod retention;
 mod scale_out;
 mod sessions;
 mod shared_egress;
