@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn the_pair_locks_at_the_limit_and_doubles() {
         let p = Policy { max_failures: 5, lockout: 60 };
-        let admit = |pair| p.decide(&counts((pair, 0), pair, (pair, 0)), NOW);
+        let admit = |pair| p.decide(&counts((pair, 0), pair, (1, 0)), NOW);
         assert_eq!(admit(4), Decision::Admit { pair_lock: None, address_lock: None });
         assert_eq!(admit(5), Decision::Admit { pair_lock: Some(NOW + 60), address_lock: None });
         assert_eq!(admit(6), Decision::Admit { pair_lock: Some(NOW + 120), address_lock: None });
