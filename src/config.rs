@@ -52,10 +52,13 @@ const ENV_KEYS: &[&str] = &[
     "cimd_test_allow_loopback",
     "trusted_proxies",
     "client_ip_header",
+    "ipv6_prefix_length",
     "rate_limit_per_ip",
     "rate_limit_total",
+    "rate_limit_per_client",
     "login_max_failures",
     "login_lockout",
+    "audit_retention",
     "max_body_bytes",
     "tls_cert_file",
     "tls_key_file",
@@ -369,14 +372,23 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// The one header the trusted proxies set with the client's address (`Forwarded` for RFC 7239).
     pub client_ip_header: String,
+    /// Per-address limits count an IPv6 client by the network of this many leading bits (one
+    /// subscriber usually holds a whole /64); IPv4 addresses count one by one.
+    pub ipv6_prefix_length: u8,
     /// Requests per minute one IP address may make to each limited endpoint (0: no limit).
     pub rate_limit_per_ip: RateLimits,
     /// Requests per minute all clients together may make to each limited endpoint, per node.
     pub rate_limit_total: RateLimits,
+    /// Served token requests per minute per client, per node (0: no limit). A hosted client calls
+    /// for all its people from a few shared addresses, so its served requests count against the
+    /// client, not the address (`rate_limit_per_ip.token` counts the failed ones).
+    pub rate_limit_per_client: u32,
     /// Failed logins before an account (or an address) is locked out for a while.
     pub login_max_failures: u32,
     /// The first lockout; each further failure doubles it (up to a day).
     pub login_lockout: Seconds,
+    /// Audit events older than this are deleted, in batches, by the background job (0: kept).
+    pub audit_retention: Seconds,
     /// Largest request body accepted anywhere.
     pub max_body_bytes: usize,
     /// Serve HTTPS directly (PEM files) when there is no TLS-terminating proxy.
@@ -435,10 +447,13 @@ impl Default for Config {
             cimd_test_allow_loopback: false,
             trusted_proxies: Vec::new(),
             client_ip_header: "X-Forwarded-For".into(),
+            ipv6_prefix_length: 64,
             rate_limit_per_ip: RateLimits::per_ip(),
             rate_limit_total: RateLimits::total(),
+            rate_limit_per_client: 30_000,
             login_max_failures: 5,
             login_lockout: Seconds(60),
+            audit_retention: Seconds(365 * 86_400),
             max_body_bytes: 64 * 1024,
             tls_cert_file: None,
             tls_key_file: None,
@@ -474,8 +489,12 @@ pub struct Settings {
     /// Proxies whose `client_ip_header` is believed.
     pub trusted_proxies: Vec<IpNet>,
     pub client_ip_header: crate::net::ForwardedHeader,
+    /// The IPv6 network size per-address limits count by (see [`crate::net::AddressKey`]).
+    pub ipv6_prefix_length: u8,
     pub rate_limits: RateLimitSettings,
     pub login: LoginSettings,
+    /// How long audit events are kept (`None`: for ever).
+    pub audit_retention: Option<Seconds>,
     /// Largest request body accepted anywhere.
     pub max_body_bytes: usize,
     /// Serve HTTPS directly with these PEM files (set both or neither).
@@ -564,6 +583,8 @@ pub struct CimdSettings {
 pub struct RateLimitSettings {
     pub per_ip: RateLimits,
     pub total: RateLimits,
+    /// Served token requests per minute per client (0: no limit).
+    pub per_client: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -636,10 +657,13 @@ impl Config {
             cimd_test_allow_loopback,
             trusted_proxies,
             client_ip_header,
+            ipv6_prefix_length,
             rate_limit_per_ip,
             rate_limit_total,
+            rate_limit_per_client,
             login_max_failures,
             login_lockout,
+            audit_retention,
             max_body_bytes,
             tls_cert_file,
             tls_key_file,
@@ -723,6 +747,12 @@ impl Config {
             .collect::<Result<Vec<IpNet>, _>>()?;
         let client_ip_header =
             crate::net::ForwardedHeader::parse(&client_ip_header).map_err(|e| invalid("client_ip_header", e))?;
+        if !(32..=128).contains(&ipv6_prefix_length) {
+            return Err(invalid(
+                "ipv6_prefix_length",
+                "must be between 32 and 128 (64 counts one subscriber's network)",
+            ));
+        }
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert), Some(key)) => {
                 for (key, path) in [("tls_cert_file", &cert), ("tls_key_file", &key)] {
@@ -804,8 +834,14 @@ impl Config {
             },
             trusted_proxies,
             client_ip_header,
-            rate_limits: RateLimitSettings { per_ip: rate_limit_per_ip, total: rate_limit_total },
+            ipv6_prefix_length,
+            rate_limits: RateLimitSettings {
+                per_ip: rate_limit_per_ip,
+                total: rate_limit_total,
+                per_client: rate_limit_per_client,
+            },
             login: LoginSettings { max_failures: login_max_failures, lockout: login_lockout },
+            audit_retention: (audit_retention.0 > 0).then_some(audit_retention),
             max_body_bytes,
             tls,
             resources,
@@ -939,6 +975,25 @@ mod tests {
         assert!(s.trusted_proxies[1].contains("192.0.2.7".parse().unwrap()));
         let c = Config { trusted_proxies: vec!["10.0.0.0/8".into(), "nope".into()], ..Config::default() };
         assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "trusted_proxies", .. })));
+    }
+
+    #[test]
+    fn ipv6_prefix_length_is_bounded() {
+        assert_eq!(Config::default().validate().unwrap().ipv6_prefix_length, 64);
+        for bad in [0, 31, 129] {
+            let c = Config { ipv6_prefix_length: bad, ..Config::default() };
+            assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "ipv6_prefix_length", .. })), "{bad}");
+        }
+        assert_eq!(Config { ipv6_prefix_length: 128, ..Config::default() }.validate().unwrap().ipv6_prefix_length, 128);
+    }
+
+    #[test]
+    fn audit_retention_zero_keeps_events() {
+        assert_eq!(Config::default().validate().unwrap().audit_retention, Some(Seconds(365 * 86_400)));
+        assert_eq!(
+            Config { audit_retention: Seconds(0), ..Config::default() }.validate().unwrap().audit_retention,
+            None
+        );
     }
 
     #[test]

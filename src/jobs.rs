@@ -17,6 +17,13 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(n) => tracing::debug!(rows = n, "expired rows swept"),
                 Err(e) => tracing::warn!(error = %e, "sweeping expired rows failed"),
             }
+            if let Some(retention) = state.settings.audit_retention {
+                match audit::sweep(&state.db, now - retention.as_i64(), 1000, 100).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "audit events past audit_retention deleted"),
+                    Err(e) => tracing::warn!(error = %e, "sweeping old audit events failed"),
+                }
+            }
             let s = &state.settings.registration;
             match clean_up_clients(&state.db, now, s.unused_client_lifetime.as_i64(), s.idle_client_lifetime.as_i64())
                 .await

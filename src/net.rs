@@ -56,6 +56,42 @@ impl IpNet {
     }
 }
 
+/// What per-address limits count (rate limits, sign-in throttling, the registration cap): an IPv4
+/// address, or the IPv6 network of `ipv6_prefix_length` bits (64 by default) that an address is
+/// in. One subscriber is usually given a whole /64 (RFC 6177), so counting single IPv6 addresses
+/// would give one client 2^64 budgets. IPv4-mapped IPv6 addresses count as their IPv4 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddressKey {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl AddressKey {
+    pub fn new(ip: IpAddr, ipv6_prefix: u8) -> AddressKey {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddressKey { network: IpAddr::V4(v4), prefix: 32 },
+                None => {
+                    let prefix = ipv6_prefix.min(128);
+                    let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+                    AddressKey { network: IpAddr::V6((u128::from(v6) & mask).into()), prefix }
+                }
+            },
+            v4 => AddressKey { network: v4, prefix: 32 },
+        }
+    }
+}
+
+/// `192.0.2.7`, `2001:db8:1:2::/64` (a single IPv6 address is written without a prefix).
+impl std::fmt::Display for AddressKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.network {
+            IpAddr::V6(_) if self.prefix < 128 => write!(f, "{}/{}", self.network, self.prefix),
+            network => write!(f, "{network}"),
+        }
+    }
+}
+
 /// The header a trusted proxy sets with the client's address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ForwardedHeader {
@@ -168,6 +204,20 @@ mod tests {
         let forwarded = ForwardedHeader::parse("Forwarded").unwrap();
         assert_eq!(client_ip(peer, &f, &trusted, &forwarded), "2001:db8::7".parse::<IpAddr>().unwrap());
         assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted, &xff), peer);
+    }
+
+    #[test]
+    fn ipv6_counts_by_network() {
+        let key = |s: &str, p| AddressKey::new(s.parse().unwrap(), p);
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 64), key("2001:db8:1:2:bbbb::2", 64), "one /64");
+        assert_ne!(key("2001:db8:1:2::1", 64), key("2001:db8:1:3::1", 64), "the next /64");
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 64).to_string(), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:2::1", 128), key("2001:db8:1:2::2", 128), "per address when configured");
+        assert_eq!(key("2001:db8:1:2::1", 128).to_string(), "2001:db8:1:2::1");
+        assert_eq!(key("2001:db8:1:ff::1", 56), key("2001:db8:1:2::1", 56));
+        assert_ne!(key("192.0.2.1", 64), key("192.0.2.2", 64), "IPv4 is per address");
+        assert_eq!(key("::ffff:192.0.2.1", 64), key("192.0.2.1", 64), "mapped IPv4 is IPv4");
+        assert_eq!(key("::ffff:192.0.2.1", 64).to_string(), "192.0.2.1");
     }
 
     /// Most proxies pass a client's own `Forwarded` through and append to `X-Forwarded-For`:

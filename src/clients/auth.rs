@@ -3,7 +3,7 @@
 //! and `client_secret_post`.
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 use crate::clients::{self, ClientId, RegisteredClient, assertion};
 use crate::oauth::OAuthError;
@@ -105,13 +105,25 @@ pub fn credentials(authorization: Authorization<'_>, params: &Params) -> Result<
     Ok(Credentials { client_id: ClientId::parse(id), secret: Some(secret), via_basic: true })
 }
 
+/// The client a token request says it is (Basic credentials, `client_id`, or a client
+/// assertion's `iss`), before anything is checked: what rate limits key an authenticated
+/// request on once the answer shows it was authenticated.
+pub fn claimed_client_id(authorization: Authorization<'_>, params: &Params) -> Option<String> {
+    if let Ok(creds) = credentials(authorization, params) {
+        return Some(creds.client_id.to_string());
+    }
+    let payload = params.get("client_assertion")?.split('.').nth(1)?;
+    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    claims.get("iss")?.as_str().map(str::to_string)
+}
+
 /// RFC 6749 §2.3.1 form-encodes Basic credentials (Python does; the TS SDK sends them raw).
 fn form_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
-/// Authenticates the client. Unknown clients get `invalid_client`, so SDKs drop their stored
-/// registration and register again. `token_endpoint` is an audience a client assertion may name.
+/// Authenticates the client. Unknown (or deleted) clients get `invalid_client` with 401 and a
+/// `WWW-Authenticate` challenge, so SDKs drop their stored registration and register again. `token_endpoint` is an audience a client assertion may name.
 pub async fn authenticate(
     state: &AppState,
     token_endpoint: &str,
@@ -134,7 +146,12 @@ pub async fn authenticate(
     let fail = |msg: &str| AuthError::Rejected { error: OAuthError::invalid_client(msg), basic: creds.via_basic };
     let client = match clients::resolve(state, &creds.client_id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return Err(fail("unknown client: register again")),
+        // 401 with a challenge however the client sent its id: hosted clients drop their stored
+        // registration and register again only on 401 (a 400 leaves their people stuck). An id
+        // the database cannot even hold (Postgres: a NUL) is as unknown.
+        Ok(None) | Err(clients::cimd::ResolveError::Store(StoreError::InvalidInput)) => {
+            return Err(AuthError::basic(OAuthError::invalid_client("unknown client: register again")));
+        }
         Err(clients::cimd::ResolveError::Store(e)) => return Err(e.into()),
         Err(e) => return Err(fail(&e.public_message())),
     };

@@ -1,16 +1,20 @@
 //! The account page's actions: the person's connected apps (each grant), revoking one, and a
 //! password change.
 
+use std::net::IpAddr;
+
 use uuid::Uuid;
 
 use crate::clients;
 use crate::flows::error::PageError;
+use crate::flows::login;
 use crate::flows::revocation::{Revoker, revoke_grant};
 use crate::flows::session::SignedIn;
 use crate::oauth::scope::OFFLINE_ACCESS;
 use crate::state::AppState;
 use crate::store::{self, audit, grants, resources, users};
 use crate::users::password;
+use crate::users::throttle::{self, Outcome};
 
 /// One connected app: a live grant, in words.
 pub struct ConnectedApp {
@@ -91,25 +95,57 @@ pub struct PasswordChange {
     pub confirm_password: String,
 }
 
-/// Changes the person's password. `Ok(Err(message))` when the change is refused (wrong current
-/// password, mismatch, policy): the page shows the message.
+/// Why a password change was refused, for the page to show.
+#[derive(Debug)]
+pub struct Refused {
+    pub message: String,
+    /// Too many wrong passwords: refused before checking this one (429).
+    pub throttled: bool,
+}
+
+/// Changes the person's password; `ip` is where the request came from. `Ok(Err(refused))` when
+/// the change is refused (wrong current password, too many wrong ones, mismatch, policy): the
+/// page shows the message. The current password is checked like a sign-in, under the same
+/// throttle (a stolen session must not become a way around the login limits).
 pub async fn change_password(
     state: &AppState,
     who: &SignedIn,
+    ip: IpAddr,
     form: PasswordChange,
-) -> Result<Result<(), String>, PageError> {
-    let fail = |msg: &str| Ok(Err(msg.to_string()));
+) -> Result<Result<(), Refused>, PageError> {
+    let fail = |msg: &str| Ok(Err(Refused { message: msg.to_string(), throttled: false }));
     let user = users::by_id(&state.db, who.user_id)
         .await?
         .ok_or_else(|| PageError::bad_request("Your account no longer exists."))?;
-    if !state.hasher.verify(form.current_password, Some(user.password_hash)).await {
-        return fail("The current password is wrong.");
+    let now = store::now();
+    let stored = Some(user.password_hash);
+    match throttle::check_password(state, ip, &user.username, form.current_password, stored, now).await? {
+        Outcome::Locked { until } => {
+            return Ok(Err(Refused { message: login::locked_message(until - now), throttled: true }));
+        }
+        Outcome::Checked(checked) if checked.matches => checked.accept(state).await?,
+        Outcome::Checked(_) => {
+            audit::record(
+                &state.db,
+                &audit::Event {
+                    event: "password_change_failed",
+                    actor: Some(&who.username),
+                    user_id: Some(who.user_id),
+                    ip: Some(&ip.to_string()),
+                    details: serde_json::json!({ "reason": "wrong_password" }),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+            return fail("The current password is wrong.");
+        }
     }
     if form.new_password != form.confirm_password {
         return fail("The new passwords do not match.");
     }
     if let Err(e) = password::check_policy(&form.new_password) {
-        return Ok(Err(format!("The new {e}.")));
+        return fail(&format!("The new {e}."));
     }
     let hash = state.hasher.hash(form.new_password).await.map_err(|e| {
         tracing::error!(error = %e, "password hashing failed");
@@ -119,7 +155,6 @@ pub async fn change_password(
             "Your password was not changed.",
         )
     })?;
-    let now = store::now();
     users::set_password(&state.db, &who.username, &hash, now).await?;
     audit::record(
         &state.db,

@@ -1,18 +1,22 @@
 //! Authorization requests (`/authorize`, GET and POST): validation, then the decision between
 //! signing in, asking for consent and issuing the code. Requests that cannot be trusted with a
-//! redirect (unknown client, unregistered redirect URI) get an error page; every other error goes
-//! back to the client with `state` and `iss`.
+//! redirect (unknown client, unregistered redirect URI) get an error page. Other errors found
+//! before the person did anything go back to the client (with `state` and `iss`) only when the
+//! redirect URI is trusted (RFC 9700 §4.11.2, [`redirect_trusted`]); otherwise the error page
+//! offers the way back as a link.
 
 use crate::clients::{self, ClientId, RegisteredClient};
 use crate::flows::access;
 use crate::flows::consent::{self, ConsentFacts};
-use crate::flows::error::PageError;
+use crate::flows::error::{PageError, PageLink};
 use crate::flows::session::{PendingAuthorization, SignedIn};
 use crate::oauth::authorize::{self as authz, Prompt};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;
+use crate::oauth::redirect_uri::RedirectUri;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
+use crate::store::clients::ClientKind;
 use crate::store::{self, codes, grants, resources};
 use crate::tokens::secrets;
 
@@ -25,6 +29,9 @@ pub enum Next {
     SignIn(Box<PendingAuthorization>),
     /// Park the request and ask the person.
     Consent(Box<ConsentRequest>),
+    /// Show this error, with the way back to the client as a link (its redirect URI is not
+    /// trusted with an automatic redirect).
+    ErrorPage(Box<PageError>),
 }
 
 /// A request waiting for the person's consent, with what the consent page shows.
@@ -64,9 +71,8 @@ pub async fn authorize(state: &AppState, raw: &str, signed_in: Option<SignedIn>)
     let (mut pending, prompt) = match validate(state, &params, &client, &redirect_uri).await? {
         Ok(v) => v,
         Err(e) => {
-            let client_state = params.get("state");
-            let url = authz::response_url(&redirect_uri, &state.settings.issuer, client_state, Err(&e));
-            return Ok(Decision { next: Next::ToClient(url), sign_out: false });
+            let next = error_answer(state, Some(&client), &redirect_uri, params.get("state"), e).await?;
+            return Ok(Decision { next, sign_out: false });
         }
     };
     if prompt.login {
@@ -76,6 +82,48 @@ pub async fn authorize(state: &AppState, raw: &str, signed_in: Option<SignedIn>)
     proceed(state, signed_in, pending, prompt.none).await
 }
 
+/// RFC 9700 §4.11.2: the server redirects on its own only to redirect URIs it trusts, since
+/// anyone may register a client with any redirect URI (open registration, metadata documents),
+/// and an automatic error redirect would make this server's address a link to theirs. Trusted:
+/// every redirect URI of a pre-registered client, and one a person approved for this client on
+/// the consent page (which names the host the browser goes back to). A metadata document's own
+/// host is not enough: whoever publishes a document controls both.
+pub async fn redirect_trusted(
+    state: &AppState,
+    client: &RegisteredClient,
+    redirect_uri: &str,
+) -> Result<bool, store::StoreError> {
+    if client.row.kind == ClientKind::Static {
+        return Ok(true);
+    }
+    match authz::registered_form(&client.metadata.redirect_uris, redirect_uri) {
+        Some(registered) => grants::redirect_approved(&state.db, client.client_id(), registered.as_str()).await,
+        None => Ok(false),
+    }
+}
+
+/// An error found before the person did anything: back to the client when its redirect URI is
+/// trusted, else the error page with the way back as a link the person may choose to follow.
+async fn error_answer(
+    state: &AppState,
+    client: Option<&RegisteredClient>,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    e: OAuthError,
+) -> Result<Next, PageError> {
+    let url = authz::response_url(redirect_uri, &state.settings.issuer, client_state, Err(&e));
+    let trusted = match client {
+        Some(c) => redirect_trusted(state, c, redirect_uri).await?,
+        None => false,
+    };
+    if trusted {
+        return Ok(Next::ToClient(url));
+    }
+    let host = RedirectUri::parse(redirect_uri).ok().and_then(|r| r.host()).unwrap_or_else(|| redirect_uri.to_string());
+    let page = PageError::from(e).with_link(PageLink { href: url, host });
+    Ok(Next::ErrorPage(Box::new(page)))
+}
+
 /// The checks whose failures are reported to the client through the redirect.
 async fn validate(
     state: &AppState,
@@ -83,14 +131,15 @@ async fn validate(
     client: &RegisteredClient,
     redirect_uri: &str,
 ) -> Result<Result<(PendingAuthorization, Prompt), OAuthError>, PageError> {
-    let check = || -> Result<(CodeChallenge, Prompt), OAuthError> {
+    let check = || -> Result<(CodeChallenge, Prompt, Option<i64>), OAuthError> {
         authz::check_response_type(params.get("response_type"))?;
         authz::check_no_request_object(params.get("request"), params.get("request_uri"))?;
         let challenge = CodeChallenge::parse(params.get("code_challenge"), params.get("code_challenge_method"))
             .map_err(|e| OAuthError::invalid_request(format!("PKCE: {e}")))?;
-        Ok((challenge, authz::parse_prompt(params.get("prompt"))?))
+        let prompt = authz::parse_prompt(params.get("prompt"))?;
+        Ok((challenge, prompt, authz::parse_max_age(params.get("max_age"))?))
     };
-    let (challenge, prompt) = match check() {
+    let (challenge, prompt, max_age) = match check() {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
@@ -133,6 +182,7 @@ async fn validate(
             stale_login: None,
             login_hint: login_hint(params),
             restricted: !resource.row.allowed_groups.is_empty() || resource.scopes.iter().any(|s| !s.groups.is_empty()),
+            max_age,
             created_at: now,
         },
         prompt,
@@ -157,9 +207,10 @@ pub async fn proceed(
     mut pending: PendingAuthorization,
     prompt_none: bool,
 ) -> Result<Decision, PageError> {
-    let issuer = &state.settings.issuer;
-    let answer = |e: OAuthError| {
-        Next::ToClient(authz::response_url(&pending.redirect_uri, issuer, pending.state.as_deref(), Err(&e)))
+    // Only `prompt=none` answers with an error here, before any interaction.
+    let answer = async |e: OAuthError| {
+        let client = clients::find(state, &pending.client_id).await?;
+        error_answer(state, client.as_ref(), &pending.redirect_uri, pending.state.as_deref(), e).await
     };
     // Who is signed in (still enabled) and what they already approved: one query.
     let mut sign_out = false;
@@ -175,9 +226,9 @@ pub async fn proceed(
     };
     let decided = |next| Ok(Decision { next, sign_out });
     let (who, grant) = match signed_in {
-        Some((who, grant)) if pending.stale_login.as_ref() != Some(&who.login_id) => (who, grant),
+        Some((who, grant)) if signed_in_recently_enough(&pending, &who) => (who, grant),
         _ if prompt_none => {
-            return decided(answer(OAuthError::new(ErrorCode::LoginRequired, "the person is not signed in")));
+            return decided(answer(OAuthError::new(ErrorCode::LoginRequired, "the person is not signed in")).await?);
         }
         _ => return decided(Next::SignIn(Box::new(pending))),
     };
@@ -203,10 +254,19 @@ pub async fn proceed(
         return decided(Next::ToClient(url));
     }
     if prompt_none {
-        return decided(answer(OAuthError::new(ErrorCode::ConsentRequired, "the person has not approved this access")));
+        let e = OAuthError::new(ErrorCode::ConsentRequired, "the person has not approved this access");
+        return decided(answer(e).await?);
     }
     let facts = consent::facts(state, &pending, grant.as_ref()).await?;
     decided(Next::Consent(Box::new(ConsentRequest { pending, who, facts })))
+}
+
+/// Whether the person's sign-in is good enough for a request: not the one `prompt=login` asked to
+/// replace, and no older than `max_age` when the request came (a sign-in after the request
+/// always is, so a fresh one never loops).
+pub fn signed_in_recently_enough(pending: &PendingAuthorization, who: &SignedIn) -> bool {
+    pending.stale_login.as_ref() != Some(&who.login_id)
+        && pending.max_age.is_none_or(|max_age| who.auth_time.saturating_add(max_age) >= pending.created_at)
 }
 
 /// Mints a code bound to the client, redirect URI, PKCE challenge, resource, scope and person, and

@@ -3,7 +3,7 @@
 //! Deny answers `access_denied`.
 
 use crate::clients;
-use crate::flows::authorize::issue_code;
+use crate::flows::authorize::{issue_code, signed_in_recently_enough};
 use crate::flows::error::PageError;
 use crate::flows::session::{PendingAuthorization, SignedIn};
 use crate::oauth::authorize as authz;
@@ -79,14 +79,27 @@ pub async fn facts(
     })
 }
 
-/// The person's answer (`approve` or `deny`) to a parked request: the URL that takes the browser
-/// back to the client.
+/// Where the browser goes after the person answered.
+#[derive(Debug)]
+pub enum Answered {
+    /// Back to the client with this URL: a code, or `access_denied`.
+    ToClient(String),
+    /// The request wants a newer sign-in (`prompt=login`, `max_age`) than the session's: nothing
+    /// was decided; sign in, then the request continues.
+    SignInAgain,
+}
+
+/// The person's answer (`approve` or `deny`) to a parked request. A form posted for a request
+/// whose sign-in requirement was never met (the consent page skipped) decides nothing.
 pub async fn decide(
     state: &AppState,
     who: &SignedIn,
     pending: &PendingAuthorization,
     decision: &str,
-) -> Result<String, PageError> {
+) -> Result<Answered, PageError> {
+    if !signed_in_recently_enough(pending, who) {
+        return Ok(Answered::SignInAgain);
+    }
     let now = store::now();
     let event = |name| audit::Event {
         event: name,
@@ -105,14 +118,22 @@ pub async fn decide(
                 Some(granted) => pending.scope.union(granted),
                 None => pending.scope.clone(),
             };
-            let shown = clients::find(state, &pending.client_id).await?.and_then(|c| clients::fingerprint(&c));
+            let client = clients::find(state, &pending.client_id).await?;
+            let fingerprint = client.as_ref().and_then(clients::fingerprint);
+            // The page named this redirect's host: errors may go there automatically from now on.
+            let redirect =
+                client.as_ref().and_then(|c| authz::registered_form(&c.metadata.redirect_uris, &pending.redirect_uri));
+            let shown = grants::Shown {
+                client_fingerprint: fingerprint.as_deref(),
+                redirect_uri: redirect.map(|r| r.as_str()),
+            };
             let grant = grants::approve_as_shown(
                 &state.db,
                 who.user_id,
                 &pending.client_id,
                 pending.resource_id,
                 union,
-                shown.as_deref(),
+                shown,
                 now,
             )
             .await?;
@@ -126,5 +147,5 @@ pub async fn decide(
         }
         _ => return Err(PageError::bad_request("Choose Approve or Deny.")),
     };
-    Ok(url)
+    Ok(Answered::ToClient(url))
 }

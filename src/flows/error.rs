@@ -108,11 +108,25 @@ pub struct PageError {
     pub title: String,
     pub message: String,
     pub code: Option<&'static str>,
+    /// A way back to the app that the person may choose to follow (never followed for them).
+    pub link: Option<PageLink>,
+}
+
+/// A link on the error page: where it goes, and the host it is shown by.
+#[derive(Clone, Debug)]
+pub struct PageLink {
+    pub href: String,
+    pub host: String,
 }
 
 impl PageError {
     pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
-        PageError { status, title: title.into(), message: message.into(), code: None }
+        PageError { status, title: title.into(), message: message.into(), code: None, link: None }
+    }
+
+    pub fn with_link(mut self, link: PageLink) -> Self {
+        self.link = Some(link);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {

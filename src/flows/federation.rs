@@ -81,7 +81,7 @@ pub async fn start(
             nonce: &login.nonce,
             code_challenge: &challenge,
             force_login: pending.is_some_and(|p| p.stale_login.is_some()),
-            max_age: None,
+            max_age: pending.and_then(|p| p.max_age),
             login_hint: pending.and_then(|p| p.login_hint.as_deref()).filter(|h| !h.starts_with('@')),
         },
     );

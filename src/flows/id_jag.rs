@@ -191,7 +191,16 @@ pub async fn redeem(state: &AppState, client: &RegisteredClient, params: &Params
     // Recorded as a grant, so the person sees it among their connected apps and can revoke it, and
     // introspection's liveness rule holds.
     let widen = |live: Option<&ScopeSet>| live.map_or_else(|| scope.clone(), |g| g.union(&scope));
-    grants::approve_as_shown(&state.db, user.id, client.client_id(), resource.row.id, widen, None, now).await?;
+    grants::approve_as_shown(
+        &state.db,
+        user.id,
+        client.client_id(),
+        resource.row.id,
+        widen,
+        grants::Shown::default(),
+        now,
+    )
+    .await?;
     let key = state.keys.signing_key().await?;
     let lifetime = resource.row.token_lifetime.unwrap_or_else(|| state.settings.lifetimes.access_token.as_i64());
     let subject = user.id.to_string();

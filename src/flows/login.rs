@@ -1,5 +1,5 @@
-//! Signing in: the throttles (per account and per address, shared by every node through the
-//! database), the password check, and the audit trail.
+//! Signing in: the password check under the throttle (`users::throttle`, shared by every node
+//! through the database), and the audit trail.
 
 use std::net::IpAddr;
 
@@ -7,7 +7,8 @@ use crate::clients;
 use crate::flows::error::PageError;
 use crate::flows::session::SignedIn;
 use crate::state::AppState;
-use crate::store::{self, audit, throttle, users};
+use crate::store::{self, audit, users};
+use crate::users::throttle::{self, Outcome};
 
 /// The outcome of a sign-in attempt.
 #[derive(Debug)]
@@ -20,52 +21,50 @@ pub enum SignIn {
     Failed(String),
 }
 
-/// Checks a sign-in attempt from `ip`.
+/// The longest username a sign-in attempt may type.
+pub const MAX_USERNAME: usize = 256;
+
+/// Checks a sign-in attempt from `ip`, under the throttle (`users::throttle`: locks per account
+/// and address, growing delays per account, the address locked for the accounts it guessed).
 pub async fn sign_in(state: &AppState, ip: IpAddr, username: &str, password: String) -> Result<SignIn, PageError> {
+    // No account has a name this long (`admin::validate_username` allows 64 bytes): refused
+    // before anything is looked up, counted or audited.
+    if username.len() > MAX_USERNAME {
+        return Ok(SignIn::Failed(format!(
+            "Wrong username or password (a username has at most {MAX_USERNAME} characters)."
+        )));
+    }
     let now = store::now();
     let ip_text = ip.to_string();
-    // Throttle keys: the account (whether or not it exists, so the answer reveals nothing) and
-    // the address (with more room: many people may share one).
-    // (Postgres text cannot hold NUL; such a name is simply an unknown user.)
-    let user_key = format!("user:{}", username.to_lowercase().replace('\0', "\u{fffd}"));
-    let ip_key = format!("ip:{ip_text}");
-    let locked = throttle::locked_until(&state.db, &[&user_key, &ip_key]).await?;
-    if locked > now {
-        state.metrics.login("locked");
-        let minutes = (locked - now + 59) / 60;
-        let message =
-            format!("Too many failed sign-ins. Try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" });
-        return Ok(SignIn::Locked(message));
-    }
     let user = users::by_username(&state.db, username).await?;
-    let ok = state.hasher.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let checked = match throttle::check_password(state, ip, username, password, stored, now).await? {
+        Outcome::Locked { until } => {
+            state.metrics.login("locked");
+            return Ok(SignIn::Locked(locked_message(until - now)));
+        }
+        Outcome::Checked(checked) => checked,
+    };
     let user = match user {
-        Some(u) if ok && !u.disabled => u,
+        Some(u) if checked.matches && !u.disabled => u,
         other => {
-            let s = &state.settings.login;
-            let lockout = s.lockout.as_i64();
-            let (failures, user_lock) =
-                throttle::record_failure(&state.db, &user_key, now, s.max_failures, lockout).await?;
-            let (_, ip_lock) = throttle::record_failure(&state.db, &ip_key, now, s.max_failures * 5, lockout).await?;
-            if user_lock.max(ip_lock) > now {
+            if let Some(until) = checked.locked_until {
                 audit::record(
                     &state.db,
                     &audit::Event {
                         event: "login_locked",
                         actor: Some(username),
                         ip: Some(&ip_text),
-                        details: serde_json::json!({ "until": user_lock.max(ip_lock), "failures": failures }),
+                        details: serde_json::json!({ "until": until, "failures": checked.account_failures }),
                         ..Default::default()
                     },
                     now,
                 )
                 .await?;
             }
-            // A growing delay before answering slows guessing further (it costs no CPU here).
-            tokio::time::sleep(std::time::Duration::from_millis(100 * failures.clamp(0, 10) as u64)).await;
             state.metrics.login("failed");
             let reason = match &other {
-                Some(u) if ok && u.disabled => "disabled",
+                Some(u) if checked.matches && u.disabled => "disabled",
                 Some(_) => "wrong_password",
                 None => "unknown_user",
             };
@@ -90,7 +89,7 @@ pub async fn sign_in(state: &AppState, ip: IpAddr, username: &str, password: Str
             return Ok(SignIn::Failed(message.into()));
         }
     };
-    throttle::clear(&state.db, &user_key).await?;
+    checked.accept(state).await?;
     state.metrics.login("success");
     let who = SignedIn {
         user_id: user.id,
@@ -111,6 +110,15 @@ pub async fn sign_in(state: &AppState, ip: IpAddr, username: &str, password: Str
     )
     .await?;
     Ok(SignIn::Ok(who))
+}
+
+/// What a refused attempt is told: for how long (rounded up to minutes).
+pub fn locked_message(seconds: i64) -> String {
+    let minutes = (seconds.max(1) + 59) / 60;
+    format!(
+        "Too many failed sign-ins. Try again in {minutes} minute{}, or from another network.",
+        if minutes == 1 { "" } else { "s" }
+    )
 }
 
 /// The name of the app a parked request is for, shown on the login page.

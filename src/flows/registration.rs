@@ -1,11 +1,14 @@
 //! Dynamic client registration (RFC 7591, open registration) and management (RFC 7592 read,
 //! update, delete with the registration access token).
 
+use std::net::IpAddr;
+
 use serde_json::{Value, json};
 
 use crate::clients::{self, RegisteredClient};
 use crate::config::RegistrationPolicy;
 use crate::flows::error::ApiError;
+use crate::net::AddressKey;
 use crate::oauth::client_metadata::{ClientMetadata, ClientMetadataError};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::state::AppState;
@@ -61,7 +64,7 @@ fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, OAuthErro
 
 /// The registration policy (open, closed, initial access token) and the abuse limits: per IP
 /// address per hour, and in total. Counts come from the database, so every node shares them.
-async fn admit(state: &AppState, bearer: Option<&str>, ip: Option<&str>, now: i64) -> Result<(), ApiError> {
+async fn admit(state: &AppState, bearer: Option<&str>, network: Option<&str>, now: i64) -> Result<(), ApiError> {
     match state.settings.registration.policy {
         RegistrationPolicy::Open => {}
         RegistrationPolicy::Closed => {
@@ -86,9 +89,9 @@ async fn admit(state: &AppState, bearer: Option<&str>, ip: Option<&str>, now: i6
         }
     }
     let per_ip = state.settings.registration.per_ip_per_hour;
-    if let Some(ip) = ip
+    if let Some(network) = network
         && per_ip > 0
-        && store::clients::registrations_from(&state.db, ip, now - 3600).await? >= per_ip as i64
+        && store::clients::registrations_from(&state.db, network, now - 3600).await? >= per_ip as i64
     {
         return Err(
             OAuthError::new(ErrorCode::SlowDown, "too many registrations from this address; try again later").into()
@@ -120,9 +123,11 @@ async fn dynamic_clients(state: &AppState) -> Result<i64, ApiError> {
     Ok(n)
 }
 
-/// Registers a dynamic client; `ip` is the address it registers from.
-pub async fn register(state: &AppState, req: Request<'_>, ip: Option<String>) -> Result<ClientInformation, ApiError> {
-    admit(state, req.bearer, ip.as_deref(), store::now()).await?;
+/// Registers a dynamic client; `ip` is the address it registers from (the per-address cap counts
+/// IPv6 addresses by network, see [`AddressKey`]).
+pub async fn register(state: &AppState, req: Request<'_>, ip: Option<IpAddr>) -> Result<ClientInformation, ApiError> {
+    let network = ip.map(|ip| AddressKey::new(ip, state.settings.ipv6_prefix_length).to_string());
+    admit(state, req.bearer, network.as_deref(), store::now()).await?;
     let request = json_body(req.content_type, req.body)?;
     let metadata = ClientMetadata::from_request(&request).map_err(metadata_error)?;
     let client_id = secrets::random_string(16);
@@ -145,8 +150,9 @@ pub async fn register(state: &AppState, req: Request<'_>, ip: Option<String>) ->
             secret_hash: secret.as_deref().map(secrets::hash),
             registration_token_hash: Some(secrets::hash(&registration_token)),
             metadata_expires_at: None,
-            registered_ip: ip.clone(),
+            registered_ip: ip.map(|ip| ip.to_string()),
         },
+        network.as_deref(),
         &event,
         now,
     )

@@ -43,6 +43,10 @@ pub struct PendingAuthorization {
     /// The MCP server has a group policy: apply it once the person is known.
     #[serde(default)]
     pub restricted: bool,
+    /// OIDC `max_age`: a sign-in older than this (seconds, when the request came) is not good
+    /// enough for the request.
+    #[serde(default)]
+    pub max_age: Option<i64>,
     pub created_at: i64,
 }
 

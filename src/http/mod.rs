@@ -50,7 +50,10 @@ pub fn app(state: AppState) -> Router {
     let limited = |bucket| axum::middleware::from_fn_with_state((state.clone(), bucket), rate_limit::limit);
     let mut api = Router::new()
         .route(&r.path(JWKS), get(metadata::jwks))
-        .route(&r.path(TOKEN), post(token::token).layer(limited(Bucket::Token)))
+        .route(
+            &r.path(TOKEN),
+            post(token::token).layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit_token)),
+        )
         .route(&r.path(REVOKE), post(revoke::revoke).layer(limited(Bucket::Revoke)))
         .route(&r.path(INTROSPECT), post(introspect::introspect).layer(limited(Bucket::Introspect)))
         .route(&r.path(USERINFO), get(userinfo::userinfo).post(userinfo::userinfo))
@@ -80,7 +83,8 @@ pub fn app(state: AppState) -> Router {
         (CONSENT, get(consent::page).post(consent::submit)),
         (ACCOUNT, get(account::page)),
         (ACCOUNT_REVOKE, post(account::revoke)),
-        (ACCOUNT_PASSWORD, post(account::password)),
+        // A password change checks a password: it shares the login limit.
+        (ACCOUNT_PASSWORD, post(account::password).layer(limited(Bucket::Login))),
     ];
     assert!(page_routes.iter().map(|(p, _)| *p).eq(PAGES.iter().copied()), "routes::PAGES is the page route table");
     let pages = page_routes

@@ -81,6 +81,8 @@ pub struct ErrorPage {
     pub title: String,
     pub message: String,
     pub code: Option<String>,
+    /// A way back to the app the person may follow: (href, the host it leads to).
+    pub link: Option<(String, String)>,
 }
 
 /// A simple informational page, e.g. "You are signed out".

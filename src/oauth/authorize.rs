@@ -16,7 +16,7 @@ pub fn resolve_redirect_uri(registered: &[RedirectUri], requested: Option<&str>)
         ));
     }
     match requested {
-        Some(uri) if registered.iter().any(|r| r.matches(uri)) => Ok(uri.to_string()),
+        Some(uri) if registered_form(registered, uri).is_some() => Ok(uri.to_string()),
         Some(_) => Err(OAuthError::invalid_request(
             "the redirect_uri is not registered for this client, so we will not send you there",
         )),
@@ -25,6 +25,12 @@ pub fn resolve_redirect_uri(registered: &[RedirectUri], requested: Option<&str>)
             _ => Err(OAuthError::invalid_request("redirect_uri is required because this client registered several")),
         },
     }
+}
+
+/// The registered redirect URI a requested one matches (a loopback registration matches any
+/// port): what approvals of a redirect URI are recorded by.
+pub fn registered_form<'a>(registered: &'a [RedirectUri], requested: &str) -> Option<&'a RedirectUri> {
+    registered.iter().find(|r| r.matches(requested))
 }
 
 /// The resource a request targets: the one `resource` sent, else the configured default, else the
@@ -103,6 +109,16 @@ pub fn parse_prompt(p: Option<&str>) -> Result<Prompt, OAuthError> {
         return Err(OAuthError::invalid_request("prompt=none cannot be combined with other values"));
     }
     Ok(out)
+}
+
+/// OIDC `max_age` (Core §3.1.2.1): the longest time since the person last signed in, in
+/// seconds, a non-negative integer.
+pub fn parse_max_age(value: Option<&str>) -> Result<Option<i64>, OAuthError> {
+    let Some(v) = value else { return Ok(None) };
+    match v.parse::<i64>() {
+        Ok(n) if n >= 0 && v.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
+        _ => Err(OAuthError::invalid_request("max_age must be a number of seconds (0 or more)")),
+    }
 }
 
 /// The redirect that answers an authorization request, success or error, always with `iss`
@@ -214,6 +230,16 @@ mod tests {
         assert!(parse_prompt(Some("login consent")).unwrap().login);
         assert!(parse_prompt(Some("none login")).is_err());
         assert_eq!(parse_prompt(Some("select_account")).unwrap(), Prompt::default());
+    }
+
+    #[test]
+    fn max_age_values() {
+        assert_eq!(parse_max_age(None).unwrap(), None);
+        assert_eq!(parse_max_age(Some("0")).unwrap(), Some(0));
+        assert_eq!(parse_max_age(Some("3600")).unwrap(), Some(3600));
+        for bad in ["", "-1", "+5", "1.5", "ten", "99999999999999999999"] {
+            assert_eq!(parse_max_age(Some(bad)).unwrap_err().code, ErrorCode::InvalidRequest, "{bad}");
+        }
     }
 
     #[test]

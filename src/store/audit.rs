@@ -39,8 +39,9 @@ where
     Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     let details = if e.details.is_null() { "{}".to_string() } else { e.details.to_string() };
-    // Actors and client ids come from requests; Postgres text cannot hold NUL.
-    let clean = |s: Option<&str>| s.map(|s| s.replace('\0', "\u{fffd}"));
+    // Actors and client ids come from requests: bounded (a typed "username" or a metadata-document
+    // URL may be kilobytes), and NUL replaced (Postgres text cannot hold it).
+    let clean = |s: Option<&str>| s.map(|s| bounded(&s.replace('\0', "\u{fffd}")));
     sqlx::query(
         "INSERT INTO audit_events (id, at, event, actor, user_id, client_id, ip, details) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -53,6 +54,42 @@ where
     .bind(clean(e.client_id))
     .bind(e.ip)
     .bind(details)
+}
+
+/// The longest actor or client id an audit row keeps (in bytes, then an ellipsis).
+pub const MAX_FIELD: usize = 512;
+
+fn bounded(s: &str) -> String {
+    if s.len() <= MAX_FIELD {
+        return s.to_string();
+    }
+    let mut end = MAX_FIELD;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Deletes events recorded before `before`, `batch` rows per statement (short write locks, so
+/// sign-ins and token requests keep flowing), at most `max_batches` statements. Returns the rows
+/// deleted; fewer than `batch * max_batches` means none older are left.
+pub async fn sweep(db: &Db, before: i64, batch: i64, max_batches: u32) -> Result<u64> {
+    let mut deleted = 0;
+    for _ in 0..max_batches {
+        let n = dispatch_write!(db, |pool| sqlx::query(
+            "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < $1 ORDER BY at LIMIT $2)"
+        )
+        .bind(before)
+        .bind(batch)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        deleted += n;
+        if n < batch as u64 {
+            break;
+        }
+    }
+    Ok(deleted)
 }
 
 pub async fn record(db: &Db, e: &Event<'_>, now: i64) -> Result<()> {

@@ -100,18 +100,31 @@ const COLUMNS: &str = "client_id, kind, client_name, metadata, secret_hash, regi
                        created_at, updated_at, last_used_at, metadata_expires_at";
 
 pub async fn create(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
-    insert(db, c, None, now).await
+    insert(db, c, None, None, now).await
 }
 
-/// Registers a dynamic client and records `event` in the same transaction: no client without its
+/// Registers a dynamic client from `network` (what the per-address cap counts, see
+/// [`registrations_from`]) and records `event` in the same transaction: no client without its
 /// audit row, one commit.
-pub async fn register(db: &Db, c: &NewClient, event: &super::audit::Event<'_>, now: i64) -> Result<Client> {
-    insert(db, c, Some(event), now).await
+pub async fn register(
+    db: &Db,
+    c: &NewClient,
+    network: Option<&str>,
+    event: &super::audit::Event<'_>,
+    now: i64,
+) -> Result<Client> {
+    insert(db, c, network, Some(event), now).await
 }
 
-async fn insert(db: &Db, new: &NewClient, event: Option<&super::audit::Event<'_>>, now: i64) -> Result<Client> {
+async fn insert(
+    db: &Db,
+    new: &NewClient,
+    network: Option<&str>,
+    event: Option<&super::audit::Event<'_>>,
+    now: i64,
+) -> Result<Client> {
     let mut tx = WriteTx::begin(db).await?;
-    let client = insert_in(&mut tx, new, now).await?;
+    let client = insert_in(&mut tx, new, network, now).await?;
     if let Some(event) = event {
         tx.insert_audit(event, now).await?;
     }
@@ -119,12 +132,13 @@ async fn insert(db: &Db, new: &NewClient, event: Option<&super::audit::Event<'_>
     Ok(client)
 }
 
-/// Inserts a client inside `tx` (with what else belongs to it, e.g. a machine client's reach).
-pub(crate) async fn insert_in(tx: &mut WriteTx, new: &NewClient, now: i64) -> Result<Client> {
+/// Inserts a client inside `tx` (with what else belongs to it, e.g. a machine client's reach);
+/// `network` is the registering address's network, for dynamic clients.
+pub(crate) async fn insert_in(tx: &mut WriteTx, new: &NewClient, network: Option<&str>, now: i64) -> Result<Client> {
     let sql = format!(
         "INSERT INTO clients (client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
-         created_at, updated_at, metadata_expires_at, registered_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) \
-         RETURNING {COLUMNS}"
+         created_at, updated_at, metadata_expires_at, registered_ip, registered_net) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) RETURNING {COLUMNS}"
     );
     let metadata = new.metadata.to_string();
     let row: Row = on!(tx, |c| sqlx::query_as(&sql)
@@ -137,6 +151,7 @@ pub(crate) async fn insert_in(tx: &mut WriteTx, new: &NewClient, now: i64) -> Re
         .bind(now)
         .bind(new.metadata_expires_at)
         .bind(&new.registered_ip)
+        .bind(network)
         .fetch_one(c)
         .await
         .map_err(|e| StoreError::on_conflict(e, || format!("a client with id {:?} already exists", new.client_id)))?);
@@ -264,12 +279,13 @@ pub async fn touch(db: &Db, client_id: &str, now: i64) -> Result<()> {
     Ok(())
 }
 
-/// Dynamic registrations from this IP address since `since`.
-pub async fn registrations_from(db: &Db, ip: &str, since: i64) -> Result<i64> {
+/// Dynamic registrations from this network (an IPv4 address or an IPv6 network, as
+/// `net::AddressKey` writes it) since `since`.
+pub async fn registrations_from(db: &Db, network: &str, since: i64) -> Result<i64> {
     dispatch!(db, |pool| Ok(sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM clients WHERE registered_ip = $1 AND created_at >= $2"
+        "SELECT COUNT(*) FROM clients WHERE registered_net = $1 AND created_at >= $2"
     )
-    .bind(ip)
+    .bind(network)
     .bind(since)
     .fetch_one(pool)
     .await?))

@@ -74,21 +74,32 @@ pub async fn approve(
     scope: &ScopeSet,
     now: i64,
 ) -> Result<Grant> {
-    approve_as_shown(db, user_id, client_id, resource_id, |_| scope.clone(), None, now).await
+    approve_as_shown(db, user_id, client_id, resource_id, |_| scope.clone(), Shown::default(), now).await
+}
+
+/// What the consent page showed the person, recorded with their approval.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shown<'a> {
+    /// Metadata-document clients: the document's identity (a change asks again).
+    pub client_fingerprint: Option<&'a str>,
+    /// The redirect URI the browser was to go back to (the page names its host), in its
+    /// registered form: from now on errors may be redirected there without asking
+    /// ([`redirect_approved`]).
+    pub redirect_uri: Option<&'a str>,
 }
 
 /// [`approve`] where the new scope is computed from the live grant inside the transaction (so two
-/// step-ups racing both end up in the grant), recording the client identity the person saw
-/// (metadata-document clients).
+/// step-ups racing both end up in the grant), recording what the person saw ([`Shown`]).
 pub async fn approve_as_shown(
     db: &Db,
     user_id: Uuid,
     client_id: &ClientId,
     resource_id: Uuid,
     scope_for: impl FnOnce(Option<&ScopeSet>) -> ScopeSet,
-    client_fingerprint: Option<&str>,
+    shown: Shown<'_>,
     now: i64,
 ) -> Result<Grant> {
+    let client_fingerprint = shown.client_fingerprint;
     let mut tx = WriteTx::begin(db).await?;
     let select = format!(
         "SELECT {COLUMNS} FROM grants WHERE user_id = $1 AND client_id = $2 AND resource_id = $3 \
@@ -128,8 +139,32 @@ pub async fn approve_as_shown(
                 .await?)
         }
     };
+    if let Some(uri) = shown.redirect_uri {
+        on!(tx, |c| sqlx::query(
+            "INSERT INTO approved_redirects (client_id, redirect_uri, approved_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (client_id, redirect_uri) DO NOTHING"
+        )
+        .bind(client_id)
+        .bind(uri)
+        .bind(now)
+        .execute(c)
+        .await?
+        .rows_affected());
+    }
     tx.commit().await?;
     Ok(grant)
+}
+
+/// Whether a person has approved this client with this redirect URI (its registered form).
+pub async fn redirect_approved(db: &Db, client_id: &ClientId, redirect_uri: &str) -> Result<bool> {
+    let found: Option<i64> = dispatch!(db, |pool| sqlx::query_scalar(
+        "SELECT approved_at FROM approved_redirects WHERE client_id = $1 AND redirect_uri = $2"
+    )
+    .bind(client_id)
+    .bind(redirect_uri)
+    .fetch_optional(pool)
+    .await?);
+    Ok(found.is_some())
 }
 
 /// Revokes a grant and every refresh token issued under it. Returns false when it was not live.

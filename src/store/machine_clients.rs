@@ -41,7 +41,7 @@ pub enum Save {
 pub async fn save(db: &Db, client: &NewClient, allowances: &[Allowance], mode: Save, now: i64) -> Result<Client> {
     let mut tx = WriteTx::begin(db).await?;
     let saved = match mode {
-        Save::Create => clients::insert_in(&mut tx, client, now).await?,
+        Save::Create => clients::insert_in(&mut tx, client, None, now).await?,
         Save::Upsert => clients::upsert_in(&mut tx, client, now).await?,
     };
     let mut kept = Vec::with_capacity(allowances.len());

@@ -357,8 +357,8 @@ impl Db {
         }
     }
 
-    /// Deletes expired codes, sessions, refresh tokens and revocation entries. Idempotent, so every
-    /// node may run it.
+    /// Deletes expired codes, sessions, refresh tokens, revocation entries and sign-in failures.
+    /// Idempotent, so every node may run it.
     pub async fn sweep_expired(&self, now: i64) -> Result<u64> {
         let mut n = 0;
         for sql in [
@@ -367,6 +367,8 @@ impl Db {
             "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
             "DELETE FROM refresh_tokens WHERE expires_at < $1 - 86400",
             "DELETE FROM used_client_assertions WHERE expires_at < $1",
+            // Failures a day old are forgotten at the next one anyway (`throttle`).
+            "DELETE FROM login_throttle WHERE updated_at < $1 - 86400 AND locked_until < $1",
         ] {
             n += dispatch_write!(self, |pool| sqlx::query(sql).bind(now).execute(pool).await?.rows_affected());
         }

@@ -51,11 +51,15 @@ impl SessionStore for DbSessionStore {
         }
     }
 
+    /// Updates a session that still exists, and only that. tower-sessions calls `save` for a
+    /// session it loaded at the start of the request (new ones go through `create`); an upsert
+    /// here let a request still in flight when the person signed out (or when sign-in cycled the
+    /// id, or the session expired) write the old, signed-in session back at its end. A session
+    /// deleted meanwhile stays deleted: its id leads nowhere and the next request starts afresh.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        dispatch_write!(&self.db, |pool| sqlx::query(
-            "INSERT INTO web_sessions (id, data, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at"
+        let updated = dispatch_write!(&self.db, |pool| sqlx::query(
+            "UPDATE web_sessions SET data = $2, expires_at = $3 WHERE id = $1"
         )
         .bind(record.id.to_string())
         .bind(&data)
@@ -64,6 +68,9 @@ impl SessionStore for DbSessionStore {
         .await
         .map_err(backend)?
         .rows_affected());
+        if updated == 0 {
+            tracing::info!("a session ended while a request on it was in flight; its changes were dropped");
+        }
         Ok(())
     }
 

@@ -92,10 +92,12 @@ async fn loopback_redirects_match_any_port(engine: Engine) {
     }
 }
 
+/// Errors found before any interaction go back to a trusted redirect URI (here an approved
+/// one; see `redirect_trust` for the rule) with `state` and `iss`.
 async fn errors_redirect_with_state_and_iss(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
     let redirect = "https://app.example/cb";
-    let client = app.public_client(redirect).await;
+    let client = app.approved_client(redirect).await;
     let (_, ch) = pkce();
     let state = "odd state/+&=é";
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
@@ -166,10 +168,10 @@ async fn errors_redirect_with_state_and_iss(engine: Engine) {
 
 async fn resource_is_canonicalised_and_checked(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
-    app.add_resource("https://other.example.com", &[("x:read", "Read", true)]).await;
     let redirect = "https://app.example/cb";
+    let client = app.approved_client(redirect).await;
+    app.add_resource("https://other.example.com", &[("x:read", "Read", true)]).await;
     // Unknown resource: invalid_target through the redirect.
-    let client = app.public_client(redirect).await;
     let (_, ch) = pkce();
     let q = base_query(&client, redirect, &ch).resource("https://unknown.example.com/mcp");
     let res = get(&app, &app.http, &q).await;
@@ -197,8 +199,8 @@ async fn resource_defaults(engine: Engine) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(crate::helpers::jwt_parts(body["access_token"].as_str().unwrap()).1["aud"], json!(MCP));
     // Two registered and no default: the client is told to send one.
+    let client = app.approved_client(redirect).await;
     app.add_resource("https://second.example.com", &[("y", "Y", true)]).await;
-    let client = app.public_client(redirect).await;
     let (_, ch) = pkce();
     let res = get(&app, &app.http, &base_query(&client, redirect, &ch)).await;
     let p = query_of(&location(&res));
@@ -220,7 +222,7 @@ async fn resource_defaults(engine: Engine) {
 async fn scope_rules(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
     let redirect = "https://app.example/cb";
-    let client = app.public_client(redirect).await;
+    let client = app.approved_client(redirect).await;
     let (_, ch) = pkce();
     let q = base_query(&client, redirect, &ch).scope("mcp:tools  bogus other");
     let p = query_of(&location(&get(&app, &app.http, &q).await));
@@ -304,15 +306,16 @@ async fn remembered_grant_skips_consent_until_more_is_asked(engine: Engine) {
 
 async fn prompt_values(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
+    app.add_user("bob").await;
     let redirect = "https://app.example/cb";
-    let client = app.public_client(redirect).await;
+    let client = app.approved_client(redirect).await;
     let (_, ch) = pkce();
     // prompt=none without a session: login_required, through the redirect.
     let q = base_query(&client, redirect, &ch).with("prompt", "none");
     assert_eq!(query_of(&location(&get(&app, &app.http, &q).await))["error"], "login_required");
     // Signed in but no grant: consent_required.
     let http = browser();
-    app.login(&http, "alice", PASSWORD).await;
+    app.login(&http, "bob", PASSWORD).await;
     assert_eq!(query_of(&location(&get(&app, &http, &q).await))["error"], "consent_required");
     // With a grant, prompt=consent still asks.
     app.authorize_approve(&http, &base_query(&client, redirect, &ch)).await;
@@ -415,7 +418,7 @@ async fn consent_page_content(engine: Engine) {
 async fn post_authorize_works_like_get(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
     let redirect = "https://app.example/cb";
-    let client = app.public_client(redirect).await;
+    let client = app.approved_client(redirect).await;
     let (_, ch) = pkce();
     let res = app.http.post(app.url("/authorize")).form(&base_query(&client, redirect, &ch)).send().await.unwrap();
     assert_eq!(res.status(), 303);

@@ -405,7 +405,7 @@ async fn register_in_store(db: &Db, client_id: &str) -> store::Result<()> {
         registered_ip: None,
     };
     let event = store::audit::Event { event: "client_registered", client_id: Some(client_id), ..Default::default() };
-    store::clients::register(db, &client, &event, store::now()).await.map(|_| ())
+    store::clients::register(db, &client, None, &event, store::now()).await.map(|_| ())
 }
 
 /// No connection is inside a transaction (polled for a few seconds: work the server took on may

@@ -226,6 +226,15 @@ impl TestApp {
         c["client_id"].as_str().expect("client_id").to_string()
     }
 
+    /// A public client that alice has approved once through `redirect`: the server trusts that
+    /// redirect URI with its errors from then on (an unapproved dynamic client's errors found
+    /// before any interaction are shown on a page instead, RFC 9700 §4.11.2).
+    pub async fn approved_client(&self, redirect: &str) -> String {
+        let client_id = self.public_client(redirect).await;
+        self.code_for_client(&client_id, redirect, &[]).await;
+        client_id
+    }
+
     /// Signs in through the login form (as a browser would, CSRF token included).
     pub async fn login(&self, http: &reqwest::Client, username: &str, password: &str) -> reqwest::Response {
         sign_in(http, &self.url("/login"), username, password).await

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    Engine, MCP, OAuthParams, PASSWORD, TestApp, approve_consent, browser, count_rows, db_tests, hidden, location,
-    pkce, query_of,
+    Engine, MCP, OAuthParams, PASSWORD, TestApp, approve_consent, authorize_approve_at, browser, count_rows, db_tests,
+    hidden, location, pkce, query_of,
 };
 
 db_tests!(
@@ -415,7 +415,7 @@ fn catalogue() -> Vec<Case> {
         api("token: SQL code", "POST", "/token")
             .form(format!("grant_type=authorization_code&client_id={{client_id}}&code={}", enc("' OR '1'='1")))
             .status(400),
-        api("token: SQL client_id", "POST", "/token").form(format!("grant_type=authorization_code&client_id={}&code=x", enc(SQL))).status(400),
+        api("token: SQL client_id", "POST", "/token").form(format!("grant_type=authorization_code&client_id={}&code=x", enc(SQL))).status(401),
         api("token: {{7*7}} grant_type", "POST", "/token")
             .form(format!("grant_type={}&client_id={{client_id}}", enc("{{7*7}}")))
             .status(400),
@@ -622,7 +622,7 @@ fn framework_and_nul_cases() -> Vec<Case> {
             .status(401),
         api("token: NUL client_id", "POST", "/token")
             .form("grant_type=authorization_code&client_id=a%00b&code=x")
-            .status(400),
+            .status(401),
         api("register/{id} GET: NUL client id", "GET", "/register/a%00b").bearer("x").status(401),
         api("introspect: NUL id", "POST", "/introspect").form("token=x").basic("a\0b:x").status(401),
         // Refused as invalid metadata on both engines.
@@ -677,6 +677,8 @@ async fn alice_browser(app: &TestApp) -> Browser {
     b
 }
 
+/// The fixture client, which alice has approved once through each redirect URI: its errors may
+/// be redirected to them (RFC 9700 §4.11.2; an unapproved client's errors are pages).
 async fn fixture(app: &TestApp) -> Fixture {
     let c = app
         .register(json!({
@@ -685,11 +687,20 @@ async fn fixture(app: &TestApp) -> Fixture {
             "client_name": "Hostile fixture",
         }))
         .await;
+    let client_id = c["client_id"].as_str().expect("client_id").to_string();
+    let alice = alice_browser(app).await;
+    for redirect in [REDIRECT, LOOPBACK] {
+        let (_, challenge) = pkce();
+        let loc =
+            authorize_approve_at(&alice.http, &app.base, &OAuthParams::authorize(&client_id, redirect, &challenge))
+                .await;
+        assert!(loc.starts_with(redirect) && loc.contains("code="), "approved: {loc}");
+    }
     Fixture {
-        client_id: c["client_id"].as_str().expect("client_id").to_string(),
+        client_id,
         reg_token: c["registration_access_token"].as_str().expect("registration_access_token").to_string(),
         anon: anon_browser(app).await,
-        alice: alice_browser(app).await,
+        alice,
     }
 }
 

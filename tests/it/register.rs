@@ -560,9 +560,15 @@ async fn delete_removes_the_client_so_token_says_invalid_client(engine: Engine) 
     assert!(res.bytes().await.unwrap().is_empty(), "204 has no body");
     assert_eq!(client_count(&app).await, 0);
 
-    // The token endpoint no longer knows the client: `invalid_client`, so SDKs re-register.
-    let (status, doc) = app.token(&OAuthParams::refresh(client_id, &refresh)).await;
-    assert_eq!((status, doc["error"].as_str()), (400, Some("invalid_client")), "{doc}");
+    // The token endpoint no longer knows the client: 401 `invalid_client` with a challenge, the
+    // answer on which hosted clients re-register; nothing is written.
+    let tokens_before = crate::helpers::count_rows(&app.db, "refresh_tokens").await;
+    let res = app.http.post(app.url("/token")).form(&OAuthParams::refresh(client_id, &refresh)).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().contains_key("www-authenticate"));
+    let doc: Value = res.json().await.unwrap();
+    assert_eq!(doc["error"], "invalid_client", "{doc}");
+    assert_eq!(crate::helpers::count_rows(&app.db, "refresh_tokens").await, tokens_before);
     // The registration token died with it.
     let res = manage(&app, Method::GET, &reg, Some(token_of(&reg)), None).await;
     assert_eq!(res.status(), 401);

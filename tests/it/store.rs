@@ -144,8 +144,8 @@ async fn clients_crud(engine: Engine) {
     assert!(matches!(clients::remove(&db, "c1").await, Err(StoreError::NotFound)));
     // Registration writes the client and its audit row together, or neither.
     let event = audit::Event { event: "client_registered", client_id: Some("c2"), ..Default::default() };
-    clients::register(&db, &client("c2"), &event, 20).await.unwrap();
-    let again = clients::register(&db, &client("c2"), &event, 21).await.unwrap_err();
+    clients::register(&db, &client("c2"), None, &event, 20).await.unwrap();
+    let again = clients::register(&db, &client("c2"), None, &event, 21).await.unwrap_err();
     assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
     let rows = audit::list(&db, Some("client_registered"), 10).await.unwrap();
     assert_eq!(rows.len(), 1, "the refused registration left no audit row");
@@ -397,10 +397,15 @@ async fn sessions_round_trip(engine: Engine) {
     assert_eq!(s.load(&record.id).await.unwrap().unwrap().data["k"], json!("w"));
     s.delete(&record.id).await.unwrap();
     assert!(s.load(&record.id).await.unwrap().is_none());
+    // A request that loaded the session before it was deleted (a sign-out it raced) saves it at
+    // its end: the session stays deleted (item 14 of the round-two review: `save` was an upsert).
+    s.save(&record).await.unwrap();
+    assert!(s.load(&record.id).await.unwrap().is_none(), "a deleted session came back");
+    assert_eq!(crate::helpers::count_rows(&db, "web_sessions").await, 0);
     // Expired sessions are not loaded, and the sweep removes them.
     let mut old = Record { expiry_date: time::OffsetDateTime::now_utc() - time::Duration::hours(1), ..record.clone() };
     old.id = Id::default();
-    s.save(&old).await.unwrap();
+    s.create(&mut old).await.unwrap();
     assert!(s.load(&old.id).await.unwrap().is_none());
     assert!(db.sweep_expired(store::now()).await.unwrap() >= 1);
 }

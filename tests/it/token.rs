@@ -148,10 +148,14 @@ async fn client_authentication_methods(engine: Engine) {
     }
 }
 
+/// Hosted clients re-register only on 401: an unknown client gets 401 `invalid_client` with a
+/// challenge whether its id came in the body or in Basic credentials.
 async fn unknown_client_is_invalid_client(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;
-    let (status, body) = app.token(&OAuthParams::code("ghost", "x", "y")).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_client")));
+    let res = app.http.post(app.url("/token")).form(&OAuthParams::code("ghost", "x", "y")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_client");
     let res = app
         .http
         .post(app.url("/token"))

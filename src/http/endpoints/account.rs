@@ -1,16 +1,17 @@
 //! `/account` (see [`crate::flows::account`]): the signed-in person's connected apps (each
 //! revocable at once) and a password change.
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
 use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::flows::account::{self, PasswordChange};
 use crate::http::HttpState;
 use crate::http::error::PageError;
+use crate::http::middleware::client_ip::ClientIp;
 use crate::http::middleware::session::{self, SignedIn, current_user};
 use crate::http::redirect;
 use crate::http::render;
@@ -98,6 +99,7 @@ pub struct PasswordForm {
 
 pub async fn password(
     State(state): State<HttpState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
     session: Session,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, PageError> {
@@ -110,8 +112,11 @@ pub async fn password(
         new_password: form.new_password,
         confirm_password: form.confirm_password,
     };
-    match account::change_password(&state, &who, change).await? {
+    match account::change_password(&state, &who, ip, change).await? {
         Ok(()) => show(&state, &session, &who, Some("Your password was changed.".into()), None, StatusCode::OK).await,
-        Err(message) => show(&state, &session, &who, None, Some(message), StatusCode::BAD_REQUEST).await,
+        Err(refused) => {
+            let status = if refused.throttled { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::BAD_REQUEST };
+            show(&state, &session, &who, None, Some(refused.message), status).await
+        }
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::flows::authorize::{self as flow, ConsentRequest, Decision, Next};
-use crate::flows::consent as consent_flow;
+use crate::flows::consent::{self as consent_flow, Answered};
 use crate::http::HttpState;
 use crate::http::error::PageError;
 use crate::http::middleware::security;
@@ -57,6 +57,7 @@ pub async fn follow(
             session::park(session, request.pending.clone()).await?;
             render(state, session, &request).await
         }
+        Next::ErrorPage(page) => Err(*page),
     }
 }
 
@@ -110,11 +111,15 @@ pub async fn submit(
 ) -> Result<Response, PageError> {
     session::check_csrf(&session, form.csrf_token.as_deref()).await?;
     let pending = session::pending(&session, &form.request_id).await?;
+    let login = format!("{}?request_id={}", state.routes.path(LOGIN), pending.id);
     let Some(who) = current_user(&state, &session).await? else {
-        let login = format!("{}?request_id={}", state.routes.path(LOGIN), pending.id);
         return Ok(redirect(StatusCode::SEE_OTHER, &login));
     };
-    let url = consent_flow::decide(&state, &who, &pending, &form.decision).await?;
-    session::unpark(&session, &pending.id).await?;
-    Ok(redirect(StatusCode::SEE_OTHER, &url).into_response())
+    match consent_flow::decide(&state, &who, &pending, &form.decision).await? {
+        Answered::ToClient(url) => {
+            session::unpark(&session, &pending.id).await?;
+            Ok(redirect(StatusCode::SEE_OTHER, &url).into_response())
+        }
+        Answered::SignInAgain => Ok(redirect(StatusCode::SEE_OTHER, &login)),
+    }
 }

@@ -43,7 +43,7 @@ pub async fn register(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let ip = connect.map(|c| c.0.0.to_string());
+    let ip = connect.map(|c| c.0.0);
     let info = registration::register(&state, request(&headers, &body), ip).await?;
     Ok((StatusCode::CREATED, no_store(), Json(information(&state, info))).into_response())
 }

@@ -63,6 +63,7 @@ pub async fn finish_errors(State(state): State<HttpState>, req: Request, next: N
         title: page.title,
         message: page.message,
         code: page.code.map(str::to_string),
+        link: page.link.map(|l| (l.href, l.host)),
     };
     let mut res = (page.status, crate::http::render(&view)).into_response();
     copy_headers(&parts.headers, res.headers_mut());
