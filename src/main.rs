@@ -295,16 +295,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Migrate => {
             let db = create_or_open(&settings).await?;
-            eprintln!("database migrated ({})", db.engine());
+            let url = portcullis::config::redact_url(settings.database.url.expose());
+            eprintln!("database migrated ({}): {url}", db.engine());
             Ok(())
         }
-        Command::User(cmd) => user(&open(&settings).await?, cmd).await,
-        Command::Resource(cmd) => resource(&open(&settings).await?, cmd).await,
-        Command::Client(cmd) => client(&open(&settings).await?, cmd).await,
-        Command::Keys(cmd) => keys_cmd(&settings, &open(&settings).await?, cmd).await,
-        Command::Grant(cmd) => grant(&open(&settings).await?, cmd).await,
-        Command::Audit(cmd) => audit(&open(&settings).await?, cmd).await,
-        Command::Group(cmd) => group(&open(&settings).await?, cmd).await,
+        Command::User(cmd) => said(&settings, user(&open(&settings).await?, cmd).await),
+        Command::Resource(cmd) => said(&settings, resource(&open(&settings).await?, &settings.issuer, cmd).await),
+        Command::Client(cmd) => said(&settings, client(&open(&settings).await?, cmd).await),
+        Command::Keys(cmd) => said(&settings, keys_cmd(&settings, &open(&settings).await?, cmd).await),
+        Command::Grant(cmd) => said(&settings, grant(&open(&settings).await?, cmd).await),
+        Command::Audit(cmd) => said(&settings, audit(&open(&settings).await?, cmd).await),
+        Command::Group(cmd) => said(&settings, group(&open(&settings).await?, cmd).await),
         Command::Idp(IdpCmd::List) => {
             idp_list(&settings);
             Ok(())
@@ -370,9 +371,15 @@ async fn open(settings: &Settings) -> Result<Db, Failure> {
             path.display()
         )));
     }
-    let db = create_or_open(settings).await?;
-    eprintln!("database: {}", portcullis::config::redact_url(url));
-    Ok(db)
+    create_or_open(settings).await
+}
+
+/// After a command that used the database: which one (on standard error, so output stays clean).
+fn said(settings: &Settings, result: Result<(), Failure>) -> Result<(), Failure> {
+    if result.is_ok() {
+        eprintln!("database: {}", portcullis::config::redact_url(settings.database.url.expose()));
+    }
+    result
 }
 
 /// The file of a SQLite URL (none for Postgres or an in-memory database).
@@ -515,7 +522,28 @@ async fn user(db: &Db, cmd: UserCmd) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn resource(db: &Db, cmd: ResourceCmd) -> Result<(), Failure> {
+/// What the MCP server must serve (RFC 9728), filled in, and how it points clients there.
+fn print_resource_metadata(issuer: &str, r: &store::resources::Resource) {
+    let uri = portcullis::oauth::resource::ResourceUri::parse(&r.row.uri).expect("stored canonical");
+    let scopes: Vec<&str> = r.scopes.iter().map(|s| s.name.as_str()).collect();
+    let doc = serde_json::json!({
+        "resource": r.row.uri,
+        "authorization_servers": [issuer],
+        "scopes_supported": scopes,
+        "bearer_methods_supported": ["header"],
+    });
+    let url = uri.metadata_url();
+    println!();
+    println!("The MCP server must serve this at {url}:");
+    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    println!();
+    println!("and answer requests without a valid token with:");
+    println!("  401 Unauthorized");
+    println!("  WWW-Authenticate: Bearer resource_metadata=\"{url}\"");
+    println!("It checks tokens against {issuer}/jwks.json (iss {issuer}, aud {}), or at /introspect.", r.row.uri);
+}
+
+async fn resource(db: &Db, settings_issuer: &str, cmd: ResourceCmd) -> Result<(), Failure> {
     match cmd {
         ResourceCmd::Add(a) => {
             let mut scopes = Vec::new();
@@ -549,7 +577,7 @@ async fn resource(db: &Db, cmd: ResourceCmd) -> Result<(), Failure> {
             }
             let r = admin::add_resource(db, &spec).await?;
             println!("registered resource {} ({})", r.row.uri, r.row.name);
-            println!("its protected-resource metadata must list `\"resource\": \"{}\"`", r.row.uri);
+            print_resource_metadata(settings_issuer, &r);
             if a.introspection {
                 let (id, secret) = admin::issue_introspection_credentials(db, &r.row.uri).await?;
                 print_introspection(&id, &secret);

@@ -14,8 +14,7 @@ use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use josekit::jwk::Jwk;
-use josekit::jws::{ES256, ES384, JwsVerifier, PS256, RS256};
+use josekit::jws::JwsVerifier;
 use serde_json::Value;
 
 use crate::clients::{self, ClientId, RegisteredClient};
@@ -149,15 +148,9 @@ pub fn check_key_set(jwks: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// A verifier for one of [`SIGNING_ALGS`] (the shared one accepts more).
 fn verifier(alg: &str, key: &Value) -> Option<Box<dyn JwsVerifier>> {
-    let jwk = Jwk::from_bytes(key.to_string().as_bytes()).ok()?;
-    Some(match alg {
-        "RS256" => Box::new(RS256.verifier_from_jwk(&jwk).ok()?),
-        "PS256" => Box::new(PS256.verifier_from_jwk(&jwk).ok()?),
-        "ES256" => Box::new(ES256.verifier_from_jwk(&jwk).ok()?),
-        "ES384" => Box::new(ES384.verifier_from_jwk(&jwk).ok()?),
-        _ => return None,
-    })
+    SIGNING_ALGS.contains(&alg).then(|| crate::federation::keys::verifier(alg, key)).flatten()
 }
 
 /// The client's public keys: inline `jwks`, or `jwks_uri` fetched (and cached per node for the

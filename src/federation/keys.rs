@@ -141,11 +141,16 @@ fn verify_with(keys: &[Value], token: &str, alg: &str, kid: Option<&str>) -> Opt
         .map(|(payload, _)| payload.claims_set().clone())
 }
 
-fn verifier(alg: &str, key: &Value) -> Option<Box<dyn JwsVerifier>> {
+/// A verifier for `alg` from a public JWK (none for a private or symmetric key). The key's `kid`
+/// is left out: the caller matched it already, and josekit would otherwise demand that the header
+/// name one, which RFC 7515 leaves optional (the TypeScript SDK's assertions carry none).
+pub(crate) fn verifier(alg: &str, key: &Value) -> Option<Box<dyn JwsVerifier>> {
     // Never a private key as a verification key, whatever the set holds.
     if key.get("d").is_some() || key.get("k").is_some() {
         return None;
     }
+    let mut key = key.clone();
+    key.as_object_mut()?.remove("kid");
     let jwk = Jwk::from_bytes(key.to_string().as_bytes()).ok()?;
     Some(match alg {
         "RS256" => Box::new(RS256.verifier_from_jwk(&jwk).ok()?),

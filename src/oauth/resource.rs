@@ -71,6 +71,20 @@ impl ResourceUri {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Where the MCP server serves its protected-resource metadata (RFC 9728 §3.1: the well-known
+    /// segment goes between the host and the path).
+    pub fn metadata_url(&self) -> String {
+        const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+        match url::Url::parse(&self.0) {
+            Ok(u) => {
+                let origin = u.origin().ascii_serialization();
+                let path = u.path().trim_end_matches('/');
+                format!("{origin}{WELL_KNOWN}{path}")
+            }
+            Err(_) => format!("{}{WELL_KNOWN}", self.0),
+        }
+    }
 }
 
 impl fmt::Display for ResourceUri {
@@ -171,6 +185,17 @@ fn is_uri_char(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_urls_insert_the_well_known_segment_before_the_path() {
+        let url = |s: &str| ResourceUri::parse(s).unwrap().metadata_url();
+        assert_eq!(
+            url("https://mcp.example.com/mcp"),
+            "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+        );
+        assert_eq!(url("https://mcp.example.com"), "https://mcp.example.com/.well-known/oauth-protected-resource");
+        assert_eq!(url("http://127.0.0.1:9000/a/b"), "http://127.0.0.1:9000/.well-known/oauth-protected-resource/a/b");
+    }
 
     fn reg(s: &str) -> Result<String, ResourceUriError> {
         ResourceUri::parse(s).map(|r| r.as_str().to_owned())

@@ -100,6 +100,26 @@ fn assertion(key: &Jwk, client_id: &str, aud: Value, exp: u64, jti: &str) -> Str
     josekit::jwt::encode_with_signer(&payload, &header, &ES256.signer_from_jwk(key).expect("signer")).expect("sign")
 }
 
+/// The JOSE header of a JWT.
+fn jwt_header(jwt: &str) -> serde_json::Map<String, Value> {
+    use base64::Engine;
+    let part = jwt.split('.').next().unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// Re-signs `jwt` with a header without `kid` (josekit's signer adds the key's own).
+fn strip_kid(jwt: &str, signer: &dyn josekit::jws::JwsSigner) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut header = jwt_header(jwt);
+    header.remove("kid");
+    let head = b64.encode(serde_json::to_vec(&header).unwrap());
+    let body = jwt.split('.').nth(1).unwrap();
+    let input = format!("{head}.{body}");
+    let signature = signer.sign(input.as_bytes()).unwrap();
+    format!("{input}.{}", b64.encode(signature))
+}
+
 fn jti() -> String {
     portcullis::tokens::secrets::random_string(16)
 }
@@ -240,6 +260,24 @@ async fn a_private_key_jwt_client_gets_a_token(engine: Engine) {
     let a = assertion(&key, "report-bot", json!(app.url("/token")), exp, &jti());
     let form = with_assertion(cc().with("client_id", "report-bot").resource(OTHER).scope("other:read"), &a);
     let (status, body) = app.token(&form).await;
+    assert_machine_token(status, &body, "report-bot", OTHER, "other:read");
+
+    // A header that names no key (RFC 7515 leaves `kid` optional; the TypeScript SDK sends none)
+    // is tried against every key, though the registered key has a `kid`.
+    let mut header = JwsHeader::new();
+    header.set_token_type("JWT");
+    let mut payload = JwtPayload::new();
+    payload.set_issuer("report-bot");
+    payload.set_subject("report-bot");
+    payload.set_claim("aud", Some(json!(app.base))).unwrap();
+    payload.set_issued_at(&(SystemTime::UNIX_EPOCH + Duration::from_secs(now())));
+    payload.set_expires_at(&(SystemTime::UNIX_EPOCH + Duration::from_secs(exp)));
+    payload.set_jwt_id(&jti());
+    let signer = ES256.signer_from_jwk(&key).expect("signer");
+    let a = josekit::jwt::encode_with_signer(&payload, &header, &signer).expect("sign");
+    let a = strip_kid(&a, &signer);
+    assert!(!jwt_header(&a).contains_key("kid"), "the header names no key");
+    let (status, body) = app.token(&with_assertion(cc(), &a)).await;
     assert_machine_token(status, &body, "report-bot", OTHER, "other:read");
 
     // Its keys are its only credential: a secret-style request is refused.

@@ -36,6 +36,7 @@ type Secrets = Vec<(&'static str, String)>;
 
 async fn check(engine: Engine, json_format: bool) {
     let db = TestDb::new(engine).await;
+    db.connect().await; // as `serve` or `migrate` leaves it
     let dir = tempfile::tempdir().expect("temp dir");
     let env = [("PORTCULLIS_DATABASE_URL", db.url.as_str())];
     run(dir.path(), &["user", "add", "alice", "--password-stdin"], &env, Some(&format!("{PASSWORD}\n")));
