@@ -272,7 +272,7 @@ async fn a_private_key_jwt_client_gets_a_token(engine: Engine) {
     payload.set_claim("aud", Some(json!(app.base))).unwrap();
     payload.set_issued_at(&(SystemTime::UNIX_EPOCH + Duration::from_secs(now())));
     payload.set_expires_at(&(SystemTime::UNIX_EPOCH + Duration::from_secs(exp)));
-    payload.set_jwt_id(&jti());
+    payload.set_jwt_id(jti());
     let signer = ES256.signer_from_jwk(&key).expect("signer");
     let a = josekit::jwt::encode_with_signer(&payload, &header, &signer).expect("sign");
     let a = strip_kid(&a, &signer);
