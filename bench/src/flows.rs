@@ -41,6 +41,8 @@ struct Tokens<'a> {
     expires_in: i64,
     #[serde(borrow)]
     refresh_token: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    scope: Option<Cow<'a, str>>,
 }
 
 /// The registration request: a public client with the `refresh_token` grant (built once per run).
@@ -146,6 +148,18 @@ pub async fn redeem(
     let r = c.post_form(&t.token, &[], &body).await?;
     expect_status(&r, 200, "token (authorization_code)")?;
     tokens_ok(&r)
+}
+
+/// Checks a client credentials answer: a Bearer JWT with the scope, and no refresh token.
+pub fn machine_token_ok(r: &Response) -> Res<()> {
+    let tok: Tokens = r.json()?;
+    if tok.token_type != "Bearer" || tok.expires_in <= 0 || tok.access_token.split('.').count() != 3 {
+        return Err(format!("token: unexpected body {}", snippet(r.text())));
+    }
+    if tok.refresh_token.is_some() || tok.scope.as_deref() != Some(SCOPE) {
+        return Err(format!("client_credentials: a refresh token or the wrong scope: {}", snippet(r.text())));
+    }
+    Ok(())
 }
 
 /// Checks a token response's shape; returns (access token, refresh token).

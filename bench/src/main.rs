@@ -1,7 +1,8 @@
 //! `portcullis-load`: the load benchmark. Targets a running Portcullis (`--target`) or starts the
 //! `portcullis` binary next to it on a fresh SQLite file or a fresh Postgres database, sets up
-//! users, clients, resources and grants through the public interfaces (the CLI, `/register`, the
-//! login and consent forms), runs each scenario for a fixed time at a fixed concurrency, and
+//! users, clients (a machine client among them), resources and grants through the public
+//! interfaces (the CLI, `/register`, the login and consent forms), runs each scenario for a fixed
+//! time at a fixed concurrency, and
 //! reports ops/s and latency percentiles: one JSON line per scenario on stdout, a table on stderr.
 //!
 //! It speaks HTTP/1.1 itself over keep-alive connections (one per worker, `TCP_NODELAY`), so the
@@ -41,7 +42,9 @@ type Res<T> = Result<T, String>;
 #[derive(Parser, Debug)]
 #[command(name = "portcullis-load", about = "Load benchmark for Portcullis")]
 struct Opts {
-    /// Scenario: healthz, readyz (the readiness probe: reads and takes the write lock), metadata, jwks, register, authcode, refresh, introspect, login, or all
+    /// Scenario: healthz, readyz (the readiness probe: reads and takes the write lock), metadata, jwks, register,
+    /// client_credentials (a machine client's token, secret in a Basic header), authcode, refresh, introspect, login,
+    /// or all
     /// (comma-separated lists work too).
     #[arg(long, default_value = "all")]
     scenario: String,

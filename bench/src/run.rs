@@ -59,11 +59,11 @@ async fn benchmark(
     db_label: &str,
 ) -> Res<()> {
     let target = discover(base).await?;
-    let needs_fixture = scenarios.iter().any(|s| s.needs_principals());
+    let needs_fixture = scenarios.iter().any(|s| s.needs_fixture());
     let fixture = if needs_fixture {
         let db = cli_db.ok_or(
-            "authcode, refresh, introspect and login need a person and an MCP server: with --target, pass the \
-             server's --config or its --db URL so the CLI can add them",
+            "authcode, refresh, introspect, login and client_credentials need a person, an MCP server and a \
+             machine client: with --target, pass the server's --config or its --db URL so the CLI can add them",
         )?;
         Some(setup_fixture(&server_binary(opts)?, db)?)
     } else {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::flows::{authorize_path, code_from, hidden, pkce, random_b64, redeem, register_client, tokens_ok};
+use crate::flows::{
+    authorize_path, code_from, hidden, machine_token_ok, pkce, random_b64, redeem, register_client, tokens_ok,
+};
 use crate::http1::{Conn, expect_status, form, snippet};
 use crate::setup::{Fixture, Principal};
 use crate::target::{Metadata, Target};
@@ -18,8 +20,18 @@ use crate::{Res, STOP};
 
 /// The order of `all`: the scenarios that need no sign-in first, so their peak RSS is the server's
 /// without the argon2 hashes of the setup; `login` last.
-pub const ALL: &[&str] =
-    &["healthz", "readyz", "metadata", "jwks", "register", "introspect", "authcode", "refresh", "login"];
+pub const ALL: &[&str] = &[
+    "healthz",
+    "readyz",
+    "metadata",
+    "jwks",
+    "register",
+    "client_credentials",
+    "introspect",
+    "authcode",
+    "refresh",
+    "login",
+];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Scenario {
@@ -32,6 +44,7 @@ pub enum Scenario {
     Refresh,
     Introspect,
     Login,
+    ClientCredentials,
 }
 
 impl Scenario {
@@ -46,6 +59,7 @@ impl Scenario {
             "refresh" => Scenario::Refresh,
             "introspect" => Scenario::Introspect,
             "login" => Scenario::Login,
+            "client_credentials" => Scenario::ClientCredentials,
             other => return Err(format!("unknown scenario {other:?} (one of {} or all)", ALL.join(", "))),
         })
     }
@@ -60,10 +74,15 @@ impl Scenario {
             Scenario::Refresh => "refresh",
             Scenario::Introspect => "introspect",
             Scenario::Login => "login",
+            Scenario::ClientCredentials => "client_credentials",
         }
     }
     pub fn needs_principals(self) -> bool {
         matches!(self, Scenario::Authcode | Scenario::Refresh | Scenario::Introspect | Scenario::Login)
+    }
+    /// The person, the MCP server and the machine client, made through the CLI.
+    pub fn needs_fixture(self) -> bool {
+        self.needs_principals() || self == Scenario::ClientCredentials
     }
 }
 
@@ -176,6 +195,16 @@ async fn op(s: Scenario, w: &mut Worker, ctx: &Ctx) -> Res<Duration> {
                 return Err(format!("introspect: not active for the resource: {}", snippet(r.text())));
             }
             Ok(t0.elapsed())
+        }
+        Scenario::ClientCredentials => {
+            let fx = ctx.fixture.as_ref().expect("fixture");
+            let body = form(&[("grant_type", "client_credentials"), ("resource", &fx.resource)]);
+            let t0 = Instant::now();
+            let r = w.conn.post_form(&t.token, &[("Authorization", &fx.machine_basic)], &body).await?;
+            let elapsed = t0.elapsed();
+            expect_status(&r, 200, "token (client_credentials)")?;
+            machine_token_ok(&r)?;
+            Ok(elapsed)
         }
         Scenario::Login => {
             let fx = ctx.fixture.as_ref().expect("fixture");

@@ -1,6 +1,7 @@
-//! Who the benchmark acts as, prepared through the public interfaces before any timing: a person
-//! and an MCP server with introspection credentials (through the CLI), and per worker a registered
-//! client with a signed-in session that consented, and its first tokens.
+//! Who the benchmark acts as, prepared through the public interfaces before any timing: a person,
+//! an MCP server with introspection credentials and a machine client allowed to reach it (through
+//! the CLI), and per worker a registered client with a signed-in session that consented, and its
+//! first tokens.
 
 use std::path::Path;
 
@@ -13,12 +14,14 @@ use crate::http1::{Conn, expect_status, form};
 use crate::launch::{CliDb, cli};
 use crate::target::{Target, absolute, path_of};
 
-/// What every worker shares: the person who signs in and the MCP server the tokens are for.
+/// What every worker shares: the person who signs in, the MCP server the tokens are for, and the
+/// machine client (`client_credentials`, secret in a Basic header) that may reach it.
 pub struct Fixture {
     pub username: String,
     pub password: String,
     pub resource: String,
     pub introspection_basic: String,
+    pub machine_basic: String,
 }
 
 /// Adds a person and an MCP server with introspection credentials through the CLI, under fresh
@@ -42,11 +45,37 @@ pub fn setup_fixture(bin: &Path, db: &CliDb) -> Res<Fixture> {
     };
     let id = field("client_id:")?;
     let secret = field("client_secret:")?;
+    let machine_id = format!("load-machine-{tag}");
+    let out = cli(
+        bin,
+        db,
+        &[
+            "client",
+            "add",
+            "--name",
+            "Load machine",
+            "--client-id",
+            &machine_id,
+            "--grant",
+            "client_credentials",
+            "--confidential",
+            "--resource",
+            &resource,
+            "--scope",
+            "mcp:tools",
+        ],
+        None,
+    )?;
+    let machine_secret = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client_secret (shown once):").map(|v| v.trim().to_string()))
+        .ok_or_else(|| format!("`client add --grant client_credentials` printed no secret: {out}"))?;
     Ok(Fixture {
         username,
         password,
         resource,
         introspection_basic: format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+        machine_basic: format!("Basic {}", STANDARD.encode(format!("{machine_id}:{machine_secret}"))),
     })
 }
 
