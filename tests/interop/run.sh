@@ -13,6 +13,12 @@
 #   company-signin    a second Portcullis with that IdP as [[identity_providers]] "company": carol signs in
 #                     through it (TS SDK, tool call), dave (not in mcp-users) gets 403, and the IdP's
 #                     back-channel logout makes carol's refresh fail with invalid_grant
+#   machine-clients   @modelcontextprotocol/client (SDK v2) ClientCredentialsProvider (client_secret_basic) and
+#                     PrivateKeyJwtProvider (private_key_jwt, keys made for the run, public set in the config
+#                     file) against a Portcullis of their own: whoami as themselves; bad credentials refused
+#   enterprise-chain  two more Portcullis processes, a company IdP and an MCP server's AS: carol signs in at
+#                     the IdP (browser), the SDK v2 CrossAppAccessProvider exchanges her ID token for an
+#                     ID-JAG, redeems it at the AS and calls whoami; a replay and a scope outside policy refused
 # Ends with "interop: N passed, N failed"; exits non-zero when anything failed.
 #
 # Environment: INTEROP_OUT (default tests/interop/out) for screenshots and logs.
@@ -78,7 +84,8 @@ show_server_logs() {
     echo "----- end of portcullis log -----"
   fi
   local f
-  for f in mcp_server mcp_server_introspect company_idp portcullis_company mcp_server_company; do
+  for f in mcp_server mcp_server_introspect company_idp portcullis_company mcp_server_company \
+    portcullis_machines mcp_server_machines portcullis_idp portcullis_mcp_as mcp_server_enterprise; do
     if [ -f "$TMP/$f.log" ]; then
       echo "----- $f log (last 100 lines) -----"
       tail -n 100 "$TMP/$f.log"
@@ -240,7 +247,7 @@ if [ $setup_ok -eq 1 ]; then
   pass "portcullis-setup"
 else
   fail "portcullis-setup" "see above"
-  for t in ts-sdk python-sdk introspection screenshots account-revoke company-idp company-signin; do fail "$t" "not run: portcullis-setup failed"; done
+  for t in ts-sdk python-sdk introspection screenshots account-revoke company-idp company-signin machine-clients enterprise-chain; do fail "$t" "not run: portcullis-setup failed"; done
   show_server_logs
   summary_and_exit
 fi
@@ -412,6 +419,245 @@ else
   note "$COMPANY_ERR"
   [ -f "$TMP/portcullis_company.log" ] && tail -n 40 "$TMP/portcullis_company.log"
   fail company-signin "not run: $COMPANY_ERR"
+fi
+
+# --- machine clients and enterprise-managed authorization (TypeScript SDK v2) --------------------
+# Each gets Portcullis processes of its own (config files, SQLite databases), like company-signin.
+USED_PORTS=" $AS_PORT $MCP_PORT $MCP2_PORT ${CO_PORT:-} ${IDP_PORT:-} ${MCP3_PORT:-} "
+new_port() { # VAR: a free port no other part of the rig uses
+  local p
+  p="$(free_port)"
+  while [[ "$USED_PORTS" == *" $p "* ]]; do p="$(free_port)"; done
+  USED_PORTS+="$p "
+  printf -v "$1" '%s' "$p"
+}
+random_secret() { head -c 36 /dev/urandom | base64 | tr -d '=+/\n'; }
+# portcullis with its own config file; the shared instance's PORTCULLIS_* would win over the file.
+own_portcullis() { # config issuer port database, then portcullis arguments
+  local config=$1 issuer=$2 port=$3 db=$4
+  shift 4
+  PORTCULLIS_ISSUER="$issuer" PORTCULLIS_BIND="127.0.0.1:$port" PORTCULLIS_DATABASE_URL="sqlite://$db" \
+    "$BIN" --config "$config" "$@"
+}
+# Writes stdin to a config file (0600: it holds client secrets) and prints it with secrets masked.
+write_config() { # file
+  (umask 077 && cat >"$1")
+  note "config file $1 (secrets masked):"
+  sed -E 's/^(client_secret = ).*/\1"<masked>"/' "$1" | sed 's/^/    /'
+}
+config_check() { # what (for messages) secret config issuer port database
+  local what=$1 secret=$2
+  shift 2
+  note "\$ portcullis --config $(basename "$1") config check"
+  if ! own_portcullis "$@" config check >"$TMP/config-check.out" 2>&1; then
+    sed 's/^/    /' "$TMP/config-check.out"
+    SETUP_ERR="portcullis config check refused the $what config file (output above)"
+    return 1
+  fi
+  if grep -qF "$secret" "$TMP/config-check.out"; then
+    SETUP_ERR="portcullis config check printed a client secret from the $what config file"
+    return 1
+  fi
+}
+serve_own() { # log-name config issuer port database
+  local name=$1 config=$2 issuer=$3 port=$4 db=$5
+  note "\$ portcullis --config $(basename "$config") serve"
+  PORTCULLIS_ISSUER="$issuer" PORTCULLIS_BIND="127.0.0.1:$port" PORTCULLIS_DATABASE_URL="sqlite://$db" \
+    "$BIN" --config "$config" serve >"$TMP/$name.log" 2>&1 &
+  local pid=$!
+  PIDS+=($pid)
+  wait_http_200 "$issuer/readyz" 30 "$pid" || { SETUP_ERR="$name did not start ($name.log)"; return 1; }
+}
+mcp_server_for() { # log-name port issuer display-name
+  node "$HERE/mcp_server.mjs" --port "$2" --issuer "$3" --name "$4" >"$TMP/$1.log" 2>&1 &
+  local pid=$!
+  PIDS+=($pid)
+  wait_http_200 "http://127.0.0.1:$2/healthz" 15 "$pid" || { SETUP_ERR="the MCP server $1 did not start ($1.log)"; return 1; }
+}
+not_run() { # test
+  note "$SETUP_ERR"
+  fail "$1" "not run: $SETUP_ERR"
+}
+
+# machine-clients: one Portcullis whose config file declares an MCP server and three machine
+# clients: a secret one, one with a fresh public key (no kid) and one whose key has a kid.
+machines_setup() {
+  new_port MC_PORT
+  new_port MCP4_PORT
+  MC_ISSUER="http://127.0.0.1:$MC_PORT"
+  MC_MCP_URL="http://127.0.0.1:$MCP4_PORT/mcp"
+  MC_DB="$TMP/machines.db"
+  MACHINE_CLIENT_SECRET="$(random_secret)"
+  note "machines: Portcullis $MC_ISSUER, MCP server $MC_MCP_URL"
+  node "$HERE/machine_clients.mjs" keygen --private "$TMP/machine-key.json" --jwks "$TMP/machine-jwks.json" &&
+    node "$HERE/machine_clients.mjs" keygen --private "$TMP/machine-kid-key.json" --jwks "$TMP/machine-kid-jwks.json" \
+      --kid interop-k1 || { SETUP_ERR="could not generate the machine clients' keys"; return 1; }
+  write_config "$TMP/machines.toml" <<TOML
+issuer = "$MC_ISSUER"
+bind = "127.0.0.1:$MC_PORT"
+database_url = "sqlite://$MC_DB"
+bootstrap_admin = false
+
+[[resources]]
+uri = "$MC_MCP_URL"
+name = "Machines MCP server"
+scopes = [
+  { name = "mcp:tools", description = "Call the machines MCP server's tools", default = true },
+  { name = "mcp:admin", description = "Administer the machines MCP server", default = false },
+]
+
+[[clients]]
+client_id = "ops-agent"
+name = "Ops agent (client_secret_basic)"
+grant_types = ["client_credentials"]
+client_secret = "$MACHINE_CLIENT_SECRET"
+resources = [{ uri = "$MC_MCP_URL", scopes = ["mcp:tools"] }]
+
+[[clients]]
+client_id = "nightly-sync"
+name = "Nightly sync (private_key_jwt)"
+grant_types = ["client_credentials"]
+jwks = '$(tr -d '\n' <"$TMP/machine-jwks.json")'
+resources = [{ uri = "$MC_MCP_URL", scopes = ["mcp:tools"] }]
+
+[[clients]]
+client_id = "kid-sync"
+name = "Kid sync (private_key_jwt, key with a kid)"
+grant_types = ["client_credentials"]
+jwks = '$(tr -d '\n' <"$TMP/machine-kid-jwks.json")'
+resources = [{ uri = "$MC_MCP_URL", scopes = ["mcp:tools"] }]
+TOML
+  config_check machines "$MACHINE_CLIENT_SECRET" "$TMP/machines.toml" "$MC_ISSUER" "$MC_PORT" "$MC_DB" &&
+    serve_own portcullis_machines "$TMP/machines.toml" "$MC_ISSUER" "$MC_PORT" "$MC_DB" &&
+    mcp_server_for mcp_server_machines "$MCP4_PORT" "$MC_ISSUER" "Portcullis interop MCP server (machines)"
+}
+echo
+note "===== machine-clients setup ====="
+SETUP_ERR=""
+if machines_setup; then
+  # kid-sync: the SDK's assertion has no kid, and Portcullis refuses it when the registered key has
+  # one (a Portcullis bug, see machine_clients.mjs): pinned until fixed, then "--kid-expect works".
+  MACHINE_CLIENT_SECRET="$MACHINE_CLIENT_SECRET" run_test machine-clients 60 node "$HERE/machine_clients.mjs" \
+    --issuer "$MC_ISSUER" --mcp-url "$MC_MCP_URL" --secret-client ops-agent --key-client nightly-sync \
+    --private-key "$TMP/machine-key.json" --kid-client kid-sync --kid-private-key "$TMP/machine-kid-key.json" \
+    --kid-expect refused
+else
+  not_run machine-clients
+fi
+
+# enterprise-chain: the company's IdP (a Portcullis with [[enterprise_apps]] and carol) and the MCP
+# server's authorization server (a Portcullis with [[trusted_identity_providers]]).
+enterprise_setup() {
+  new_port EI_PORT
+  new_port EA_PORT
+  new_port MCP5_PORT
+  new_port EC_CB_PORT
+  EI_ISSUER="http://127.0.0.1:$EI_PORT"
+  EA_ISSUER="http://127.0.0.1:$EA_PORT"
+  EN_MCP_URL="http://127.0.0.1:$MCP5_PORT/mcp"
+  EN_REDIRECT="http://127.0.0.1:$EC_CB_PORT/callback" # the browser captures it: nothing listens
+  EI_DB="$TMP/idp.db"
+  EA_DB="$TMP/mcp-as.db"
+  ENTERPRISE_IDP_CLIENT_SECRET="$(random_secret)"
+  ENTERPRISE_AS_CLIENT_SECRET="$(random_secret)"
+  ENTERPRISE_USER_PASSWORD="carol-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  note "enterprise: IdP $EI_ISSUER, MCP server's AS $EA_ISSUER, MCP server $EN_MCP_URL"
+  # Portcullis binds every authorization to an MCP server, so the IdP declares one for sign-in.
+  write_config "$TMP/idp.toml" <<TOML
+issuer = "$EI_ISSUER"
+bind = "127.0.0.1:$EI_PORT"
+database_url = "sqlite://$EI_DB"
+bootstrap_admin = false
+
+[[resources]]
+uri = "$EI_ISSUER/agent"
+name = "Company agent"
+scopes = [{ name = "agent", description = "Use the company agent", default = true }]
+
+[[clients]]
+client_id = "company-agent"
+name = "Company agent"
+client_secret = "$ENTERPRISE_IDP_CLIENT_SECRET"
+redirect_uris = ["$EN_REDIRECT"]
+
+[[enterprise_apps]]
+audience = "$EA_ISSUER"
+resources = ["$EN_MCP_URL"]
+scopes = ["mcp:tools"]
+clients = [{ client_id = "company-agent", remote_client_id = "company-agent-at-mcp" }]
+allowed_groups = ["mcp-users"]
+include_email = true
+TOML
+  # The agent only redeems ID-JAGs here, but a declared client's grant types cannot say so
+  # (authorization_code, refresh_token or client_credentials): the default, with a redirect URI.
+  write_config "$TMP/mcp-as.toml" <<TOML
+issuer = "$EA_ISSUER"
+bind = "127.0.0.1:$EA_PORT"
+database_url = "sqlite://$EA_DB"
+bootstrap_admin = false
+
+[[trusted_identity_providers]]
+issuer = "$EI_ISSUER"
+create_people = true
+allow_private_network = true
+
+[[resources]]
+uri = "$EN_MCP_URL"
+name = "Enterprise MCP server"
+scopes = [
+  { name = "mcp:tools", description = "Call the enterprise MCP server's tools", default = true },
+  { name = "mcp:admin", description = "Administer the enterprise MCP server", default = false },
+]
+
+[[clients]]
+client_id = "company-agent-at-mcp"
+name = "Company agent"
+client_secret = "$ENTERPRISE_AS_CLIENT_SECRET"
+redirect_uris = ["$EN_REDIRECT"]
+TOML
+  config_check IdP "$ENTERPRISE_IDP_CLIENT_SECRET" "$TMP/idp.toml" "$EI_ISSUER" "$EI_PORT" "$EI_DB" &&
+    config_check "MCP server's AS" "$ENTERPRISE_AS_CLIENT_SECRET" "$TMP/mcp-as.toml" "$EA_ISSUER" "$EA_PORT" "$EA_DB" ||
+    return 1
+  note "\$ portcullis --config idp.toml migrate && user add carol --email carol@example.com --group mcp-users"
+  own_portcullis "$TMP/idp.toml" "$EI_ISSUER" "$EI_PORT" "$EI_DB" migrate >/dev/null &&
+    printf '%s' "$ENTERPRISE_USER_PASSWORD" | own_portcullis "$TMP/idp.toml" "$EI_ISSUER" "$EI_PORT" "$EI_DB" \
+      user add carol --password-stdin --email carol@example.com --group mcp-users ||
+    { SETUP_ERR="could not add carol at the IdP"; return 1; }
+  serve_own portcullis_idp "$TMP/idp.toml" "$EI_ISSUER" "$EI_PORT" "$EI_DB" &&
+    serve_own portcullis_mcp_as "$TMP/mcp-as.toml" "$EA_ISSUER" "$EA_PORT" "$EA_DB" &&
+    mcp_server_for mcp_server_enterprise "$MCP5_PORT" "$EA_ISSUER" "Portcullis interop MCP server (enterprise)"
+}
+echo
+note "===== enterprise-chain setup ====="
+SETUP_ERR=""
+if enterprise_setup; then
+  # After the SDK's walk, both audit trails must tell it: one ID-JAG issued and one refused
+  # (scope) at the IdP; one redeemed and one replay refused at the AS, whose person for carol is
+  # named by her email (include_email).
+  ENTERPRISE_IDP_CLIENT_SECRET="$ENTERPRISE_IDP_CLIENT_SECRET" ENTERPRISE_AS_CLIENT_SECRET="$ENTERPRISE_AS_CLIENT_SECRET" \
+    ENTERPRISE_USER_PASSWORD="$ENTERPRISE_USER_PASSWORD" \
+    run_test enterprise-chain 120 bash -c '
+      HERE=$1 BIN=$2 TMP=$3 IDP=$4 AS=$5
+      node "$HERE/enterprise_chain.mjs" --idp "$IDP" --as "$AS" --mcp-url "$6" --idp-client company-agent \
+        --as-client company-agent-at-mcp --redirect-uri "$7" --flow "$8" || exit 1
+      idp() { PORTCULLIS_ISSUER="$IDP" PORTCULLIS_DATABASE_URL="sqlite://$TMP/idp.db" "$BIN" --config "$TMP/idp.toml" "$@"; }
+      mas() { PORTCULLIS_ISSUER="$AS" PORTCULLIS_DATABASE_URL="sqlite://$TMP/mcp-as.db" "$BIN" --config "$TMP/mcp-as.toml" "$@"; }
+      expect() { # what count command...: the audit lines of one event
+        local what=$1 want=$2; shift 2
+        local got; got="$("$@" | tail -n +2 | grep -c .)"
+        [ "$got" = "$want" ] || { echo "enterprise-chain: $what: $got audit event(s), expected $want"; "$@"; exit 1; }
+      }
+      expect "IdP id_jag_issued" 1 idp audit list --event id_jag_issued
+      expect "IdP id_jag_issue_refused" 1 idp audit list --event id_jag_issue_refused
+      expect "AS id_jag_redeemed" 1 mas audit list --event id_jag_redeemed
+      expect "AS id_jag_refused" 1 mas audit list --event id_jag_refused
+      idp audit list --event id_jag_issue_refused | grep -q scope_not_allowed || { echo "enterprise-chain: the IdP did not audit scope_not_allowed"; exit 1; }
+      mas audit list --event id_jag_refused | grep -q replayed || { echo "enterprise-chain: the AS did not audit the replay"; exit 1; }
+      mas user list | grep -q "^carol@example.com " || { echo "enterprise-chain: the AS has no person carol@example.com:"; mas user list; exit 1; }
+      echo "enterprise-chain: audit trails and the AS person agree"' \
+    _ "$HERE" "$BIN" "$TMP" "$EI_ISSUER" "$EA_ISSUER" "$EN_MCP_URL" "$EN_REDIRECT" "$OUT/flow/enterprise"
+else
+  not_run enterprise-chain
 fi
 
 if [ "$SERVER_LOG_WANTED" = "1" ]; then show_server_logs; fi

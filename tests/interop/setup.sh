@@ -69,5 +69,5 @@ else
 fi
 
 say "chromium: $(/usr/bin/chromium --version 2>/dev/null | tail -1)"
-say "node $(node -v); @modelcontextprotocol/sdk $(node -p 'require("./node_modules/@modelcontextprotocol/sdk/package.json").version'); playwright-core $(node -p 'require("./node_modules/playwright-core/package.json").version'); oidc-provider $(node -p 'require("./node_modules/oidc-provider/package.json").version')"
+say "node $(node -v); @modelcontextprotocol/sdk $(node -p 'require("./node_modules/@modelcontextprotocol/sdk/package.json").version'); @modelcontextprotocol/client $(node -p 'require("./node_modules/@modelcontextprotocol/client/package.json").version'); playwright-core $(node -p 'require("./node_modules/playwright-core/package.json").version'); oidc-provider $(node -p 'require("./node_modules/oidc-provider/package.json").version')"
 say "python $(.venv/bin/python -V 2>&1 | cut -d' ' -f2); mcp $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("mcp"))')"
