@@ -181,10 +181,8 @@ async function main() {
 
   // 2b. The SDK never puts `kid` in its assertion header (RFC 7515 makes it optional). A client
   // whose registered key carries a `kid` must still verify: Portcullis tries every key when the
-  // header names none. Today it refuses ("client_assertion signature does not verify with the
-  // client's keys": josekit's verifier built from a JWK with a kid demands that kid in the
-  // header), so run.sh pins the outcome with --kid-expect refused; once Portcullis is fixed this
-  // check fails until run.sh says --kid-expect works.
+  // header names none. It used to refuse (josekit's verifier built from a JWK with a kid demanded
+  // that kid in the header); run.sh says --kid-expect works, and `refused` pins the old outcome.
   if (o.kidClient) {
     const kidJwk = JSON.parse(fs.readFileSync(o.kidPrivateKey, 'utf8'));
     log(`step 2b: PrivateKeyJwtProvider as ${o.kidClient}, whose registered key has kid ${kidJwk.kid} (expected: ${o.kidExpect})`);

@@ -535,12 +535,12 @@ echo
 note "===== machine-clients setup ====="
 SETUP_ERR=""
 if machines_setup; then
-  # kid-sync: the SDK's assertion has no kid, and Portcullis refuses it when the registered key has
-  # one (a Portcullis bug, see machine_clients.mjs): pinned until fixed, then "--kid-expect works".
+  # kid-sync: the SDK's assertion has no kid while the registered key has one; it must verify
+  # (it was refused until the fix; "--kid-expect refused" pins the old behaviour if ever needed).
   MACHINE_CLIENT_SECRET="$MACHINE_CLIENT_SECRET" run_test machine-clients 60 node "$HERE/machine_clients.mjs" \
     --issuer "$MC_ISSUER" --mcp-url "$MC_MCP_URL" --secret-client ops-agent --key-client nightly-sync \
     --private-key "$TMP/machine-key.json" --kid-client kid-sync --kid-private-key "$TMP/machine-kid-key.json" \
-    --kid-expect refused
+    --kid-expect works
 else
   not_run machine-clients
 fi
