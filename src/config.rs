@@ -919,8 +919,9 @@ fn toml_string(c: &Config) -> String {
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("[redacted]"));
-            u.to_string()
+            // A URL would percent-encode the brackets; put them in after.
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string().replacen(":REDACTED@", ":[redacted]@", 1)
         }
         _ => url.to_string(),
     }
