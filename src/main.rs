@@ -62,6 +62,19 @@ enum Command {
     /// The company identity providers people sign in with (declared in the config file).
     #[command(subcommand)]
     Idp(IdpCmd),
+    /// Check the deployment from the outside, as an MCP client would: the issuer's metadata and
+    /// keys, and each MCP server's metadata and 401. Exits non-zero when a check fails.
+    Doctor {
+        /// MCP server URLs to check (default: every registered one).
+        urls: Vec<String>,
+        /// Also mint a one-minute token for each server (and one for another audience) and check
+        /// that the server accepts the first and refuses the second.
+        #[arg(long)]
+        token_check: bool,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -301,7 +314,12 @@ fn changes(command: &Command) -> bool {
         Command::Keys(c) => matches!(c, KeysCmd::Rotate),
         Command::Grant(c) => matches!(c, GrantCmd::Revoke { .. }),
         Command::Group(c) => !matches!(c, GroupCmd::List),
-        Command::Serve | Command::Migrate | Command::Audit(_) | Command::Config(_) | Command::Idp(_) => false,
+        Command::Serve
+        | Command::Migrate
+        | Command::Audit(_)
+        | Command::Config(_)
+        | Command::Idp(_)
+        | Command::Doctor { .. } => false,
     }
 }
 
@@ -355,11 +373,86 @@ async fn dispatch(settings: &Settings, command: Command) -> Result<(), Failure> 
         Command::Grant(cmd) => said(&settings, grant(&open(&settings).await?, cmd).await),
         Command::Audit(cmd) => said(&settings, audit(&open(&settings).await?, cmd).await),
         Command::Group(cmd) => said(&settings, group(&open(&settings).await?, cmd).await),
+        Command::Doctor { urls, token_check, json } => doctor(&settings, urls, token_check, json).await,
         Command::Idp(IdpCmd::List) => {
             idp_list(&settings);
             Ok(())
         }
     }
+}
+
+async fn doctor(settings: &Settings, urls: Vec<String>, token_check: bool, json: bool) -> Result<(), Failure> {
+    let db = open(settings).await?;
+    let ks = key_settings(settings);
+    let now = store::now();
+    let statuses = keys::status(&db, &ks, now).await?;
+    let signing = statuses.iter().find(|(_, s)| *s == keys::KeyState::Active).map(|(row, _)| row.kid.clone());
+    // Each server with its scope catalogue (a token for it carries every scope, so that a server
+    // checking scopes accepts it).
+    let registered = store::resources::list(&db).await?;
+    let uris: Vec<String> = if urls.is_empty() { registered.iter().map(|r| r.row.uri.clone()).collect() } else { urls };
+    let scopes_of = |uri: &str| {
+        let canonical = portcullis::oauth::resource::ResourceUri::parse(uri).map(|u| u.as_str().to_string());
+        registered
+            .iter()
+            .find(|r| Ok(&r.row.uri) == canonical.as_ref())
+            .map(|r| r.scopes.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let ring = if token_check { Some(keys::KeyRing::open(db.clone(), ks).await?) } else { None };
+    let mut servers = Vec::new();
+    for uri in uris {
+        let tokens = match &ring {
+            Some(ring) => {
+                let key = ring.signing_key().await?;
+                let scope = scopes_of(&uri);
+                let mint = |aud: &str| {
+                    portcullis::tokens::jwt::mint_access_token(
+                        &key,
+                        &portcullis::tokens::jwt::AccessTokenClaims {
+                            issuer: &settings.issuer,
+                            subject: "portcullis-doctor",
+                            audience: aud,
+                            client_id: "portcullis-doctor",
+                            scope: &scope,
+                            issued_at: now,
+                            expires_at: now + 60,
+                            jti: &portcullis::tokens::secrets::random_string(12),
+                            auth_time: None,
+                        },
+                    )
+                };
+                Some((mint(&uri)?, mint("https://another-server.invalid/mcp")?))
+            }
+            None => None,
+        };
+        servers.push(portcullis::doctor::Server { uri, tokens });
+    }
+    let subject = portcullis::doctor::Subject { issuer: &settings.issuer, signing_kid: signing.as_deref(), servers };
+    let report = portcullis::doctor::examine(&subject).await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "checks": report.checks })).unwrap_or_default()
+        );
+    } else {
+        for c in &report.checks {
+            let status = match c.status {
+                portcullis::doctor::Status::Pass => "PASS",
+                portcullis::doctor::Status::Warn => "WARN",
+                portcullis::doctor::Status::Fail => "FAIL",
+            };
+            let detail = if c.detail.is_empty() { String::new() } else { format!(": {}", c.detail) };
+            println!("{status}  {}{detail}", c.check);
+            if !c.hint.is_empty() {
+                println!("      fix: {}", c.hint);
+            }
+        }
+    }
+    if report.failed() {
+        return Err(Failure("some checks failed (see above)".into()));
+    }
+    Ok(())
 }
 
 async fn group(db: &Db, cmd: GroupCmd) -> Result<(), Failure> {

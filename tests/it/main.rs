@@ -10,6 +10,7 @@ mod cimd;
 mod cli;
 mod cli_groups;
 mod client_credentials;
+mod doctor;
 mod faults;
 mod federation;
 mod fetch;
