@@ -62,6 +62,9 @@ enum Command {
     /// The company identity providers people sign in with (declared in the config file).
     #[command(subcommand)]
     Idp(IdpCmd),
+    /// Tokens for the admin API (/admin/api): named, hashed at rest, expiring, revocable.
+    #[command(subcommand, name = "admin-token")]
+    AdminToken(AdminTokenCmd),
     /// Check the deployment from the outside, as an MCP client would: the issuer's metadata and
     /// keys, and each MCP server's metadata and 401. Exits non-zero when a check fails.
     Doctor {
@@ -93,6 +96,21 @@ enum GroupCmd {
     },
     /// Every group and its members, with where each membership comes from (local or a provider).
     List,
+}
+
+#[derive(Subcommand)]
+enum AdminTokenCmd {
+    /// Create a token (printed once).
+    Create {
+        name: String,
+        /// Lifetime: seconds or a duration such as 30d (default: until revoked).
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<u64>,
+    },
+    /// List tokens (never the tokens themselves).
+    List,
+    /// Revoke a token by name.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -314,6 +332,7 @@ fn changes(command: &Command) -> bool {
         Command::Keys(c) => matches!(c, KeysCmd::Rotate),
         Command::Grant(c) => matches!(c, GrantCmd::Revoke { .. }),
         Command::Group(c) => !matches!(c, GroupCmd::List),
+        Command::AdminToken(c) => !matches!(c, AdminTokenCmd::List),
         Command::Serve
         | Command::Migrate
         | Command::Audit(_)
@@ -373,6 +392,7 @@ async fn dispatch(settings: &Settings, command: Command) -> Result<(), Failure> 
         Command::Grant(cmd) => said(&settings, grant(&open(&settings).await?, cmd).await),
         Command::Audit(cmd) => said(&settings, audit(&open(&settings).await?, cmd).await),
         Command::Group(cmd) => said(&settings, group(&open(&settings).await?, cmd).await),
+        Command::AdminToken(cmd) => said(&settings, admin_token(&open(&settings).await?, cmd).await),
         Command::Doctor { urls, token_check, json } => doctor(&settings, urls, token_check, json).await,
         Command::Idp(IdpCmd::List) => {
             idp_list(&settings);
@@ -451,6 +471,35 @@ async fn doctor(settings: &Settings, urls: Vec<String>, token_check: bool, json:
     }
     if report.failed() {
         return Err(Failure("some checks failed (see above)".into()));
+    }
+    Ok(())
+}
+
+async fn admin_token(db: &Db, cmd: AdminTokenCmd) -> Result<(), Failure> {
+    match cmd {
+        AdminTokenCmd::Create { name, expires_in } => {
+            let token = admin::create_admin_token(db, &name, expires_in).await?;
+            println!("created admin token {name}; send it as `Authorization: Bearer` to /admin/api (shown once):");
+            println!("{token}");
+        }
+        AdminTokenCmd::List => {
+            println!("{:<24} {:<20} {:<20} {:<20} STATE", "NAME", "CREATED", "EXPIRES", "LAST USED");
+            let now = store::now();
+            for t in store::admin_tokens::list(db).await? {
+                let state = match (t.revoked_at, t.expires_at) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(e)) if e <= now => "expired",
+                    _ => "live",
+                };
+                let expires = t.expires_at.map(datetime).unwrap_or_else(|| "never".into());
+                let used = t.last_used_at.map(datetime).unwrap_or_else(|| "never".into());
+                println!("{:<24} {:<20} {:<20} {:<20} {state}", t.name, datetime(t.created_at), expires, used);
+            }
+        }
+        AdminTokenCmd::Revoke { name } => {
+            admin::revoke_admin_token(db, &name).await?;
+            println!("revoked admin token {name}");
+        }
     }
     Ok(())
 }

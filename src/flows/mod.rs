@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod account;
+pub mod admin_api;
 pub mod authorize;
 pub mod client_credentials;
 pub mod consent;

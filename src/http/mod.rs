@@ -94,6 +94,20 @@ pub fn app(state: AppState) -> Router {
         .route(&r.path(UPSTREAM_CALLBACK), get(upstream::callback).layer(limited(Bucket::Login)))
         .layer(session_layer);
 
+    let admin = |p: &str| r.path(&format!("{ADMIN_API}{p}"));
+    // No CORS here: nothing in a browser has business calling the admin API cross-origin.
+    let admin_routes = Router::new()
+        .route(&admin("/openapi.json"), get(admin_api::openapi))
+        .route(&admin("/people"), get(admin_api::people).post(admin_api::add_person))
+        .route(&admin("/people/{username}/disable"), post(admin_api::disable_person))
+        .route(&admin("/people/{username}/enable"), post(admin_api::enable_person))
+        .route(
+            &admin("/resources"),
+            get(admin_api::resources).post(admin_api::add_resource).delete(admin_api::remove_resource),
+        )
+        .route(&admin("/grants"), get(admin_api::grants))
+        .route(&admin("/grants/{id}"), axum::routing::delete(admin_api::revoke_grant))
+        .route(&admin("/audit"), get(admin_api::audit));
     let plain = Router::new()
         .route(&r.path(HEALTHZ), get(health::healthz))
         .route(&r.path(READYZ), get(health::readyz))
@@ -107,6 +121,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .merge(pages)
         .merge(plain)
+        .merge(admin_routes)
         .fallback(errors::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), run_to_end::run_to_end))
         .layer(axum::middleware::from_fn_with_state(state.clone(), errors::finish_errors))

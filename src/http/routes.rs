@@ -20,6 +20,8 @@ pub const UPSTREAM_START: &str = "/login/{provider}";
 pub const UPSTREAM_CALLBACK: &str = "/login/{provider}/callback";
 pub const UPSTREAM_LOGOUT: &str = "/login/{provider}/backchannel-logout";
 pub const CONSENT: &str = "/consent";
+/// The admin API (JSON, admin tokens).
+pub const ADMIN_API: &str = "/admin/api";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod admin_api;
 mod authorize;
 mod cancellation;
 mod cimd;

@@ -1,6 +1,7 @@
 //! One module per endpoint or page: extract the request, call the operation, render the result.
 
 pub mod account;
+pub mod admin_api;
 pub mod assets;
 pub mod authorize;
 pub mod consent;
