@@ -401,6 +401,9 @@ pub struct Config {
     /// Show the username and password form (default: only when no identity provider is configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_login: Option<bool>,
+    /// People in one of these groups may use the admin console, besides those with the admin role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_groups: Vec<String>,
     /// Enterprise identity providers whose ID-JAGs are accepted at `/token`.
     pub trusted_identity_providers: Vec<crate::federation::trusted::TrustedIssuerConfig>,
     /// The authorization servers Portcullis issues ID-JAGs for, as the company's identity provider.
@@ -461,6 +464,7 @@ impl Default for Config {
             clients: Vec::new(),
             identity_providers: Vec::new(),
             password_login: None,
+            admin_groups: Vec::new(),
             trusted_identity_providers: Vec::new(),
             enterprise_apps: Vec::new(),
         }
@@ -507,6 +511,7 @@ pub struct Settings {
     pub password_login: bool,
     pub trusted_identity_providers: Vec<crate::federation::trusted::TrustedIssuerConfig>,
     pub enterprise_apps: Vec<crate::federation::enterprise::EnterpriseApp>,
+    pub admin_groups: Vec<String>,
     /// The configuration as loaded, kept only for `config check`'s output ([`Settings::redacted_toml`]);
     /// nothing reads values from it.
     source: Config,
@@ -671,6 +676,7 @@ impl Config {
             clients,
             identity_providers,
             password_login,
+            admin_groups,
             trusted_identity_providers,
             enterprise_apps,
         } = self;
@@ -850,6 +856,7 @@ impl Config {
             password_login,
             trusted_identity_providers,
             enterprise_apps,
+            admin_groups,
             source,
         })
     }

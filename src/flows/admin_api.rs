@@ -267,3 +267,120 @@ pub async fn audit_events(
         })
         .collect())
 }
+
+/// The console's overview: counts, database health, signing keys, recent security events.
+#[derive(Debug)]
+pub struct Overview {
+    pub people: i64,
+    pub resources: usize,
+    pub live_grants: usize,
+    pub database_ready: bool,
+    pub keys: Vec<KeyLine>,
+    pub security_events: Vec<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyLine {
+    pub kid: String,
+    pub alg: String,
+    pub state: String,
+    pub encrypted: bool,
+}
+
+/// Events an operator should look at first.
+const SECURITY_EVENTS: &[&str] = &[
+    "login_locked",
+    "refresh_reuse_detected",
+    "code_replay_detected",
+    "access_denied_group",
+    "upstream_login_failed",
+    "id_jag_refused",
+    "backchannel_logout",
+];
+
+pub async fn overview(state: &AppState) -> Result<Overview, AdminApiError> {
+    let mut security_events = Vec::new();
+    for e in audit_events(state, None, Some(200)).await? {
+        if e["event"].as_str().is_some_and(|n| SECURITY_EVENTS.contains(&n)) && security_events.len() < 10 {
+            security_events.push(e);
+        }
+    }
+    Ok(Overview {
+        people: store::users::count(&state.db).await?,
+        resources: store::resources::list(&state.db).await?.len(),
+        live_grants: store::grants::list(&state.db, None, None, false).await?.len(),
+        database_ready: state.db.ready().await.is_ok(),
+        keys: keys(state).await?,
+        security_events,
+    })
+}
+
+pub async fn keys(state: &AppState) -> Result<Vec<KeyLine>, AdminApiError> {
+    use crate::tokens::keys::{self, KeyState};
+    let settings = crate::state::key_settings(&state.settings);
+    let list = keys::status(&state.db, &settings, store::now())
+        .await
+        .map_err(|e| AdminApiError::new(503, "unavailable", e.to_string()))?;
+    Ok(list
+        .into_iter()
+        .map(|(row, s)| KeyLine {
+            kid: row.kid,
+            alg: row.alg,
+            encrypted: row.encrypted,
+            state: match s {
+                KeyState::Pending => "pending (published, signs soon)".into(),
+                KeyState::Active => "active (signing)".into(),
+                KeyState::Retiring { .. } => "retiring (published, no longer signing)".into(),
+                KeyState::Expired => "expired".into(),
+            },
+        })
+        .collect())
+}
+
+/// Rotates the signing key: the new one is published first and signs after `key_publish_delay`.
+pub async fn rotate_key(state: &AppState, actor: &Actor) -> Result<String, AdminApiError> {
+    let settings = crate::state::key_settings(&state.settings);
+    let row = crate::tokens::keys::rotate(&state.db, &settings, store::now())
+        .await
+        .map_err(|e| AdminApiError::new(503, "unavailable", e.to_string()))?;
+    record(state, actor, "key_rotated", json!({ "kid": row.kid })).await?;
+    Ok(row.kid)
+}
+
+/// Ends every session of a person and revokes their grants ("sign out everywhere").
+pub async fn sign_out_everywhere(state: &AppState, actor: &Actor, username: &str) -> Result<(), AdminApiError> {
+    let Some(user) = store::users::by_username(&state.db, username).await? else {
+        return Err(AdminApiError::new(404, "not_found", format!("user {username:?} does not exist")));
+    };
+    let now = store::now();
+    store::users::end_sessions(&state.db, user.id, now).await?;
+    for g in store::grants::list_for_user(&state.db, user.id).await? {
+        crate::flows::revocation::revoke_grant(
+            &state.db,
+            g.id,
+            Some(g.client_id.as_str()),
+            crate::flows::revocation::Revoker::Operator,
+            now,
+        )
+        .await?;
+    }
+    record(state, actor, "signed_out_everywhere", json!({ "username": username })).await
+}
+
+/// Whether a signed-in person may use the console: the admin role, or one of `admin_groups`.
+pub async fn is_admin(state: &AppState, user_id: uuid::Uuid) -> Result<bool, AdminApiError> {
+    let Some(user) = store::users::by_id(&state.db, user_id).await? else { return Ok(false) };
+    if user.is_admin {
+        return Ok(true);
+    }
+    if state.settings.admin_groups.is_empty() {
+        return Ok(false);
+    }
+    let groups = store::groups::of_user(&state.db, user_id).await?;
+    Ok(state.settings.admin_groups.iter().any(|g| groups.contains(g)))
+}
+
+/// The effective configuration, secrets redacted.
+pub fn settings_text(state: &AppState) -> String {
+    state.settings.redacted_toml()
+}

@@ -15,6 +15,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::state::AppState;
 
+pub mod admin_views;
 pub mod endpoints;
 pub mod error;
 pub mod middleware;
@@ -92,6 +93,18 @@ pub fn app(state: AppState) -> Router {
         .fold(Router::new(), |router, (path, handler)| router.route(&r.path(path), handler))
         .route(&r.path(UPSTREAM_START), get(upstream::start).layer(limited(Bucket::Login)))
         .route(&r.path(UPSTREAM_CALLBACK), get(upstream::callback).layer(limited(Bucket::Login)))
+        .route(&r.path("/admin"), get(admin_console::overview))
+        .route(&r.path("/admin/people"), get(admin_console::people).post(admin_console::add_person))
+        .route(&r.path("/admin/people/{username}/{action}"), post(admin_console::person_action))
+        .route(&r.path("/admin/confirm"), get(admin_console::confirm))
+        .route(&r.path("/admin/resources"), get(admin_console::resources).post(admin_console::add_resource))
+        .route(&r.path("/admin/resources/remove"), post(admin_console::remove_resource))
+        .route(&r.path("/admin/grants"), get(admin_console::grants))
+        .route(&r.path("/admin/grants/{id}/revoke"), post(admin_console::revoke_grant))
+        .route(&r.path("/admin/audit"), get(admin_console::audit))
+        .route(&r.path("/admin/keys"), get(admin_console::keys))
+        .route(&r.path("/admin/keys/rotate"), post(admin_console::rotate_key))
+        .route(&r.path("/admin/settings"), get(admin_console::settings))
         .layer(session_layer);
 
     let admin = |p: &str| r.path(&format!("{ADMIN_API}{p}"));

@@ -68,7 +68,8 @@ impl Routes {
     pub fn is_page(&self, path: &str) -> bool {
         let rest = path.strip_prefix(self.prefix.as_str()).unwrap_or(path);
         let upstream_page = rest.starts_with("/login/") && !rest.ends_with("/backchannel-logout");
-        PAGES.contains(&rest) || upstream_page
+        let console = rest == "/admin" || rest.starts_with("/admin/") && !rest.starts_with("/admin/api");
+        PAGES.contains(&rest) || upstream_page || console
     }
 
     /// Where the login page sends the person to sign in with a provider.

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod admin_api;
+mod admin_console;
 mod authorize;
 mod cancellation;
 mod cimd;

@@ -12,6 +12,8 @@ use crate::http::routes::{ACCOUNT, CONSENT, LOGIN, LOGOUT};
 
 /// The `next` value that continues to the account page rather than a parked request.
 const ACCOUNT_NEXT: &str = "account";
+/// The `next` value that continues to the admin console.
+const ADMIN_NEXT: &str = "admin";
 use crate::flows::federation;
 use crate::flows::login::{self, SignIn};
 use crate::flows::session::{PendingAuthorization, SignedIn};
@@ -54,7 +56,7 @@ pub async fn page(
 /// The parked request a `next` value names (`account` and nothing name none).
 pub async fn continue_target(session: &Session, next: Option<&str>) -> Result<Option<PendingAuthorization>, PageError> {
     match next {
-        Some(ACCOUNT_NEXT) | None => Ok(None),
+        Some(ACCOUNT_NEXT) | Some(ADMIN_NEXT) | None => Ok(None),
         Some(id) => Ok(Some(session::pending(session, id).await?)),
     }
 }
@@ -70,6 +72,7 @@ pub async fn after_sign_in(
     session::sign_in(session, who).await?;
     match next.filter(|n| !n.is_empty()) {
         Some(ACCOUNT_NEXT) => Ok(redirect(StatusCode::SEE_OTHER, &state.routes.path(ACCOUNT))),
+        Some(ADMIN_NEXT) => Ok(redirect(StatusCode::SEE_OTHER, &state.routes.path("/admin"))),
         Some(id) => Ok(redirect(StatusCode::SEE_OTHER, &continue_path(state, id))),
         None => Ok(render(&MessagePage {
             brand: "Portcullis".into(),

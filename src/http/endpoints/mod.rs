@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin_api;
+pub mod admin_console;
 pub mod assets;
 pub mod authorize;
 pub mod consent;
