@@ -8,6 +8,7 @@ pub mod account;
 pub mod authorize;
 pub mod client_credentials;
 pub mod consent;
+pub mod describe;
 pub mod discovery;
 pub mod error;
 pub mod federation;
