@@ -84,8 +84,8 @@ impl Vouched {
 pub fn short_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
-        .filter(|c| !is_invisible(*c))
         .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .filter(|c| !is_invisible(*c))
         .collect::<String>()
         .split(' ')
         .filter(|w| !w.is_empty())

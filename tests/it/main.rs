@@ -17,6 +17,7 @@ mod hardening;
 mod hostile;
 mod id_jag;
 mod lockout;
+mod pages;
 mod logs;
 mod metadata;
 mod properties;
