@@ -933,7 +933,9 @@ fn validate_brand(issuer: &str, name: Option<&str>, logo: Option<&str>) -> Resul
         brand.name = name.to_string();
     }
     let Some(logo) = logo.map(str::trim) else { return Ok(brand) };
-    let bad = || invalid("brand_logo_url", "expected an https URL (http only on a loopback host) or a path such as /logo.png");
+    let bad = || {
+        invalid("brand_logo_url", "expected an https URL (http only on a loopback host) or a path such as /logo.png")
+    };
     let base = url::Url::parse(issuer).map_err(|_| bad())?;
     if logo.starts_with('/') && !logo.starts_with("//") {
         let url = base.join(logo).map_err(|_| bad())?;

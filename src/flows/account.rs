@@ -85,7 +85,8 @@ pub async fn connected_apps(state: &AppState, who: &SignedIn) -> Result<Vec<Conn
 async fn revoked_notice(state: &AppState, who: &SignedIn, grant_id: &str) -> Result<String, PageError> {
     let plain = "Access revoked. The app must ask you again before it can use that MCP server.".to_string();
     let Ok(id) = grant_id.parse::<Uuid>() else { return Ok(plain) };
-    let Some(grant) = grants::by_id(&state.db, id).await?.filter(|g| g.user_id == who.user_id && g.revoked_at.is_some())
+    let Some(grant) =
+        grants::by_id(&state.db, id).await?.filter(|g| g.user_id == who.user_id && g.revoked_at.is_some())
     else {
         return Ok(plain);
     };
@@ -97,10 +98,7 @@ async fn revoked_notice(state: &AppState, who: &SignedIn, grant_id: &str) -> Res
     let vouched = Vouched::of(&client);
     let name = describe::short_name(&client.display_name());
     let app = if vouched.name_is_checked() { name } else { format!("“{name}”") };
-    Ok(format!(
-        "Access revoked: {app} can no longer use {}. It must ask you again before it can.",
-        resource.row.name
-    ))
+    Ok(format!("Access revoked: {app} can no longer use {}. It must ask you again before it can.", resource.row.name))
 }
 
 /// Revokes one of the person's grants (`grant_id` as the form sent it) and returns its id.

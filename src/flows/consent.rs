@@ -3,8 +3,8 @@
 //! Deny answers `access_denied`.
 
 use crate::clients;
-use crate::flows::describe::{self, Vouched};
 use crate::flows::authorize::{issue_code, signed_in_recently_enough};
+use crate::flows::describe::{self, Vouched};
 use crate::flows::error::PageError;
 use crate::flows::session::{PendingAuthorization, SignedIn};
 use crate::oauth::authorize as authz;

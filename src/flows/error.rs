@@ -113,7 +113,8 @@ pub struct PageError {
     pub detail: Option<String>,
     pub code: Option<&'static str>,
     /// A way back to the app that the person may choose to follow (never followed for them).
-    pub link: Option<PageLink>,
+    /// Boxed: rare, and it keeps `Result<_, PageError>` small.
+    pub link: Option<Box<PageLink>>,
 }
 
 /// A link on the error page: where it goes, and the host it is shown by.
@@ -129,7 +130,7 @@ impl PageError {
     }
 
     pub fn with_link(mut self, link: PageLink) -> Self {
-        self.link = Some(link);
+        self.link = Some(Box::new(link));
         self
     }
 
@@ -173,7 +174,9 @@ fn for_people(code: ErrorCode) -> (&'static str, &'static str) {
             "This request can't be completed",
             "The app asked to use an MCP server that is not set up on this server. Check the MCP server's address in the app.",
         ),
-        AccessDenied => ("You don't have access", "You don't have access to this. Ask your administrator if you need it."),
+        AccessDenied => {
+            ("You don't have access", "You don't have access to this. Ask your administrator if you need it.")
+        }
         LoginRequired | ConsentRequired => {
             ("Sign-in needed", "The app needs you to sign in. Go back to the app and connect again.")
         }

@@ -88,9 +88,8 @@ pub fn app(state: AppState) -> Router {
         (LANDING, get(landing::page)),
     ];
     assert!(page_routes.iter().map(|(p, _)| *p).eq(PAGES.iter().copied()), "routes::PAGES is the page route table");
-    let mut pages = page_routes
-        .into_iter()
-        .fold(Router::new(), |router, (path, handler)| router.route(&r.path(path), handler));
+    let mut pages =
+        page_routes.into_iter().fold(Router::new(), |router, (path, handler)| router.route(&r.path(path), handler));
     if !r.prefix.is_empty() {
         // A path issuer's landing page answers without the trailing slash too.
         pages = pages.route(&r.prefix, get(landing::page));

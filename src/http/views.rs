@@ -63,9 +63,9 @@ pub struct LoginPage {
     pub css_href: String, // URL of static/style.css (the issuer may have a path prefix)
     pub action: String,   // form action URL
     pub csrf_token: String,
-    pub next: String,                  // hidden field "next": where to continue after login (may be empty)
-    pub username: String,              // prefilled after a failed attempt
-    pub error: Option<String>,         // e.g. "Wrong username or password."
+    pub next: String,          // hidden field "next": where to continue after login (may be empty)
+    pub username: String,      // prefilled after a failed attempt
+    pub error: Option<String>, // e.g. "Wrong username or password."
     pub resource_name: Option<String>, // "Sign in to use {resource_name}": the MCP server the operator registered
     /// "Sign in with {name}" links to the company identity providers.
     pub providers: Vec<ProviderLink>,

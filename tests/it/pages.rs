@@ -3,8 +3,7 @@
 //! page, and the stylesheet's custom properties.
 
 use crate::helpers::{
-    Engine, MCP, OAuthParams, PASSWORD, TestApp, browser, count_rows, db_tests, hidden, location, pkce,
-    submit_consent,
+    Engine, MCP, OAuthParams, PASSWORD, TestApp, browser, count_rows, db_tests, hidden, location, pkce, submit_consent,
 };
 
 db_tests!(
@@ -112,7 +111,10 @@ async fn login_names_the_mcp_server_and_the_operator_brand(engine: Engine) {
     assert!(page.contains("<title>Sign in · Example Corp</title>"), "{page}");
     assert!(page.contains("<span class=\"brand-name\">Example Corp</span>"), "{page}");
     assert!(page.contains("<img class=\"brand-logo\" src=\"https://cdn.example.com/logo.png\""), "{page}");
-    assert!(page.contains("to use <strong class=\"name\">Example MCP</strong> with your Example Corp account"), "{page}");
+    assert!(
+        page.contains("to use <strong class=\"name\">Example MCP</strong> with your Example Corp account"),
+        "{page}"
+    );
     assert!(!page.contains("Test client"), "the app's own name is for the consent page:\n{page}");
     assert!(page.contains("name=\"username\"") && page.contains("name=\"password\""), "the form contract");
     // Every page carries the brand, the error page included.

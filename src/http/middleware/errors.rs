@@ -8,8 +8,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::http::HttpState;
 use crate::flows::error::sentence;
+use crate::http::HttpState;
 use crate::http::error::{ApiError, PageError};
 use crate::oauth::{ErrorCode, OAuthError};
 
