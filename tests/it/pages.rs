@@ -74,6 +74,16 @@ async fn consent_leads_with_what_is_granted_and_names_an_unverified_app_once(eng
     let res = submit_consent(&http, &app.url("/consent"), &page, "approve").await;
     assert_eq!(res.status(), 303);
     assert!(location(&res).starts_with(LOOPBACK), "{}", location(&res));
+
+    // The unusual gets the amber box: a return address that is a bare internet address.
+    let bare = "https://203.0.113.7/cb";
+    let client_id = app.public_client(bare).await;
+    let (_, challenge) = pkce();
+    let q = OAuthParams::authorize(&client_id, bare, &challenge).state("s");
+    let page = http.get(app.url("/authorize")).query(&q).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<div class=\"alert alert-warn caution\" role=\"note\">"), "{page}");
+    assert!(page.contains("203.0.113.7, a bare network address"), "{page}");
+    assert_eq!(page.matches("class=\"caution").count() + page.matches("alert-warn caution").count(), 1, "one caution");
 }
 
 async fn step_up_says_more_access_and_lists_new_permissions_first(engine: Engine) {
