@@ -86,11 +86,16 @@ pub fn app(state: AppState) -> Router {
         (ACCOUNT_REVOKE, post(account::revoke)),
         // A password change checks a password: it shares the login limit.
         (ACCOUNT_PASSWORD, post(account::password).layer(limited(Bucket::Login))),
+        (LANDING, get(landing::page)),
     ];
     assert!(page_routes.iter().map(|(p, _)| *p).eq(PAGES.iter().copied()), "routes::PAGES is the page route table");
-    let pages = page_routes
-        .into_iter()
-        .fold(Router::new(), |router, (path, handler)| router.route(&r.path(path), handler))
+    let mut pages =
+        page_routes.into_iter().fold(Router::new(), |router, (path, handler)| router.route(&r.path(path), handler));
+    if !r.prefix.is_empty() {
+        // A path issuer's landing page answers without the trailing slash too.
+        pages = pages.route(&r.prefix, get(landing::page));
+    }
+    let pages = pages
         .route(&r.path(UPSTREAM_START), get(upstream::start).layer(limited(Bucket::Login)))
         .route(&r.path(UPSTREAM_CALLBACK), get(upstream::callback).layer(limited(Bucket::Login)))
         .route(&r.path("/admin"), get(admin_console::overview))

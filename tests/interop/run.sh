@@ -7,7 +7,7 @@
 #   ts-sdk            @modelcontextprotocol/sdk client: discovery, DCR, browser login+consent, tool call, refresh
 #   python-sdk        mcp (Python) client: the same
 #   introspection     the TS SDK flow against a second MCP server that checks tokens at /introspect (RFC 7662)
-#   screenshots       login, consent and error pages at 390 px and 1280 px
+#   screenshots       landing, login, consent, step-up, account, error and sign-out pages at 390 px and 1280 px, light and dark
 #   doctor            `portcullis doctor --token-check` against the running deployment: all PASS
 #   account-revoke    a TS SDK flow, then alice revokes the app at /account: refresh and introspection fail
 #   company-idp       the company's IdP (node-oidc-provider) against a strict relying party of our own

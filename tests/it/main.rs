@@ -22,6 +22,7 @@ mod id_jag;
 mod lockout;
 mod logs;
 mod metadata;
+mod pages;
 mod properties;
 mod reauthentication;
 mod redirect_trust;

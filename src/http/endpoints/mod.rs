@@ -8,6 +8,7 @@ pub mod authorize;
 pub mod consent;
 pub mod health;
 pub mod introspect;
+pub mod landing;
 pub mod login;
 pub mod metadata;
 pub mod register;
