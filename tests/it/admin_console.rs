@@ -25,6 +25,7 @@ async fn the_console_is_for_admins_and_changes_are_confirmed_and_audited(engine:
         ("/admin", "At a glance"),
         ("/admin/people", "Add a person"),
         ("/admin/resources", "Add an MCP server"),
+        ("/admin/clients", "Dynamically registered"),
         ("/admin/grants", "Live grants"),
         ("/admin/audit", "Events, newest first"),
         ("/admin/keys", "Rotate the signing key"),
