@@ -1,7 +1,7 @@
 //! `/admin`: the operators' console. People with the admin role (or in `admin_groups`) only.
 //! It calls the admin API's functions (`flows::admin_api`), so console and API act alike.
-//! Destructive actions go through a confirmation step and need a sign-in from the last five
-//! minutes; every form carries the session's CSRF token; every change is audited with the person.
+//! Destructive actions go through a confirmation step and need a recent sign-in
+//! (`admin_reauth_after`, five minutes); every form carries the session's CSRF token; every change is audited with the person.
 
 use std::collections::HashMap;
 
@@ -19,9 +19,6 @@ use crate::http::admin_views::{AdminPage, Cell, Field, FormView, NavLink, Sectio
 use crate::http::error::PageError;
 use crate::http::middleware::session::{self, current_user};
 use crate::http::{redirect, render};
-
-/// How recent a sign-in must be for a destructive action.
-const FRESH: i64 = 300;
 
 const SECTIONS: &[(&str, &str)] = &[
     ("", "Overview"),
@@ -59,7 +56,7 @@ async fn admin(state: &HttpState, session: &Session, fresh: bool) -> Result<(Sig
         )
         .into_response());
     }
-    if fresh && who.auth_time < crate::store::now() - FRESH {
+    if fresh && who.auth_time < crate::store::now() - state.settings.admin_reauth_after.as_i64() {
         // A destructive action: sign in again first.
         return Err(login());
     }
