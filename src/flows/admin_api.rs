@@ -414,3 +414,11 @@ pub async fn introspection_credentials(state: &AppState, actor: &Actor, uri: &st
     record(state, actor, "introspection_credentials_issued", json!({ "uri": uri, "client_id": id })).await?;
     Ok(json!({ "client_id": id, "client_secret": secret }))
 }
+
+/// Gives a person a new random password (returned once; the old one stops working).
+pub async fn new_password(state: &AppState, actor: &Actor, username: &str) -> Result<String, AdminApiError> {
+    let password = secrets::random_string(15);
+    admin::set_password(&state.db, &state.hasher, username, &password).await?;
+    record(state, actor, "password_set_by_admin", json!({ "username": username })).await?;
+    Ok(password)
+}

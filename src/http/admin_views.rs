@@ -54,6 +54,8 @@ pub struct FormView {
     pub submit: String,
     /// A destructive action's confirmation (red button).
     pub danger: bool,
+    /// `post` (with the CSRF token) or `get` (a search).
+    pub method: &'static str,
 }
 
 pub struct Field {

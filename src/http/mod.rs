@@ -122,6 +122,7 @@ pub fn app(state: AppState) -> Router {
         .route(&admin("/people"), get(admin_api::people).post(admin_api::add_person))
         .route(&admin("/people/{username}/disable"), post(admin_api::disable_person))
         .route(&admin("/people/{username}/enable"), post(admin_api::enable_person))
+        .route(&admin("/people/{username}/password"), post(admin_api::new_password))
         .route(
             &admin("/resources"),
             get(admin_api::resources).post(admin_api::add_resource).delete(admin_api::remove_resource),

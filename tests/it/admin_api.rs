@@ -49,6 +49,9 @@ async fn every_operation_works_for_an_admin_token(engine: Engine) {
     let bob = portcullis::store::users::by_username(&app.db, "bob").await.unwrap().unwrap();
     assert!(bob.disabled);
     assert_eq!(call(&app, Method::POST, "/people/bob/enable", t, None).await.0, 204);
+    let (s, fresh) = call(&app, Method::POST, "/people/bob/password", t, None).await;
+    assert_eq!(s, 200);
+    assert_ne!(fresh["password"], added["password"], "a new password");
 
     let new = json!({ "uri": "https://finance.example.com/mcp", "name": "Finance", "allowed_groups": ["finance"],
         "scopes": [{ "name": "ledger:read", "description": "Read" }, { "name": "ledger:write", "description": "Write", "groups": ["leads"] }] });

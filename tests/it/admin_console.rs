@@ -72,6 +72,16 @@ async fn the_console_is_for_admins_and_changes_are_confirmed_and_audited(engine:
     assert!(portcullis::store::users::by_username(&app.db, "bob").await.unwrap().unwrap().disabled);
     let rows = portcullis::store::audit::list(&app.db, Some("person_disabled"), 5).await.unwrap();
     assert_eq!(rows[0].actor.as_deref(), Some("person:root"));
+    // Search, and a new password through the confirmation step.
+    let found = root.get(app.url("/admin/people?q=MCP-users")).send().await.unwrap().text().await.unwrap();
+    assert!(found.contains(">bob<") && !found.contains(">alice<"), "search by group: {found}");
+    let res = root
+        .post(app.url("/admin/people/bob/password"))
+        .form(&[("csrf_token", hidden(&found, "csrf_token"))])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("New password for bob (shown once)"));
     // A confirmation page only ever posts to the console.
     let res = root.get(app.url("/admin/confirm?do=https://evil.example/x&what=x")).send().await.unwrap();
     assert_eq!(res.status(), 400);

@@ -133,6 +133,7 @@ fn document(base: &str) -> Value {
             "/people": { "get": op("List people", "200"), "post": op("Add a person (a generated password is returned once)", "201") },
             "/people/{username}/disable": { "post": op("Disable a person: sign-in, refresh and introspection stop", "204") },
             "/people/{username}/enable": { "post": op("Enable a person", "204") },
+            "/people/{username}/password": { "post": op("Give a person a new random password (returned once)", "200") },
             "/resources": {
                 "get": op("List MCP servers", "200"),
                 "post": op("Register an MCP server", "201"),
@@ -186,4 +187,10 @@ pub async fn introspection_credentials(
 ) -> Answer {
     let who = actor(&state, &headers).await?;
     Ok((StatusCode::CREATED, Json(api::introspection_credentials(&state, &who, &q.uri).await?)).into_response())
+}
+
+pub async fn new_password(State(state): State<HttpState>, headers: HeaderMap, Path(username): Path<String>) -> Answer {
+    let who = actor(&state, &headers).await?;
+    let password = api::new_password(&state, &who, &username).await?;
+    Ok(Json(json!({ "username": username, "password": password })).into_response())
 }

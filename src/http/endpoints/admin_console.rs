@@ -181,16 +181,61 @@ fn event_table(events: &[Value]) -> Table {
     }
 }
 
-pub async fn people(State(state): State<HttpState>, session: Session) -> Answer {
-    let (who, _) = admin(&state, &session, false).await?;
-    people_page(&state, &session, &who, None).await
+#[derive(serde::Deserialize, Default)]
+pub struct PeopleQuery {
+    q: Option<String>,
 }
 
-async fn people_page(state: &HttpState, session: &Session, who: &SignedIn, secret: Option<(String, String)>) -> Answer {
-    let people = api::people(state).await.map_err(api_error)?;
+pub async fn people(State(state): State<HttpState>, session: Session, Query(f): Query<PeopleQuery>) -> Answer {
+    let (who, _) = admin(&state, &session, false).await?;
+    people_page(&state, &session, &who, f.q.as_deref(), None).await
+}
+
+async fn people_page(
+    state: &HttpState,
+    session: &Session,
+    who: &SignedIn,
+    search: Option<&str>,
+    secret: Option<(String, String)>,
+) -> Answer {
+    let needle = search.map(str::trim).filter(|q| !q.is_empty()).map(str::to_lowercase);
+    let people: Vec<api::Person> = api::people(state)
+        .await
+        .map_err(api_error)?
+        .into_iter()
+        .filter(|p| {
+            needle.as_ref().is_none_or(|n| {
+                p.username.to_lowercase().contains(n)
+                    || p.email.as_deref().unwrap_or_default().to_lowercase().contains(n)
+                    || p.groups.iter().any(|g| g.to_lowercase().contains(n))
+            })
+        })
+        .collect();
+    let mut find = section("Find");
+    find.form = Some(FormView {
+        action: path(state, "/people"),
+        csrf_token: String::new(),
+        fields: vec![Field {
+            value: search.unwrap_or_default().to_string(),
+            ..Field::new("Name, email or group", "q", "search")
+        }],
+        submit: "Search".into(),
+        danger: false,
+        method: "get",
+    });
     let mut list = section("People");
+    list.empty = "Nobody matches.".into();
     list.table = Some(Table {
-        headers: vec!["Username".into(), "Email".into(), "Groups".into(), "Status".into(), "".into(), "".into()],
+        headers: vec![
+            "Username".into(),
+            "Email".into(),
+            "Groups".into(),
+            "Status".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+        ],
         rows: people
             .iter()
             .map(|p| {
@@ -220,12 +265,28 @@ async fn people_page(state: &HttpState, session: &Session, who: &SignedIn, secre
                     &format!("Sign {} out everywhere and revoke their grants", p.username),
                     "Sign out everywhere",
                 );
+                let password = confirm_link(
+                    state,
+                    &format!("/people/{}/password", p.username),
+                    &format!("Give {} a new password (shown once; the old one stops working)", p.username),
+                    "New password",
+                );
+                let grants = Cell::Link {
+                    href: format!(
+                        "{}?user={}",
+                        path(state, "/grants"),
+                        url::form_urlencoded::byte_serialize(p.username.as_bytes()).collect::<String>()
+                    ),
+                    label: "Grants".into(),
+                };
                 vec![
                     text(&p.username),
                     text(p.email.clone().unwrap_or_default()),
                     text(p.groups.join(", ")),
                     text(status),
+                    grants,
                     toggle,
+                    password,
                     out,
                 ]
             })
@@ -243,8 +304,9 @@ async fn people_page(state: &HttpState, session: &Session, who: &SignedIn, secre
         ],
         submit: "Add (a password is generated and shown once)".into(),
         danger: false,
+        method: "post",
     });
-    let mut view = page(state, session, who, "/people", vec![list, add]).await?;
+    let mut view = page(state, session, who, "/people", vec![find, list, add]).await?;
     view.secret = secret;
     Ok(render(&view))
 }
@@ -271,7 +333,7 @@ pub async fn add_person(
     let username = new.username.clone();
     let added = api::add_person(&state, &actor, new).await.map_err(api_error)?;
     let password = added["password"].as_str().unwrap_or_default().to_string();
-    people_page(&state, &session, &who, Some((format!("Added {username}; their password"), password))).await
+    people_page(&state, &session, &who, None, Some((format!("Added {username}; their password"), password))).await
 }
 
 pub async fn person_action(
@@ -280,8 +342,13 @@ pub async fn person_action(
     Path((username, action)): Path<(String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (_, actor) = admin(&state, &session, true).await?;
+    let (who, actor) = admin(&state, &session, true).await?;
     checked(&session, &form).await?;
+    if action == "password" {
+        let password = api::new_password(&state, &actor, &username).await.map_err(api_error)?;
+        let label = format!("New password for {username}");
+        return people_page(&state, &session, &who, None, Some((label, password))).await;
+    }
     match action.as_str() {
         "disable" => api::set_disabled(&state, &actor, &username, true).await,
         "enable" => api::set_disabled(&state, &actor, &username, false).await,
@@ -315,6 +382,7 @@ pub async fn confirm(State(state): State<HttpState>, session: Session, Query(q):
         fields: vec![],
         submit: format!("Yes: {}", q.what),
         danger: true,
+        method: "post",
     });
     let mut view = page(&state, &session, &who, "confirm", vec![s]).await?;
     view.title = "Are you sure?".into();
@@ -386,6 +454,7 @@ async fn resources_page(
         ],
         submit: "Add".into(),
         danger: false,
+        method: "post",
     });
     let mut view = page(&state, &session, who, "/resources", vec![table, add]).await?;
     view.secret = secret;
