@@ -888,6 +888,28 @@ fn validate_issuer(issuer: &str) -> Result<String, ConfigError> {
 }
 
 impl Settings {
+    /// A warning for a public deployment (an https issuer on a host that is not loopback) whose
+    /// private signing keys are stored in clear: anyone with a copy of the database (a backup, a
+    /// replica) could sign tokens every MCP server accepts.
+    pub fn keys_in_clear_warning(&self) -> Option<String> {
+        let host = url::Url::parse(&self.issuer).ok().and_then(|u| u.host().map(|h| h.to_owned()));
+        let loopback = match host {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => true,
+        };
+        (self.issuer.starts_with("https://") && !loopback && self.keys.encryption_secret.is_none()).then(|| {
+            format!(
+                "SIGNING KEYS ARE STORED UNENCRYPTED: the issuer {} is public and key_encryption_secret \
+                 (PORTCULLIS_KEY_ENCRYPTION_SECRET) is not set, so anyone holding a copy of the database can \
+                 sign tokens your MCP servers accept. Set it (16+ characters, kept outside the database); \
+                 existing keys are sealed at the next start.",
+                self.issuer
+            )
+        })
+    }
+
     /// The effective configuration as TOML with every secret and database password redacted.
     pub fn redacted_toml(&self) -> String {
         let mut c = self.source.clone();
@@ -928,6 +950,25 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn public_issuer_without_key_encryption_is_warned_about() {
+        let settings = |issuer: &str, secret: Option<&str>| {
+            Config {
+                issuer: Some(issuer.into()),
+                database_url: Some(Secret::new("sqlite::memory:")),
+                key_encryption_secret: secret.map(Secret::new),
+                ..Config::default()
+            }
+            .validate()
+            .unwrap()
+        };
+        let warning = settings("https://auth.example.com", None).keys_in_clear_warning().expect("warned");
+        assert!(warning.contains("key_encryption_secret") && warning.contains("https://auth.example.com"), "{warning}");
+        assert!(settings("https://auth.example.com", Some("0123456789abcdef")).keys_in_clear_warning().is_none());
+        assert!(settings("http://127.0.0.1:8080", None).keys_in_clear_warning().is_none(), "development");
+        assert!(settings("https://localhost:8443", None).keys_in_clear_warning().is_none(), "development");
+    }
     use super::*;
 
     #[test]

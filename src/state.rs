@@ -71,6 +71,9 @@ impl AppState {
         let db = Db::connect_with(settings.database.url.expose(), settings.database.limits).await?;
         db.migrate().await?;
         crate::admin::apply_config(&db, &settings).await?;
+        if let Some(warning) = settings.keys_in_clear_warning() {
+            tracing::warn!(target: "portcullis::security", "{warning}");
+        }
         let keys = KeyRing::open(db.clone(), key_settings(&settings)).await?;
         let hasher = Hasher::default();
         let mut started = Started::default();
