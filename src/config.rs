@@ -48,6 +48,8 @@ const ENV_KEYS: &[&str] = &[
     "cimd_min_cache",
     "cimd_max_cache",
     "cimd_fetches_per_host_per_minute",
+    "cimd_fetches_per_address_per_minute",
+    "cimd_stale_grace",
     "cimd_test_ca_file",
     "cimd_test_allow_loopback",
     "trusted_proxies",
@@ -62,6 +64,10 @@ const ENV_KEYS: &[&str] = &[
     "max_body_bytes",
     "tls_cert_file",
     "tls_key_file",
+    "pending_sessions_per_address",
+    "metrics_token",
+    "header_read_timeout",
+    "max_connections",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -364,6 +370,12 @@ pub struct Config {
     pub cimd_min_cache: Seconds,
     pub cimd_max_cache: Seconds,
     pub cimd_fetches_per_host_per_minute: u64,
+    /// Document fetches one requesting address may cause per minute, per node (0: no limit), so
+    /// one address cannot spend a host's whole budget on made-up paths.
+    pub cimd_fetches_per_address_per_minute: u64,
+    /// How long past its freshness a document that was fetched and valid is still used when a
+    /// re-fetch is refused (budget) or fails (0: never).
+    pub cimd_stale_grace: Seconds,
     /// UNSAFE, tests only: trust this extra CA when fetching documents.
     pub cimd_test_ca_file: Option<PathBuf>,
     /// UNSAFE, tests only: allow documents on loopback addresses.
@@ -394,6 +406,15 @@ pub struct Config {
     /// Serve HTTPS directly (PEM files) when there is no TLS-terminating proxy.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// Browser sessions holding only a pending authorization request (nobody signed in) one
+    /// address may have at once (0: no limit).
+    pub pending_sessions_per_address: u32,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <metrics_token>`.
+    pub metrics_token: Option<Secret>,
+    /// A connection must send a request's complete headers within this long (slow clients).
+    pub header_read_timeout: Seconds,
+    /// Connections served at once; further ones wait in the kernel's accept queue (0: no limit).
+    pub max_connections: u32,
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
     /// Company identity providers people sign in with.
@@ -443,6 +464,8 @@ impl Default for Config {
             cimd_min_cache: Seconds(300),
             cimd_max_cache: Seconds(86_400),
             cimd_fetches_per_host_per_minute: 30,
+            cimd_fetches_per_address_per_minute: 10,
+            cimd_stale_grace: Seconds(86_400),
             cimd_test_ca_file: None,
             cimd_test_allow_loopback: false,
             trusted_proxies: Vec::new(),
@@ -457,6 +480,10 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             tls_cert_file: None,
             tls_key_file: None,
+            pending_sessions_per_address: 100,
+            metrics_token: None,
+            header_read_timeout: Seconds(10),
+            max_connections: 4096,
             resources: Vec::new(),
             clients: Vec::new(),
             identity_providers: Vec::new(),
@@ -499,6 +526,11 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Serve HTTPS directly with these PEM files (set both or neither).
     pub tls: Option<TlsFiles>,
+    /// Pending-request-only browser sessions per address (0: no limit).
+    pub pending_sessions_per_address: u32,
+    /// `/metrics` requires this Bearer token when set.
+    pub metrics_token: Option<Secret>,
+    pub serve: ServeSettings,
     /// Declared in the file; checked here, turned into records by `admin::validate_declarations`.
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
@@ -573,6 +605,10 @@ pub struct CimdSettings {
     pub min_cache: Seconds,
     pub max_cache: Seconds,
     pub fetches_per_host_per_minute: u64,
+    /// 0: no limit.
+    pub fetches_per_address_per_minute: u64,
+    /// How long past freshness a known-good document serves when a re-fetch is refused or fails.
+    pub stale_grace: Seconds,
     /// UNSAFE, tests only.
     pub test_ca_file: Option<PathBuf>,
     /// UNSAFE, tests only.
@@ -592,6 +628,14 @@ pub struct LoginSettings {
     pub max_failures: u32,
     /// The first lockout; each further failure doubles it.
     pub lockout: Seconds,
+}
+
+/// Connection handling (see `crate::serve`).
+#[derive(Clone, Copy, Debug)]
+pub struct ServeSettings {
+    pub header_read_timeout: Seconds,
+    /// 0: no limit.
+    pub max_connections: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -653,6 +697,8 @@ impl Config {
             cimd_min_cache,
             cimd_max_cache,
             cimd_fetches_per_host_per_minute,
+            cimd_fetches_per_address_per_minute,
+            cimd_stale_grace,
             cimd_test_ca_file,
             cimd_test_allow_loopback,
             trusted_proxies,
@@ -667,6 +713,10 @@ impl Config {
             max_body_bytes,
             tls_cert_file,
             tls_key_file,
+            pending_sessions_per_address,
+            metrics_token,
+            header_read_timeout,
+            max_connections,
             resources,
             clients,
             identity_providers,
@@ -765,6 +815,14 @@ impl Config {
             (None, None) => None,
             _ => return Err(invalid("tls_cert_file", "set both tls_cert_file and tls_key_file, or neither")),
         };
+        if header_read_timeout.0 == 0 {
+            return Err(invalid("header_read_timeout", "must be greater than zero"));
+        }
+        if let Some(token) = &metrics_token
+            && token.expose().len() < 16
+        {
+            return Err(invalid("metrics_token", "must be at least 16 characters"));
+        }
         if max_body_bytes < 4096 {
             return Err(invalid("max_body_bytes", "must be at least 4096"));
         }
@@ -829,6 +887,8 @@ impl Config {
                 min_cache: cimd_min_cache,
                 max_cache: cimd_max_cache,
                 fetches_per_host_per_minute: cimd_fetches_per_host_per_minute,
+                fetches_per_address_per_minute: cimd_fetches_per_address_per_minute,
+                stale_grace: cimd_stale_grace,
                 test_ca_file: cimd_test_ca_file,
                 test_allow_loopback: cimd_test_allow_loopback,
             },
@@ -844,6 +904,9 @@ impl Config {
             audit_retention: (audit_retention.0 > 0).then_some(audit_retention),
             max_body_bytes,
             tls,
+            pending_sessions_per_address,
+            metrics_token,
+            serve: ServeSettings { header_read_timeout, max_connections },
             resources,
             clients,
             identity_providers,
@@ -917,6 +980,9 @@ impl Settings {
         c.database_url = Some(Secret::new(redact_url(self.database.url.expose())));
         if c.key_encryption_secret.is_some() {
             c.key_encryption_secret = Some(Secret::new("[redacted]"));
+        }
+        if c.metrics_token.is_some() {
+            c.metrics_token = Some(Secret::new("[redacted]"));
         }
         for p in &mut c.identity_providers {
             if p.client_secret.is_some() {

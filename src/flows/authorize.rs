@@ -9,7 +9,7 @@ use crate::clients::{self, ClientId, RegisteredClient};
 use crate::flows::access;
 use crate::flows::consent::{self, ConsentFacts};
 use crate::flows::error::{PageError, PageLink};
-use crate::flows::session::{PendingAuthorization, SignedIn};
+use crate::flows::session::{MAX_NONCE_BYTES, MAX_STATE_BYTES, PendingAuthorization, SignedIn};
 use crate::oauth::authorize::{self as authz, Prompt};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;
@@ -68,6 +68,12 @@ pub async fn authorize(state: &AppState, raw: &str, signed_in: Option<SignedIn>)
     };
     let redirect_uri = authz::resolve_redirect_uri(&client.metadata.redirect_uris, params.get("redirect_uri"))
         .map_err(PageError::from)?;
+    // An oversized `state` cannot be sent back (the error response must carry it): a page.
+    if params.get("state").is_some_and(|s| s.len() > MAX_STATE_BYTES) {
+        return Err(PageError::from(OAuthError::invalid_request(format!(
+            "state is longer than {MAX_STATE_BYTES} bytes"
+        ))));
+    }
     let (mut pending, prompt) = match validate(state, &params, &client, &redirect_uri).await? {
         Ok(v) => v,
         Err(e) => {
@@ -134,6 +140,9 @@ async fn validate(
     let check = || -> Result<(CodeChallenge, Prompt, Option<i64>), OAuthError> {
         authz::check_response_type(params.get("response_type"))?;
         authz::check_no_request_object(params.get("request"), params.get("request_uri"))?;
+        if params.get("nonce").is_some_and(|n| n.len() > MAX_NONCE_BYTES) {
+            return Err(OAuthError::invalid_request(format!("nonce is longer than {MAX_NONCE_BYTES} bytes")));
+        }
         let challenge = CodeChallenge::parse(params.get("code_challenge"), params.get("code_challenge_method"))
             .map_err(|e| OAuthError::invalid_request(format!("PKCE: {e}")))?;
         let prompt = authz::parse_prompt(params.get("prompt"))?;

@@ -19,6 +19,7 @@ mod id_jag;
 mod lockout;
 mod logs;
 mod metadata;
+mod pending_requests;
 mod properties;
 mod reauthentication;
 mod redirect_trust;
