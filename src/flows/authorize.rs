@@ -29,6 +29,9 @@ pub enum Next {
     SignIn(Box<PendingAuthorization>),
     /// Park the request and ask the person.
     Consent(Box<ConsentRequest>),
+    /// A grant covers the request, but the client is a native app anyone on the device could
+    /// pretend to be (RFC 8252 §8.6): park the request and ask for one click to continue.
+    Continue(Box<ConsentRequest>),
     /// Show this error, with the way back to the client as a link (its redirect URI is not
     /// trusted with an automatic redirect).
     ErrorPage(Box<PageError>),
@@ -259,8 +262,16 @@ pub async fn proceed(
         && g.client_fingerprint == shown
         && requested.is_subset(&g.scope)
     {
-        let url = issue_code(state, &pending, &who, g.id).await?;
-        return decided(Next::ToClient(url));
+        if !impersonable(state, &pending).await? {
+            let url = issue_code(state, &pending, &who, g.id).await?;
+            return decided(Next::ToClient(url));
+        }
+        if prompt_none {
+            let e = OAuthError::new(ErrorCode::InteractionRequired, "this app needs the person to continue");
+            return decided(answer(e).await?);
+        }
+        let facts = consent::facts(state, &pending, grant.as_ref()).await?;
+        return decided(Next::Continue(Box::new(ConsentRequest { pending, who, facts })));
     }
     if prompt_none {
         let e = OAuthError::new(ErrorCode::ConsentRequired, "the person has not approved this access");
@@ -268,6 +279,20 @@ pub async fn proceed(
     }
     let facts = consent::facts(state, &pending, grant.as_ref()).await?;
     decided(Next::Consent(Box::new(ConsentRequest { pending, who, facts })))
+}
+
+/// RFC 8252 §8.6: a public client whose redirect URI is a loopback address or a private-use
+/// scheme cannot be told from any other program on the device that knows its public client id,
+/// so a live grant does not let it get a code without the person: one click first.
+async fn impersonable(state: &AppState, pending: &PendingAuthorization) -> Result<bool, PageError> {
+    let Ok(redirect) = RedirectUri::parse(&pending.redirect_uri) else {
+        return Ok(false);
+    };
+    if !(redirect.is_loopback() || redirect.is_private_use()) {
+        return Ok(false);
+    }
+    let client = clients::find(state, &pending.client_id).await?;
+    Ok(client.is_some_and(|c| c.auth_method() == crate::oauth::client_metadata::TokenEndpointAuthMethod::None))
 }
 
 /// Whether the person's sign-in is good enough for a request: not the one `prompt=login` asked to

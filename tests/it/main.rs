@@ -19,6 +19,7 @@ mod id_jag;
 mod lockout;
 mod logs;
 mod metadata;
+mod native_apps;
 mod pending_requests;
 mod properties;
 mod reauthentication;

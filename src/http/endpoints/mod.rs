@@ -4,6 +4,7 @@ pub mod account;
 pub mod assets;
 pub mod authorize;
 pub mod consent;
+pub mod continue_page;
 pub mod health;
 pub mod introspect;
 pub mod login;
