@@ -50,6 +50,7 @@ const ENV_KEYS: &[&str] = &[
     "cimd_fetches_per_host_per_minute",
     "cimd_fetches_per_address_per_minute",
     "cimd_stale_grace",
+    "cimd_failure_cache",
     "cimd_test_ca_file",
     "cimd_test_allow_loopback",
     "trusted_proxies",
@@ -376,6 +377,8 @@ pub struct Config {
     /// How long past its freshness a document that was fetched and valid is still used when a
     /// re-fetch is refused (budget) or fails (0: never).
     pub cimd_stale_grace: Seconds,
+    /// How long a failed fetch of a document is answered from memory instead of fetched again.
+    pub cimd_failure_cache: Seconds,
     /// UNSAFE, tests only: trust this extra CA when fetching documents.
     pub cimd_test_ca_file: Option<PathBuf>,
     /// UNSAFE, tests only: allow documents on loopback addresses.
@@ -466,6 +469,7 @@ impl Default for Config {
             cimd_fetches_per_host_per_minute: 30,
             cimd_fetches_per_address_per_minute: 10,
             cimd_stale_grace: Seconds(86_400),
+            cimd_failure_cache: Seconds(30),
             cimd_test_ca_file: None,
             cimd_test_allow_loopback: false,
             trusted_proxies: Vec::new(),
@@ -609,6 +613,8 @@ pub struct CimdSettings {
     pub fetches_per_address_per_minute: u64,
     /// How long past freshness a known-good document serves when a re-fetch is refused or fails.
     pub stale_grace: Seconds,
+    /// How long a failed fetch is remembered (0: not at all).
+    pub failure_cache: Seconds,
     /// UNSAFE, tests only.
     pub test_ca_file: Option<PathBuf>,
     /// UNSAFE, tests only.
@@ -699,6 +705,7 @@ impl Config {
             cimd_fetches_per_host_per_minute,
             cimd_fetches_per_address_per_minute,
             cimd_stale_grace,
+            cimd_failure_cache,
             cimd_test_ca_file,
             cimd_test_allow_loopback,
             trusted_proxies,
@@ -889,6 +896,7 @@ impl Config {
                 fetches_per_host_per_minute: cimd_fetches_per_host_per_minute,
                 fetches_per_address_per_minute: cimd_fetches_per_address_per_minute,
                 stale_grace: cimd_stale_grace,
+                failure_cache: cimd_failure_cache,
                 test_ca_file: cimd_test_ca_file,
                 test_allow_loopback: cimd_test_allow_loopback,
             },

@@ -19,7 +19,8 @@ pub struct Inner {
     pub hasher: Hasher,
     /// Outbound fetches of client-supplied URLs (metadata documents, keys, logos).
     pub fetcher: crate::clients::fetch::Fetcher,
-    pub cimd_limiter: crate::clients::cimd::HostLimiter,
+    /// Metadata-document fetch budgets (per requesting address and per host) and recent failures.
+    pub cimd_budget: crate::clients::cimd::FetchBudget,
     /// `jwks_uri` documents of `private_key_jwt` clients, by URL, until the instant given.
     pub client_keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
     pub metrics: crate::metrics::Metrics,
@@ -96,7 +97,7 @@ impl AppState {
             keys,
             hasher,
             fetcher,
-            cimd_limiter: Default::default(),
+            cimd_budget: Default::default(),
             client_keys: Default::default(),
             metrics: Default::default(),
             federation,

@@ -53,12 +53,18 @@ pub struct Decision {
 }
 
 /// An authorization request (`raw` is the query or form body), for the session's person.
-pub async fn authorize(state: &AppState, raw: &str, signed_in: Option<SignedIn>) -> Result<Decision, PageError> {
+/// `from` is the requesting address, whose budget a metadata-document fetch spends.
+pub async fn authorize(
+    state: &AppState,
+    raw: &str,
+    signed_in: Option<SignedIn>,
+    from: &crate::net::AddressKey,
+) -> Result<Decision, PageError> {
     let params = Params::parse(raw).map_err(PageError::from)?;
     let client_id = params
         .get("client_id")
         .ok_or_else(|| PageError::bad_request("The app did not say who it is (client_id is missing)."))?;
-    let client = match clients::resolve(state, &ClientId::parse(client_id)).await {
+    let client = match clients::resolve(state, &ClientId::parse(client_id), Some(from)).await {
         Ok(Some(c)) => c,
         Ok(None) => {
             return Err(PageError::bad_request(

@@ -58,9 +58,10 @@ pub async fn token(
     token_endpoint: &str,
     authorization: Authorization<'_>,
     params: &Params,
+    from: Option<&crate::net::AddressKey>,
 ) -> Result<Issued, ApiError> {
     use crate::flows::id_jag::{self, JWT_BEARER, TOKEN_EXCHANGE};
-    let client = client_auth::authenticate(state, token_endpoint, authorization, params).await?;
+    let client = client_auth::authenticate(state, token_endpoint, authorization, params, from).await?;
     let tokens = match params.get("grant_type") {
         Some("authorization_code") => authorization_code(state, &client, params).await,
         Some("refresh_token") => refresh_token(state, &client, params).await,

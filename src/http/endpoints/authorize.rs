@@ -43,7 +43,7 @@ async fn authorize(
     raw: &str,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let decision = flow::authorize(state, raw, session::signed_in(session).await?).await?;
+    let decision = flow::authorize(state, raw, session::signed_in(session).await?, from).await?;
     let answer = follow(state, session, decision, status).await?;
     // A cookie-less request that parked something counts against its address.
     session::admit_new_pending(session, &from.to_string()).await?;
