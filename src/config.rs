@@ -59,6 +59,7 @@ const ENV_KEYS: &[&str] = &[
     "rate_limit_per_ip",
     "rate_limit_total",
     "rate_limit_per_client",
+    "rate_limit_per_refresh_family",
     "login_max_failures",
     "login_lockout",
     "audit_retention",
@@ -398,6 +399,8 @@ pub struct Config {
     /// for all its people from a few shared addresses, so its served requests count against the
     /// client, not the address (`rate_limit_per_ip.token` counts the failed ones).
     pub rate_limit_per_client: u32,
+    /// Refreshes per minute of one refresh-token family (one connection), per node (0: no limit).
+    pub rate_limit_per_refresh_family: u32,
     /// Failed logins before an account (or an address) is locked out for a while.
     pub login_max_failures: u32,
     /// The first lockout; each further failure doubles it (up to a day).
@@ -478,6 +481,7 @@ impl Default for Config {
             rate_limit_per_ip: RateLimits::per_ip(),
             rate_limit_total: RateLimits::total(),
             rate_limit_per_client: 30_000,
+            rate_limit_per_refresh_family: 60,
             login_max_failures: 5,
             login_lockout: Seconds(60),
             audit_retention: Seconds(365 * 86_400),
@@ -627,6 +631,8 @@ pub struct RateLimitSettings {
     pub total: RateLimits,
     /// Served token requests per minute per client (0: no limit).
     pub per_client: u32,
+    /// Refreshes per minute per refresh-token family (0: no limit).
+    pub per_refresh_family: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -714,6 +720,7 @@ impl Config {
             rate_limit_per_ip,
             rate_limit_total,
             rate_limit_per_client,
+            rate_limit_per_refresh_family,
             login_max_failures,
             login_lockout,
             audit_retention,
@@ -907,6 +914,7 @@ impl Config {
                 per_ip: rate_limit_per_ip,
                 total: rate_limit_total,
                 per_client: rate_limit_per_client,
+                per_refresh_family: rate_limit_per_refresh_family,
             },
             login: LoginSettings { max_failures: login_max_failures, lockout: login_lockout },
             audit_retention: (audit_retention.0 > 0).then_some(audit_retention),

@@ -21,6 +21,8 @@ pub struct Inner {
     pub fetcher: crate::clients::fetch::Fetcher,
     /// Metadata-document fetch budgets (per requesting address and per host) and recent failures.
     pub cimd_budget: crate::clients::cimd::FetchBudget,
+    /// Refreshes per refresh-token family per minute.
+    pub refresh_budget: crate::flows::refresh_budget::RefreshBudget,
     /// `jwks_uri` documents of `private_key_jwt` clients, by URL, until the instant given.
     pub client_keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
     pub metrics: crate::metrics::Metrics,
@@ -98,6 +100,7 @@ impl AppState {
             hasher,
             fetcher,
             cimd_budget: Default::default(),
+            refresh_budget: Default::default(),
             client_keys: Default::default(),
             metrics: Default::default(),
             federation,

@@ -15,6 +15,7 @@ pub mod health;
 pub mod id_jag;
 pub mod introspection;
 pub mod login;
+pub mod refresh_budget;
 pub mod registration;
 pub mod revocation;
 pub mod session;

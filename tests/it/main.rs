@@ -26,6 +26,7 @@ mod pending_requests;
 mod properties;
 mod reauthentication;
 mod redirect_trust;
+mod refresh_budget;
 mod register;
 mod resource_server;
 mod retention;
