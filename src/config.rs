@@ -973,7 +973,9 @@ impl Settings {
     pub fn keys_in_clear_warning(&self) -> Option<String> {
         let host = url::Url::parse(&self.issuer).ok().and_then(|u| u.host().map(|h| h.to_owned()));
         let loopback = match host {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost"),
+            Some(url::Host::Domain(d)) => {
+                d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+            }
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
             None => true,

@@ -15,12 +15,42 @@ const MAX_NAME_LEN: usize = 64;
 /// and error descriptions end up on this server's error page: a name like "Your account is
 /// locked, call ..." must not be shown there as if this server said it.
 const KNOWN_NAMES: &[&str] = &[
-    "response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
-    "code_challenge_method", "resource", "nonce", "prompt", "max_age", "login_hint", "domain_hint",
-    "request", "request_uri", "response_mode", "display", "ui_locales", "id_token_hint", "acr_values",
-    "claims", "grant_type", "code", "code_verifier", "refresh_token", "client_secret",
-    "client_assertion", "client_assertion_type", "token", "token_type_hint", "assertion",
-    "subject_token", "subject_token_type", "actor_token", "actor_token_type", "requested_token_type",
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "resource",
+    "nonce",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "domain_hint",
+    "request",
+    "request_uri",
+    "response_mode",
+    "display",
+    "ui_locales",
+    "id_token_hint",
+    "acr_values",
+    "claims",
+    "grant_type",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "token",
+    "token_type_hint",
+    "assertion",
+    "subject_token",
+    "subject_token_type",
+    "actor_token",
+    "actor_token_type",
+    "requested_token_type",
     "audience",
 ];
 
@@ -46,7 +76,9 @@ impl Params {
                 return Err(OAuthError::invalid_request("too many parameters"));
             }
             if k.len() > MAX_NAME_LEN {
-                return Err(OAuthError::invalid_request(format!("a parameter name is longer than {MAX_NAME_LEN} bytes")));
+                return Err(OAuthError::invalid_request(format!(
+                    "a parameter name is longer than {MAX_NAME_LEN} bytes"
+                )));
             }
             if v.len() > MAX_VALUE_LEN {
                 return Err(OAuthError::invalid_request(format!("{} is too long", named(&k))));

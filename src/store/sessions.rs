@@ -54,7 +54,13 @@ impl DbSessionStore {
     /// Inserts a pending-request session if its address is under the cap; `Ok(false)` when the
     /// id is taken. SQLite's single writer makes count-and-insert one step; on Postgres a
     /// transaction-scoped advisory lock on the address does.
-    async fn create_capped(&self, record: &Record, data: &[u8], expires_at: i64, from: &str) -> session_store::Result<bool> {
+    async fn create_capped(
+        &self,
+        record: &Record,
+        data: &[u8],
+        expires_at: i64,
+        from: &str,
+    ) -> session_store::Result<bool> {
         const INSERT: &str = "INSERT INTO web_sessions (id, data, expires_at, pending_from) \
              SELECT $1, $2, $3, $4 WHERE (SELECT COUNT(*) FROM web_sessions WHERE pending_from = $4 AND expires_at > $5) < $6 \
              ON CONFLICT (id) DO NOTHING";

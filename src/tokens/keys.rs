@@ -15,7 +15,6 @@ use crate::tokens::{seal, secrets};
 
 const SEAL_LABEL: &str = "portcullis signing key v1";
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error(transparent)]
@@ -211,7 +210,11 @@ impl KeyRing {
     }
 }
 
-async fn load(db: &Db, settings: &KeySettings, derived: &seal::PassphraseKeys) -> Result<Vec<Arc<LoadedKey>>, KeyError> {
+async fn load(
+    db: &Db,
+    settings: &KeySettings,
+    derived: &seal::PassphraseKeys,
+) -> Result<Vec<Arc<LoadedKey>>, KeyError> {
     let rows = store::keys::list(db).await?;
     let states = classify(&rows.iter().map(|r| r.activates_at).collect::<Vec<_>>(), store::now(), settings.retention);
     let mut keys = Vec::with_capacity(rows.len());
@@ -226,7 +229,11 @@ async fn load(db: &Db, settings: &KeySettings, derived: &seal::PassphraseKeys) -
 
 /// The private key's DER, and whether it is stored in a form to re-seal: the old unsalted
 /// SHA-256 key derivation, or in clear while a secret is configured.
-fn private_der(row: &KeyRow, settings: &KeySettings, derived: &seal::PassphraseKeys) -> Result<(Vec<u8>, bool), KeyError> {
+fn private_der(
+    row: &KeyRow,
+    settings: &KeySettings,
+    derived: &seal::PassphraseKeys,
+) -> Result<(Vec<u8>, bool), KeyError> {
     if !row.encrypted {
         return Ok((row.private_key.clone(), settings.encryption_secret.is_some()));
     }

@@ -74,10 +74,13 @@ pub fn passphrase_key(label: &str, passphrase: &[u8], salt: &[u8]) -> [u8; 32] {
     key
 }
 
+/// (digest of label and passphrase, salt): the derived key.
+type DerivedKeys = std::collections::HashMap<(Vec<u8>, Vec<u8>), [u8; 32]>;
+
 /// Derived keys by salt, so a value opened again (every key reload) costs no argon2id run.
 #[derive(Default)]
 pub struct PassphraseKeys {
-    by_salt: std::sync::Mutex<std::collections::HashMap<(Vec<u8>, Vec<u8>), [u8; 32]>>,
+    by_salt: std::sync::Mutex<DerivedKeys>,
 }
 
 impl std::fmt::Debug for PassphraseKeys {
@@ -89,7 +92,12 @@ impl std::fmt::Debug for PassphraseKeys {
 impl PassphraseKeys {
     fn key(&self, label: &str, passphrase: &[u8], salt: &[u8]) -> [u8; 32] {
         // Keyed by passphrase digest too: a changed secret must not reuse a cached key.
-        let id = Sha256::new().chain_update(label.as_bytes()).chain_update([0u8]).chain_update(passphrase).finalize().to_vec();
+        let id = Sha256::new()
+            .chain_update(label.as_bytes())
+            .chain_update([0u8])
+            .chain_update(passphrase)
+            .finalize()
+            .to_vec();
         let mut cache = self.by_salt.lock().expect("key cache lock");
         *cache.entry((id, salt.to_vec())).or_insert_with(|| passphrase_key(label, passphrase, salt))
     }
@@ -156,7 +164,10 @@ mod tests {
         let b = seal_under_passphrase("l", b"passphrase", b"key material");
         assert!(a.starts_with(PASSPHRASE_V2));
         assert_ne!(a[4..20], b[4..20], "each value has its own salt");
-        assert_eq!(open_under_passphrase(&keys, "l", b"passphrase", &a).unwrap(), (b"key material".to_vec(), Format::Current));
+        assert_eq!(
+            open_under_passphrase(&keys, "l", b"passphrase", &a).unwrap(),
+            (b"key material".to_vec(), Format::Current)
+        );
         assert!(open_under_passphrase(&keys, "l", b"wrong", &a).is_err());
         assert!(open_under_passphrase(&keys, "other", b"passphrase", &a).is_err());
         // The key is not the old unsalted SHA-256 of the secret.

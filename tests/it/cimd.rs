@@ -933,7 +933,9 @@ async fn policy_off_allowlist_and_denylist(engine: Engine) {
     }
     // A deny entry covers subdomains and the fully qualified form with its trailing dot.
     let app = server.app(engine, |c| c.cimd_deny_hosts = vec!["localhost".into()]).await;
-    for id in [format!("https://sub.localhost:{}/policy", server.port), format!("https://localhost.:{}/policy", server.port)] {
+    for id in
+        [format!("https://sub.localhost:{}/policy", server.port), format!("https://localhost.:{}/policy", server.port)]
+    {
         let (page, _) = refused(&app, &id).await;
         assert!(page.contains("are not allowed on this server"), "{id}: {page}");
     }

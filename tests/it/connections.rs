@@ -51,8 +51,7 @@ async fn healthz(addr: std::net::SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_must_arrive_within_the_timeout() {
-    let (addr, _db, _server) =
-        serving(ServeSettings { header_read_timeout: Seconds(1), max_connections: 0 }).await;
+    let (addr, _db, _server) = serving(ServeSettings { header_read_timeout: Seconds(1), max_connections: 0 }).await;
     // A slowloris: half a request head, then nothing.
     let mut slow = TcpStream::connect(addr).await.unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
@@ -65,8 +64,7 @@ async fn headers_must_arrive_within_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_for_one_to_end() {
-    let (addr, _db, _server) =
-        serving(ServeSettings { header_read_timeout: Seconds(30), max_connections: 2 }).await;
+    let (addr, _db, _server) = serving(ServeSettings { header_read_timeout: Seconds(30), max_connections: 2 }).await;
     let mut held: Vec<TcpStream> = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(addr).await.unwrap();

@@ -22,7 +22,11 @@ async fn parameter_names_are_bounded_and_not_echoed(engine: Engine) {
         assert_eq!(res.status(), 400);
         let page = res.text().await.unwrap();
         assert!(page.contains(needle), "{needle}: {page}");
-        assert!(!page.contains("Call +1 555") && !page.contains("nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"), "{page}");
+        assert!(
+            !page.contains("Call +1 555")
+                && !page.contains("nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"),
+            "{page}"
+        );
     }
     // A name OAuth defines is still named.
     let res = browser().get(app.url("/authorize")).query(&base.clone().state("a").state("b")).send().await.unwrap();

@@ -8,10 +8,7 @@ use crate::helpers::{
     Engine, MCP, OAuthParams, TestApp, approve_consent, count_rows, db_tests, location, pkce, query_of, submit_consent,
 };
 
-db_tests!(
-    a_native_app_with_a_grant_gets_its_code_after_one_click,
-    web_apps_with_a_grant_are_answered_at_once,
-);
+db_tests!(a_native_app_with_a_grant_gets_its_code_after_one_click, web_apps_with_a_grant_are_answered_at_once,);
 
 async fn a_native_app_with_a_grant_gets_its_code_after_one_click(engine: Engine) {
     let app = TestApp::spawn(engine).await.with_defaults().await;

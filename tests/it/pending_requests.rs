@@ -34,11 +34,15 @@ async fn oversized_state_and_nonce_are_refused_before_anything_is_parked(engine:
     let app = TestApp::spawn(engine).await.with_defaults().await;
     let client_id = app.public_client(REDIRECT).await;
     for (name, value) in [("state", "s".repeat(1025)), ("nonce", "n".repeat(1025))] {
-        let res = browser().get(app.url("/authorize")).query(&request(&client_id).with(name, &value)).send().await.unwrap();
+        let res =
+            browser().get(app.url("/authorize")).query(&request(&client_id).with(name, &value)).send().await.unwrap();
         assert_eq!(res.status(), 400, "{name}");
         assert!(res.headers().get("set-cookie").is_none(), "{name}: no session");
         let page = res.text().await.unwrap();
-        assert!(page.contains("invalid_request") && page.contains(&format!("{name} is longer than 1024 bytes")), "{page}");
+        assert!(
+            page.contains("invalid_request") && page.contains(&format!("{name} is longer than 1024 bytes")),
+            "{page}"
+        );
         assert!(!page.contains(&value), "{name} not echoed");
         assert_eq!(count_rows(&app.db, "web_sessions").await, 0, "{name}: nothing parked");
     }
@@ -110,9 +114,19 @@ async fn pending_sessions_are_capped_per_address(engine: Engine) {
     assert_eq!(from("203.0.113.8").await.status(), 303);
     let http = browser();
     let url = app.url("/authorize");
-    assert_eq!(http.get(&url).header("X-Forwarded-For", "203.0.113.9").query(&request(&client_id)).send().await.unwrap().status(), 303);
+    assert_eq!(
+        http.get(&url)
+            .header("X-Forwarded-For", "203.0.113.9")
+            .query(&request(&client_id))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
     for _ in 0..5 {
-        let res = http.get(&url).header("X-Forwarded-For", "203.0.113.9").query(&request(&client_id)).send().await.unwrap();
+        let res =
+            http.get(&url).header("X-Forwarded-For", "203.0.113.9").query(&request(&client_id)).send().await.unwrap();
         assert_eq!(res.status(), 303, "the same browser parks more requests in its one session");
     }
     assert_eq!(count_rows(&app.db, "web_sessions").await, 5);
@@ -139,7 +153,12 @@ async fn session_cookie_path_follows_a_path_issuer(engine: Engine) {
     assert!(cookie.starts_with("portcullis=") && cookie.contains("Path=/tenant1"), "{cookie}");
     // https with a path: `__Host-` needs `Path=/`, so `__Secure-` and the tenant's path.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = TestApp::spawn_on(engine, listener, "/tenant1", |c| c.issuer = Some("https://auth.example.com/tenant1".into())).await;
+    let app =
+        TestApp::spawn_on(engine, listener, "/tenant1", |c| c.issuer = Some("https://auth.example.com/tenant1".into()))
+            .await;
     let cookie = cookie_of(&browser().get(app.url("/login")).send().await.unwrap());
-    assert!(cookie.starts_with("__Secure-portcullis=") && cookie.contains("Path=/tenant1") && cookie.contains("Secure"), "{cookie}");
+    assert!(
+        cookie.starts_with("__Secure-portcullis=") && cookie.contains("Path=/tenant1") && cookie.contains("Secure"),
+        "{cookie}"
+    );
 }

@@ -10,10 +10,7 @@ db_tests!(one_family_is_limited_and_others_are_not);
 const REDIRECT: &str = "https://app.example/cb";
 
 async fn one_family_is_limited_and_others_are_not(engine: Engine) {
-    let app = TestApp::spawn_with(engine, "", |c| c.rate_limit_per_refresh_family = 3)
-        .await
-        .with_defaults()
-        .await;
+    let app = TestApp::spawn_with(engine, "", |c| c.rate_limit_per_refresh_family = 3).await.with_defaults().await;
     let client_id = app.public_client(REDIRECT).await;
     let grant = |code: crate::helpers::IssuedCode| {
         let app = &app;
@@ -23,7 +20,8 @@ async fn one_family_is_limited_and_others_are_not(engine: Engine) {
             body["refresh_token"].as_str().expect("refresh token").to_string()
         }
     };
-    let mut token = grant(app.code_for_client(&client_id, REDIRECT, &[("scope", "mcp:tools offline_access")]).await).await;
+    let mut token =
+        grant(app.code_for_client(&client_id, REDIRECT, &[("scope", "mcp:tools offline_access")]).await).await;
     for _ in 0..3 {
         let (status, body) = app.token(&OAuthParams::refresh(&client_id, &token)).await;
         assert_eq!(status, 200, "{body}");

@@ -164,8 +164,7 @@ async fn keys_sealed_the_old_way_are_read_and_resealed(engine: Engine) {
         assert_ne!(a.private_key, der);
     }
     let keys = seal::PassphraseKeys::default();
-    let (opened, format) =
-        seal::open_under_passphrase(&keys, LABEL, SECRET.as_bytes(), &after[0].private_key).unwrap();
+    let (opened, format) = seal::open_under_passphrase(&keys, LABEL, SECRET.as_bytes(), &after[0].private_key).unwrap();
     assert_eq!((opened, format), (der, seal::Format::Current), "the same key, re-sealed");
     // The keys still sign: the key ring signs with the newer one and publishes both.
     assert!(state.keys.signing_key().await.is_ok());

@@ -91,7 +91,11 @@ fn check_policy(state: &AppState, host: &str) -> Result<(), ResolveError> {
 
 /// The client behind a Client ID Metadata Document URL; `from` is the requesting address (an
 /// [`crate::net::AddressKey`]), whose fetch budget a fetch spends.
-pub async fn resolve(state: &AppState, client_id: &ClientId, from: Option<&str>) -> Result<RegisteredClient, ResolveError> {
+pub async fn resolve(
+    state: &AppState,
+    client_id: &ClientId,
+    from: Option<&str>,
+) -> Result<RegisteredClient, ResolveError> {
     let client_id = client_id.as_str();
     let host = host_of(client_id);
     let now = store::now();
@@ -163,11 +167,7 @@ async fn audit_failure(state: &AppState, client_id: &str, e: &ResolveError, now:
     }
 }
 
-async fn fetch_and_store(
-    state: &AppState,
-    client_id: &str,
-    now: i64,
-) -> Result<RegisteredClient, ResolveError> {
+async fn fetch_and_store(state: &AppState, client_id: &str, now: i64) -> Result<RegisteredClient, ResolveError> {
     let fetched = state.fetcher.get_json(client_id).await.map_err(ResolveError::Fetch)?;
     let doc = validate_document(client_id, &fetched.body).map_err(|e| ResolveError::Invalid(e.0))?;
     let s = &state.settings.cimd;

@@ -1,7 +1,7 @@
 //! `/authorize` (GET and POST; see [`crate::flows::authorize`]).
 
-use axum::body::Bytes;
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;

@@ -1,7 +1,7 @@
 //! `/revoke` (RFC 7009; see [`crate::flows::revocation`]).
 
-use axum::body::Bytes;
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -1,8 +1,8 @@
 //! `/token`: the authorization-code and refresh-token grants (see [`crate::flows::token`]).
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
-use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
