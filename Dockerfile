@@ -1,10 +1,13 @@
 # Portcullis: build once, run anywhere with SQLite or Postgres.
 FROM rust:1-bookworm AS build
+# OpenSSL: josekit (JWS/JWK) links it; HTTP and TLS themselves use rustls.
 RUN apt-get update && apt-get install -y --no-install-recommends pkg-config libssl-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-# A workspace member: cargo needs it present even to build the server alone.
+COPY Cargo.toml Cargo.lock build.rs ./
+# A workspace member, and the manifest's test target: cargo needs both present even to build the
+# server alone (.dockerignore keeps the interop rig, databases and target/ out of the context).
 COPY bench bench
+COPY tests/it tests/it
 COPY src src
 COPY migrations migrations
 COPY templates templates
@@ -23,3 +26,6 @@ ENV PORTCULLIS_BIND=0.0.0.0:8080 \
 EXPOSE 8080
 ENTRYPOINT ["portcullis"]
 CMD ["serve"]
+# The CLI runs in the same container, against the same database:
+#   docker compose exec portcullis portcullis user add alice
+#   docker compose exec portcullis portcullis resource add https://mcp.example.com/mcp --name "Example MCP" --scope "mcp:tools=Use the tools"

@@ -18,6 +18,9 @@ use crate::users::password::{self, Hasher};
 pub enum AdminError {
     #[error("{0}")]
     Invalid(String),
+    /// What the operation names does not exist.
+    #[error("{0}")]
+    NotFound(String),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -30,7 +33,7 @@ fn invalid(msg: impl Into<String>) -> AdminError {
 
 fn not_found(what: String) -> impl FnOnce(StoreError) -> AdminError {
     move |e| match e {
-        StoreError::NotFound => AdminError::Invalid(format!("{what} does not exist")),
+        StoreError::NotFound => AdminError::NotFound(format!("{what} does not exist")),
         e => e.into(),
     }
 }
@@ -165,6 +168,26 @@ pub async fn set_disabled(db: &Db, username: &str, disabled: bool) -> Result<(),
     store::users::set_disabled(db, username, disabled, store::now())
         .await
         .map_err(not_found(format!("user {username:?}")))
+}
+
+/// Creates an admin API token named `name`: returns the token (shown once; only its hash is kept).
+pub async fn create_admin_token(db: &Db, name: &str, expires_in: Option<u64>) -> Result<String, AdminError> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        return Err(invalid(format!("invalid token name {name:?}: use 1-64 of A-Z a-z 0-9 . _ -")));
+    }
+    let now = store::now();
+    let expires_at = match expires_in {
+        Some(0) => return Err(invalid("--expires-in must be greater than zero")),
+        Some(s) => Some(now + s as i64),
+        None => None,
+    };
+    let token = format!("pca_{}", secrets::random_token());
+    store::admin_tokens::create(db, name, &secrets::hash(&token), expires_at, now).await?;
+    Ok(token)
+}
+
+pub async fn revoke_admin_token(db: &Db, name: &str) -> Result<(), AdminError> {
+    store::admin_tokens::revoke(db, name, store::now()).await.map_err(not_found(format!("a live admin token {name:?}")))
 }
 
 /// On a database without users, creates `admin` with a random password and returns it.

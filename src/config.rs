@@ -16,6 +16,8 @@ use crate::oauth::resource::ResourceUri;
 const ENV_KEYS: &[&str] = &[
     "issuer",
     "password_login",
+    "brand_name",
+    "brand_logo_url",
     "bind",
     "database_url",
     "database_statement_timeout",
@@ -428,6 +430,15 @@ pub struct Config {
     /// Show the username and password form (default: only when no identity provider is configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_login: Option<bool>,
+    /// People in one of these groups may use the admin console, besides those with the admin role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_groups: Vec<String>,
+    /// The organisation's name in the pages' header and title bar (default: "Portcullis").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand_name: Option<String>,
+    /// The organisation's logo in the pages' header: an https URL, or a path on this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand_logo_url: Option<String>,
     /// Enterprise identity providers whose ID-JAGs are accepted at `/token`.
     pub trusted_identity_providers: Vec<crate::federation::trusted::TrustedIssuerConfig>,
     /// The authorization servers Portcullis issues ID-JAGs for, as the company's identity provider.
@@ -496,6 +507,9 @@ impl Default for Config {
             clients: Vec::new(),
             identity_providers: Vec::new(),
             password_login: None,
+            admin_groups: Vec::new(),
+            brand_name: None,
+            brand_logo_url: None,
             trusted_identity_providers: Vec::new(),
             enterprise_apps: Vec::new(),
         }
@@ -545,8 +559,11 @@ pub struct Settings {
     pub identity_providers: Vec<crate::federation::provider::Provider>,
     /// The username and password form is offered.
     pub password_login: bool,
+    /// The organisation's name and logo on the pages.
+    pub brand: BrandSettings,
     pub trusted_identity_providers: Vec<crate::federation::trusted::TrustedIssuerConfig>,
     pub enterprise_apps: Vec<crate::federation::enterprise::EnterpriseApp>,
+    pub admin_groups: Vec<String>,
     /// The configuration as loaded, kept only for `config check`'s output ([`Settings::redacted_toml`]);
     /// nothing reads values from it.
     source: Config,
@@ -650,6 +667,23 @@ pub struct ServeSettings {
     pub max_connections: u32,
 }
 
+/// Who the pages say they belong to.
+#[derive(Clone, Debug)]
+pub struct BrandSettings {
+    /// Shown in every page's header and title bar.
+    pub name: String,
+    /// The logo's URL as pages link it (an absolute https URL, or a path on this server).
+    pub logo_url: Option<String>,
+    /// The logo's origin when it is not this server's: the pages' CSP must allow images from it.
+    pub logo_origin: Option<String>,
+}
+
+impl Default for BrandSettings {
+    fn default() -> Self {
+        BrandSettings { name: "Portcullis".into(), logo_url: None, logo_origin: None }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
     pub cert: PathBuf,
@@ -735,6 +769,9 @@ impl Config {
             clients,
             identity_providers,
             password_login,
+            admin_groups,
+            brand_name,
+            brand_logo_url,
             trusted_identity_providers,
             enterprise_apps,
         } = self;
@@ -856,6 +893,7 @@ impl Config {
             .map_err(|e| invalid("trusted_identity_providers", e))?;
         let enterprise_apps =
             crate::federation::enterprise::validate_all(&enterprise_apps).map_err(|e| invalid("enterprise_apps", e))?;
+        let brand = validate_brand(&issuer, brand_name.as_deref(), brand_logo_url.as_deref())?;
         let secure_cookies = issuer.starts_with("https://");
         Ok(Settings {
             issuer,
@@ -927,8 +965,10 @@ impl Config {
             clients,
             identity_providers,
             password_login,
+            brand,
             trusted_identity_providers,
             enterprise_apps,
+            admin_groups,
             source,
         })
     }
@@ -964,6 +1004,40 @@ fn validate_issuer(issuer: &str) -> Result<String, ConfigError> {
         return Err(invalid("issuer", format!("must be written in normal form: {normal:?}")));
     }
     Ok(issuer.to_string())
+}
+
+/// The organisation's name (plain text, one line) and logo (https, http only on a loopback host
+/// like the issuer, or a path on this server). The logo's origin goes into the pages' CSP, so it
+/// is reduced to a URL parsed here, never copied as written.
+fn validate_brand(issuer: &str, name: Option<&str>, logo: Option<&str>) -> Result<BrandSettings, ConfigError> {
+    let mut brand = BrandSettings::default();
+    if let Some(name) = name {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 60 || name.chars().any(char::is_control) {
+            return Err(invalid("brand_name", "must be one line of 1 to 60 characters"));
+        }
+        brand.name = name.to_string();
+    }
+    let Some(logo) = logo.map(str::trim) else { return Ok(brand) };
+    let bad = || {
+        invalid("brand_logo_url", "expected an https URL (http only on a loopback host) or a path such as /logo.png")
+    };
+    let base = url::Url::parse(issuer).map_err(|_| bad())?;
+    if logo.starts_with('/') && !logo.starts_with("//") {
+        let url = base.join(logo).map_err(|_| bad())?;
+        brand.logo_url = Some(format!("{}{}", url.path(), url.query().map(|q| format!("?{q}")).unwrap_or_default()));
+        return Ok(brand);
+    }
+    let url = url::Url::parse(logo).map_err(|_| bad())?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    if !scheme_ok || url.host_str().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err(bad());
+    }
+    let origin = url.origin().ascii_serialization();
+    brand.logo_origin = (origin != base.origin().ascii_serialization()).then_some(origin);
+    brand.logo_url = Some(url.to_string());
+    Ok(brand)
 }
 
 impl Settings {
@@ -1025,8 +1099,9 @@ fn toml_string(c: &Config) -> String {
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("[redacted]"));
-            u.to_string()
+            // A URL would percent-encode the brackets; put them in after.
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string().replacen(":REDACTED@", ":[redacted]@", 1)
         }
         _ => url.to_string(),
     }
@@ -1126,6 +1201,40 @@ mod tests {
         let c = Config { tls_cert_file: Some("cert.pem".into()), ..Config::default() };
         assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "tls_cert_file", .. })));
         assert!(Config::default().validate().unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn brand_name_and_logo_are_checked_by_key() {
+        let s = Config::default().validate().unwrap();
+        assert_eq!((s.brand.name.as_str(), s.brand.logo_url.as_deref()), ("Portcullis", None));
+        let c = Config {
+            brand_name: Some("  Example Corp ".into()),
+            brand_logo_url: Some("https://cdn.example.com/logo.png".into()),
+            ..Config::default()
+        };
+        let s = c.validate().unwrap();
+        assert_eq!(s.brand.name, "Example Corp");
+        assert_eq!(s.brand.logo_url.as_deref(), Some("https://cdn.example.com/logo.png"));
+        assert_eq!(s.brand.logo_origin.as_deref(), Some("https://cdn.example.com"));
+        let c = Config { brand_logo_url: Some("/static/../logo.png?v=2".into()), ..Config::default() };
+        let s = c.validate().unwrap();
+        assert_eq!((s.brand.logo_url.as_deref(), s.brand.logo_origin), (Some("/logo.png?v=2"), None));
+        for (name, logo, key) in [
+            (Some(""), None, "brand_name"),
+            (Some("a\nb"), None, "brand_name"),
+            (Some(&*"x".repeat(61)), None, "brand_name"),
+            (None, Some("http://cdn.example.com/logo.png"), "brand_logo_url"),
+            (None, Some("//cdn.example.com/logo.png"), "brand_logo_url"),
+            (None, Some("javascript:alert(1)"), "brand_logo_url"),
+            (None, Some("https://u:p@cdn.example.com/logo.png"), "brand_logo_url"),
+        ] {
+            let c = Config {
+                brand_name: name.map(str::to_string),
+                brand_logo_url: logo.map(str::to_string),
+                ..Config::default()
+            };
+            assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: k, .. }) if k == key), "{name:?} {logo:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod clients;
 pub mod config;
+pub mod doctor;
 pub mod federation;
 pub mod flows;
 pub mod http;

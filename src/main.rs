@@ -13,7 +13,14 @@ use portcullis::tokens::keys;
 use portcullis::users::password::Hasher;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "OAuth 2.1 authorization server for MCP servers")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "OAuth 2.1 authorization server for MCP servers",
+    after_help = "Settings come from the config file (--config, or ./portcullis.toml) and from environment \
+                  variables PORTCULLIS_<KEY> (e.g. PORTCULLIS_ISSUER, PORTCULLIS_BIND, PORTCULLIS_DATABASE_URL), \
+                  which win. `portcullis config check` prints the settings in effect; README.md lists them all."
+)]
 struct Cli {
     /// Configuration file (default: ./portcullis.toml when present).
     #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
@@ -55,6 +62,22 @@ enum Command {
     /// The company identity providers people sign in with (declared in the config file).
     #[command(subcommand)]
     Idp(IdpCmd),
+    /// Tokens for the admin API (/admin/api): named, hashed at rest, expiring, revocable.
+    #[command(subcommand, name = "admin-token")]
+    AdminToken(AdminTokenCmd),
+    /// Check the deployment from the outside, as an MCP client would: the issuer's metadata and
+    /// keys, and each MCP server's metadata and 401. Exits non-zero when a check fails.
+    Doctor {
+        /// MCP server URLs to check (default: every registered one).
+        urls: Vec<String>,
+        /// Also mint a one-minute token for each server (and one for another audience) and check
+        /// that the server accepts the first and refuses the second.
+        #[arg(long)]
+        token_check: bool,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -73,6 +96,21 @@ enum GroupCmd {
     },
     /// Every group and its members, with where each membership comes from (local or a provider).
     List,
+}
+
+#[derive(Subcommand)]
+enum AdminTokenCmd {
+    /// Create a token (printed once).
+    Create {
+        name: String,
+        /// Lifetime: seconds or a duration such as 30d (default: until revoked).
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<u64>,
+    },
+    /// List tokens (never the tokens themselves).
+    List,
+    /// Revoke a token by name.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -140,8 +178,9 @@ struct ResourceAdd {
     /// Scopes granted when a client asks for none (repeatable; default: every scope).
     #[arg(long = "default-scope", value_name = "NAME")]
     default_scopes: Vec<String>,
-    /// Access-token lifetime for this server, in seconds (default: access_token_lifetime).
-    #[arg(long)]
+    /// Access-token lifetime for this server: seconds (`600`) or a duration (`10m`), as in the
+    /// config file (default: access_token_lifetime).
+    #[arg(long, value_parser = parse_duration)]
     token_lifetime: Option<u64>,
     /// Also issue credentials for /introspect (printed once).
     #[arg(long)]
@@ -283,9 +322,56 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether a command changes what the server does (people, MCP servers, clients, keys, grants,
+/// groups): those are audited with the operator's OS user as actor.
+fn changes(command: &Command) -> bool {
+    match command {
+        Command::User(c) => !matches!(c, UserCmd::List),
+        Command::Resource(c) => !matches!(c, ResourceCmd::List),
+        Command::Client(c) => !matches!(c, ClientCmd::List { .. }),
+        Command::Keys(c) => matches!(c, KeysCmd::Rotate),
+        Command::Grant(c) => matches!(c, GrantCmd::Revoke { .. }),
+        Command::Group(c) => !matches!(c, GroupCmd::List),
+        Command::AdminToken(c) => !matches!(c, AdminTokenCmd::List),
+        Command::Serve
+        | Command::Migrate
+        | Command::Audit(_)
+        | Command::Config(_)
+        | Command::Idp(_)
+        | Command::Doctor { .. } => false,
+    }
+}
+
+/// Records a CLI change: the words of the command (never a secret: those come on standard input
+/// or are generated), by `cli:<OS user>`.
+async fn audit_change(settings: &Settings) -> Result<(), Failure> {
+    let who = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let actor = format!("cli:{who}");
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    let db = create_or_open(settings).await?;
+    let event = store::audit::Event {
+        event: "cli_change",
+        actor: Some(&actor),
+        details: serde_json::json!({ "command": words.join(" ") }),
+        ..Default::default()
+    };
+    store::audit::record(&db, &event, store::now()).await?;
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Config::load(cli.config.as_deref())?.validate()?;
-    match cli.command {
+    let change = changes(&cli.command);
+    let result = dispatch(&settings, cli.command).await;
+    if result.is_ok() && change {
+        audit_change(&settings).await?;
+    }
+    result
+}
+
+async fn dispatch(settings: &Settings, command: Command) -> Result<(), Failure> {
+    let settings = settings.clone();
+    match command {
         Command::Serve => serve(settings).await,
         Command::Config(ConfigCmd::Check) => {
             admin::validate_declarations(&settings)?;
@@ -306,11 +392,116 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Grant(cmd) => said(&settings, grant(&open(&settings).await?, cmd).await),
         Command::Audit(cmd) => said(&settings, audit(&open(&settings).await?, cmd).await),
         Command::Group(cmd) => said(&settings, group(&open(&settings).await?, cmd).await),
+        Command::AdminToken(cmd) => said(&settings, admin_token(&open(&settings).await?, cmd).await),
+        Command::Doctor { urls, token_check, json } => doctor(&settings, urls, token_check, json).await,
         Command::Idp(IdpCmd::List) => {
             idp_list(&settings);
             Ok(())
         }
     }
+}
+
+async fn doctor(settings: &Settings, urls: Vec<String>, token_check: bool, json: bool) -> Result<(), Failure> {
+    let db = open(settings).await?;
+    let ks = key_settings(settings);
+    let now = store::now();
+    let statuses = keys::status(&db, &ks, now).await?;
+    let signing = statuses.iter().find(|(_, s)| *s == keys::KeyState::Active).map(|(row, _)| row.kid.clone());
+    // Each server with its scope catalogue (a token for it carries every scope, so that a server
+    // checking scopes accepts it).
+    let registered = store::resources::list(&db).await?;
+    let uris: Vec<String> = if urls.is_empty() { registered.iter().map(|r| r.row.uri.clone()).collect() } else { urls };
+    let scopes_of = |uri: &str| {
+        let canonical = portcullis::oauth::resource::ResourceUri::parse(uri).map(|u| u.as_str().to_string());
+        registered
+            .iter()
+            .find(|r| Ok(&r.row.uri) == canonical.as_ref())
+            .map(|r| r.scopes.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let ring = if token_check { Some(keys::KeyRing::open(db.clone(), ks).await?) } else { None };
+    let mut servers = Vec::new();
+    for uri in uris {
+        let tokens = match &ring {
+            Some(ring) => {
+                let key = ring.signing_key().await?;
+                let scope = scopes_of(&uri);
+                let mint = |aud: &str| {
+                    portcullis::tokens::jwt::mint_access_token(
+                        &key,
+                        &portcullis::tokens::jwt::AccessTokenClaims {
+                            issuer: &settings.issuer,
+                            subject: "portcullis-doctor",
+                            audience: aud,
+                            client_id: "portcullis-doctor",
+                            scope: &scope,
+                            issued_at: now,
+                            expires_at: now + 60,
+                            jti: &portcullis::tokens::secrets::random_string(12),
+                            auth_time: None,
+                        },
+                    )
+                };
+                Some((mint(&uri)?, mint("https://another-server.invalid/mcp")?))
+            }
+            None => None,
+        };
+        servers.push(portcullis::doctor::Server { uri, tokens });
+    }
+    let subject = portcullis::doctor::Subject { issuer: &settings.issuer, signing_kid: signing.as_deref(), servers };
+    let report = portcullis::doctor::examine(&subject).await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "checks": report.checks })).unwrap_or_default()
+        );
+    } else {
+        for c in &report.checks {
+            let status = match c.status {
+                portcullis::doctor::Status::Pass => "PASS",
+                portcullis::doctor::Status::Warn => "WARN",
+                portcullis::doctor::Status::Fail => "FAIL",
+            };
+            let detail = if c.detail.is_empty() { String::new() } else { format!(": {}", c.detail) };
+            println!("{status}  {}{detail}", c.check);
+            if !c.hint.is_empty() {
+                println!("      fix: {}", c.hint);
+            }
+        }
+    }
+    if report.failed() {
+        return Err(Failure("some checks failed (see above)".into()));
+    }
+    Ok(())
+}
+
+async fn admin_token(db: &Db, cmd: AdminTokenCmd) -> Result<(), Failure> {
+    match cmd {
+        AdminTokenCmd::Create { name, expires_in } => {
+            let token = admin::create_admin_token(db, &name, expires_in).await?;
+            println!("created admin token {name}; send it as `Authorization: Bearer` to /admin/api (shown once):");
+            println!("{token}");
+        }
+        AdminTokenCmd::List => {
+            println!("{:<24} {:<20} {:<20} {:<20} STATE", "NAME", "CREATED", "EXPIRES", "LAST USED");
+            let now = store::now();
+            for t in store::admin_tokens::list(db).await? {
+                let state = match (t.revoked_at, t.expires_at) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(e)) if e <= now => "expired",
+                    _ => "live",
+                };
+                let expires = t.expires_at.map(datetime).unwrap_or_else(|| "never".into());
+                let used = t.last_used_at.map(datetime).unwrap_or_else(|| "never".into());
+                println!("{:<24} {:<20} {:<20} {:<20} {state}", t.name, datetime(t.created_at), expires, used);
+            }
+        }
+        AdminTokenCmd::Revoke { name } => {
+            admin::revoke_admin_token(db, &name).await?;
+            println!("revoked admin token {name}");
+        }
+    }
+    Ok(())
 }
 
 async fn group(db: &Db, cmd: GroupCmd) -> Result<(), Failure> {
@@ -350,7 +541,9 @@ fn idp_list(settings: &Settings) {
 fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal, never into a log file or a collector.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
@@ -435,17 +628,37 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
 
 fn print_first_start(state: &AppState, password: &str) {
     let issuer = &state.settings.issuer;
-    println!(
-        "\nFirst start: created the user `admin` with password\n\n    {password}\n\n\
-         It is shown only this once. Next steps:\n\
-         \x20 1. Register an MCP server (a resource) and its scopes:\n\
-         \x20      portcullis resource add https://mcp.example.com/mcp --name \"Example MCP\" \\\n\
-         \x20        --scope \"mcp:tools=Use the server's tools\"\n\
-         \x20 2. Point the MCP server's protected-resource metadata at this issuer:\n\
-         \x20      \"authorization_servers\": [\"{issuer}\"]\n\
-         \x20 3. Add people: portcullis user add alice --password-stdin\n\
-         Discovery: {issuer}/.well-known/oauth-authorization-server\n"
-    );
+    let (me, hint) = command_name();
+    println!("\nFirst start: created the user `admin` with password\n\n    {password}\n\nIt is shown only this once.");
+    println!("Next steps{hint}:");
+    if state.settings.resources.is_empty() {
+        println!("  1. Register an MCP server (a resource) and its scopes; it prints what the server must serve:");
+        println!("       {me} resource add https://mcp.example.com/mcp --name \"Example MCP\" \\");
+        println!("         --scope \"mcp:tools=Use the server's tools\"");
+    } else {
+        println!("  1. The MCP servers of the config file are registered: `{me} resource list`.");
+    }
+    println!("  2. Point each MCP server's protected-resource metadata at this issuer:");
+    println!("       \"authorization_servers\": [\"{issuer}\"]   (README: \"Connect your MCP server\")");
+    println!("  3. Add people: {me} user add alice --password-stdin");
+    println!("Discovery: {issuer}/.well-known/oauth-authorization-server\n");
+}
+
+/// How to run this binary again from here: `portcullis` when installed, else its path (a
+/// `cargo run` build under target/), with a hint to install it.
+fn command_name() -> (String, String) {
+    let exe = std::env::current_exe().ok();
+    let built = exe.as_ref().filter(|p| p.components().any(|c| c.as_os_str() == "target"));
+    match built {
+        Some(path) => {
+            let shown = std::env::current_dir()
+                .ok()
+                .and_then(|cwd| path.strip_prefix(cwd).ok().map(|p| format!("./{}", p.display())))
+                .unwrap_or_else(|| path.display().to_string());
+            (shown, " (or `cargo install --path .` to put `portcullis` on your PATH)".into())
+        }
+        None => ("portcullis".into(), String::new()),
+    }
 }
 
 async fn shutdown_signal() {
@@ -467,9 +680,28 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// `900`, `90s`, `15m`, `12h`, `30d`: the config file's durations, on the command line too.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    portcullis::config::Seconds::parse(s).map(|d| d.0)
+}
+
 fn read_password(from_stdin: bool) -> Result<(String, bool), Failure> {
     if !from_stdin {
         return Ok((portcullis::tokens::secrets::random_string(15), true));
+    }
+    // At a terminal: ask, without echo, twice; otherwise read a pipe to its end.
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let ask = |prompt: &str| {
+            rpassword::prompt_password(prompt).map_err(|e| Failure(format!("reading the password: {e}")))
+        };
+        let first = ask("Password: ")?;
+        if first.is_empty() {
+            return Err(Failure("no password given".into()));
+        }
+        if ask("Password (again): ")? != first {
+            return Err(Failure("the two passwords differ; nothing was changed".into()));
+        }
+        return Ok((first, false));
     }
     let mut s = String::new();
     std::io::stdin()
@@ -762,7 +994,8 @@ async fn keys_cmd(settings: &Settings, db: &Db, cmd: KeysCmd) -> Result<(), Fail
                     }
                     keys::KeyState::Expired => "expired (not published)".into(),
                 };
-                let enc = if row.encrypted { "encrypted" } else { "plain" };
+                let enc =
+                    if row.encrypted { "encrypted at rest" } else { "stored unencrypted (set key_encryption_secret)" };
                 println!("{}  {}  {enc}  created {}  {state}", row.kid, row.alg, datetime(row.created_at));
             }
         }

@@ -101,15 +101,20 @@ impl From<ServerFault> for OAuthError {
     }
 }
 
-/// An error shown to a person in the browser. The HTTP layer renders it as the error page.
+/// An error shown to a person in the browser. The HTTP layer renders it as the error page:
+/// `title` and `message` speak to the person; `detail` (for the app's developer) and `code` go
+/// in a smaller line with the request id.
 #[derive(Clone, Debug)]
 pub struct PageError {
     pub status: StatusCode,
     pub title: String,
     pub message: String,
+    /// The technical reason, for whoever supports the app.
+    pub detail: Option<String>,
     pub code: Option<&'static str>,
     /// A way back to the app that the person may choose to follow (never followed for them).
-    pub link: Option<PageLink>,
+    /// Boxed: rare, and it keeps `Result<_, PageError>` small.
+    pub link: Option<Box<PageLink>>,
 }
 
 /// A link on the error page: where it goes, and the host it is shown by.
@@ -121,11 +126,11 @@ pub struct PageLink {
 
 impl PageError {
     pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
-        PageError { status, title: title.into(), message: message.into(), code: None, link: None }
+        PageError { status, title: title.into(), message: message.into(), detail: None, code: None, link: None }
     }
 
     pub fn with_link(mut self, link: PageLink) -> Self {
-        self.link = Some(link);
+        self.link = Some(Box::new(link));
         self
     }
 
@@ -137,17 +142,73 @@ impl PageError {
         self.code = Some(code.as_str());
         self
     }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// What a person is told for an OAuth error: the title and a sentence about what to do. The
+/// error's own description is for developers and goes in the page's smaller detail line.
+fn for_people(code: ErrorCode) -> (&'static str, &'static str) {
+    use ErrorCode::*;
+    match code {
+        ServerError => (
+            "Something went wrong",
+            "Something went wrong on our side. Try again in a moment; if it keeps happening, give your administrator the request ID below.",
+        ),
+        TemporarilyUnavailable => {
+            ("Temporarily unavailable", "This service is briefly unavailable. Try again in a moment.")
+        }
+        SlowDown => ("Too many requests", "Too many requests came from your network. Wait a minute and try again."),
+        InvalidClient | UnauthorizedClient => (
+            "This app can't ask for access here",
+            "This server does not recognise the app that sent you here, or does not let it ask for access this way. Go back to the app; if it happens again, tell whoever supports the app.",
+        ),
+        InvalidScope => (
+            "This request can't be completed",
+            "The app asked for permissions that this server does not offer. Go back to the app; if it happens again, tell whoever supports the app.",
+        ),
+        InvalidTarget => (
+            "This request can't be completed",
+            "The app asked to use an MCP server that is not set up on this server. Check the MCP server's address in the app.",
+        ),
+        AccessDenied => {
+            ("You don't have access", "You don't have access to this. Ask your administrator if you need it.")
+        }
+        LoginRequired | ConsentRequired | InteractionRequired => {
+            ("Sign-in needed", "The app needs you to sign in. Go back to the app and connect again.")
+        }
+        _ => (
+            "This request can't be completed",
+            "The app that sent you here asked in a way this server does not accept. Go back to the app and try again; if it happens again, tell whoever supports the app.",
+        ),
+    }
 }
 
 impl From<OAuthError> for PageError {
     fn from(e: OAuthError) -> Self {
         let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        let title = match e.code {
-            ErrorCode::ServerError => "Something went wrong",
-            ErrorCode::TemporarilyUnavailable => "Temporarily unavailable",
-            _ => "This request can't be completed",
-        };
-        PageError::new(status, title, e.description).with_code(e.code)
+        let (title, message) = for_people(e.code);
+        let page = PageError::new(status, title, message).with_code(e.code);
+        // A server fault's description says nothing the person's sentence does not.
+        match e.code {
+            ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable => page,
+            _ => page.with_detail(sentence(&e.description)),
+        }
+    }
+}
+
+/// "the redirect_uri is not registered" → "The redirect_uri is not registered."
+pub fn sentence(s: &str) -> String {
+    let mut c = s.trim().chars();
+    match c.next() {
+        Some(first) => {
+            let end = if s.trim_end().ends_with(['.', '!', '?']) { "" } else { "." };
+            first.to_uppercase().collect::<String>() + c.as_str() + end
+        }
+        None => String::new(),
     }
 }
 

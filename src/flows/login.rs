@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 
-use crate::clients;
 use crate::flows::error::PageError;
 use crate::flows::session::SignedIn;
 use crate::state::AppState;
@@ -121,7 +120,9 @@ pub fn locked_message(seconds: i64) -> String {
     )
 }
 
-/// The name of the app a parked request is for, shown on the login page.
-pub async fn client_name(state: &AppState, client_id: &str) -> Result<Option<String>, PageError> {
-    Ok(clients::find(state, client_id).await?.map(|c| c.display_name()))
+/// The name of the MCP server a parked request is for, shown on the login page. The operator
+/// registered that name; the app's own name is self-chosen and is shown only on the consent page,
+/// with what was checked about it.
+pub async fn resource_name(state: &AppState, resource_id: uuid::Uuid) -> Result<Option<String>, PageError> {
+    Ok(store::resources::by_id(&state.db, resource_id).await?.map(|r| r.row.name))
 }

@@ -5,9 +5,11 @@
 
 pub mod access;
 pub mod account;
+pub mod admin_api;
 pub mod authorize;
 pub mod client_credentials;
 pub mod consent;
+pub mod describe;
 pub mod discovery;
 pub mod error;
 pub mod federation;

@@ -15,6 +15,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::state::AppState;
 
+pub mod admin_views;
 pub mod endpoints;
 pub mod error;
 pub mod middleware;
@@ -85,15 +86,46 @@ pub fn app(state: AppState) -> Router {
         (ACCOUNT_REVOKE, post(account::revoke)),
         // A password change checks a password: it shares the login limit.
         (ACCOUNT_PASSWORD, post(account::password).layer(limited(Bucket::Login))),
+        (LANDING, get(landing::page)),
     ];
     assert!(page_routes.iter().map(|(p, _)| *p).eq(PAGES.iter().copied()), "routes::PAGES is the page route table");
-    let pages = page_routes
-        .into_iter()
-        .fold(Router::new(), |router, (path, handler)| router.route(&r.path(path), handler))
+    let mut pages =
+        page_routes.into_iter().fold(Router::new(), |router, (path, handler)| router.route(&r.path(path), handler));
+    if !r.prefix.is_empty() {
+        // A path issuer's landing page answers without the trailing slash too.
+        pages = pages.route(&r.prefix, get(landing::page));
+    }
+    let pages = pages
         .route(&r.path(UPSTREAM_START), get(upstream::start).layer(limited(Bucket::Login)))
         .route(&r.path(UPSTREAM_CALLBACK), get(upstream::callback).layer(limited(Bucket::Login)))
+        .route(&r.path("/admin"), get(admin_console::overview))
+        .route(&r.path("/admin/people"), get(admin_console::people).post(admin_console::add_person))
+        .route(&r.path("/admin/people/{username}/{action}"), post(admin_console::person_action))
+        .route(&r.path("/admin/confirm"), get(admin_console::confirm))
+        .route(&r.path("/admin/resources"), get(admin_console::resources).post(admin_console::add_resource))
+        .route(&r.path("/admin/resources/remove"), post(admin_console::remove_resource))
+        .route(&r.path("/admin/grants"), get(admin_console::grants))
+        .route(&r.path("/admin/grants/{id}/revoke"), post(admin_console::revoke_grant))
+        .route(&r.path("/admin/audit"), get(admin_console::audit))
+        .route(&r.path("/admin/keys"), get(admin_console::keys))
+        .route(&r.path("/admin/keys/rotate"), post(admin_console::rotate_key))
+        .route(&r.path("/admin/settings"), get(admin_console::settings))
         .layer(session_layer);
 
+    let admin = |p: &str| r.path(&format!("{ADMIN_API}{p}"));
+    // No CORS here: nothing in a browser has business calling the admin API cross-origin.
+    let admin_routes = Router::new()
+        .route(&admin("/openapi.json"), get(admin_api::openapi))
+        .route(&admin("/people"), get(admin_api::people).post(admin_api::add_person))
+        .route(&admin("/people/{username}/disable"), post(admin_api::disable_person))
+        .route(&admin("/people/{username}/enable"), post(admin_api::enable_person))
+        .route(
+            &admin("/resources"),
+            get(admin_api::resources).post(admin_api::add_resource).delete(admin_api::remove_resource),
+        )
+        .route(&admin("/grants"), get(admin_api::grants))
+        .route(&admin("/grants/{id}"), axum::routing::delete(admin_api::revoke_grant))
+        .route(&admin("/audit"), get(admin_api::audit));
     let plain = Router::new()
         .route(&r.path(HEALTHZ), get(health::healthz))
         .route(&r.path(READYZ), get(health::readyz))
@@ -107,6 +139,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .merge(pages)
         .merge(plain)
+        .merge(admin_routes)
         .fallback(errors::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), run_to_end::run_to_end))
         .layer(axum::middleware::from_fn_with_state(state.clone(), errors::finish_errors))

@@ -20,6 +20,10 @@ pub const UPSTREAM_START: &str = "/login/{provider}";
 pub const UPSTREAM_CALLBACK: &str = "/login/{provider}/callback";
 pub const UPSTREAM_LOGOUT: &str = "/login/{provider}/backchannel-logout";
 pub const CONSENT: &str = "/consent";
+/// The admin API (JSON, admin tokens).
+pub const ADMIN_API: &str = "/admin/api";
+/// The landing page: what this server is, sign in, connected apps, where the docs are.
+pub const LANDING: &str = "/";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
@@ -28,7 +32,7 @@ pub const STYLE_CSS: &str = "/static/style.css";
 pub const FAVICON_SVG: &str = "/static/favicon.svg";
 
 /// The routes people open in a browser: their errors are pages, every other route answers JSON.
-pub const PAGES: &[&str] = &[AUTHORIZE, LOGIN, LOGOUT, CONSENT, ACCOUNT, ACCOUNT_REVOKE, ACCOUNT_PASSWORD];
+pub const PAGES: &[&str] = &[AUTHORIZE, LOGIN, LOGOUT, CONSENT, ACCOUNT, ACCOUNT_REVOKE, ACCOUNT_PASSWORD, LANDING];
 
 pub const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
 pub const OIDC_METADATA: &str = "/.well-known/openid-configuration";
@@ -62,11 +66,18 @@ impl Routes {
         self.path(STYLE_CSS)
     }
 
+    /// The landing page's path: the issuer itself, with a trailing slash.
+    pub fn landing(&self) -> String {
+        self.path(LANDING)
+    }
+
     /// Whether a request path (with the issuer's prefix) is one of the [`PAGES`].
     pub fn is_page(&self, path: &str) -> bool {
         let rest = path.strip_prefix(self.prefix.as_str()).unwrap_or(path);
+        let rest = if rest.is_empty() { LANDING } else { rest };
         let upstream_page = rest.starts_with("/login/") && !rest.ends_with("/backchannel-logout");
-        PAGES.contains(&rest) || upstream_page
+        let console = rest == "/admin" || rest.starts_with("/admin/") && !rest.starts_with("/admin/api");
+        PAGES.contains(&rest) || upstream_page || console
     }
 
     /// Where the login page sends the person to sign in with a provider.

@@ -7,7 +7,8 @@
 #   ts-sdk            @modelcontextprotocol/sdk client: discovery, DCR, browser login+consent, tool call, refresh
 #   python-sdk        mcp (Python) client: the same
 #   introspection     the TS SDK flow against a second MCP server that checks tokens at /introspect (RFC 7662)
-#   screenshots       login, consent and error pages at 390 px and 1280 px
+#   screenshots       landing, login, consent, step-up, account, error and sign-out pages at 390 px and 1280 px, light and dark
+#   doctor            `portcullis doctor --token-check` against the running deployment: all PASS
 #   account-revoke    a TS SDK flow, then alice revokes the app at /account: refresh and introspection fail
 #   company-idp       the company's IdP (node-oidc-provider) against a strict relying party of our own
 #   company-signin    a second Portcullis with that IdP as [[identity_providers]] "company": carol signs in
@@ -283,6 +284,10 @@ else
     _ "$HERE" "$MCP2_URL" "$TMP/ts-tokens.json"
 fi
 run_test screenshots 120 node "$HERE/screenshots.mjs" --out "$OUT/screenshots"
+# doctor: `portcullis doctor` checks the deployment as an MCP client would (issuer metadata and
+# keys; the JWT-checking MCP server's metadata, its 401, a token it must accept and one for another
+# audience it must refuse): every check passes.
+run_test doctor 60 "$BIN" doctor --token-check "$MCP_URL"
 # account-revoke: a fresh TS SDK flow (its own client name, so /account lists it once) against the
 # introspecting MCP server, keeping its tokens; then account_revoke.mjs revokes it in the browser.
 if [ -n "$INTROSPECTION_ERR" ]; then

@@ -261,7 +261,11 @@ async fn login_then_consent_then_code(engine: Engine) {
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(csp.contains("form-action 'self' http://127.0.0.1:*"), "login may continue to the client: {csp}");
     let page = page.text().await.unwrap();
-    assert!(page.contains("Test client"), "the login page names the client");
+    assert!(
+        page.contains("to use <strong class=\"name\">Example MCP</strong>"),
+        "the login page names the MCP server:\n{page}"
+    );
+    assert!(!page.contains("Test client"), "not the app's self-chosen name:\n{page}");
     let res = app.submit_login(&http, &page, "alice", PASSWORD).await;
     assert_eq!(res.status(), 303);
     let next = location(&res);

@@ -217,7 +217,12 @@ async fn first_flow(
 
 fn assert_consent_page(page: &str, client_name: &str) {
     assert!(page.contains(client_name), "the consent page names {client_name:?}:\n{page}");
-    assert!(page.contains("Verified: localhost"), "the consent page shows the verified host:\n{page}");
+    assert!(
+        page.contains("Web address verified: localhost"),
+        "the consent page says only the host was verified:\n{page}"
+    );
+    assert!(page.contains("Its name and logo are its own"), "{page}");
+    assert!(page.contains("an app from localhost"), "the heading names the verified host, not the name:\n{page}");
     assert!(!page.contains("Unverified"), "a metadata-document client is not unverified");
 }
 

@@ -22,6 +22,11 @@ async fn groups_are_managed_from_the_command_line(engine: Engine) {
         );
     }
     cli.run(&["group", "remove", "mcp-users", "bob"]).success();
+    // CLI changes are audited, by the operator's OS user; listings are not.
+    let audit = cli.run(&["audit", "list", "--event", "cli_change"]).success().stdout;
+    assert!(audit.contains("cli:") && audit.contains("group remove mcp-users bob"), "{audit}");
+    assert!(audit.contains("user add root2 --password-stdin --admin --group ops"), "{audit}");
+    assert!(!audit.contains("group list"), "{audit}");
     assert!(
         !cli.run(&["group", "list"]).success().stdout.lines().any(|l| l.starts_with("mcp-users") && l.contains("bob"))
     );

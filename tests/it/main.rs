@@ -4,6 +4,8 @@
 
 mod helpers;
 
+mod admin_api;
+mod admin_console;
 mod authorize;
 mod cancellation;
 mod cimd;
@@ -11,6 +13,7 @@ mod cli;
 mod cli_groups;
 mod client_credentials;
 mod connections;
+mod doctor;
 mod exposure;
 mod faults;
 mod federation;
@@ -22,6 +25,7 @@ mod lockout;
 mod logs;
 mod metadata;
 mod native_apps;
+mod pages;
 mod pending_requests;
 mod properties;
 mod reauthentication;

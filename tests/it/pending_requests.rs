@@ -40,7 +40,8 @@ async fn oversized_state_and_nonce_are_refused_before_anything_is_parked(engine:
         assert!(res.headers().get("set-cookie").is_none(), "{name}: no session");
         let page = res.text().await.unwrap();
         assert!(
-            page.contains("invalid_request") && page.contains(&format!("{name} is longer than 1024 bytes")),
+            page.contains("invalid_request")
+                && page.to_lowercase().contains(&format!("{name} is longer than 1024 bytes")),
             "{page}"
         );
         assert!(!page.contains(&value), "{name} not echoed");

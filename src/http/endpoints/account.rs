@@ -16,7 +16,7 @@ use crate::http::middleware::session::{self, SignedIn, current_user};
 use crate::http::redirect;
 use crate::http::render;
 use crate::http::routes::{ACCOUNT, ACCOUNT_PASSWORD, ACCOUNT_REVOKE, LOGIN, LOGOUT};
-use crate::http::views::AccountPage;
+use crate::http::views::{AccountPage, AppLine, Brand, PasswordOutcome};
 
 #[derive(Deserialize)]
 pub struct AccountQuery {
@@ -35,21 +35,29 @@ pub async fn page(
     let Some(who) = current_user(&state, &session).await? else {
         return Ok(to_login(&state));
     };
-    let notice = q.revoked.map(|_| "Access revoked. The app must ask you again to use that MCP server.".to_string());
-    show(&state, &session, &who, notice, None, StatusCode::OK).await
+    let overview = account::overview(&state, &who, q.revoked.as_deref()).await?;
+    let shown = Shown { notice: overview.notice, ..Default::default() };
+    show(&state, &session, &who, overview.apps, shown, StatusCode::OK).await
+}
+
+/// What the page shows besides the apps: a notice or error at the top, the password form's outcome.
+#[derive(Default)]
+struct Shown {
+    notice: Option<String>,
+    error: Option<String>,
+    password: PasswordOutcome,
 }
 
 async fn show(
     state: &HttpState,
     session: &Session,
     who: &SignedIn,
-    notice: Option<String>,
-    error: Option<String>,
+    apps: Vec<AppLine>,
+    shown: Shown,
     status: StatusCode,
 ) -> Result<Response, PageError> {
-    let apps = account::connected_apps(state, who).await?;
     let view = AccountPage {
-        brand: "Portcullis".into(),
+        brand: Brand::new(&state.settings.brand),
         css_href: state.routes.stylesheet(),
         username: who.username.clone(),
         csrf_token: session::csrf_token(session).await?,
@@ -57,8 +65,9 @@ async fn show(
         password_action: state.routes.path(ACCOUNT_PASSWORD),
         logout_action: state.routes.path(LOGOUT),
         apps,
-        notice,
-        error,
+        notice: shown.notice,
+        error: shown.error,
+        password: shown.password,
     };
     Ok((status, render(&view)).into_response())
 }
@@ -79,11 +88,13 @@ pub async fn revoke(
     let Some(who) = current_user(&state, &session).await? else {
         return Ok(to_login(&state));
     };
-    if !account::revoke(&state, &who, &form.grant_id).await? {
-        let error = Some("That app no longer has access.".into());
-        return show(&state, &session, &who, None, error, StatusCode::NOT_FOUND).await;
-    }
-    Ok(redirect(StatusCode::SEE_OTHER, &format!("{}?revoked=1", state.routes.path(ACCOUNT))))
+    let Some(revoked) = account::revoke(&state, &who, &form.grant_id).await? else {
+        let apps = account::connected_apps(&state, &who).await?;
+        let shown = Shown { error: Some("That app no longer has access.".into()), ..Default::default() };
+        return show(&state, &session, &who, apps, shown, StatusCode::NOT_FOUND).await;
+    };
+    // The grant's id, so the page can name the app it revoked.
+    Ok(redirect(StatusCode::SEE_OTHER, &format!("{}?revoked={revoked}", state.routes.path(ACCOUNT))))
 }
 
 #[derive(Deserialize)]
@@ -112,11 +123,13 @@ pub async fn password(
         new_password: form.new_password,
         confirm_password: form.confirm_password,
     };
-    match account::change_password(&state, &who, ip, change).await? {
-        Ok(()) => show(&state, &session, &who, Some("Your password was changed.".into()), None, StatusCode::OK).await,
+    let (password, status) = match account::change_password(&state, &who, ip, change).await? {
+        Ok(()) => (PasswordOutcome { changed: true, ..Default::default() }, StatusCode::OK),
         Err(refused) => {
             let status = if refused.throttled { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::BAD_REQUEST };
-            show(&state, &session, &who, None, Some(refused.message), status).await
+            (PasswordOutcome { changed: false, error: Some(refused.message), invalid: refused.field }, status)
         }
-    }
+    };
+    let apps = account::connected_apps(&state, &who).await?;
+    show(&state, &session, &who, apps, Shown { password, ..Default::default() }, status).await
 }

@@ -16,9 +16,8 @@ use crate::http::error::PageError;
 use crate::http::middleware::security;
 use crate::http::middleware::session::{self, current_user};
 use crate::http::redirect;
-use crate::http::routes::{CLIENT_LOGO, CONSENT, LOGIN, LOGOUT};
-use crate::http::views::{ConsentPage, ScopeLine};
-use crate::oauth::redirect_uri::RedirectUri;
+use crate::http::routes::{ACCOUNT, CLIENT_LOGO, CONSENT, LOGIN, LOGOUT};
+use crate::http::views::{Brand, ConsentPage, ScopeLine};
 
 #[derive(Deserialize)]
 pub struct ConsentQuery {
@@ -67,18 +66,17 @@ pub async fn follow(
 
 pub async fn render(state: &HttpState, session: &Session, request: &ConsentRequest) -> Result<Response, PageError> {
     let (pending, facts) = (&request.pending, &request.facts);
-    let redirect = RedirectUri::parse(&pending.redirect_uri).ok();
     let view = ConsentPage {
-        brand: "Portcullis".into(),
+        brand: Brand::new(&state.settings.brand),
         css_href: state.routes.stylesheet(),
         action: state.routes.path(CONSENT),
         csrf_token: session::csrf_token(session).await?,
         request_id: pending.id.clone(),
         username: request.who.username.clone(),
         logout_action: state.routes.path(LOGOUT),
+        account_href: state.routes.path(ACCOUNT),
         client_name: facts.client_name.clone(),
-        client_verified: facts.client_verified,
-        client_identity: facts.client_identity.clone(),
+        vouched: facts.vouched.clone(),
         resource_name: facts.resource_name.clone(),
         resource_uri: facts.resource_uri.clone(),
         scopes: facts
@@ -87,8 +85,9 @@ pub async fn render(state: &HttpState, session: &Session, request: &ConsentReque
             .map(|s| ScopeLine { name: s.name.clone(), description: s.description.clone(), is_new: s.is_new })
             .collect(),
         previously_granted: facts.previously_granted,
-        redirect_host: redirect.as_ref().and_then(|r| r.host()).unwrap_or_else(|| pending.redirect_uri.clone()),
-        redirect_is_loopback: redirect.as_ref().is_some_and(|r| r.is_loopback()),
+        redirect_host: facts.return_to.host.clone(),
+        redirect_on_device: facts.return_to.on_device,
+        caution: facts.caution.clone(),
         client_logo: facts.has_logo.then(|| {
             let id: String = url::form_urlencoded::byte_serialize(facts.client_id.as_bytes()).collect();
             format!("{}?client_id={id}", state.routes.path(CLIENT_LOGO))

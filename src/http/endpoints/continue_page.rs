@@ -10,13 +10,12 @@ use crate::http::HttpState;
 use crate::http::error::PageError;
 use crate::http::middleware::{security, session};
 use crate::http::routes::{CONSENT, LOGOUT};
-use crate::http::views::ContinuePage;
-use crate::oauth::redirect_uri::RedirectUri;
+use crate::http::views::{Brand, ContinuePage};
 
 pub async fn render(state: &HttpState, session: &Session, request: &ConsentRequest) -> Result<Response, PageError> {
     let (pending, facts) = (&request.pending, &request.facts);
     let view = ContinuePage {
-        brand: "Portcullis".into(),
+        brand: Brand::new(&state.settings.brand),
         css_href: state.routes.stylesheet(),
         action: state.routes.path(CONSENT),
         csrf_token: session::csrf_token(session).await?,
@@ -27,10 +26,7 @@ pub async fn render(state: &HttpState, session: &Session, request: &ConsentReque
         client_identity: facts.client_identity.clone(),
         resource_name: facts.resource_name.clone(),
         resource_uri: facts.resource_uri.clone(),
-        redirect_host: RedirectUri::parse(&pending.redirect_uri)
-            .ok()
-            .and_then(|r| r.host())
-            .unwrap_or_else(|| pending.redirect_uri.clone()),
+        redirect_host: facts.return_to.host.clone(),
     };
     let mut res = crate::http::render(&view);
     // The form's answer redirects to the app: the CSP's form-action must allow it.

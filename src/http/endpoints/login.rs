@@ -12,6 +12,8 @@ use crate::http::routes::{ACCOUNT, CONSENT, LOGIN, LOGOUT};
 
 /// The `next` value that continues to the account page rather than a parked request.
 const ACCOUNT_NEXT: &str = "account";
+/// The `next` value that continues to the admin console.
+const ADMIN_NEXT: &str = "admin";
 use crate::flows::federation;
 use crate::flows::login::{self, SignIn};
 use crate::flows::session::{PendingAuthorization, SignedIn};
@@ -21,7 +23,7 @@ use crate::http::middleware::security;
 use crate::http::middleware::session::{self, current_user};
 use crate::http::redirect;
 use crate::http::render;
-use crate::http::views::{LoginPage, MessagePage, ProviderLink};
+use crate::http::views::{Brand, LoginPage, MessagePage, PageLinkView, ProviderLink};
 use axum::Extension;
 
 #[derive(Debug, Deserialize)]
@@ -54,7 +56,7 @@ pub async fn page(
 /// The parked request a `next` value names (`account` and nothing name none).
 pub async fn continue_target(session: &Session, next: Option<&str>) -> Result<Option<PendingAuthorization>, PageError> {
     match next {
-        Some(ACCOUNT_NEXT) | None => Ok(None),
+        Some(ACCOUNT_NEXT) | Some(ADMIN_NEXT) | None => Ok(None),
         Some(id) => Ok(Some(session::pending(session, id).await?)),
     }
 }
@@ -70,12 +72,14 @@ pub async fn after_sign_in(
     session::sign_in(session, who).await?;
     match next.filter(|n| !n.is_empty()) {
         Some(ACCOUNT_NEXT) => Ok(redirect(StatusCode::SEE_OTHER, &state.routes.path(ACCOUNT))),
+        Some(ADMIN_NEXT) => Ok(redirect(StatusCode::SEE_OTHER, &state.routes.path("/admin"))),
         Some(id) => Ok(redirect(StatusCode::SEE_OTHER, &continue_path(state, id))),
         None => Ok(render(&MessagePage {
-            brand: "Portcullis".into(),
+            brand: Brand::new(&state.settings.brand),
             css_href: state.routes.stylesheet(),
             title: "You are signed in".into(),
-            message: format!("Signed in as {username}. You can close this window."),
+            message: format!("Signed in as {username}. You can close this window, or see the apps you connected."),
+            links: vec![PageLinkView { href: state.routes.path(ACCOUNT), label: "Connected apps".into() }],
         })),
     }
 }
@@ -105,19 +109,19 @@ async fn show(
             href: format!("{}{query}", state.routes.upstream_start(&u.provider.id)),
         })
         .collect();
-    let client_name = match &pending {
-        Some(p) => login::client_name(state, &p.client_id).await?,
+    let resource_name = match &pending {
+        Some(p) => login::resource_name(state, p.resource_id).await?,
         None => None,
     };
     let view = LoginPage {
-        brand: "Portcullis".into(),
+        brand: Brand::new(&state.settings.brand),
         css_href: state.routes.stylesheet(),
         action: state.routes.path(LOGIN),
         csrf_token: session::csrf_token(session).await?,
         next: request_id.unwrap_or_default().to_string(),
         username,
         error,
-        client_name,
+        resource_name,
         providers,
         password_login: state.settings.password_login,
     };
@@ -165,10 +169,11 @@ pub async fn logout_page(State(state): State<HttpState>, session: Session) -> Re
     };
     let _ = who;
     let view = crate::http::views::LogoutPage {
-        brand: "Portcullis".into(),
+        brand: Brand::new(&state.settings.brand),
         css_href: state.routes.stylesheet(),
         action: state.routes.path(LOGOUT),
         csrf_token: session::csrf_token(&session).await?,
+        cancel_href: state.routes.path(ACCOUNT),
     };
     Ok(render(&view))
 }
@@ -188,12 +193,20 @@ pub async fn logout(
     Ok(render(&signed_out(&state)))
 }
 
+/// Signed out, with the way back: signing in again leads to the connected apps.
 fn signed_out(state: &HttpState) -> MessagePage {
     MessagePage {
-        brand: "Portcullis".into(),
+        brand: Brand::new(&state.settings.brand),
         css_href: state.routes.stylesheet(),
         title: "You are signed out".into(),
-        message: "You can close this window.".into(),
+        message: "You can close this window. Apps you connected keep their access until you remove it.".into(),
+        links: vec![
+            PageLinkView {
+                href: format!("{}?next={ACCOUNT_NEXT}", state.routes.path(LOGIN)),
+                label: "Sign in again".into(),
+            },
+            PageLinkView { href: state.routes.landing(), label: "Home".into() },
+        ],
     }
 }
 

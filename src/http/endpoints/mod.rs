@@ -1,12 +1,15 @@
 //! One module per endpoint or page: extract the request, call the operation, render the result.
 
 pub mod account;
+pub mod admin_api;
+pub mod admin_console;
 pub mod assets;
 pub mod authorize;
 pub mod consent;
 pub mod continue_page;
 pub mod health;
 pub mod introspect;
+pub mod landing;
 pub mod login;
 pub mod metadata;
 pub mod register;

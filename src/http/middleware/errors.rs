@@ -8,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::flows::error::sentence;
 use crate::http::HttpState;
 use crate::http::error::{ApiError, PageError};
 use crate::oauth::{ErrorCode, OAuthError};
@@ -18,6 +19,8 @@ use crate::oauth::{ErrorCode, OAuthError};
 /// Headers that matter to the client (`Retry-After`, `Allow`, `WWW-Authenticate`) are kept.
 pub async fn finish_errors(State(state): State<HttpState>, req: Request, next: Next) -> Response {
     let page_route = state.routes.is_page(req.uri().path());
+    // Set by the outer request-id layer; shown on the page so support can find the log line.
+    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let res = next.run(req).await;
     let (mut parts, body) = res.into_parts();
     let page = match parts.extensions.remove::<PageError>() {
@@ -52,17 +55,30 @@ pub async fn finish_errors(State(state): State<HttpState>, req: Request, next: N
                 copy_headers(&parts.headers, res.headers_mut());
                 return res;
             }
-            let title =
-                if status.is_server_error() { "Temporarily unavailable" } else { "This request can't be completed" };
-            PageError::new(status, title, capitalise(&message))
+            if status.is_server_error() {
+                PageError::new(
+                    status,
+                    "Temporarily unavailable",
+                    "This service could not finish your request. Try again in a moment.",
+                )
+            } else {
+                PageError::new(
+                    status,
+                    "This request can't be completed",
+                    "Your browser or the app sent a request this server could not read. Go back and try again.",
+                )
+                .with_detail(sentence(&message))
+            }
         }
     };
     let view = crate::http::views::ErrorPage {
-        brand: "Portcullis".into(),
+        brand: crate::http::views::Brand::new(&state.settings.brand),
         css_href: state.routes.stylesheet(),
         title: page.title,
         message: page.message,
+        detail: page.detail,
         code: page.code.map(str::to_string),
+        request_id,
         link: page.link.map(|l| (l.href, l.host)),
     };
     let mut res = (page.status, crate::http::render(&view)).into_response();
@@ -78,21 +94,17 @@ fn copy_headers(from: &axum::http::HeaderMap, to: &mut axum::http::HeaderMap) {
     }
 }
 
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(first) => first.to_uppercase().collect::<String>() + c.as_str() + if s.ends_with('.') { "" } else { "." },
-        None => String::new(),
-    }
-}
-
 /// JSON 404 for unknown paths (well-known probes included): clients move on after a 4xx.
 pub async fn not_found(req: Request) -> Response {
     let wants_html =
         req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
     if wants_html && !req.uri().path().contains("/.well-known/") {
-        return PageError::new(StatusCode::NOT_FOUND, "Page not found", "There is nothing at this address.")
-            .into_response();
+        return PageError::new(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is nothing at this address. Check the link.",
+        )
+        .into_response();
     }
     (StatusCode::NOT_FOUND, Json(json!({ "error": "not_found", "error_description": "no such endpoint" })))
         .into_response()

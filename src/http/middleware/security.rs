@@ -12,6 +12,8 @@ use crate::http::HttpState;
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
+/// The image sources of every page's CSP; the operator's logo origin (`brand_logo_url`) is added.
+const IMG_SRC: &str = "img-src 'self' data:";
 
 pub async fn headers(State(state): State<HttpState>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
@@ -26,6 +28,14 @@ pub async fn headers(State(state): State<HttpState>, req: Request, next: Next) -
         if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
             h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
         }
+        if let Some(origin) = &state.settings.brand.logo_origin
+            && let Some(csp) = h.get(header::CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok())
+        {
+            // An origin is ASCII without spaces or quotes; a value that is not a header keeps the old one.
+            if let Ok(csp) = HeaderValue::from_str(&csp.replacen(IMG_SRC, &format!("{IMG_SRC} {origin}"), 1)) {
+                h.insert(header::CONTENT_SECURITY_POLICY, csp);
+            }
+        }
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
         h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
@@ -38,7 +48,7 @@ pub async fn headers(State(state): State<HttpState>, req: Request, next: Next) -
 pub fn csp_with_form_action(redirect_uri: &str) -> HeaderValue {
     let source = form_action_source(redirect_uri);
     let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' {source}; \
+        "default-src 'none'; style-src 'self'; {IMG_SRC}; form-action 'self' {source}; \
          frame-ancestors 'none'; base-uri 'none'"
     );
     HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static(CSP))

@@ -1,0 +1,514 @@
+//! `/admin`: the operators' console. People with the admin role (or in `admin_groups`) only.
+//! It calls the admin API's functions (`flows::admin_api`), so console and API act alike.
+//! Destructive actions go through a confirmation step and need a sign-in from the last five
+//! minutes; every form carries the session's CSRF token; every change is audited with the person.
+
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use tower_sessions::Session;
+
+use crate::flows::admin_api::{self as api, Actor, AdminApiError};
+use crate::flows::session::SignedIn;
+use crate::http::HttpState;
+use crate::http::admin_views::{AdminPage, Cell, Field, FormView, NavLink, Section, Table};
+use crate::http::error::PageError;
+use crate::http::middleware::session::{self, current_user};
+use crate::http::{redirect, render};
+
+/// How recent a sign-in must be for a destructive action.
+const FRESH: i64 = 300;
+
+const SECTIONS: &[(&str, &str)] = &[
+    ("", "Overview"),
+    ("/people", "People"),
+    ("/resources", "MCP servers"),
+    ("/grants", "Grants"),
+    ("/audit", "Audit log"),
+    ("/keys", "Signing keys"),
+    ("/settings", "Settings"),
+];
+
+type Answer = Result<Response, Response>;
+
+fn page_error(e: PageError) -> Response {
+    e.into_response()
+}
+
+fn api_error(e: AdminApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    PageError::new(status, "The change was not made", e.message).into_response()
+}
+
+/// The signed-in admin, or where to go instead (sign in; or 403).
+async fn admin(state: &HttpState, session: &Session, fresh: bool) -> Result<(SignedIn, Actor), Response> {
+    let login = || redirect(StatusCode::SEE_OTHER, &format!("{}?next=admin", state.routes.path("/login")));
+    let Some(who) = current_user(state, session).await.map_err(page_error)? else {
+        return Err(login());
+    };
+    if !api::is_admin(state, who.user_id).await.map_err(api_error)? {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "For administrators only",
+            "The console is for people with the admin role. Ask an administrator if you need it.",
+        )
+        .into_response());
+    }
+    if fresh && who.auth_time < crate::store::now() - FRESH {
+        // A destructive action: sign in again first.
+        return Err(login());
+    }
+    let actor = Actor(format!("person:{}", who.username));
+    Ok((who, actor))
+}
+
+fn path(state: &HttpState, p: &str) -> String {
+    state.routes.path(&format!("/admin{p}"))
+}
+
+async fn page(
+    state: &HttpState,
+    session: &Session,
+    who: &SignedIn,
+    current: &str,
+    sections: Vec<Section>,
+) -> Result<AdminPage, Response> {
+    let _ = session;
+    let title = SECTIONS.iter().find(|(p, _)| *p == current).map(|(_, t)| *t).unwrap_or("Admin").to_string();
+    Ok(AdminPage {
+        css_href: state.routes.stylesheet(),
+        title,
+        nav: SECTIONS
+            .iter()
+            .map(|(p, label)| NavLink { href: path(state, p), label: label.to_string(), current: *p == current })
+            .collect(),
+        username: who.username.clone(),
+        notice: None,
+        secret: None,
+        sections,
+    })
+}
+
+fn section(heading: &str) -> Section {
+    Section { heading: heading.into(), table: None, form: None, pre: None, empty: String::new() }
+}
+
+fn text(s: impl Into<String>) -> Cell {
+    Cell::Text(s.into())
+}
+
+fn date(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]")).ok())
+        .unwrap_or_default()
+}
+
+/// A link to the confirmation step of `action` (a POST path under /admin) described by `what`.
+fn confirm_link(state: &HttpState, action: &str, what: &str, label: &str) -> Cell {
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("do", action)
+        .append_pair("what", what)
+        .finish();
+    Cell::Link { href: format!("{}?{q}", path(state, "/confirm")), label: label.into() }
+}
+
+async fn csrf(session: &Session) -> Result<String, Response> {
+    session::csrf_token(session).await.map_err(page_error)
+}
+
+async fn checked(session: &Session, form: &HashMap<String, String>) -> Result<(), Response> {
+    session::check_csrf(session, form.get("csrf_token").map(String::as_str)).await.map_err(page_error)
+}
+
+fn done(state: &HttpState, section_path: &str) -> Response {
+    redirect(StatusCode::SEE_OTHER, &path(state, section_path))
+}
+
+pub async fn overview(State(state): State<HttpState>, session: Session) -> Answer {
+    let (who, _) = admin(&state, &session, false).await?;
+    let o = api::overview(&state).await.map_err(api_error)?;
+    let mut counts = section("At a glance");
+    counts.table = Some(Table {
+        headers: vec!["What".into(), "".into()],
+        rows: vec![
+            vec![text("People"), text(o.people.to_string())],
+            vec![text("MCP servers"), text(o.resources.to_string())],
+            vec![text("Live grants"), text(o.live_grants.to_string())],
+            vec![text("Database"), text(if o.database_ready { "ready" } else { "NOT READY" })],
+        ],
+    });
+    let mut keys = section("Signing keys");
+    keys.table = Some(key_table(&o.keys));
+    let mut events = section("Recent security events");
+    events.empty = "None recently.".into();
+    events.table = Some(event_table(&o.security_events));
+    let view = page(&state, &session, &who, "", vec![counts, keys, events]).await?;
+    Ok(render(&view))
+}
+
+fn key_table(keys: &[api::KeyLine]) -> Table {
+    Table {
+        headers: vec!["Key".into(), "Algorithm".into(), "State".into(), "At rest".into()],
+        rows: keys
+            .iter()
+            .map(|k| {
+                let rest = if k.encrypted { "encrypted" } else { "not encrypted (set key_encryption_secret)" };
+                vec![text(&k.kid), text(&k.alg), text(&k.state), text(rest)]
+            })
+            .collect(),
+    }
+}
+
+fn event_table(events: &[Value]) -> Table {
+    let s = |e: &Value, k: &str| e[k].as_str().unwrap_or_default().to_string();
+    Table {
+        headers: vec!["When".into(), "Event".into(), "Actor".into(), "Client".into(), "Details".into()],
+        rows: events
+            .iter()
+            .map(|e| {
+                vec![
+                    text(date(e["at"].as_i64().unwrap_or_default())),
+                    text(s(e, "event")),
+                    text(s(e, "actor")),
+                    text(s(e, "client_id")),
+                    text(e["details"].to_string()),
+                ]
+            })
+            .collect(),
+    }
+}
+
+pub async fn people(State(state): State<HttpState>, session: Session) -> Answer {
+    let (who, _) = admin(&state, &session, false).await?;
+    people_page(&state, &session, &who, None).await
+}
+
+async fn people_page(state: &HttpState, session: &Session, who: &SignedIn, secret: Option<(String, String)>) -> Answer {
+    let people = api::people(state).await.map_err(api_error)?;
+    let mut list = section("People");
+    list.table = Some(Table {
+        headers: vec!["Username".into(), "Email".into(), "Groups".into(), "Status".into(), "".into(), "".into()],
+        rows: people
+            .iter()
+            .map(|p| {
+                let status = match (p.disabled, p.admin) {
+                    (true, _) => "disabled",
+                    (false, true) => "active, admin",
+                    (false, false) => "active",
+                };
+                let toggle = if p.disabled {
+                    confirm_link(
+                        state,
+                        &format!("/people/{}/enable", p.username),
+                        &format!("Enable {}", p.username),
+                        "Enable",
+                    )
+                } else {
+                    confirm_link(
+                        state,
+                        &format!("/people/{}/disable", p.username),
+                        &format!("Disable {}", p.username),
+                        "Disable",
+                    )
+                };
+                let out = confirm_link(
+                    state,
+                    &format!("/people/{}/signout", p.username),
+                    &format!("Sign {} out everywhere and revoke their grants", p.username),
+                    "Sign out everywhere",
+                );
+                vec![
+                    text(&p.username),
+                    text(p.email.clone().unwrap_or_default()),
+                    text(p.groups.join(", ")),
+                    text(status),
+                    toggle,
+                    out,
+                ]
+            })
+            .collect(),
+    });
+    let mut add = section("Add a person");
+    add.form = Some(FormView {
+        action: path(state, "/people"),
+        csrf_token: csrf(session).await?,
+        fields: vec![
+            Field::new("Username", "username", "text").required(),
+            Field::new("Email", "email", "email"),
+            Field::new("Groups", "groups", "text").hint("Comma-separated, e.g. engineering, mcp-users"),
+            Field::new("Administrator", "admin", "checkbox"),
+        ],
+        submit: "Add (a password is generated and shown once)".into(),
+        danger: false,
+    });
+    let mut view = page(state, session, who, "/people", vec![list, add]).await?;
+    view.secret = secret;
+    Ok(render(&view))
+}
+
+pub async fn add_person(
+    State(state): State<HttpState>,
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (who, actor) = admin(&state, &session, false).await?;
+    checked(&session, &form).await?;
+    let get = |k: &str| form.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let groups = get("groups")
+        .map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let new = api::NewPerson {
+        username: get("username").unwrap_or_default(),
+        password: None,
+        display_name: None,
+        email: get("email"),
+        groups,
+        admin: get("admin").is_some(),
+    };
+    let username = new.username.clone();
+    let added = api::add_person(&state, &actor, new).await.map_err(api_error)?;
+    let password = added["password"].as_str().unwrap_or_default().to_string();
+    people_page(&state, &session, &who, Some((format!("Added {username}; their password"), password))).await
+}
+
+pub async fn person_action(
+    State(state): State<HttpState>,
+    session: Session,
+    Path((username, action)): Path<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (_, actor) = admin(&state, &session, true).await?;
+    checked(&session, &form).await?;
+    match action.as_str() {
+        "disable" => api::set_disabled(&state, &actor, &username, true).await,
+        "enable" => api::set_disabled(&state, &actor, &username, false).await,
+        "signout" => api::sign_out_everywhere(&state, &actor, &username).await,
+        _ => return Err(PageError::new(StatusCode::NOT_FOUND, "Page not found", "No such action.").into_response()),
+    }
+    .map_err(api_error)?;
+    Ok(done(&state, "/people"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ConfirmQuery {
+    #[serde(rename = "do")]
+    action: String,
+    what: String,
+}
+
+/// The confirmation step of a destructive action: says what will happen, posts it.
+pub async fn confirm(State(state): State<HttpState>, session: Session, Query(q): Query<ConfirmQuery>) -> Answer {
+    let (who, _) = admin(&state, &session, true).await?;
+    // Only console actions: never a redirect or a post elsewhere.
+    let safe =
+        q.action.starts_with('/') && !q.action.contains("..") && !q.action.contains("//") && q.action.len() < 300;
+    if !safe {
+        return Err(PageError::bad_request("That is not a console action.").into_response());
+    }
+    let mut s = section(&q.what);
+    s.form = Some(FormView {
+        action: path(&state, &q.action),
+        csrf_token: csrf(&session).await?,
+        fields: vec![],
+        submit: format!("Yes: {}", q.what),
+        danger: true,
+    });
+    let mut view = page(&state, &session, &who, "confirm", vec![s]).await?;
+    view.title = "Are you sure?".into();
+    Ok(render(&view))
+}
+
+pub async fn resources(State(state): State<HttpState>, session: Session) -> Answer {
+    let (who, _) = admin(&state, &session, false).await?;
+    let list = api::resources(&state).await.map_err(api_error)?;
+    let mut table = section("MCP servers");
+    table.empty = "None yet: add one below.".into();
+    table.table = Some(Table {
+        headers: vec!["URL".into(), "Name".into(), "Scopes".into(), "Limited to".into(), "".into()],
+        rows: list
+            .iter()
+            .map(|r| {
+                let scopes: Vec<String> =
+                    r.scopes.iter().filter_map(|s| s["name"].as_str().map(str::to_string)).collect();
+                let remove = confirm_link(
+                    &state,
+                    &format!(
+                        "/resources/remove?uri={}",
+                        url::form_urlencoded::byte_serialize(r.uri.as_bytes()).collect::<String>()
+                    ),
+                    &format!("Remove {} and every grant for it", r.uri),
+                    "Remove",
+                );
+                vec![text(&r.uri), text(&r.name), text(scopes.join(" ")), text(r.allowed_groups.join(", ")), remove]
+            })
+            .collect(),
+    });
+    let mut add = section("Add an MCP server");
+    add.form = Some(FormView {
+        action: path(&state, "/resources"),
+        csrf_token: csrf(&session).await?,
+        fields: vec![
+            Field::new("URL (as clients use it)", "uri", "url").required(),
+            Field::new("Name", "name", "text").required(),
+            Field::new("Scopes", "scopes", "text")
+                .hint("name=description, separated by semicolons: mcp:tools=Use the tools"),
+            Field::new("Limited to groups", "allowed_groups", "text").hint("Comma-separated; empty: everyone"),
+        ],
+        submit: "Add".into(),
+        danger: false,
+    });
+    Ok(render(&page(&state, &session, &who, "/resources", vec![table, add]).await?))
+}
+
+pub async fn add_resource(
+    State(state): State<HttpState>,
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (_, actor) = admin(&state, &session, false).await?;
+    checked(&session, &form).await?;
+    let get = |k: &str| form.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let mut scopes = Vec::new();
+    for part in get("scopes").split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, description)) = part.split_once('=') else {
+            return Err(api_error(AdminApiError::invalid(format!("scope {part:?}: write name=description"))));
+        };
+        scopes.push(api::NewScope {
+            name: name.trim().into(),
+            description: description.trim().into(),
+            default: true,
+            groups: vec![],
+        });
+    }
+    let allowed_groups =
+        get("allowed_groups").split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect();
+    let new = api::NewResource { uri: get("uri"), name: get("name"), scopes, allowed_groups, token_lifetime: None };
+    api::add_resource(&state, &actor, new).await.map_err(api_error)?;
+    Ok(done(&state, "/resources"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct UriQuery {
+    uri: String,
+}
+
+pub async fn remove_resource(
+    State(state): State<HttpState>,
+    session: Session,
+    Query(q): Query<UriQuery>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (_, actor) = admin(&state, &session, true).await?;
+    checked(&session, &form).await?;
+    api::remove_resource(&state, &actor, &q.uri).await.map_err(api_error)?;
+    Ok(done(&state, "/resources"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct GrantFilter {
+    user: Option<String>,
+    client: Option<String>,
+}
+
+pub async fn grants(State(state): State<HttpState>, session: Session, Query(f): Query<GrantFilter>) -> Answer {
+    let (who, _) = admin(&state, &session, false).await?;
+    let user = f.user.filter(|u| !u.is_empty());
+    let client = f.client.filter(|c| !c.is_empty());
+    let list = api::grants(&state, user.as_deref(), client.as_deref()).await.map_err(api_error)?;
+    let s = |g: &Value, k: &str| g[k].as_str().unwrap_or_default().to_string();
+    let mut table = section("Live grants");
+    table.empty = "No live grants match.".into();
+    table.table = Some(Table {
+        headers: vec!["Person".into(), "App".into(), "MCP server".into(), "Scope".into(), "Approved".into(), "".into()],
+        rows: list
+            .iter()
+            .map(|g| {
+                let app = g["client_name"].as_str().map(str::to_string).unwrap_or_else(|| s(g, "client_id"));
+                let revoke = confirm_link(
+                    &state,
+                    &format!("/grants/{}/revoke", s(g, "id")),
+                    &format!("Revoke {}'s grant for {app}", s(g, "username")),
+                    "Revoke",
+                );
+                vec![
+                    text(s(g, "username")),
+                    text(app),
+                    text(s(g, "resource")),
+                    text(s(g, "scope")),
+                    text(date(g["created_at"].as_i64().unwrap_or_default())),
+                    revoke,
+                ]
+            })
+            .collect(),
+    });
+    Ok(render(&page(&state, &session, &who, "/grants", vec![table]).await?))
+}
+
+pub async fn revoke_grant(
+    State(state): State<HttpState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (_, actor) = admin(&state, &session, true).await?;
+    checked(&session, &form).await?;
+    api::revoke_grant(&state, &actor, &id).await.map_err(api_error)?;
+    Ok(done(&state, "/grants"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct AuditFilter {
+    event: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn audit(State(state): State<HttpState>, session: Session, Query(f): Query<AuditFilter>) -> Answer {
+    let (who, _) = admin(&state, &session, false).await?;
+    let event = f.event.filter(|e| !e.is_empty());
+    let events = api::audit_events(&state, event.as_deref(), f.limit.or(Some(100))).await.map_err(api_error)?;
+    let mut table = section("Events, newest first");
+    table.empty = "No events match.".into();
+    table.table = Some(event_table(&events));
+    Ok(render(&page(&state, &session, &who, "/audit", vec![table]).await?))
+}
+
+pub async fn keys(State(state): State<HttpState>, session: Session) -> Answer {
+    let (who, _) = admin(&state, &session, false).await?;
+    let keys = api::keys(&state).await.map_err(api_error)?;
+    let mut table = section("Keys");
+    table.table = Some(key_table(&keys));
+    let mut rotate = section("Rotate");
+    rotate.table = Some(Table {
+        headers: vec![],
+        rows: vec![vec![confirm_link(
+            &state,
+            "/keys/rotate",
+            "Rotate the signing key (the new one is published first)",
+            "Rotate the signing key",
+        )]],
+    });
+    Ok(render(&page(&state, &session, &who, "/keys", vec![table, rotate]).await?))
+}
+
+pub async fn rotate_key(
+    State(state): State<HttpState>,
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (_, actor) = admin(&state, &session, true).await?;
+    checked(&session, &form).await?;
+    api::rotate_key(&state, &actor).await.map_err(api_error)?;
+    Ok(done(&state, "/keys"))
+}
+
+pub async fn settings(State(state): State<HttpState>, session: Session) -> Answer {
+    let (who, _) = admin(&state, &session, false).await?;
+    let mut s = section("The configuration in effect (secrets redacted)");
+    s.pre = Some(api::settings_text(&state));
+    Ok(render(&page(&state, &session, &who, "/settings", vec![s]).await?))
+}

@@ -1,0 +1,150 @@
+//! The admin API on both engines: every operation, authentication failures, bad input (a clear
+//! 4xx with a stable code and nothing written), and the audit trail; the CLI's admin tokens.
+
+use serde_json::{Value, json};
+
+use crate::cli::run_in;
+use crate::helpers::*;
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, app.url(&format!("/admin/api{path}")));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn every_operation_works_for_an_admin_token(engine: Engine) {
+    use reqwest::Method;
+    let app = TestApp::spawn(engine).await.with_defaults().await;
+    let token = portcullis::admin::create_admin_token(&app.db, "terraform", None).await.unwrap();
+    let t = Some(token.as_str());
+
+    let (s, people) = call(&app, Method::GET, "/people", t, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(people[0]["username"], "alice");
+    let (s, added) = call(
+        &app,
+        Method::POST,
+        "/people",
+        t,
+        Some(json!({ "username": "bob", "email": "bob@example.com", "groups": ["eng"] })),
+    )
+    .await;
+    assert_eq!(s, 201, "{added}");
+    assert!(added["password"].as_str().is_some_and(|p| p.len() >= 15), "a generated password is returned once");
+    let (s, _) = call(&app, Method::POST, "/people/bob/disable", t, None).await;
+    assert_eq!(s, 204);
+    let bob = portcullis::store::users::by_username(&app.db, "bob").await.unwrap().unwrap();
+    assert!(bob.disabled);
+    assert_eq!(call(&app, Method::POST, "/people/bob/enable", t, None).await.0, 204);
+
+    let new = json!({ "uri": "https://finance.example.com/mcp", "name": "Finance", "allowed_groups": ["finance"],
+        "scopes": [{ "name": "ledger:read", "description": "Read" }, { "name": "ledger:write", "description": "Write", "groups": ["leads"] }] });
+    let (s, body) = call(&app, Method::POST, "/resources", t, Some(new.clone())).await;
+    assert_eq!(s, 201, "{body}");
+    let (_, list) = call(&app, Method::GET, "/resources", t, None).await;
+    let finance = list.as_array().unwrap().iter().find(|r| r["name"] == "Finance").unwrap().clone();
+    assert_eq!(finance["allowed_groups"], json!(["finance"]));
+    assert_eq!(finance["scopes"][1]["groups"], json!(["leads"]));
+    let (s, body) = call(&app, Method::POST, "/resources", t, Some(new)).await;
+    assert_eq!((s, body["error"].as_str()), (409, Some("conflict")));
+
+    app.code_for("http://127.0.0.1:9/cb", &[("resource", MCP)]).await;
+    let (_, grants) = call(&app, Method::GET, "/grants?user=alice", t, None).await;
+    let id = grants[0]["id"].as_str().expect("alice's grant").to_string();
+    assert_eq!(call(&app, Method::DELETE, &format!("/grants/{id}"), t, None).await.0, 204);
+    let (s, body) = call(&app, Method::DELETE, &format!("/grants/{id}"), t, None).await;
+    assert_eq!((s, body["error"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!(call(&app, Method::DELETE, "/resources?uri=https://finance.example.com/mcp", t, None).await.0, 204);
+
+    let (_, events) = call(&app, Method::GET, "/audit?limit=50", t, None).await;
+    let by_api: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "admin-token:terraform")
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for e in [
+        "person_added",
+        "person_disabled",
+        "person_enabled",
+        "resource_added",
+        "grant_revoked_by_api",
+        "resource_removed",
+    ] {
+        assert!(by_api.contains(&e), "{e} audited: {by_api:?}");
+    }
+    let (s, doc) = call(&app, Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/people"]["post"].is_object());
+}
+
+async fn bad_credentials_and_bad_input_are_refused_and_write_nothing(engine: Engine) {
+    use reqwest::Method;
+    let app = TestApp::spawn(engine).await.with_defaults().await;
+    let users = count_rows(&app.db, "users").await;
+    let body = Some(json!({ "username": "mallory" }));
+    for token in [None, Some("pca_not-a-token")] {
+        let (s, e) = call(&app, Method::POST, "/people", token, body.clone()).await;
+        assert_eq!((s, e["error"].as_str()), (401, Some("unauthorized")));
+    }
+    let expired = portcullis::admin::create_admin_token(&app.db, "old", Some(1)).await.unwrap();
+    let revoked = portcullis::admin::create_admin_token(&app.db, "gone", None).await.unwrap();
+    portcullis::admin::revoke_admin_token(&app.db, "gone").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    for token in [&expired, &revoked] {
+        assert_eq!(call(&app, Method::GET, "/people", Some(token), None).await.0, 401);
+    }
+    let token = portcullis::admin::create_admin_token(&app.db, "ops", None).await.unwrap();
+    let t = Some(token.as_str());
+    for (bad, what) in [
+        (json!({ "username": "bad name" }), "username"),
+        (json!({ "username": "carol", "password": "short" }), "password"),
+        (json!({ "username": "carol", "groups": [""] }), "group"),
+        (json!({ "username": "carol", "surprise": 1 }), "unknown field"),
+        (json!({ "username": "alice" }), "exists"),
+    ] {
+        let (s, e) = call(&app, Method::POST, "/people", t, Some(bad)).await;
+        assert!(s == 400 || s == 409, "{what}: {s} {e}");
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {e}");
+    }
+    let (s, e) = call(&app, Method::POST, "/people/nobody/disable", t, None).await;
+    assert_eq!((s, e["error"].as_str()), (404, Some("not_found")));
+    let (s, e) =
+        call(&app, Method::POST, "/resources", t, Some(json!({ "uri": "http://public.example.com/mcp", "name": "X" })))
+            .await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_input")), "{e}");
+    assert_eq!(call(&app, Method::DELETE, "/grants/not-a-uuid", t, None).await.0, 400);
+    assert_eq!(count_rows(&app.db, "users").await, users, "nothing was written");
+}
+
+#[test]
+fn admin_tokens_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    run_in(dir.path(), &["migrate"], &[], None).success();
+    let out = run_in(dir.path(), &["admin-token", "create", "ci", "--expires-in", "30d"], &[], None).success();
+    assert!(out.stdout.lines().any(|l| l.starts_with("pca_")), "{out:?}");
+    let list = run_in(dir.path(), &["admin-token", "list"], &[], None).success().stdout;
+    assert!(list.contains("ci") && list.contains("live") && !list.contains("pca_"), "{list}");
+    run_in(dir.path(), &["admin-token", "revoke", "ci"], &[], None).success();
+    assert!(run_in(dir.path(), &["admin-token", "list"], &[], None).success().stdout.contains("revoked"));
+    let e = run_in(dir.path(), &["admin-token", "revoke", "ci"], &[], None).failure().one_error_line();
+    assert!(e.contains("does not exist"), "{e}");
+    run_in(dir.path(), &["admin-token", "create", "bad name"], &[], None).failure().one_error_line();
+}
+
+db_tests!(every_operation_works_for_an_admin_token, bad_credentials_and_bad_input_are_refused_and_write_nothing);
