@@ -433,6 +433,8 @@ pub struct Config {
     /// People in one of these groups may use the admin console, besides those with the admin role.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub admin_groups: Vec<String>,
+    /// A destructive action in the admin console needs a sign-in at most this old.
+    pub admin_reauth_after: Seconds,
     /// The organisation's name in the pages' header and title bar (default: "Portcullis").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brand_name: Option<String>,
@@ -508,6 +510,7 @@ impl Default for Config {
             identity_providers: Vec::new(),
             password_login: None,
             admin_groups: Vec::new(),
+            admin_reauth_after: Seconds(300),
             brand_name: None,
             brand_logo_url: None,
             trusted_identity_providers: Vec::new(),
@@ -564,6 +567,7 @@ pub struct Settings {
     pub trusted_identity_providers: Vec<crate::federation::trusted::TrustedIssuerConfig>,
     pub enterprise_apps: Vec<crate::federation::enterprise::EnterpriseApp>,
     pub admin_groups: Vec<String>,
+    pub admin_reauth_after: Seconds,
     /// The configuration as loaded, kept only for `config check`'s output ([`Settings::redacted_toml`]);
     /// nothing reads values from it.
     source: Config,
@@ -770,6 +774,7 @@ impl Config {
             identity_providers,
             password_login,
             admin_groups,
+            admin_reauth_after,
             brand_name,
             brand_logo_url,
             trusted_identity_providers,
@@ -969,6 +974,7 @@ impl Config {
             trusted_identity_providers,
             enterprise_apps,
             admin_groups,
+            admin_reauth_after,
             source,
         })
     }

@@ -376,6 +376,7 @@ async fn dispatch(settings: &Settings, command: Command) -> Result<(), Failure> 
         Command::Config(ConfigCmd::Check) => {
             admin::validate_declarations(&settings)?;
             print!("{}", settings.redacted_toml());
+            print_in_database(&settings).await;
             eprintln!("configuration is valid");
             Ok(())
         }
@@ -565,6 +566,28 @@ async fn open(settings: &Settings) -> Result<Db, Failure> {
         )));
     }
     create_or_open(settings).await
+}
+
+/// What the database holds besides the file (MCP servers added with the CLI or the API), as TOML
+/// comments after the configuration; nothing when there is no database yet or it is unreachable.
+async fn print_in_database(settings: &Settings) {
+    if sqlite_file(settings.database.url.expose()).is_some_and(|p| !p.exists()) {
+        return;
+    }
+    // Connect only: a check migrates nothing.
+    let connect = Db::connect_with(settings.database.url.expose(), settings.database.limits);
+    let Ok(Ok(db)) = tokio::time::timeout(std::time::Duration::from_secs(3), connect).await else {
+        return;
+    };
+    let Ok(resources) = store::resources::list(&db).await else { return };
+    println!("\n# In effect from the database ({}):", portcullis::config::redact_url(settings.database.url.expose()));
+    if resources.is_empty() {
+        println!("#   no MCP servers registered");
+    }
+    for r in resources {
+        let scopes: Vec<&str> = r.scopes.iter().map(|s| s.name.as_str()).collect();
+        println!("#   MCP server {}  ({}; scopes: {})", r.row.uri, r.row.name, scopes.join(" "));
+    }
 }
 
 /// After a command that used the database: which one (on standard error, so output stays clean).

@@ -384,3 +384,33 @@ pub async fn is_admin(state: &AppState, user_id: uuid::Uuid) -> Result<bool, Adm
 pub fn settings_text(state: &AppState) -> String {
     state.settings.redacted_toml()
 }
+
+/// Every client, with its kind (`static` pre-registered, `dynamic`, `metadata_document`), what it
+/// registered, and (metadata documents) until when the fetched document is trusted.
+pub async fn clients(state: &AppState) -> Result<Vec<Value>, AdminApiError> {
+    Ok(store::clients::list(&state.db)
+        .await?
+        .into_iter()
+        .map(|c| {
+            json!({
+                "client_id": c.client_id.as_str(), "kind": c.kind.as_str(), "client_name": c.client_name,
+                "metadata": c.metadata, "created_at": c.created_at, "last_used_at": c.last_used_at,
+                "document_fresh_until": c.metadata_expires_at,
+            })
+        })
+        .collect())
+}
+
+/// Deletes a client and its grants (a dynamic or metadata-document client registers again; a
+/// pre-registered one comes back from the config file at the next start).
+pub async fn remove_client(state: &AppState, actor: &Actor, client_id: &str) -> Result<(), AdminApiError> {
+    admin::remove_client(&state.db, client_id).await?;
+    record(state, actor, "client_deleted_by_admin", json!({ "client_id": client_id })).await
+}
+
+/// Issues (or replaces) an MCP server's introspection credentials; the secret is returned once.
+pub async fn introspection_credentials(state: &AppState, actor: &Actor, uri: &str) -> Result<Value, AdminApiError> {
+    let (id, secret) = admin::issue_introspection_credentials(&state.db, uri).await?;
+    record(state, actor, "introspection_credentials_issued", json!({ "uri": uri, "client_id": id })).await?;
+    Ok(json!({ "client_id": id, "client_secret": secret }))
+}

@@ -9,6 +9,7 @@
 #   introspection     the TS SDK flow against a second MCP server that checks tokens at /introspect (RFC 7662)
 #   screenshots       landing, login, consent, step-up, account, error and sign-out pages at 390 px and 1280 px, light and dark
 #   doctor            `portcullis doctor --token-check` against the running deployment: all PASS
+#   admin-console     an administrator uses /admin (adds a person and an MCP server, revokes a grant); a non-admin gets 403
 #   account-revoke    a TS SDK flow, then alice revokes the app at /account: refresh and introspection fail
 #   company-idp       the company's IdP (node-oidc-provider) against a strict relying party of our own
 #   company-signin    a second Portcullis with that IdP as [[identity_providers]] "company": carol signs in
@@ -288,6 +289,14 @@ run_test screenshots 120 node "$HERE/screenshots.mjs" --out "$OUT/screenshots"
 # keys; the JWT-checking MCP server's metadata, its 401, a token it must accept and one for another
 # audience it must refuse): every check passes.
 run_test doctor 60 "$BIN" doctor --token-check "$MCP_URL"
+# admin-console: an administrator (made here with `user add --admin`) uses /admin in Chromium.
+ADMIN_PASSWORD="console-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+if printf "%s" "$ADMIN_PASSWORD" | "$BIN" user add ops --password-stdin --admin >/dev/null 2>&1; then
+  run_test admin-console 120 node "$HERE/admin_console.mjs" --issuer "$PORTCULLIS_ISSUER" --admin ops \
+    --admin-password "$ADMIN_PASSWORD" --user "$USER_NAME" --password "$PASSWORD" --out "$OUT/screenshots"
+else
+  fail admin-console "could not create the administrator ops"
+fi
 # account-revoke: a fresh TS SDK flow (its own client name, so /account lists it once) against the
 # introspecting MCP server, keeping its tokens; then account_revoke.mjs revokes it in the browser.
 if [ -n "$INTROSPECTION_ERR" ]; then

@@ -67,7 +67,19 @@ async fn every_operation_works_for_an_admin_token(engine: Engine) {
     assert_eq!(call(&app, Method::DELETE, &format!("/grants/{id}"), t, None).await.0, 204);
     let (s, body) = call(&app, Method::DELETE, &format!("/grants/{id}"), t, None).await;
     assert_eq!((s, body["error"].as_str()), (404, Some("not_found")), "{body}");
+    let (s, creds) =
+        call(&app, Method::POST, "/resources/introspection?uri=https://finance.example.com/mcp", t, None).await;
+    assert_eq!(s, 201, "{creds}");
+    assert!(creds["client_secret"].as_str().is_some_and(|c| c.len() >= 32), "the secret is returned once: {creds}");
     assert_eq!(call(&app, Method::DELETE, "/resources?uri=https://finance.example.com/mcp", t, None).await.0, 204);
+    let (_, clients) = call(&app, Method::GET, "/clients", t, None).await;
+    let dynamic =
+        clients.as_array().unwrap().iter().find(|c| c["kind"] == "dynamic").expect("the flow's client").clone();
+    let id = dynamic["client_id"].as_str().unwrap().to_string();
+    let path =
+        format!("/clients?client_id={}", url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>());
+    assert_eq!(call(&app, Method::DELETE, &path, t, None).await.0, 204);
+    assert_eq!(call(&app, Method::DELETE, &path, t, None).await.0, 404);
 
     let (_, events) = call(&app, Method::GET, "/audit?limit=50", t, None).await;
     let by_api: Vec<&str> = events
@@ -79,6 +91,8 @@ async fn every_operation_works_for_an_admin_token(engine: Engine) {
         .collect();
     for e in [
         "person_added",
+        "introspection_credentials_issued",
+        "client_deleted_by_admin",
         "person_disabled",
         "person_enabled",
         "resource_added",

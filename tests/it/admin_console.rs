@@ -25,6 +25,7 @@ async fn the_console_is_for_admins_and_changes_are_confirmed_and_audited(engine:
         ("/admin", "At a glance"),
         ("/admin/people", "Add a person"),
         ("/admin/resources", "Add an MCP server"),
+        ("/admin/clients", "Dynamically registered"),
         ("/admin/grants", "Live grants"),
         ("/admin/audit", "Events, newest first"),
         ("/admin/keys", "Rotate the signing key"),
@@ -77,3 +78,45 @@ async fn the_console_is_for_admins_and_changes_are_confirmed_and_audited(engine:
 }
 
 db_tests!(the_console_is_for_admins_and_changes_are_confirmed_and_audited);
+
+async fn a_destructive_action_needs_a_recent_sign_in(engine: Engine) {
+    let app = TestApp::spawn_with(engine, "", |c| c.admin_reauth_after = portcullis::config::Seconds(1))
+        .await
+        .with_defaults()
+        .await;
+    let profile = portcullis::admin::Profile { is_admin: true, ..Default::default() };
+    portcullis::admin::add_person(&app.db, &app.state.hasher, "root", PASSWORD, &profile).await.unwrap();
+    let root = browser();
+    app.login(&root, "root", PASSWORD).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // Reading is fine; the confirmation step and the action itself ask to sign in again.
+    assert_eq!(root.get(app.url("/admin/people")).send().await.unwrap().status(), 200);
+    let confirm =
+        root.get(app.url("/admin/confirm?do=%2Fpeople%2Falice%2Fdisable&what=Disable%20alice")).send().await.unwrap();
+    assert_eq!((confirm.status().as_u16(), location(&confirm)), (303, "/login?next=admin".to_string()));
+    let people = root.get(app.url("/admin/people")).send().await.unwrap().text().await.unwrap();
+    let res = root
+        .post(app.url("/admin/people/alice/disable"))
+        .form(&[("csrf_token", hidden(&people, "csrf_token"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((res.status().as_u16(), location(&res)), (303, "/login?next=admin".to_string()));
+    assert!(
+        !portcullis::store::users::by_username(&app.db, "alice").await.unwrap().unwrap().disabled,
+        "nothing changed"
+    );
+    // After signing in again, it works.
+    app.login(&root, "root", PASSWORD).await;
+    let people = root.get(app.url("/admin/people")).send().await.unwrap().text().await.unwrap();
+    let res = root
+        .post(app.url("/admin/people/alice/disable"))
+        .form(&[("csrf_token", hidden(&people, "csrf_token"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(portcullis::store::users::by_username(&app.db, "alice").await.unwrap().unwrap().disabled);
+}
+
+db_tests!(a_destructive_action_needs_a_recent_sign_in);

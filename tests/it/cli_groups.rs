@@ -55,6 +55,13 @@ async fn resources_can_be_limited_to_groups(engine: Engine) {
     let db = cli.db.connect().await;
     let r = portcullis::store::resources::by_uri(&db, uri).await.unwrap().unwrap();
     assert_eq!(r.row.allowed_groups.iter().collect::<Vec<_>>(), ["finance"]);
+    // `config check` shows what is in effect from the database too.
+    let check = cli.run(&["config", "check"]).success().stdout;
+    assert!(
+        check.contains("# In effect from the database") && check.contains(&format!("# MCP server {uri}"))
+            || check.contains(&format!("#   MCP server {uri}")),
+        "{check}"
+    );
     let e = cli
         .run(&["resource", "add", "https://x.example.com/mcp", "--name", "X", "--allowed-group", " "])
         .failure()

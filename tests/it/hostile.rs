@@ -548,8 +548,8 @@ fn catalogue() -> Vec<Case> {
         api("well-known: template name", "GET", format!("/.well-known/{}", enc("{{7*7}}"))).status(404),
         api("jwks: POST", "POST", "/jwks.json").json("{}").status(405),
         api("jwks: PUT", "PUT", "/jwks.json").status(405),
-        api("unknown path", "GET", "/admin").status(404),
-        page("unknown path, Accept text/html", "GET", "/admin").header("accept", "text/html").status(404),
+        api("unknown path", "GET", "/wp-admin").status(404),
+        page("unknown path, Accept text/html", "GET", "/wp-admin").header("accept", "text/html").status(404),
         api("static: traversal", "GET", "/static/..%2f..%2fCargo.toml").raw().status(404),
         api("NUL in path", "GET", "/%00").status(404),
         // ---- redirects that must stay safe ----

@@ -138,6 +138,11 @@ fn document(base: &str) -> Value {
                 "post": op("Register an MCP server", "201"),
                 "delete": op("Remove an MCP server (?uri=) and every grant for it", "204"),
             },
+            "/resources/introspection": { "post": op("Issue or replace an MCP server's /introspect credentials (?uri=); the secret is returned once", "201") },
+            "/clients": {
+                "get": op("List clients by kind, with their metadata", "200"),
+                "delete": op("Delete a client (?client_id=) and its grants", "204"),
+            },
             "/grants": { "get": op("List live grants (?user=, ?client=)", "200") },
             "/grants/{id}": { "delete": op("Revoke a grant and its refresh tokens", "204") },
             "/audit": { "get": op("Recent audit events (?event=, ?limit= up to 1000)", "200") },
@@ -156,4 +161,29 @@ fn document(base: &str) -> Value {
             },
         },
     })
+}
+
+pub async fn clients(State(state): State<HttpState>, headers: HeaderMap) -> Answer {
+    actor(&state, &headers).await?;
+    Ok(Json(api::clients(&state).await?).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ClientQuery {
+    client_id: String,
+}
+
+pub async fn remove_client(State(state): State<HttpState>, headers: HeaderMap, Query(q): Query<ClientQuery>) -> Answer {
+    let who = actor(&state, &headers).await?;
+    api::remove_client(&state, &who, &q.client_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn introspection_credentials(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<UriQuery>,
+) -> Answer {
+    let who = actor(&state, &headers).await?;
+    Ok((StatusCode::CREATED, Json(api::introspection_credentials(&state, &who, &q.uri).await?)).into_response())
 }

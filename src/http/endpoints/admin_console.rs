@@ -1,7 +1,7 @@
 //! `/admin`: the operators' console. People with the admin role (or in `admin_groups`) only.
 //! It calls the admin API's functions (`flows::admin_api`), so console and API act alike.
-//! Destructive actions go through a confirmation step and need a sign-in from the last five
-//! minutes; every form carries the session's CSRF token; every change is audited with the person.
+//! Destructive actions go through a confirmation step and need a recent sign-in
+//! (`admin_reauth_after`, five minutes); every form carries the session's CSRF token; every change is audited with the person.
 
 use std::collections::HashMap;
 
@@ -20,13 +20,11 @@ use crate::http::error::PageError;
 use crate::http::middleware::session::{self, current_user};
 use crate::http::{redirect, render};
 
-/// How recent a sign-in must be for a destructive action.
-const FRESH: i64 = 300;
-
 const SECTIONS: &[(&str, &str)] = &[
     ("", "Overview"),
     ("/people", "People"),
     ("/resources", "MCP servers"),
+    ("/clients", "Clients"),
     ("/grants", "Grants"),
     ("/audit", "Audit log"),
     ("/keys", "Signing keys"),
@@ -58,7 +56,7 @@ async fn admin(state: &HttpState, session: &Session, fresh: bool) -> Result<(Sig
         )
         .into_response());
     }
-    if fresh && who.auth_time < crate::store::now() - FRESH {
+    if fresh && who.auth_time < crate::store::now() - state.settings.admin_reauth_after.as_i64() {
         // A destructive action: sign in again first.
         return Err(login());
     }
@@ -325,11 +323,22 @@ pub async fn confirm(State(state): State<HttpState>, session: Session, Query(q):
 
 pub async fn resources(State(state): State<HttpState>, session: Session) -> Answer {
     let (who, _) = admin(&state, &session, false).await?;
+    resources_page(&state, &session, &who, None).await
+}
+
+async fn resources_page(
+    state: &HttpState,
+    session: &Session,
+    who: &SignedIn,
+    secret: Option<(String, String)>,
+) -> Answer {
+    let state = state.clone();
+    let session = session.clone();
     let list = api::resources(&state).await.map_err(api_error)?;
     let mut table = section("MCP servers");
     table.empty = "None yet: add one below.".into();
     table.table = Some(Table {
-        headers: vec!["URL".into(), "Name".into(), "Scopes".into(), "Limited to".into(), "".into()],
+        headers: vec!["URL".into(), "Name".into(), "Scopes".into(), "Limited to".into(), "".into(), "".into()],
         rows: list
             .iter()
             .map(|r| {
@@ -344,7 +353,23 @@ pub async fn resources(State(state): State<HttpState>, session: Session) -> Answ
                     &format!("Remove {} and every grant for it", r.uri),
                     "Remove",
                 );
-                vec![text(&r.uri), text(&r.name), text(scopes.join(" ")), text(r.allowed_groups.join(", ")), remove]
+                let introspection = confirm_link(
+                    &state,
+                    &format!(
+                        "/resources/introspection?uri={}",
+                        url::form_urlencoded::byte_serialize(r.uri.as_bytes()).collect::<String>()
+                    ),
+                    &format!("Issue new /introspect credentials for {} (old ones stop working)", r.uri),
+                    "Introspection credentials",
+                );
+                vec![
+                    text(&r.uri),
+                    text(&r.name),
+                    text(scopes.join(" ")),
+                    text(r.allowed_groups.join(", ")),
+                    introspection,
+                    remove,
+                ]
             })
             .collect(),
     });
@@ -362,7 +387,92 @@ pub async fn resources(State(state): State<HttpState>, session: Session) -> Answ
         submit: "Add".into(),
         danger: false,
     });
-    Ok(render(&page(&state, &session, &who, "/resources", vec![table, add]).await?))
+    let mut view = page(&state, &session, who, "/resources", vec![table, add]).await?;
+    view.secret = secret;
+    Ok(render(&view))
+}
+
+pub async fn introspection_credentials(
+    State(state): State<HttpState>,
+    session: Session,
+    Query(q): Query<UriQuery>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (who, actor) = admin(&state, &session, true).await?;
+    checked(&session, &form).await?;
+    let creds = api::introspection_credentials(&state, &actor, &q.uri).await.map_err(api_error)?;
+    let shown = format!(
+        "client_id {} · client_secret {}",
+        creds["client_id"].as_str().unwrap_or_default(),
+        creds["client_secret"].as_str().unwrap_or_default()
+    );
+    resources_page(
+        &state,
+        &session,
+        &who,
+        Some((format!("Credentials for {} at /introspect (HTTP Basic)", q.uri), shown)),
+    )
+    .await
+}
+
+pub async fn clients(State(state): State<HttpState>, session: Session) -> Answer {
+    let (who, _) = admin(&state, &session, false).await?;
+    let list = api::clients(&state).await.map_err(api_error)?;
+    let mut sections = Vec::new();
+    for (kind, heading) in [
+        ("static", "Pre-registered (config file or CLI)"),
+        ("metadata_document", "Metadata documents (identified by their URL)"),
+        ("dynamic", "Dynamically registered"),
+    ] {
+        let s = |c: &Value, k: &str| c[k].as_str().unwrap_or_default().to_string();
+        let mut section = section(heading);
+        section.empty = "None.".into();
+        section.table = Some(Table {
+            headers: vec!["Client".into(), "Name".into(), "Redirect URIs".into(), "Last used".into(), "".into()],
+            rows: list
+                .iter()
+                .filter(|c| c["kind"] == kind)
+                .take(200)
+                .map(|c| {
+                    let uris: Vec<String> = c["metadata"]["redirect_uris"]
+                        .as_array()
+                        .map(|l| l.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                        .unwrap_or_default();
+                    let used = c["last_used_at"].as_i64().map(date).unwrap_or_else(|| "never".into());
+                    let id = s(c, "client_id");
+                    let delete = confirm_link(
+                        &state,
+                        &format!(
+                            "/clients/delete?client_id={}",
+                            url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+                        ),
+                        &format!("Delete the client {id} and its grants"),
+                        "Delete",
+                    );
+                    vec![text(&id), text(s(c, "client_name")), text(uris.join(" ")), text(used), delete]
+                })
+                .collect(),
+        });
+        sections.push(section);
+    }
+    Ok(render(&page(&state, &session, &who, "/clients", sections).await?))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ClientQuery {
+    client_id: String,
+}
+
+pub async fn remove_client(
+    State(state): State<HttpState>,
+    session: Session,
+    Query(q): Query<ClientQuery>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (_, actor) = admin(&state, &session, true).await?;
+    checked(&session, &form).await?;
+    api::remove_client(&state, &actor, &q.client_id).await.map_err(api_error)?;
+    Ok(done(&state, "/clients"))
 }
 
 pub async fn add_resource(
