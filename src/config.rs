@@ -50,6 +50,9 @@ const ENV_KEYS: &[&str] = &[
     "cimd_min_cache",
     "cimd_max_cache",
     "cimd_fetches_per_host_per_minute",
+    "cimd_fetches_per_address_per_minute",
+    "cimd_stale_grace",
+    "cimd_failure_cache",
     "cimd_test_ca_file",
     "cimd_test_allow_loopback",
     "trusted_proxies",
@@ -58,12 +61,17 @@ const ENV_KEYS: &[&str] = &[
     "rate_limit_per_ip",
     "rate_limit_total",
     "rate_limit_per_client",
+    "rate_limit_per_refresh_family",
     "login_max_failures",
     "login_lockout",
     "audit_retention",
     "max_body_bytes",
     "tls_cert_file",
     "tls_key_file",
+    "pending_sessions_per_address",
+    "metrics_token",
+    "header_read_timeout",
+    "max_connections",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -366,6 +374,14 @@ pub struct Config {
     pub cimd_min_cache: Seconds,
     pub cimd_max_cache: Seconds,
     pub cimd_fetches_per_host_per_minute: u64,
+    /// Document fetches one requesting address may cause per minute, per node (0: no limit), so
+    /// one address cannot spend a host's whole budget on made-up paths.
+    pub cimd_fetches_per_address_per_minute: u64,
+    /// How long past its freshness a document that was fetched and valid is still used when a
+    /// re-fetch is refused (budget) or fails (0: never).
+    pub cimd_stale_grace: Seconds,
+    /// How long a failed fetch of a document is answered from memory instead of fetched again.
+    pub cimd_failure_cache: Seconds,
     /// UNSAFE, tests only: trust this extra CA when fetching documents.
     pub cimd_test_ca_file: Option<PathBuf>,
     /// UNSAFE, tests only: allow documents on loopback addresses.
@@ -385,6 +401,8 @@ pub struct Config {
     /// for all its people from a few shared addresses, so its served requests count against the
     /// client, not the address (`rate_limit_per_ip.token` counts the failed ones).
     pub rate_limit_per_client: u32,
+    /// Refreshes per minute of one refresh-token family (one connection), per node (0: no limit).
+    pub rate_limit_per_refresh_family: u32,
     /// Failed logins before an account (or an address) is locked out for a while.
     pub login_max_failures: u32,
     /// The first lockout; each further failure doubles it (up to a day).
@@ -396,6 +414,15 @@ pub struct Config {
     /// Serve HTTPS directly (PEM files) when there is no TLS-terminating proxy.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// Browser sessions holding only a pending authorization request (nobody signed in) one
+    /// address may have at once (0: no limit).
+    pub pending_sessions_per_address: u32,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <metrics_token>`.
+    pub metrics_token: Option<Secret>,
+    /// A connection must send a request's complete headers within this long (slow clients).
+    pub header_read_timeout: Seconds,
+    /// Connections served at once; further ones wait in the kernel's accept queue (0: no limit).
+    pub max_connections: u32,
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
     /// Company identity providers people sign in with.
@@ -456,6 +483,9 @@ impl Default for Config {
             cimd_min_cache: Seconds(300),
             cimd_max_cache: Seconds(86_400),
             cimd_fetches_per_host_per_minute: 30,
+            cimd_fetches_per_address_per_minute: 10,
+            cimd_stale_grace: Seconds(86_400),
+            cimd_failure_cache: Seconds(30),
             cimd_test_ca_file: None,
             cimd_test_allow_loopback: false,
             trusted_proxies: Vec::new(),
@@ -464,12 +494,17 @@ impl Default for Config {
             rate_limit_per_ip: RateLimits::per_ip(),
             rate_limit_total: RateLimits::total(),
             rate_limit_per_client: 30_000,
+            rate_limit_per_refresh_family: 60,
             login_max_failures: 5,
             login_lockout: Seconds(60),
             audit_retention: Seconds(365 * 86_400),
             max_body_bytes: 64 * 1024,
             tls_cert_file: None,
             tls_key_file: None,
+            pending_sessions_per_address: 100,
+            metrics_token: None,
+            header_read_timeout: Seconds(10),
+            max_connections: 4096,
             resources: Vec::new(),
             clients: Vec::new(),
             identity_providers: Vec::new(),
@@ -516,6 +551,11 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Serve HTTPS directly with these PEM files (set both or neither).
     pub tls: Option<TlsFiles>,
+    /// Pending-request-only browser sessions per address (0: no limit).
+    pub pending_sessions_per_address: u32,
+    /// `/metrics` requires this Bearer token when set.
+    pub metrics_token: Option<Secret>,
+    pub serve: ServeSettings,
     /// Declared in the file; checked here, turned into records by `admin::validate_declarations`.
     pub resources: Vec<ResourceConfig>,
     pub clients: Vec<ClientConfig>,
@@ -594,6 +634,12 @@ pub struct CimdSettings {
     pub min_cache: Seconds,
     pub max_cache: Seconds,
     pub fetches_per_host_per_minute: u64,
+    /// 0: no limit.
+    pub fetches_per_address_per_minute: u64,
+    /// How long past freshness a known-good document serves when a re-fetch is refused or fails.
+    pub stale_grace: Seconds,
+    /// How long a failed fetch is remembered (0: not at all).
+    pub failure_cache: Seconds,
     /// UNSAFE, tests only.
     pub test_ca_file: Option<PathBuf>,
     /// UNSAFE, tests only.
@@ -606,6 +652,8 @@ pub struct RateLimitSettings {
     pub total: RateLimits,
     /// Served token requests per minute per client (0: no limit).
     pub per_client: u32,
+    /// Refreshes per minute per refresh-token family (0: no limit).
+    pub per_refresh_family: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -613,6 +661,14 @@ pub struct LoginSettings {
     pub max_failures: u32,
     /// The first lockout; each further failure doubles it.
     pub lockout: Seconds,
+}
+
+/// Connection handling (see `crate::serve`).
+#[derive(Clone, Copy, Debug)]
+pub struct ServeSettings {
+    pub header_read_timeout: Seconds,
+    /// 0: no limit.
+    pub max_connections: u32,
 }
 
 /// Who the pages say they belong to.
@@ -691,6 +747,9 @@ impl Config {
             cimd_min_cache,
             cimd_max_cache,
             cimd_fetches_per_host_per_minute,
+            cimd_fetches_per_address_per_minute,
+            cimd_stale_grace,
+            cimd_failure_cache,
             cimd_test_ca_file,
             cimd_test_allow_loopback,
             trusted_proxies,
@@ -699,12 +758,17 @@ impl Config {
             rate_limit_per_ip,
             rate_limit_total,
             rate_limit_per_client,
+            rate_limit_per_refresh_family,
             login_max_failures,
             login_lockout,
             audit_retention,
             max_body_bytes,
             tls_cert_file,
             tls_key_file,
+            pending_sessions_per_address,
+            metrics_token,
+            header_read_timeout,
+            max_connections,
             resources,
             clients,
             identity_providers,
@@ -807,6 +871,14 @@ impl Config {
             (None, None) => None,
             _ => return Err(invalid("tls_cert_file", "set both tls_cert_file and tls_key_file, or neither")),
         };
+        if header_read_timeout.0 == 0 {
+            return Err(invalid("header_read_timeout", "must be greater than zero"));
+        }
+        if let Some(token) = &metrics_token
+            && token.expose().len() < 16
+        {
+            return Err(invalid("metrics_token", "must be at least 16 characters"));
+        }
         if max_body_bytes < 4096 {
             return Err(invalid("max_body_bytes", "must be at least 4096"));
         }
@@ -872,6 +944,9 @@ impl Config {
                 min_cache: cimd_min_cache,
                 max_cache: cimd_max_cache,
                 fetches_per_host_per_minute: cimd_fetches_per_host_per_minute,
+                fetches_per_address_per_minute: cimd_fetches_per_address_per_minute,
+                stale_grace: cimd_stale_grace,
+                failure_cache: cimd_failure_cache,
                 test_ca_file: cimd_test_ca_file,
                 test_allow_loopback: cimd_test_allow_loopback,
             },
@@ -882,11 +957,15 @@ impl Config {
                 per_ip: rate_limit_per_ip,
                 total: rate_limit_total,
                 per_client: rate_limit_per_client,
+                per_refresh_family: rate_limit_per_refresh_family,
             },
             login: LoginSettings { max_failures: login_max_failures, lockout: login_lockout },
             audit_retention: (audit_retention.0 > 0).then_some(audit_retention),
             max_body_bytes,
             tls,
+            pending_sessions_per_address,
+            metrics_token,
+            serve: ServeSettings { header_read_timeout, max_connections },
             resources,
             clients,
             identity_providers,
@@ -968,6 +1047,30 @@ fn validate_brand(issuer: &str, name: Option<&str>, logo: Option<&str>) -> Resul
 }
 
 impl Settings {
+    /// A warning for a public deployment (an https issuer on a host that is not loopback) whose
+    /// private signing keys are stored in clear: anyone with a copy of the database (a backup, a
+    /// replica) could sign tokens every MCP server accepts.
+    pub fn keys_in_clear_warning(&self) -> Option<String> {
+        let host = url::Url::parse(&self.issuer).ok().and_then(|u| u.host().map(|h| h.to_owned()));
+        let loopback = match host {
+            Some(url::Host::Domain(d)) => {
+                d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+            }
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => true,
+        };
+        (self.issuer.starts_with("https://") && !loopback && self.keys.encryption_secret.is_none()).then(|| {
+            format!(
+                "SIGNING KEYS ARE STORED UNENCRYPTED: the issuer {} is public and key_encryption_secret \
+                 (PORTCULLIS_KEY_ENCRYPTION_SECRET) is not set, so anyone holding a copy of the database can \
+                 sign tokens your MCP servers accept. Set it (16+ characters, kept outside the database); \
+                 existing keys are sealed at the next start.",
+                self.issuer
+            )
+        })
+    }
+
     /// The effective configuration as TOML with every secret and database password redacted.
     pub fn redacted_toml(&self) -> String {
         let mut c = self.source.clone();
@@ -975,6 +1078,9 @@ impl Settings {
         c.database_url = Some(Secret::new(redact_url(self.database.url.expose())));
         if c.key_encryption_secret.is_some() {
             c.key_encryption_secret = Some(Secret::new("[redacted]"));
+        }
+        if c.metrics_token.is_some() {
+            c.metrics_token = Some(Secret::new("[redacted]"));
         }
         for p in &mut c.identity_providers {
             if p.client_secret.is_some() {
@@ -1009,6 +1115,25 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn public_issuer_without_key_encryption_is_warned_about() {
+        let settings = |issuer: &str, secret: Option<&str>| {
+            Config {
+                issuer: Some(issuer.into()),
+                database_url: Some(Secret::new("sqlite::memory:")),
+                key_encryption_secret: secret.map(Secret::new),
+                ..Config::default()
+            }
+            .validate()
+            .unwrap()
+        };
+        let warning = settings("https://auth.example.com", None).keys_in_clear_warning().expect("warned");
+        assert!(warning.contains("key_encryption_secret") && warning.contains("https://auth.example.com"), "{warning}");
+        assert!(settings("https://auth.example.com", Some("0123456789abcdef")).keys_in_clear_warning().is_none());
+        assert!(settings("http://127.0.0.1:8080", None).keys_in_clear_warning().is_none(), "development");
+        assert!(settings("https://localhost:8443", None).keys_in_clear_warning().is_none(), "development");
+    }
     use super::*;
 
     #[test]

@@ -99,6 +99,30 @@ fn well_known(issuer: &str, name: &str) -> String {
     }
 }
 
+/// Checks of the configuration itself (no network): a public issuer whose private signing keys
+/// would be stored in clear fails (review item 12). `main` appends these to the report.
+pub fn settings_checks(settings: &crate::config::Settings) -> Vec<Check> {
+    let mut report = Report::default();
+    match settings.keys_in_clear_warning() {
+        Some(warning) => report.add(
+            "signing keys encrypted at rest",
+            Status::Fail,
+            warning,
+            "set key_encryption_secret (PORTCULLIS_KEY_ENCRYPTION_SECRET) to a long random value kept outside the database",
+        ),
+        None => report.add(
+            "signing keys encrypted at rest",
+            Status::Pass,
+            match settings.keys.encryption_secret {
+                Some(_) => "key_encryption_secret is set",
+                None => "development issuer (http or loopback)",
+            },
+            "",
+        ),
+    }
+    report.checks
+}
+
 pub async fn examine(subject: &Subject<'_>) -> Report {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut report = Report::default();
@@ -400,5 +424,23 @@ mod tests {
             "https://a.example/.well-known/oauth-authorization-server/t1"
         );
         assert_eq!(httpdate("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784111777));
+    }
+
+    #[test]
+    fn a_public_issuer_without_key_encryption_fails() {
+        let settings = |secret: Option<&str>| {
+            crate::config::Config {
+                issuer: Some("https://auth.example.com".into()),
+                database_url: Some(crate::config::Secret::new("sqlite::memory:")),
+                key_encryption_secret: secret.map(crate::config::Secret::new),
+                ..crate::config::Config::default()
+            }
+            .validate()
+            .unwrap()
+        };
+        let checks = settings_checks(&settings(None));
+        assert_eq!(checks[0].status, Status::Fail, "{:?}", checks[0]);
+        assert!(checks[0].hint.contains("key_encryption_secret"));
+        assert_eq!(settings_checks(&settings(Some("0123456789abcdef")))[0].status, Status::Pass);
     }
 }

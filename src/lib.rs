@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod net;
 pub mod oauth;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod tls;

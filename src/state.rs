@@ -19,7 +19,10 @@ pub struct Inner {
     pub hasher: Hasher,
     /// Outbound fetches of client-supplied URLs (metadata documents, keys, logos).
     pub fetcher: crate::clients::fetch::Fetcher,
-    pub cimd_limiter: crate::clients::cimd::HostLimiter,
+    /// Metadata-document fetch budgets (per requesting address and per host) and recent failures.
+    pub cimd_budget: crate::clients::cimd::FetchBudget,
+    /// Refreshes per refresh-token family per minute.
+    pub refresh_budget: crate::flows::refresh_budget::RefreshBudget,
     /// `jwks_uri` documents of `private_key_jwt` clients, by URL, until the instant given.
     pub client_keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
     pub metrics: crate::metrics::Metrics,
@@ -71,6 +74,9 @@ impl AppState {
         let db = Db::connect_with(settings.database.url.expose(), settings.database.limits).await?;
         db.migrate().await?;
         crate::admin::apply_config(&db, &settings).await?;
+        if let Some(warning) = settings.keys_in_clear_warning() {
+            tracing::warn!(target: "portcullis::security", "{warning}");
+        }
         let keys = KeyRing::open(db.clone(), key_settings(&settings)).await?;
         let hasher = Hasher::default();
         let mut started = Started::default();
@@ -93,7 +99,8 @@ impl AppState {
             keys,
             hasher,
             fetcher,
-            cimd_limiter: Default::default(),
+            cimd_budget: Default::default(),
+            refresh_budget: Default::default(),
             client_keys: Default::default(),
             metrics: Default::default(),
             federation,

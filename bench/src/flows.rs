@@ -13,7 +13,10 @@ use crate::http1::{Conn, Response, expect_status, form, snippet};
 use crate::setup::Fixture;
 use crate::target::Target;
 
-const REDIRECT_URI: &str = "http://127.0.0.1:33333/callback";
+/// A hosted (web) client's redirect: the server answers a client with a grant at once. A public
+/// client on a loopback redirect would get the "Continue to <app>" page first (RFC 8252 §8.6).
+/// The redirect is never followed.
+const REDIRECT_URI: &str = "https://load.example/callback";
 const SCOPE: &str = "mcp:tools";
 
 /// `n` random bytes, base64url: state values, PKCE verifiers, unique names.

@@ -61,7 +61,8 @@ pub async fn start_server(opts: &Opts) -> Res<(Server, String)> {
     let config = format!(
         "issuer = \"http://127.0.0.1:{port}\"\nbind = \"127.0.0.1:{port}\"\ndatabase_url = \"{database_url}\"\n\
          data_dir = \"{}\"\nlog_level = \"warn\"\nbootstrap_admin = false\nregistrations_per_ip_per_hour = 0\n\
-         max_dynamic_clients = 100000000\nlogin_max_failures = 1000000\n\n\
+         max_dynamic_clients = 100000000\nlogin_max_failures = 1000000\n\
+         rate_limit_per_refresh_family = 0\npending_sessions_per_address = 0\n\n\
          [rate_limit_per_ip]\n{limits}\n[rate_limit_total]\n{limits}",
         dir.display()
     );

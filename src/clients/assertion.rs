@@ -48,6 +48,7 @@ pub async fn authenticate(
     token_endpoint: &str,
     body_client_id: Option<&str>,
     assertion: &str,
+    from: Option<&crate::net::AddressKey>,
 ) -> Result<RegisteredClient, OAuthError> {
     let claims = unverified_claims(assertion).ok_or_else(|| fail("client_assertion is not a JWT"))?;
     let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
@@ -55,7 +56,7 @@ pub async fn authenticate(
     if iss != client_id || claims.get("sub").and_then(Value::as_str) != Some(client_id) {
         return Err(fail("client_assertion must name the client as iss and sub"));
     }
-    let client = match clients::resolve(state, &ClientId::parse(client_id)).await {
+    let client = match clients::resolve(state, &ClientId::parse(client_id), from).await {
         Ok(Some(c)) => c,
         Ok(None) => return Err(fail("unknown client: register again")),
         Err(e) => return Err(fail(e.public_message())),

@@ -129,6 +129,7 @@ pub async fn authenticate(
     token_endpoint: &str,
     authorization: Authorization<'_>,
     params: &Params,
+    from: Option<&crate::net::AddressKey>,
 ) -> Result<RegisteredClient, AuthError> {
     if let Some(kind) = params.get("client_assertion_type") {
         if kind != assertion::JWT_BEARER {
@@ -138,13 +139,13 @@ pub async fn authenticate(
             return Err(OAuthError::invalid_request("use one client authentication method, not two").into());
         }
         let jwt = params.require("client_assertion")?;
-        let client = assertion::authenticate(state, token_endpoint, params.get("client_id"), jwt).await?;
+        let client = assertion::authenticate(state, token_endpoint, params.get("client_id"), jwt, from).await?;
         touch(state, &client).await?;
         return Ok(client);
     }
     let creds = credentials(authorization, params)?;
     let fail = |msg: &str| AuthError::Rejected { error: OAuthError::invalid_client(msg), basic: creds.via_basic };
-    let client = match clients::resolve(state, &creds.client_id).await {
+    let client = match clients::resolve(state, &creds.client_id, from).await {
         Ok(Some(c)) => c,
         // 401 with a challenge however the client sent its id: hosted clients drop their stored
         // registration and register again only on 401 (a 400 leaves their people stuck). An id

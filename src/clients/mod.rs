@@ -67,10 +67,16 @@ impl RegisteredClient {
 }
 
 /// The client for a request: a metadata-document client is (re)fetched when its cached document
-/// expired; any other client is looked up.
-pub async fn resolve(state: &AppState, client_id: &ClientId) -> Result<Option<RegisteredClient>, cimd::ResolveError> {
+/// expired (a fetch spends the budget of `from`, the requesting address); any other client is
+/// looked up.
+pub async fn resolve(
+    state: &AppState,
+    client_id: &ClientId,
+    from: Option<&crate::net::AddressKey>,
+) -> Result<Option<RegisteredClient>, cimd::ResolveError> {
     if client_id.is_metadata_document() {
-        return cimd::resolve(state, client_id).await.map(Some);
+        let from = from.map(ToString::to_string);
+        return cimd::resolve(state, client_id, from.as_deref()).await.map(Some);
     }
     Ok(find(state, client_id).await?)
 }

@@ -9,7 +9,7 @@ use crate::clients::{self, ClientId, RegisteredClient};
 use crate::flows::access;
 use crate::flows::consent::{self, ConsentFacts};
 use crate::flows::error::{PageError, PageLink};
-use crate::flows::session::{PendingAuthorization, SignedIn};
+use crate::flows::session::{MAX_NONCE_BYTES, MAX_STATE_BYTES, PendingAuthorization, SignedIn};
 use crate::oauth::authorize::{self as authz, Prompt};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;
@@ -29,6 +29,9 @@ pub enum Next {
     SignIn(Box<PendingAuthorization>),
     /// Park the request and ask the person.
     Consent(Box<ConsentRequest>),
+    /// A grant covers the request, but the client is a native app anyone on the device could
+    /// pretend to be (RFC 8252 §8.6): park the request and ask for one click to continue.
+    Continue(Box<ConsentRequest>),
     /// Show this error, with the way back to the client as a link (its redirect URI is not
     /// trusted with an automatic redirect).
     ErrorPage(Box<PageError>),
@@ -50,12 +53,18 @@ pub struct Decision {
 }
 
 /// An authorization request (`raw` is the query or form body), for the session's person.
-pub async fn authorize(state: &AppState, raw: &str, signed_in: Option<SignedIn>) -> Result<Decision, PageError> {
+/// `from` is the requesting address, whose budget a metadata-document fetch spends.
+pub async fn authorize(
+    state: &AppState,
+    raw: &str,
+    signed_in: Option<SignedIn>,
+    from: &crate::net::AddressKey,
+) -> Result<Decision, PageError> {
     let params = Params::parse(raw).map_err(PageError::from)?;
     let client_id = params
         .get("client_id")
         .ok_or_else(|| PageError::bad_request("The app did not say who it is (client_id is missing)."))?;
-    let client = match clients::resolve(state, &ClientId::parse(client_id)).await {
+    let client = match clients::resolve(state, &ClientId::parse(client_id), Some(from)).await {
         Ok(Some(c)) => c,
         Ok(None) => {
             return Err(PageError::bad_request(
@@ -68,6 +77,12 @@ pub async fn authorize(state: &AppState, raw: &str, signed_in: Option<SignedIn>)
     };
     let redirect_uri = authz::resolve_redirect_uri(&client.metadata.redirect_uris, params.get("redirect_uri"))
         .map_err(PageError::from)?;
+    // An oversized `state` cannot be sent back (the error response must carry it): a page.
+    if params.get("state").is_some_and(|s| s.len() > MAX_STATE_BYTES) {
+        return Err(PageError::from(OAuthError::invalid_request(format!(
+            "state is longer than {MAX_STATE_BYTES} bytes"
+        ))));
+    }
     let (mut pending, prompt) = match validate(state, &params, &client, &redirect_uri).await? {
         Ok(v) => v,
         Err(e) => {
@@ -134,6 +149,9 @@ async fn validate(
     let check = || -> Result<(CodeChallenge, Prompt, Option<i64>), OAuthError> {
         authz::check_response_type(params.get("response_type"))?;
         authz::check_no_request_object(params.get("request"), params.get("request_uri"))?;
+        if params.get("nonce").is_some_and(|n| n.len() > MAX_NONCE_BYTES) {
+            return Err(OAuthError::invalid_request(format!("nonce is longer than {MAX_NONCE_BYTES} bytes")));
+        }
         let challenge = CodeChallenge::parse(params.get("code_challenge"), params.get("code_challenge_method"))
             .map_err(|e| OAuthError::invalid_request(format!("PKCE: {e}")))?;
         let prompt = authz::parse_prompt(params.get("prompt"))?;
@@ -250,8 +268,16 @@ pub async fn proceed(
         && g.client_fingerprint == shown
         && requested.is_subset(&g.scope)
     {
-        let url = issue_code(state, &pending, &who, g.id).await?;
-        return decided(Next::ToClient(url));
+        if !impersonable(state, &pending).await? {
+            let url = issue_code(state, &pending, &who, g.id).await?;
+            return decided(Next::ToClient(url));
+        }
+        if prompt_none {
+            let e = OAuthError::new(ErrorCode::InteractionRequired, "this app needs the person to continue");
+            return decided(answer(e).await?);
+        }
+        let facts = consent::facts(state, &pending, grant.as_ref()).await?;
+        return decided(Next::Continue(Box::new(ConsentRequest { pending, who, facts })));
     }
     if prompt_none {
         let e = OAuthError::new(ErrorCode::ConsentRequired, "the person has not approved this access");
@@ -259,6 +285,20 @@ pub async fn proceed(
     }
     let facts = consent::facts(state, &pending, grant.as_ref()).await?;
     decided(Next::Consent(Box::new(ConsentRequest { pending, who, facts })))
+}
+
+/// RFC 8252 §8.6: a public client whose redirect URI is a loopback address or a private-use
+/// scheme cannot be told from any other program on the device that knows its public client id,
+/// so a live grant does not let it get a code without the person: one click first.
+async fn impersonable(state: &AppState, pending: &PendingAuthorization) -> Result<bool, PageError> {
+    let Ok(redirect) = RedirectUri::parse(&pending.redirect_uri) else {
+        return Ok(false);
+    };
+    if !(redirect.is_loopback() || redirect.is_private_use()) {
+        return Ok(false);
+    }
+    let client = clients::find(state, &pending.client_id).await?;
+    Ok(client.is_some_and(|c| c.auth_method() == crate::oauth::client_metadata::TokenEndpointAuthMethod::None))
 }
 
 /// Whether the person's sign-in is good enough for a request: not the one `prompt=login` asked to

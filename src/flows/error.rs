@@ -177,7 +177,7 @@ fn for_people(code: ErrorCode) -> (&'static str, &'static str) {
         AccessDenied => {
             ("You don't have access", "You don't have access to this. Ask your administrator if you need it.")
         }
-        LoginRequired | ConsentRequired => {
+        LoginRequired | ConsentRequired | InteractionRequired => {
             ("Sign-in needed", "The app needs you to sign in. Go back to the app and connect again.")
         }
         _ => (

@@ -15,6 +15,20 @@ pub fn engine(state: &AppState) -> &'static str {
     state.db.engine()
 }
 
+/// Whether a `/metrics` request may read the counters: always without `metrics_token`, else only
+/// with it as its Bearer token (compared in constant time). The counters tell an outsider how
+/// busy the server is and how its sign-ins fail; operators who expose the port choose a token.
+pub fn metrics_allowed(state: &AppState, bearer: Option<&str>) -> bool {
+    match &state.settings.metrics_token {
+        None => true,
+        Some(expected) => bearer.is_some_and(|presented| {
+            use subtle::ConstantTimeEq;
+            let (a, b) = (crate::tokens::secrets::hash(presented), crate::tokens::secrets::hash(expected.expose()));
+            bool::from(a.ct_eq(&b))
+        }),
+    }
+}
+
 /// Prometheus text: the request and protocol counters, and the store's own.
 pub fn metrics_text(state: &AppState) -> String {
     let mut out = state.metrics.render();

@@ -17,6 +17,7 @@ pub mod health;
 pub mod id_jag;
 pub mod introspection;
 pub mod login;
+pub mod refresh_budget;
 pub mod registration;
 pub mod revocation;
 pub mod session;
@@ -32,5 +33,11 @@ pub fn now() -> i64 {
 
 /// The browser-session store, on the application's database.
 pub fn session_store(state: &crate::state::AppState) -> DbSessionStore {
-    DbSessionStore::new(state.db.clone())
+    DbSessionStore::new(
+        state.db.clone(),
+        crate::store::sessions::AnonymousSessions {
+            lifetime: session::ANONYMOUS_SESSION_LIFETIME,
+            pending_per_address: state.settings.pending_sessions_per_address,
+        },
+    )
 }

@@ -70,8 +70,9 @@ pub async fn revoke(
     token_endpoint: &str,
     authorization: Authorization<'_>,
     params: &Params,
+    from: Option<&crate::net::AddressKey>,
 ) -> Result<(), ApiError> {
-    let client = client_auth::authenticate(state, token_endpoint, authorization, params).await?;
+    let client = client_auth::authenticate(state, token_endpoint, authorization, params, from).await?;
     let token = params.require("token")?;
     let now = store::now();
     // The hint only orders the look-ups (RFC 7009 §2.1); a wrong hint still finds the token.

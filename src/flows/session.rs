@@ -12,6 +12,19 @@ use crate::flows::error::PageError;
 use crate::state::AppState;
 use crate::store::users;
 
+pub use crate::store::sessions::{PENDING_CAP_REACHED, PENDING_FROM_KEY, SIGNED_IN_KEY};
+
+/// How long a session nobody signed in to lives past its last change (a pending request, a
+/// sign-in form's CSRF token, a sign-in at an identity provider): long enough for the pending
+/// request's own ten minutes, far shorter than a signed-in session's `session_lifetime`.
+pub const ANONYMOUS_SESSION_LIFETIME: i64 = 900;
+
+/// The longest `state` and `nonce` an authorization request may carry: both are parked in the
+/// session of someone not yet signed in. Clients send a random value (22 to 64 characters) or a
+/// short encoded one; 1 KiB leaves room for the latter.
+pub const MAX_STATE_BYTES: usize = 1024;
+pub const MAX_NONCE_BYTES: usize = 1024;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SignedIn {
     pub user_id: Uuid,

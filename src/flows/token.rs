@@ -58,9 +58,10 @@ pub async fn token(
     token_endpoint: &str,
     authorization: Authorization<'_>,
     params: &Params,
+    from: Option<&crate::net::AddressKey>,
 ) -> Result<Issued, ApiError> {
     use crate::flows::id_jag::{self, JWT_BEARER, TOKEN_EXCHANGE};
-    let client = client_auth::authenticate(state, token_endpoint, authorization, params).await?;
+    let client = client_auth::authenticate(state, token_endpoint, authorization, params, from).await?;
     let tokens = match params.get("grant_type") {
         Some("authorization_code") => authorization_code(state, &client, params).await,
         Some("refresh_token") => refresh_token(state, &client, params).await,
@@ -280,6 +281,18 @@ fn check_code(
     Ok((refresh.map(|(_, row)| row), response))
 }
 
+/// `slow_down` (429) once this family was refreshed `rate_limit_per_refresh_family` times this
+/// minute (see [`crate::flows::refresh_budget`]).
+fn within_family_budget(state: &AppState, family: uuid::Uuid) -> Result<(), OAuthError> {
+    match state.refresh_budget.spend(family, state.settings.rate_limits.per_refresh_family) {
+        true => Ok(()),
+        false => Err(OAuthError::new(
+            crate::oauth::ErrorCode::SlowDown,
+            "this refresh token is refreshed too often; retry after the time in Retry-After",
+        )),
+    }
+}
+
 async fn refresh_token(
     state: &AppState,
     client: &RegisteredClient,
@@ -324,6 +337,7 @@ async fn refresh_token(
     let grace = state.settings.lifetimes.refresh_grace_period.as_i64();
     let outcome: Rotated<_, OAuthError> =
         refresh::rotate(&state.db, &secrets::hash(presented), client.client_id(), now, grace, |row| {
+            within_family_budget(state, row.family_id)?;
             let (scope, minted) = answer(row)?;
             let lineage = Lineage::Successor { family: row.family_id, parent: row.id, started: row.family_started_at };
             let (token, next) = new_refresh(state, row.grant_id, lineage, client.client_id(), &row.scope, now);
@@ -335,6 +349,7 @@ async fn refresh_token(
         Rotated::Fresh(row, v) => (row, v),
         Rotated::Refused(e) => return Err(e.into()),
         Rotated::Grace(row, sealed) => {
+            within_family_budget(state, row.family_id)?;
             let (scope, minted) = answer(&row)?;
             let successor = seal::open(SUCCESSOR_LABEL, presented.as_bytes(), &sealed)
                 .ok()

@@ -70,11 +70,11 @@ pub fn app(state: AppState) -> Router {
 
     // Browser endpoints: sessions, no CORS (OAuth 2.1 §3.1 forbids it on /authorize).
     let session_layer = SessionManagerLayer::new(crate::flows::session_store(&state))
-        .with_name(session::cookie_name(state.settings.secure_cookies))
+        .with_name(session::cookie_name(state.settings.secure_cookies, &state.routes.prefix))
         .with_same_site(SameSite::Lax)
         .with_secure(state.settings.secure_cookies)
         .with_http_only(true)
-        .with_path("/")
+        .with_path(session::cookie_path(&state.routes.prefix))
         .with_expiry(Expiry::OnInactivity(time::Duration::seconds(state.settings.lifetimes.session.as_i64())));
     // The page routes, in the order of `routes::PAGES` (errors there are pages, not JSON).
     let page_routes = [

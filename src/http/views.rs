@@ -308,3 +308,27 @@ pub struct LandingPage {
 pub use crate::flows::account::ConnectedApp as AppLine;
 
 page_helpers!(LoginPage, ConsentPage, ErrorPage, MessagePage, LogoutPage, AccountPage, LandingPage);
+/// One click before a code goes to a native app that holds a grant already (RFC 8252 §8.6: a
+/// public client on a loopback or private-use redirect can be impersonated by any program on
+/// the device). Reuses the consent page's CSS classes.
+///
+/// Form contract: as [`ConsentPage`] (`POST {action}` with hidden `csrf_token` and `request_id`,
+/// `decision=approve` to continue, `decision=deny` to cancel), so the consent endpoint answers it.
+#[derive(Template)]
+#[template(path = "continue.html")]
+pub struct ContinuePage {
+    pub brand: Brand,
+    pub css_href: String,
+    pub action: String,
+    pub csrf_token: String,
+    pub request_id: String,
+    pub username: String,
+    pub logout_action: String,
+    pub client_name: String,
+    pub client_identity: String,
+    pub resource_name: String,
+    pub resource_uri: String,
+    pub redirect_host: String,
+}
+
+page_helpers!(ContinuePage);

@@ -16,6 +16,8 @@ pub enum ErrorCode {
     AccessDenied,
     LoginRequired,
     ConsentRequired,
+    /// OIDC Core §3.1.2.6: `prompt=none`, but the person must act (a native app's one click).
+    InteractionRequired,
     InvalidRedirectUri,
     InvalidClientMetadata,
     InvalidToken,
@@ -46,6 +48,7 @@ impl ErrorCode {
             AccessDenied => "access_denied",
             LoginRequired => "login_required",
             ConsentRequired => "consent_required",
+            InteractionRequired => "interaction_required",
             InvalidRedirectUri => "invalid_redirect_uri",
             InvalidClientMetadata => "invalid_client_metadata",
             InvalidToken => "invalid_token",

@@ -8,6 +8,59 @@ use super::OAuthError;
 
 const MAX_PARAMS: usize = 64;
 const MAX_VALUE_LEN: usize = 8 * 1024;
+/// Every parameter name OAuth, OIDC and their extensions define is far shorter.
+const MAX_NAME_LEN: usize = 64;
+
+/// The parameter names an error message may repeat. Any other name is the sender's own text,
+/// and error descriptions end up on this server's error page: a name like "Your account is
+/// locked, call ..." must not be shown there as if this server said it.
+const KNOWN_NAMES: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "resource",
+    "nonce",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "domain_hint",
+    "request",
+    "request_uri",
+    "response_mode",
+    "display",
+    "ui_locales",
+    "id_token_hint",
+    "acr_values",
+    "claims",
+    "grant_type",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "token",
+    "token_type_hint",
+    "assertion",
+    "subject_token",
+    "subject_token_type",
+    "actor_token",
+    "actor_token_type",
+    "requested_token_type",
+    "audience",
+];
+
+/// "parameter NAME" for a name OAuth defines, else words that repeat nothing of it.
+fn named(name: &str) -> String {
+    match KNOWN_NAMES.contains(&name) {
+        true => format!("parameter {name}"),
+        false => "a parameter this server does not use".to_string(),
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Params {
@@ -22,8 +75,13 @@ impl Params {
             if n >= MAX_PARAMS {
                 return Err(OAuthError::invalid_request("too many parameters"));
             }
+            if k.len() > MAX_NAME_LEN {
+                return Err(OAuthError::invalid_request(format!(
+                    "a parameter name is longer than {MAX_NAME_LEN} bytes"
+                )));
+            }
             if v.len() > MAX_VALUE_LEN {
-                return Err(OAuthError::invalid_request(format!("parameter {k} is too long")));
+                return Err(OAuthError::invalid_request(format!("{} is too long", named(&k))));
             }
             if v.is_empty() {
                 continue;
@@ -33,7 +91,7 @@ impl Params {
                 continue;
             }
             if p.map.insert(k.to_string(), v.into_owned()).is_some() {
-                return Err(OAuthError::invalid_request(format!("parameter {k} is repeated")));
+                return Err(OAuthError::invalid_request(format!("{} is repeated", named(&k))));
             }
         }
         Ok(p)
@@ -91,5 +149,17 @@ mod tests {
         let many: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
         assert!(Params::parse(&many.join("&")).is_err());
         assert!(Params::parse(&format!("a={}", "x".repeat(9000))).is_err());
+        let long_name = format!("{}=v", "n".repeat(65));
+        assert_eq!(Params::parse(&long_name).unwrap_err().description, "a parameter name is longer than 64 bytes");
+        assert!(Params::parse(&format!("{}=v", "n".repeat(64))).is_ok());
+    }
+
+    #[test]
+    fn only_known_names_are_repeated_in_errors() {
+        assert_eq!(Params::parse("state=a&state=b").unwrap_err().description, "parameter state is repeated");
+        let e = Params::parse("Call+us+now=1&Call+us+now=2").unwrap_err();
+        assert_eq!(e.description, "a parameter this server does not use is repeated");
+        let e = Params::parse(&format!("Visit+evil={}", "x".repeat(9000))).unwrap_err();
+        assert!(!e.description.contains("evil"), "{}", e.description);
     }
 }

@@ -33,6 +33,21 @@ pub async fn insert(db: &Db, k: &KeyRow) -> Result<()> {
     Ok(())
 }
 
+/// Replaces a key's stored private part with `sealed` (encrypted) if it is still `old`; whether
+/// this call did it (another node starting at the same time may have).
+pub async fn reseal(db: &Db, kid: &str, old: &[u8], sealed: &[u8]) -> Result<bool> {
+    let n = dispatch_write!(db, |pool| sqlx::query(
+        "UPDATE signing_keys SET private_key = $3, encrypted = TRUE WHERE kid = $1 AND private_key = $2"
+    )
+    .bind(kid)
+    .bind(old)
+    .bind(sealed)
+    .execute(pool)
+    .await?
+    .rows_affected());
+    Ok(n == 1)
+}
+
 /// All keys, oldest activation first.
 pub async fn list(db: &Db) -> Result<Vec<KeyRow>> {
     let sql = format!("SELECT {COLUMNS} FROM signing_keys ORDER BY activates_at, created_at");

@@ -108,6 +108,8 @@ impl Loaded {
 pub struct KeyRing {
     db: Db,
     settings: KeySettings,
+    /// Keys derived from `key_encryption_secret`, by salt: a reload runs no argon2id.
+    derived: seal::PassphraseKeys,
     loaded: RwLock<Arc<Loaded>>,
     reload: tokio::sync::Mutex<()>,
 }
@@ -124,10 +126,13 @@ impl KeyRing {
                 Err(e) => return Err(e.into()),
             }
         }
-        let keys = load(&db, &settings).await?;
+        let derived = seal::PassphraseKeys::default();
+        reseal(&db, &settings, &derived).await?;
+        let keys = load(&db, &settings, &derived).await?;
         Ok(KeyRing {
             db,
             settings,
+            derived,
             loaded: RwLock::new(Arc::new(Loaded::new(keys))),
             reload: tokio::sync::Mutex::new(()),
         })
@@ -143,7 +148,7 @@ impl KeyRing {
         if snapshot.loaded_at.elapsed() < self.settings.refresh {
             return Ok(snapshot);
         }
-        match load(&self.db, &self.settings).await {
+        match load(&self.db, &self.settings, &self.derived).await {
             Ok(keys) => {
                 let fresh = Arc::new(Loaded::new(keys));
                 *self.loaded.write().expect("key cache lock") = fresh.clone();
@@ -205,7 +210,11 @@ impl KeyRing {
     }
 }
 
-async fn load(db: &Db, settings: &KeySettings) -> Result<Vec<Arc<LoadedKey>>, KeyError> {
+async fn load(
+    db: &Db,
+    settings: &KeySettings,
+    derived: &seal::PassphraseKeys,
+) -> Result<Vec<Arc<LoadedKey>>, KeyError> {
     let rows = store::keys::list(db).await?;
     let states = classify(&rows.iter().map(|r| r.activates_at).collect::<Vec<_>>(), store::now(), settings.retention);
     let mut keys = Vec::with_capacity(rows.len());
@@ -213,19 +222,49 @@ async fn load(db: &Db, settings: &KeySettings) -> Result<Vec<Arc<LoadedKey>>, Ke
         if state == KeyState::Expired {
             continue;
         }
-        keys.push(Arc::new(decode(row, settings)?));
+        keys.push(Arc::new(decode(row, settings, derived)?));
     }
     Ok(keys)
 }
 
-fn decode(row: KeyRow, settings: &KeySettings) -> Result<LoadedKey, KeyError> {
-    let der = if row.encrypted {
-        let secret = settings.encryption_secret.as_ref().ok_or_else(|| KeyError::NeedSecret(row.kid.clone()))?;
-        seal::open(SEAL_LABEL, secret.expose().as_bytes(), &row.private_key)
-            .map_err(|_| KeyError::WrongSecret(row.kid.clone()))?
-    } else {
-        row.private_key
+/// The private key's DER, and whether it is stored in a form to re-seal: the old unsalted
+/// SHA-256 key derivation, or in clear while a secret is configured.
+fn private_der(
+    row: &KeyRow,
+    settings: &KeySettings,
+    derived: &seal::PassphraseKeys,
+) -> Result<(Vec<u8>, bool), KeyError> {
+    if !row.encrypted {
+        return Ok((row.private_key.clone(), settings.encryption_secret.is_some()));
+    }
+    let secret = settings.encryption_secret.as_ref().ok_or_else(|| KeyError::NeedSecret(row.kid.clone()))?;
+    let (der, format) = seal::open_under_passphrase(derived, SEAL_LABEL, secret.expose().as_bytes(), &row.private_key)
+        .map_err(|_| KeyError::WrongSecret(row.kid.clone()))?;
+    Ok((der, format != seal::Format::Current))
+}
+
+/// Re-seals, under argon2id with a fresh salt, every key stored the old way (an unsalted SHA-256
+/// of the secret) or in clear while a secret is configured. Each update is conditional on the
+/// stored bytes, so nodes starting together re-seal each key once and never lose one.
+async fn reseal(db: &Db, settings: &KeySettings, derived: &seal::PassphraseKeys) -> Result<(), KeyError> {
+    let Some(secret) = &settings.encryption_secret else {
+        return Ok(());
     };
+    for row in store::keys::list(db).await? {
+        let (der, stale) = private_der(&row, settings, derived)?;
+        if !stale {
+            continue;
+        }
+        let sealed = seal::seal_under_passphrase(SEAL_LABEL, secret.expose().as_bytes(), &der);
+        if store::keys::reseal(db, &row.kid, &row.private_key, &sealed).await? {
+            tracing::info!(kid = %row.kid, "signing key re-sealed under key_encryption_secret (argon2id, salted)");
+        }
+    }
+    Ok(())
+}
+
+fn decode(row: KeyRow, settings: &KeySettings, derived: &seal::PassphraseKeys) -> Result<LoadedKey, KeyError> {
+    let (der, _) = private_der(&row, settings, derived)?;
     let broken = |e: josekit::JoseError| KeyError::Broken(row.kid.clone(), e.to_string());
     let signer: Box<dyn JwsSigner> = match row.alg.as_str() {
         "ES256" => Box::new(ES256.signer_from_der(&der).map_err(broken)?),
@@ -262,7 +301,7 @@ pub fn generate(settings: &KeySettings, now: i64, activates_at: i64) -> Result<K
     jwk.set_algorithm(settings.alg.as_str());
     jwk.set_key_use("sig");
     let (private_key, encrypted) = match &settings.encryption_secret {
-        Some(secret) => (seal::seal(SEAL_LABEL, secret.expose().as_bytes(), &der), true),
+        Some(secret) => (seal::seal_under_passphrase(SEAL_LABEL, secret.expose().as_bytes(), &der), true),
         None => (der, false),
     };
     Ok(KeyRow {
@@ -328,12 +367,13 @@ mod tests {
             assert_eq!(jwk["use"], "sig");
             assert_eq!(jwk["alg"], alg.as_str());
             assert!(jwk.get("d").is_none(), "private part leaked: {jwk}");
-            let key = decode(row.clone(), &settings).unwrap();
+            let derived = seal::PassphraseKeys::default();
+            let key = decode(row.clone(), &settings, &derived).unwrap();
             assert_eq!(key.kid, row.kid);
             let no_secret = KeySettings { encryption_secret: None, ..settings.clone() };
-            assert!(matches!(decode(row.clone(), &no_secret), Err(KeyError::NeedSecret(_))));
+            assert!(matches!(decode(row.clone(), &no_secret, &derived), Err(KeyError::NeedSecret(_))));
             let wrong = KeySettings { encryption_secret: Some(Secret::new("another-secret-value")), ..settings };
-            assert!(matches!(decode(row, &wrong), Err(KeyError::WrongSecret(_))));
+            assert!(matches!(decode(row, &wrong, &derived), Err(KeyError::WrongSecret(_))));
         }
     }
 }

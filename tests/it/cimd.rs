@@ -105,6 +105,10 @@ impl DocServer {
         TestApp::spawn_with(engine, "", move |c| {
             c.cimd_test_ca_file = Some(ca);
             c.cimd_test_allow_loopback = true;
+            // Every request here comes from 127.0.0.1, and most tests fetch again right after a
+            // failure: budgets per address and the failure cache are tested on their own.
+            c.cimd_fetches_per_address_per_minute = 0;
+            c.cimd_failure_cache = Seconds(0);
             tweak(c);
         })
         .await
@@ -228,7 +232,8 @@ async fn approve(app: &TestApp, http: &reqwest::Client, page: &str) -> String {
     location(&res)
 }
 
-/// A signed-in browser asks again: returns either the straight redirect's Location or the page.
+/// A signed-in browser asks again: returns either the redirect's Location (straight, or after the
+/// one click a native app with a grant needs, RFC 8252 §8.6) or the consent page.
 async fn again(
     app: &TestApp,
     http: &reqwest::Client,
@@ -239,7 +244,13 @@ async fn again(
     let res = authorize(app, http, &query_string(client_id, redirect_uri, &challenge)).await;
     match res.status().as_u16() {
         302 => (Ok(location(&res)), verifier),
-        200 => (Err(res.text().await.unwrap()), verifier),
+        200 => {
+            let page = res.text().await.unwrap();
+            if page.contains("<h1>Continue to") {
+                return (Ok(approve(app, http, &page).await), verifier);
+            }
+            (Err(page), verifier)
+        }
         s => panic!("unexpected /authorize status {s}: {}", res.text().await.unwrap_or_default()),
     }
 }
@@ -799,6 +810,114 @@ async fn a_changed_document_asks_for_consent_again(engine: Engine) {
 
 db_tests!(policy_off_allowlist_and_denylist, logo_is_served_from_the_server);
 
+// ---------------------------------------------------------------------------------------------
+// The fetch budget (the round-two review's item 6)
+// ---------------------------------------------------------------------------------------------
+
+db_tests!(
+    made_up_paths_cannot_starve_a_hosts_real_documents,
+    failed_fetches_are_remembered_briefly,
+    a_known_good_document_outlives_a_failed_refetch_within_the_grace
+);
+
+/// `/authorize` for `client_id` from `address` (behind the trusted proxy): the status.
+async fn authorize_from(app: &TestApp, address: &str, client_id: &str) -> u16 {
+    let (_, challenge) = pkce();
+    let url = format!("{}?{}", app.url("/authorize"), query_string(client_id, "http://127.0.0.1/callback", &challenge));
+    browser().get(url).header("X-Forwarded-For", address).send().await.unwrap().status().as_u16()
+}
+
+fn behind_proxy(c: &mut Config) {
+    c.trusted_proxies = vec!["127.0.0.1".into()];
+    c.cimd_fetches_per_address_per_minute = 10;
+    c.cimd_fetches_per_host_per_minute = 30;
+}
+
+async fn made_up_paths_cannot_starve_a_hosts_real_documents(engine: Engine) {
+    let server = DocServer::start().await;
+    let real = server.url("/real");
+    server.set("/real", Reply::json(&claude_code_doc(&real, "Real")));
+    let app = server.app(engine, behind_proxy).await;
+    // One address asks for 40 made-up documents on the host: only its own 10 are fetched.
+    for i in 0..40 {
+        assert_eq!(authorize_from(&app, "198.51.100.66", &server.url(&format!("/made-up-{i}"))).await, 400);
+    }
+    let fetched: usize = (0..40).map(|i| server.hits(&format!("/made-up-{i}"))).sum();
+    assert_eq!(fetched, 10, "the address's budget, not the host's 30");
+    // Someone else still gets the host's real document (before: refused, the host's budget spent).
+    assert_eq!(authorize_from(&app, "203.0.113.10", &real).await, 303);
+    assert_eq!(server.hits("/real"), 1);
+    // The refused attempts wrote audit rows only for what was fetched or refused, once each.
+    assert!(failures_for(&app, &real).await.is_empty());
+}
+
+async fn failed_fetches_are_remembered_briefly(engine: Engine) {
+    let server = DocServer::start().await;
+    let app = server
+        .app(engine, |c| {
+            behind_proxy(c);
+            c.cimd_failure_cache = Seconds(2);
+        })
+        .await;
+    let missing = server.url("/missing");
+    for _ in 0..5 {
+        let (page, _) = refused(&app, &missing).await;
+        assert!(page.contains("HTTP 404"), "{page}");
+    }
+    assert_eq!(server.hits("/missing"), 1, "one fetch; the failure answered the other four");
+    assert_eq!(failures_for(&app, &missing).await.len(), 1, "one audit row");
+    // Published meanwhile: seen once the failure is forgotten.
+    server.set("/missing", Reply::json(&claude_code_doc(&missing, "Late")));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    accepted(&app, &missing, "http://localhost:5555/callback").await;
+    assert_eq!(server.hits("/missing"), 2);
+}
+
+async fn a_known_good_document_outlives_a_failed_refetch_within_the_grace(engine: Engine) {
+    let server = DocServer::start().await;
+    let client_id = server.url("/known");
+    server.set("/known", Reply::json_cached(&claude_code_doc(&client_id, "Known"), "max-age=0"));
+    let app = server
+        .app(engine, |c| {
+            behind_proxy(c);
+            c.cimd_min_cache = Seconds(1);
+            c.cimd_stale_grace = Seconds(60);
+        })
+        .await;
+    assert_eq!(authorize_from(&app, "203.0.113.1", &client_id).await, 303);
+    let stored = clients::get(&app.db, &client_id).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Stale, and the host fails: the last good copy serves (audited), unchanged.
+    server.set("/known", Reply::raw("503 Service Unavailable", &[], Vec::new()));
+    assert_eq!(authorize_from(&app, "203.0.113.1", &client_id).await, 303);
+    assert_eq!(server.hits("/known"), 2);
+    assert_eq!(failures_for(&app, &client_id).await.len(), 1);
+    let row = clients::get(&app.db, &client_id).await.unwrap().unwrap();
+    assert_eq!((row.metadata, row.metadata_expires_at), (stored.metadata.clone(), stored.metadata_expires_at));
+    // Stale, and the host's budget spent by others: the last good copy serves without a fetch.
+    for i in 0..3 {
+        for j in 0..10 {
+            authorize_from(&app, &format!("198.51.100.{i}"), &server.url(&format!("/spend-{i}-{j}"))).await;
+        }
+    }
+    assert_eq!(authorize_from(&app, "203.0.113.2", &client_id).await, 303);
+    assert_eq!(server.hits("/known"), 2, "no budget left: not fetched");
+    // Past the grace, a document that cannot be re-fetched is refused.
+    let short = server.url("/short-grace");
+    server.set("/short-grace", Reply::json_cached(&claude_code_doc(&short, "Short"), "max-age=0"));
+    let app = server
+        .app(engine, |c| {
+            behind_proxy(c);
+            c.cimd_min_cache = Seconds(1);
+            c.cimd_stale_grace = Seconds(1);
+        })
+        .await;
+    assert_eq!(authorize_from(&app, "203.0.113.3", &short).await, 303);
+    server.set("/short-grace", Reply::raw("503 Service Unavailable", &[], Vec::new()));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(authorize_from(&app, "203.0.113.3", &short).await, 400);
+}
+
 type Tweak = Box<dyn FnOnce(&mut Config) + Send>;
 
 async fn policy_off_allowlist_and_denylist(engine: Engine) {
@@ -807,7 +926,7 @@ async fn policy_off_allowlist_and_denylist(engine: Engine) {
     server.set("/policy", Reply::json(&claude_code_doc(&client_id, "Policy")));
     let off = "does not accept apps identified by a metadata document URL";
     let host = "Apps from localhost are not allowed";
-    let tweaks: [(&str, &str, Tweak); 3] = [
+    let tweaks: [(&str, &str, Tweak); 4] = [
         ("off", off, Box::new(|c: &mut Config| c.cimd_policy = CimdPolicy::Off)),
         (
             "allowlist",
@@ -818,6 +937,7 @@ async fn policy_off_allowlist_and_denylist(engine: Engine) {
             }),
         ),
         ("denylist", host, Box::new(|c: &mut Config| c.cimd_deny_hosts = vec!["localhost".into()])),
+        ("denylist, trailing dot", host, Box::new(|c: &mut Config| c.cimd_deny_hosts = vec!["localhost.".into()])),
     ];
     for (what, needle, tweak) in tweaks {
         let app = server.app(engine, tweak).await;
@@ -825,6 +945,14 @@ async fn policy_off_allowlist_and_denylist(engine: Engine) {
         assert!(page.contains(needle), "{what}: {page}");
         // Policy refusals return before `resolve` records `metadata_document_failed`: nothing is
         // fetched, so nothing is asserted about the audit trail here.
+    }
+    // A deny entry covers subdomains and the fully qualified form with its trailing dot.
+    let app = server.app(engine, |c| c.cimd_deny_hosts = vec!["localhost".into()]).await;
+    for id in
+        [format!("https://sub.localhost:{}/policy", server.port), format!("https://localhost.:{}/policy", server.port)]
+    {
+        let (page, _) = refused(&app, &id).await;
+        assert!(page.contains("are not allowed on this server"), "{id}: {page}");
     }
     assert_eq!(server.hits("/policy"), 0, "policy refusals fetch nothing");
     // The allow-list admits its hosts.

@@ -14,6 +14,7 @@ db_tests!(
     first_start_creates_admin_once,
     rotated_key_is_published_before_it_signs,
     encrypted_keys_need_their_secret,
+    keys_sealed_the_old_way_are_read_and_resealed,
 );
 
 fn declared(c: &mut portcullis::config::Config) {
@@ -124,5 +125,54 @@ async fn encrypted_keys_need_their_secret(engine: Engine) {
         .err()
         .expect("refuses a wrong secret")
         .to_string();
+    assert!(err.contains("wrong key_encryption_secret"), "{err}");
+}
+
+/// Review item 12: keys sealed under an unsalted SHA-256 of the secret (and keys stored in clear
+/// before a secret was set) still load, and start-up re-seals them under argon2id with a salt.
+async fn keys_sealed_the_old_way_are_read_and_resealed(engine: Engine) {
+    use portcullis::tokens::seal;
+    const LABEL: &str = "portcullis signing key v1";
+    const SECRET: &str = "operator-secret-0123456789";
+    let t = TestDb::new(engine).await;
+    let with = |secret: Option<&str>| {
+        settings_for(&t.url, "http://127.0.0.1:1", "127.0.0.1:1".parse().unwrap(), |c| {
+            c.key_encryption_secret = secret.map(Secret::new);
+            c.key_publish_delay = Seconds(0);
+        })
+    };
+    // Two keys in clear; the first then sealed the way versions before this one did.
+    AppState::start(with(None)).await.unwrap();
+    let db = t.connect().await;
+    let settings = portcullis::state::key_settings(&with(None));
+    portcullis::tokens::keys::rotate(&db, &settings, portcullis::store::now() - 10).await.unwrap();
+    let before = portcullis::store::keys::list(&db).await.unwrap();
+    assert_eq!(before.len(), 2);
+    let der = before[0].private_key.clone();
+    let old = seal::seal(LABEL, SECRET.as_bytes(), &der);
+    assert!(portcullis::store::keys::reseal(&db, &before[0].kid, &der, &old).await.unwrap());
+
+    let (state, _) = AppState::start(with(Some(SECRET))).await.expect("old-format keys load");
+    let after = portcullis::store::keys::list(&db).await.unwrap();
+    assert_eq!(after.len(), 2, "no key added or lost");
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(a.kid, b.kid);
+        assert!(a.encrypted, "{} sealed", a.kid);
+        assert!(a.private_key.starts_with(b"PCK2"), "{} re-sealed in the salted format", a.kid);
+        // Neither the old derivation nor the clear text opens it any more.
+        assert!(seal::open(LABEL, SECRET.as_bytes(), &a.private_key).is_err());
+        assert_ne!(a.private_key, der);
+    }
+    let keys = seal::PassphraseKeys::default();
+    let (opened, format) = seal::open_under_passphrase(&keys, LABEL, SECRET.as_bytes(), &after[0].private_key).unwrap();
+    assert_eq!((opened, format), (der, seal::Format::Current), "the same key, re-sealed");
+    // The keys still sign: the key ring signs with the newer one and publishes both.
+    assert!(state.keys.signing_key().await.is_ok());
+    let jwks: Value = serde_json::from_slice(&state.keys.jwks().await.unwrap()).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    // A second start finds nothing to re-seal, and a wrong secret is still refused.
+    AppState::start(with(Some(SECRET))).await.unwrap();
+    assert_eq!(portcullis::store::keys::list(&db).await.unwrap()[0].private_key, after[0].private_key);
+    let err = AppState::start(with(Some("another-secret-0123456789"))).await.err().expect("wrong secret").to_string();
     assert!(err.contains("wrong key_encryption_secret"), "{err}");
 }

@@ -384,7 +384,8 @@ async fn sessions_round_trip(engine: Engine) {
     use tower_sessions::session::{Id, Record};
     let t = TestDb::new(engine).await;
     let db = t.connect().await;
-    let s = store::sessions::DbSessionStore::new(db.clone());
+    let anonymous = store::sessions::AnonymousSessions { lifetime: 900, pending_per_address: 0 };
+    let s = store::sessions::DbSessionStore::new(db.clone(), anonymous);
     let mut record = Record {
         id: Id::default(),
         data: [("k".to_string(), json!("v"))].into_iter().collect(),

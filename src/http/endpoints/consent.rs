@@ -56,6 +56,10 @@ pub async fn follow(
             session::park(session, request.pending.clone()).await?;
             render(state, session, &request).await
         }
+        Next::Continue(request) => {
+            session::park(session, request.pending.clone()).await?;
+            crate::http::endpoints::continue_page::render(state, session, &request).await
+        }
         Next::ErrorPage(page) => Err(*page),
     }
 }

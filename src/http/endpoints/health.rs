@@ -26,7 +26,13 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<serde_j
     }
 }
 
-/// Prometheus text (see `crate::metrics`).
-pub async fn metrics(State(state): State<HttpState>) -> impl axum::response::IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], health::metrics_text(&state))
+/// Prometheus text (see `crate::metrics`); with `metrics_token` set, only for its Bearer holder.
+pub async fn metrics(State(state): State<HttpState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    if !health::metrics_allowed(&state, crate::http::bearer_token(&headers)) {
+        let challenge = [(header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")];
+        return (StatusCode::UNAUTHORIZED, challenge, "metrics_token required\n").into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], health::metrics_text(&state)).into_response()
 }

@@ -6,6 +6,7 @@ pub mod admin_console;
 pub mod assets;
 pub mod authorize;
 pub mod consent;
+pub mod continue_page;
 pub mod health;
 pub mod introspect;
 pub mod landing;

@@ -1,5 +1,6 @@
 //! `/token`: the authorization-code and refresh-token grants (see [`crate::flows::token`]).
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -10,11 +11,20 @@ use crate::flows::token;
 use crate::http::HttpState;
 use crate::http::endpoints::form_params;
 use crate::http::error::{ApiError, no_store};
+use crate::http::middleware::client_ip::ClientIp;
 use crate::http::routes::TOKEN;
+use crate::net::AddressKey;
 
-pub async fn token(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn token(
+    State(state): State<HttpState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = form_params(&headers, &body)?;
     let token_endpoint = state.routes.url(TOKEN);
-    let response = token::token(&state, &token_endpoint, crate::http::authorization(&headers), &params).await?;
+    let from = AddressKey::new(ip, state.settings.ipv6_prefix_length);
+    let response =
+        token::token(&state, &token_endpoint, crate::http::authorization(&headers), &params, Some(&from)).await?;
     Ok((no_store(), Json(response)).into_response())
 }

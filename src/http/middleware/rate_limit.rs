@@ -246,6 +246,7 @@ mod tests {
             per_ip: RateLimits { token: 2, ..RateLimits::off() },
             total: RateLimits::off(),
             per_client: 3,
+            per_refresh_family: 0,
         };
         let egress = AddressKey::new("192.0.2.1".parse().unwrap(), 64);
         // Many served requests from one address: each client has its own budget.

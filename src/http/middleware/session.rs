@@ -4,13 +4,13 @@
 use tower_sessions::Session;
 
 use crate::flows::federation::{LOGIN_LIFETIME, UpstreamLogin};
-use crate::flows::session::still_allowed;
+use crate::flows::session::{PENDING_CAP_REACHED, PENDING_FROM_KEY, SIGNED_IN_KEY, still_allowed};
 pub use crate::flows::session::{PendingAuthorization, SignedIn};
 use crate::http::HttpState;
 use crate::http::error::PageError;
 use crate::tokens::secrets;
 
-const USER: &str = "user";
+const USER: &str = SIGNED_IN_KEY;
 const CSRF: &str = "csrf";
 const PENDING: &str = "pending";
 const UPSTREAM: &str = "upstream";
@@ -21,8 +21,21 @@ const MAX_PENDING: usize = 8;
 /// How long a person may take between /authorize and approving consent.
 pub const PENDING_LIFETIME: i64 = 600;
 
-pub fn cookie_name(secure: bool) -> &'static str {
-    if secure { "__Host-portcullis" } else { "portcullis" }
+/// The session cookie's name for an https issuer (`secure`) with this path prefix ("" for an
+/// origin issuer). `__Host-` requires `Path=/`, so an issuer with a path (several tenants on one
+/// host, each its own issuer) uses `__Secure-` with its own path: a tenant's cookie is never sent
+/// to (or overwritten by) another tenant's pages.
+pub fn cookie_name(secure: bool, prefix: &str) -> &'static str {
+    match (secure, prefix.is_empty()) {
+        (true, true) => "__Host-portcullis",
+        (true, false) => "__Secure-portcullis",
+        (false, _) => "portcullis",
+    }
+}
+
+/// The session cookie's `Path`: the issuer's path, or `/`.
+pub fn cookie_path(prefix: &str) -> String {
+    if prefix.is_empty() { "/".into() } else { prefix.to_string() }
 }
 
 fn internal(e: tower_sessions::session::Error) -> PageError {
@@ -41,6 +54,8 @@ pub async fn signed_in(session: &Session) -> Result<Option<SignedIn>, PageError>
 /// Starts an authenticated session with a new id (no session fixation) and a new CSRF token.
 pub async fn sign_in(session: &Session, who: SignedIn) -> Result<(), PageError> {
     session.cycle_id().await.map_err(internal)?;
+    // No longer a pending-request session: it leaves its address's count.
+    session.remove_value(PENDING_FROM_KEY).await.map_err(internal)?;
     session.insert(USER, who).await.map_err(internal)?;
     session.insert(CSRF, secrets::random_token()).await.map_err(internal)
 }
@@ -96,6 +111,32 @@ pub async fn pending(session: &Session, id: &str) -> Result<PendingAuthorization
             "This sign-in request has expired or was already used. Go back to the app and connect again.",
         )
     })
+}
+
+/// A session this request created to park an authorization request (the browser sent no cookie,
+/// or one naming no live session) is stored now, counted against `from` (an address key): an
+/// address holding `pending_sessions_per_address` already is refused with 429 and nothing is
+/// stored. Any other session is left to the session layer.
+pub async fn admit_new_pending(session: &Session, from: &str) -> Result<(), PageError> {
+    if session.id().is_some() || session.is_empty().await || signed_in(session).await?.is_some() {
+        return Ok(());
+    }
+    session.insert(PENDING_FROM_KEY, from).await.map_err(internal)?;
+    match session.save().await {
+        Ok(()) => Ok(()),
+        Err(tower_sessions::session::Error::Store(tower_sessions::session_store::Error::Backend(m)))
+            if m == PENDING_CAP_REACHED =>
+        {
+            // Emptied, the session layer stores nothing and sets no cookie.
+            session.clear().await;
+            Err(PageError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "Too many sign-ins in progress",
+                "Too many sign-ins are waiting to be finished from your network. Finish one, or try again in a few minutes.",
+            ))
+        }
+        Err(e) => Err(internal(e)),
+    }
 }
 
 /// Keeps a sign-in at an identity provider until the person comes back.
