@@ -377,6 +377,9 @@ async fn dispatch(settings: &Settings, command: Command) -> Result<(), Failure> 
             admin::validate_declarations(&settings)?;
             print!("{}", settings.redacted_toml());
             print_in_database(&settings).await;
+            if let Some(warning) = settings.keys_in_clear_warning() {
+                eprintln!("warning: {warning}");
+            }
             eprintln!("configuration is valid");
             Ok(())
         }
@@ -450,7 +453,8 @@ async fn doctor(settings: &Settings, urls: Vec<String>, token_check: bool, json:
         servers.push(portcullis::doctor::Server { uri, tokens });
     }
     let subject = portcullis::doctor::Subject { issuer: &settings.issuer, signing_kid: signing.as_deref(), servers };
-    let report = portcullis::doctor::examine(&subject).await;
+    let mut report = portcullis::doctor::examine(&subject).await;
+    report.checks.extend(portcullis::doctor::settings_checks(settings));
     if json {
         println!(
             "{}",
@@ -635,12 +639,12 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
             let config = portcullis::tls::load_config(&files.cert, &files.key).map_err(Failure)?;
             let listener = portcullis::tls::TlsListener::new(listener, config)?;
             tracing::info!("serving HTTPS with the configured certificate");
-            let app = app.into_make_service_with_connect_info::<portcullis::tls::PeerAddr>();
-            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+            let serve = state.settings.serve.clone();
+            portcullis::serve::run(listener, app, serve, portcullis::serve::tls_peer, shutdown_signal()).await;
         }
         None => {
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+            let serve = state.settings.serve.clone();
+            portcullis::serve::run(listener, app, serve, portcullis::serve::tcp_peer, shutdown_signal()).await;
         }
     }
     jobs.abort();
