@@ -639,11 +639,11 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
             let config = portcullis::tls::load_config(&files.cert, &files.key).map_err(Failure)?;
             let listener = portcullis::tls::TlsListener::new(listener, config)?;
             tracing::info!("serving HTTPS with the configured certificate");
-            let serve = state.settings.serve.clone();
+            let serve = state.settings.serve;
             portcullis::serve::run(listener, app, serve, portcullis::serve::tls_peer, shutdown_signal()).await;
         }
         None => {
-            let serve = state.settings.serve.clone();
+            let serve = state.settings.serve;
             portcullis::serve::run(listener, app, serve, portcullis::serve::tcp_peer, shutdown_signal()).await;
         }
     }
