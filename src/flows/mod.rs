@@ -10,6 +10,7 @@ pub mod authorize;
 pub mod client_credentials;
 pub mod consent;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod federation;
 pub mod health;
