@@ -12,6 +12,7 @@ mod cli;
 mod cli_groups;
 mod client_credentials;
 mod doctor;
+mod dpop;
 mod faults;
 mod federation;
 mod fetch;
