@@ -254,6 +254,7 @@ mod tests {
             iat: 0,
             exp: 1,
             jti: "j".into(),
+            cnf: None,
         };
         assert!(is_machine_token(&claims("billing-agent", "billing-agent")));
         assert!(!is_machine_token(&claims("0190b7a2-1c1e-7c3e-8f00-000000000001", "billing-agent")));

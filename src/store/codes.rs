@@ -85,8 +85,9 @@ pub struct Planned {
 
 #[derive(Debug)]
 pub enum Redeemed<T, E> {
-    /// The code was live and the checks passed: tokens were recorded.
-    Ok(Code, T),
+    /// The code was live and the checks passed: tokens were recorded. (Boxed: the code is much
+    /// larger than the other variants.)
+    Ok(Box<Code>, T),
     /// The checks refused the code (wrong client, verifier, redirect URI). The code is spent.
     Refused(E),
     /// Already redeemed: what the first redemption issued has been revoked.
@@ -212,5 +213,5 @@ pub async fn redeem<T, E>(
     }
     tx.note_grant_use(code.grant_id, spent.grant_last_used, now).await?;
     tx.commit().await?;
-    Ok(Redeemed::Ok(code, out))
+    Ok(Redeemed::Ok(Box::new(code), out))
 }
