@@ -380,6 +380,8 @@ pub struct ClientSpec {
     pub keys: Option<ClientKeys>,
     /// `client_credentials`: the MCP servers the client may reach, with the scopes at each.
     pub resources: Vec<ReachSpec>,
+    /// RFC 9449: every token request of the client must carry a DPoP proof.
+    pub dpop_bound_access_tokens: bool,
 }
 
 pub struct AddedClient {
@@ -440,6 +442,9 @@ fn client_record(spec: &ClientSpec) -> Result<ClientRecord, AdminError> {
         }
         Some(ClientKeys::JwksUri(uri)) => request["jwks_uri"] = uri.as_str().into(),
         None => {}
+    }
+    if spec.dpop_bound_access_tokens {
+        request["dpop_bound_access_tokens"] = true.into();
     }
     let metadata = ClientMetadata::from_operator(&request).map_err(|e| invalid(e.description()))?;
     let reach = machine::check(&client_id, &metadata, &spec.resources)?;
@@ -556,6 +561,7 @@ fn declarations(settings: &Settings) -> Result<(Vec<NewResource>, Vec<ClientReco
                     .iter()
                     .map(|r| ReachSpec { uri: r.uri.clone(), scopes: r.scopes.clone() })
                     .collect(),
+                dpop_bound_access_tokens: c.dpop_bound_access_tokens,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

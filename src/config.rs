@@ -33,6 +33,7 @@ const ENV_KEYS: &[&str] = &[
     "refresh_token_lifetime",
     "refresh_token_max_lifetime",
     "refresh_grace_period",
+    "dpop_nonce_required",
     "authorization_code_lifetime",
     "session_lifetime",
     "key_publish_delay",
@@ -309,6 +310,9 @@ pub struct ClientConfig {
     /// Or where to fetch them (https, through the hardened fetcher).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// RFC 9449 §5.2: every token request of this client must carry a DPoP proof.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
     /// `client_credentials`: the MCP servers this client may get tokens for, each with its scopes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ClientResourceConfig>,
@@ -348,6 +352,9 @@ pub struct Config {
     /// No refresh token outlives its family's start by more than this, however often it rotates.
     pub refresh_token_max_lifetime: Seconds,
     pub refresh_grace_period: Seconds,
+    /// DPoP proofs at `/token` must carry the server's nonce (RFC 9449 §8). Off: a proof without
+    /// one is accepted, one with a stale or unknown nonce is refused; `DPoP-Nonce` is always sent.
+    pub dpop_nonce_required: bool,
     pub authorization_code_lifetime: Seconds,
     pub session_lifetime: Seconds,
     /// How long a rotated-in key is published before it signs (JWKS caches must see it first).
@@ -466,6 +473,7 @@ impl Default for Config {
             refresh_token_lifetime: Seconds(30 * 86_400),
             refresh_token_max_lifetime: Seconds(90 * 86_400),
             refresh_grace_period: Seconds(60),
+            dpop_nonce_required: false,
             authorization_code_lifetime: Seconds(60),
             session_lifetime: Seconds(12 * 3600),
             key_publish_delay: Seconds(600),
@@ -534,6 +542,8 @@ pub struct Settings {
     /// Used when an authorization request carries no `resource` and several are registered.
     pub default_resource: Option<ResourceUri>,
     pub lifetimes: Lifetimes,
+    /// DPoP proofs at `/token` must carry the server's nonce.
+    pub dpop_nonce_required: bool,
     /// Create an `admin` user with a random password when the database has no users.
     pub bootstrap_admin: bool,
     pub registration: RegistrationSettings,
@@ -730,6 +740,7 @@ impl Config {
             refresh_token_lifetime,
             refresh_token_max_lifetime,
             refresh_grace_period,
+            dpop_nonce_required,
             authorization_code_lifetime,
             session_lifetime,
             key_publish_delay,
@@ -929,6 +940,7 @@ impl Config {
                 authorization_code: authorization_code_lifetime,
                 session: session_lifetime,
             },
+            dpop_nonce_required,
             bootstrap_admin,
             registration: RegistrationSettings {
                 policy: registration,

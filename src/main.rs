@@ -959,6 +959,7 @@ async fn client(db: &Db, cmd: ClientCmd) -> Result<(), Failure> {
                 grant_types: a.grant_types,
                 keys,
                 resources,
+                dpop_bound_access_tokens: false,
             };
             let added = admin::add_client(db, &spec).await?;
             println!("client_id: {}", added.client.client_id);

@@ -30,6 +30,8 @@ pub struct Inner {
     pub federation: crate::federation::Federation,
     /// Dynamic clients registered (for `max_dynamic_clients`), recounted every few seconds.
     pub dynamic_client_count: std::sync::Mutex<Option<(std::time::Instant, i64)>>,
+    /// DPoP server nonces, under a key every node derives from the same stored secret.
+    pub dpop_nonces: crate::oauth::dpop::NonceKey,
 }
 
 impl std::ops::Deref for AppState {
@@ -93,6 +95,7 @@ impl AppState {
             &settings.trusted_identity_providers,
             settings.cimd.test_ca_file.clone(),
         )?;
+        let dpop_nonces = crate::flows::dpop::nonce_key(&db).await?;
         let inner = Inner {
             settings,
             db,
@@ -105,6 +108,7 @@ impl AppState {
             metrics: Default::default(),
             federation,
             dynamic_client_count: Default::default(),
+            dpop_nonces,
         };
         Ok((AppState(Arc::new(inner)), started))
     }

@@ -140,6 +140,19 @@ pub async fn redeem(
     code: &str,
     verifier: &str,
 ) -> Res<(String, String)> {
+    redeem_with(c, t, fx, client_id, code, verifier, None).await
+}
+
+/// Redeems a code, with a DPoP proof when given (then the tokens must be `DPoP`).
+pub async fn redeem_with(
+    c: &mut Conn,
+    t: &Target,
+    fx: &Fixture,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+    proof: Option<&str>,
+) -> Res<(String, String)> {
     let body = form(&[
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -148,9 +161,12 @@ pub async fn redeem(
         ("code_verifier", verifier),
         ("resource", &fx.resource),
     ]);
-    let r = c.post_form(&t.token, &[], &body).await?;
+    let r = match proof {
+        Some(p) => c.post_form(&t.token, &[("DPoP", p)], &body).await?,
+        None => c.post_form(&t.token, &[], &body).await?,
+    };
     expect_status(&r, 200, "token (authorization_code)")?;
-    tokens_ok(&r)
+    tokens_ok_as(&r, if proof.is_some() { "DPoP" } else { "Bearer" })
 }
 
 /// Checks a client credentials answer: a Bearer JWT with the scope, and no refresh token.
@@ -167,8 +183,13 @@ pub fn machine_token_ok(r: &Response) -> Res<()> {
 
 /// Checks a token response's shape; returns (access token, refresh token).
 pub fn tokens_ok(r: &Response) -> Res<(String, String)> {
+    tokens_ok_as(r, "Bearer")
+}
+
+/// As [`tokens_ok`], with the `token_type` expected (`DPoP` for a request with a proof).
+pub fn tokens_ok_as(r: &Response, token_type: &str) -> Res<(String, String)> {
     let tok: Tokens = r.json()?;
-    if tok.token_type != "Bearer" || tok.expires_in <= 0 || tok.access_token.split('.').count() != 3 {
+    if tok.token_type != token_type || tok.expires_in <= 0 || tok.access_token.split('.').count() != 3 {
         return Err(format!("token: unexpected body {}", snippet(r.text())));
     }
     let refresh = tok.refresh_token.ok_or("token: no refresh_token")?;

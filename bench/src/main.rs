@@ -16,6 +16,7 @@
 //! client), `scenarios` (one timed operation each), `procfs` (CPU and memory), `report` (the JSON
 //! line and the table); `run` ties them together.
 
+mod dpop;
 mod flows;
 mod http1;
 mod launch;
@@ -43,8 +44,8 @@ type Res<T> = Result<T, String>;
 #[command(name = "portcullis-load", about = "Load benchmark for Portcullis")]
 struct Opts {
     /// Scenario: healthz, readyz (the readiness probe: reads and takes the write lock), metadata, jwks, register,
-    /// client_credentials (a machine client's token, secret in a Basic header), authcode, refresh, introspect, login,
-    /// or all
+    /// client_credentials (a machine client's token, secret in a Basic header), authcode, refresh, authcode_dpop and
+    /// refresh_dpop (the same with a DPoP proof per request, bound tokens), introspect, login, or all
     /// (comma-separated lists work too).
     #[arg(long, default_value = "all")]
     scenario: String,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::dpop::DpopKey;
 use crate::flows::register_body;
 use crate::http1::Conn;
 use crate::launch::{CliDb, server_binary, start_server};
@@ -71,8 +72,16 @@ async fn benchmark(
     };
     let ctx = Arc::new(Ctx { target, fixture, register_body: register_body() });
     let mut workers: Vec<Worker> = (0..opts.concurrency)
-        .map(|_| Worker { conn: Conn::new(&ctx.target), principal: Principal::default(), login_csrf: None })
-        .collect();
+        .map(|_| -> Res<Worker> {
+            Ok(Worker {
+                conn: Conn::new(&ctx.target),
+                principal: Principal::default(),
+                login_csrf: None,
+                dpop: DpopKey::new()?,
+                dpop_refresh: None,
+            })
+        })
+        .collect::<Res<_>>()?;
     let mut principals_ready = false;
     let mut rows = Vec::new();
     for &s in scenarios {

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::dpop::DpopKey;
 use crate::flows::{
-    authorize_path, code_from, hidden, machine_token_ok, pkce, random_b64, redeem, register_client, tokens_ok,
+    authorize_path, code_from, hidden, machine_token_ok, pkce, random_b64, redeem, redeem_with, register_client,
+    tokens_ok, tokens_ok_as,
 };
 use crate::http1::{Conn, expect_status, form, snippet};
 use crate::setup::{Fixture, Principal};
@@ -30,6 +32,8 @@ pub const ALL: &[&str] = &[
     "introspect",
     "authcode",
     "refresh",
+    "authcode_dpop",
+    "refresh_dpop",
     "login",
 ];
 
@@ -42,6 +46,9 @@ pub enum Scenario {
     Register,
     Authcode,
     Refresh,
+    /// `authcode` and `refresh` with a DPoP proof on each token request (bound tokens).
+    AuthcodeDpop,
+    RefreshDpop,
     Introspect,
     Login,
     ClientCredentials,
@@ -57,6 +64,8 @@ impl Scenario {
             "register" => Scenario::Register,
             "authcode" => Scenario::Authcode,
             "refresh" => Scenario::Refresh,
+            "authcode_dpop" => Scenario::AuthcodeDpop,
+            "refresh_dpop" => Scenario::RefreshDpop,
             "introspect" => Scenario::Introspect,
             "login" => Scenario::Login,
             "client_credentials" => Scenario::ClientCredentials,
@@ -72,13 +81,23 @@ impl Scenario {
             Scenario::Register => "register",
             Scenario::Authcode => "authcode",
             Scenario::Refresh => "refresh",
+            Scenario::AuthcodeDpop => "authcode_dpop",
+            Scenario::RefreshDpop => "refresh_dpop",
             Scenario::Introspect => "introspect",
             Scenario::Login => "login",
             Scenario::ClientCredentials => "client_credentials",
         }
     }
     pub fn needs_principals(self) -> bool {
-        matches!(self, Scenario::Authcode | Scenario::Refresh | Scenario::Introspect | Scenario::Login)
+        matches!(
+            self,
+            Scenario::Authcode
+                | Scenario::Refresh
+                | Scenario::AuthcodeDpop
+                | Scenario::RefreshDpop
+                | Scenario::Introspect
+                | Scenario::Login
+        )
     }
     /// The person, the MCP server and the machine client, made through the CLI.
     pub fn needs_fixture(self) -> bool {
@@ -99,6 +118,9 @@ pub struct Worker {
     pub principal: Principal,
     /// The login page's CSRF token for the next login.
     pub login_csrf: Option<String>,
+    /// The worker's DPoP key, and its chain of refresh tokens bound to it.
+    pub dpop: DpopKey,
+    pub dpop_refresh: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +189,42 @@ async fn op(s: Scenario, w: &mut Worker, ctx: &Ctx) -> Res<Duration> {
             redeem(&mut w.conn, t, fx, &w.principal.client_id, &code, &p.verifier).await?;
             Ok(t0.elapsed())
         }
+        Scenario::AuthcodeDpop => {
+            let fx = ctx.fixture.as_ref().expect("fixture");
+            let p = pkce();
+            let state = random_b64(8);
+            let path = authorize_path(t, fx, &w.principal.client_id, &p, &state);
+            // The client's cost of a proof is not the server's: made before the clock starts.
+            let proof = w.dpop.proof("POST", &t.token_url)?;
+            let t0 = Instant::now();
+            let r = w.conn.get(&path).await?;
+            expect_status(&r, 302, "authorize")?;
+            let code = code_from(r.location.as_deref(), t, &state)?;
+            redeem_with(&mut w.conn, t, fx, &w.principal.client_id, &code, &p.verifier, Some(&proof)).await?;
+            Ok(t0.elapsed())
+        }
+        Scenario::RefreshDpop => {
+            let refresh_token = match w.dpop_refresh.take() {
+                Some(r) => r,
+                None => bound_chain(w, ctx).await?,
+            };
+            let body = form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token),
+                ("client_id", &w.principal.client_id),
+            ]);
+            let proof = w.dpop.proof("POST", &t.token_url)?;
+            let t0 = Instant::now();
+            let r = w.conn.post_form(&t.token, &[("DPoP", &proof)], &body).await?;
+            let elapsed = t0.elapsed();
+            expect_status(&r, 200, "token (refresh_token, DPoP)")?;
+            let (_, next) = tokens_ok_as(&r, "DPoP")?;
+            if next == refresh_token {
+                return Err("refresh_dpop: the refresh token was not rotated".into());
+            }
+            w.dpop_refresh = Some(next);
+            Ok(elapsed)
+        }
         Scenario::Refresh => {
             let body = form(&[
                 ("grant_type", "refresh_token"),
@@ -232,6 +290,22 @@ async fn op(s: Scenario, w: &mut Worker, ctx: &Ctx) -> Res<Duration> {
     }
 }
 
+/// A new chain of refresh tokens bound to the worker's DPoP key (not timed): this public client's
+/// refresh tokens are bound when its code is redeemed with a proof.
+async fn bound_chain(w: &mut Worker, ctx: &Ctx) -> Res<String> {
+    let fx = ctx.fixture.as_ref().expect("fixture");
+    let p = pkce();
+    let state = random_b64(8);
+    let path = authorize_path(&ctx.target, fx, &w.principal.client_id, &p, &state);
+    let r = w.conn.get(&path).await?;
+    expect_status(&r, 302, "authorize")?;
+    let code = code_from(r.location.as_deref(), &ctx.target, &state)?;
+    let proof = w.dpop.proof("POST", &ctx.target.token_url)?;
+    let (_, refresh) =
+        redeem_with(&mut w.conn, &ctx.target, fx, &w.principal.client_id, &code, &p.verifier, Some(&proof)).await?;
+    Ok(refresh)
+}
+
 /// After a failed operation, put the worker back into a state where the next one can succeed.
 async fn recover(s: Scenario, w: &mut Worker, ctx: &Ctx) {
     if s == Scenario::Refresh {
@@ -263,7 +337,9 @@ pub struct Tally {
 pub async fn work(s: Scenario, mut w: Worker, ctx: Arc<Ctx>, measure_from: Instant, end: Instant) -> (Worker, Tally) {
     let mut tally = Tally::default();
     match s {
-        Scenario::Authcode | Scenario::Refresh => w.conn.cookie = w.principal.cookie.clone(),
+        Scenario::Authcode | Scenario::Refresh | Scenario::AuthcodeDpop | Scenario::RefreshDpop => {
+            w.conn.cookie = w.principal.cookie.clone();
+        }
         Scenario::Login => {
             w.conn.cookie = None;
             w.login_csrf = None;

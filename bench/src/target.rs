@@ -16,6 +16,8 @@ pub struct Target {
     pub issuer: String,
     pub authorize: String,
     pub token: String,
+    /// The token endpoint's absolute URL: what a DPoP proof's `htu` names.
+    pub token_url: String,
     pub register: String,
     pub jwks: String,
     pub introspect: String,
@@ -35,6 +37,7 @@ impl Target {
             issuer: String::new(),
             authorize: String::new(),
             token: String::new(),
+            token_url: String::new(),
             register: String::new(),
             jwks: String::new(),
             introspect: String::new(),
@@ -105,6 +108,7 @@ pub async fn discover(base: &str) -> Res<Target> {
     t.issuer = m.issuer.to_string();
     t.authorize = path_of(&m.authorization_endpoint)?;
     t.token = path_of(&m.token_endpoint)?;
+    t.token_url = m.token_endpoint.to_string();
     t.register = path_of(&m.registration_endpoint)?;
     t.jwks = path_of(&m.jwks_uri)?;
     t.introspect = path_of(&m.introspection_endpoint)?;

@@ -185,6 +185,10 @@ async fn validate(
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
+    let dpop_jkt = params.get("dpop_jkt").filter(|j| !j.is_empty());
+    if dpop_jkt.is_some_and(|j| !crate::oauth::dpop::is_thumbprint(j)) {
+        return Ok(Err(OAuthError::invalid_request("dpop_jkt must be a JWK SHA-256 thumbprint (RFC 7638)")));
+    }
     let now = store::now();
     Ok(Ok((
         PendingAuthorization {
@@ -196,6 +200,7 @@ async fn validate(
             code_challenge: challenge.as_str().to_string(),
             state: params.get("state").map(str::to_string),
             nonce: params.get("nonce").map(str::to_string),
+            dpop_jkt: dpop_jkt.map(str::to_string),
             force_consent: prompt.consent,
             stale_login: None,
             login_hint: login_hint(params),
@@ -331,6 +336,7 @@ pub async fn issue_code(
             scope: pending.scope.clone(),
             code_challenge: pending.code_challenge.clone(),
             nonce: pending.nonce.clone(),
+            dpop_jkt: pending.dpop_jkt.clone(),
             auth_time: who.auth_time,
             created_at: now,
             expires_at: now + state.settings.lifetimes.authorization_code.as_i64(),

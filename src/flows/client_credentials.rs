@@ -29,8 +29,14 @@ use crate::tokens::secrets;
 /// refreshed and is not tied to a person's grant, so it ends soon and the client asks again.
 pub const MAX_LIFETIME: i64 = 900;
 
-/// A `grant_type=client_credentials` request from an authenticated client.
-pub async fn grant(state: &AppState, client: &RegisteredClient, params: &Params) -> Result<TokenResponse, ApiError> {
+/// A `grant_type=client_credentials` request from an authenticated client; the token is bound to
+/// the DPoP key `jkt` when the request carried a proof.
+pub async fn grant(
+    state: &AppState,
+    client: &RegisteredClient,
+    params: &Params,
+    jkt: Option<&str>,
+) -> Result<TokenResponse, ApiError> {
     check_client(client)?;
     let reach = machine_clients::reach(&state.db, client.client_id()).await?;
     let target = select_target(params.resources(), &reach)?;
@@ -41,7 +47,7 @@ pub async fn grant(state: &AppState, client: &RegisteredClient, params: &Params)
     let lifetime = lifetime.min(MAX_LIFETIME);
     let client_id = client.client_id().as_str();
     let jti = secrets::random_string(16);
-    let access_token = jwt::mint_access_token(
+    let access_token = jwt::mint_bound_access_token(
         &key,
         &AccessTokenClaims {
             issuer: &state.settings.issuer,
@@ -55,6 +61,7 @@ pub async fn grant(state: &AppState, client: &RegisteredClient, params: &Params)
             jti: &jti,
             auth_time: None,
         },
+        jkt,
     )
     .map_err(|e| {
         tracing::error!(error = %e, "signing an access token failed");
@@ -78,7 +85,7 @@ pub async fn grant(state: &AppState, client: &RegisteredClient, params: &Params)
     )
     .await?;
     state.metrics.token_issued("client_credentials");
-    Ok(TokenResponse::without_refresh(access_token, lifetime, scope))
+    Ok(TokenResponse::without_refresh(access_token, lifetime, scope).bound_to(jkt))
 }
 
 /// Only a static client declared with the grant, holding a credential (RFC 6749 §4.4: confidential
@@ -247,6 +254,7 @@ mod tests {
             iat: 0,
             exp: 1,
             jti: "j".into(),
+            cnf: None,
         };
         assert!(is_machine_token(&claims("billing-agent", "billing-agent")));
         assert!(!is_machine_token(&claims("0190b7a2-1c1e-7c3e-8f00-000000000001", "billing-agent")));

@@ -63,7 +63,12 @@ fn unverified_claims(jwt: &str) -> Option<Map<String, Value>> {
 }
 
 /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` with an ID-JAG.
-pub async fn redeem(state: &AppState, client: &RegisteredClient, params: &Params) -> Result<TokenResponse, ApiError> {
+pub async fn redeem(
+    state: &AppState,
+    client: &RegisteredClient,
+    params: &Params,
+    jkt: Option<&str>,
+) -> Result<TokenResponse, ApiError> {
     let client_id = client.client_id().as_str();
     let deny = |reason: &'static str, e: OAuthError| refuse(state, "id_jag_refused", client_id, reason, e);
     if client.auth_method() == TokenEndpointAuthMethod::None {
@@ -205,7 +210,7 @@ pub async fn redeem(state: &AppState, client: &RegisteredClient, params: &Params
     let lifetime = resource.row.token_lifetime.unwrap_or_else(|| state.settings.lifetimes.access_token.as_i64());
     let subject = user.id.to_string();
     let scope_text = scope.to_space_separated();
-    let access_token = jwt::mint_access_token(
+    let access_token = jwt::mint_bound_access_token(
         &key,
         &AccessTokenClaims {
             issuer: &state.settings.issuer,
@@ -218,10 +223,11 @@ pub async fn redeem(state: &AppState, client: &RegisteredClient, params: &Params
             jti: &secrets::random_string(16),
             auth_time: jag.auth_time,
         },
+        jkt,
     )
     .map_err(|_| OAuthError::server_error("could not sign the access token"))?;
     state.metrics.token_issued("jwt_bearer");
-    Ok(TokenResponse::without_refresh(access_token, lifetime, scope_text))
+    Ok(TokenResponse::without_refresh(access_token, lifetime, scope_text).bound_to(jkt))
 }
 
 /// A username for a person first seen in an ID-JAG.

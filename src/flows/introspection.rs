@@ -57,18 +57,26 @@ pub async fn introspect(
     };
     Ok(match claims {
         // A resource server may introspect only tokens whose audience is itself.
-        Some(claims) if live && claims.aud == caller.uri => json!({
-            "active": true,
-            "iss": state.settings.issuer,
-            "sub": claims.sub,
-            "aud": claims.aud,
-            "client_id": claims.client_id,
-            "scope": claims.scope,
-            "exp": claims.exp,
-            "iat": claims.iat,
-            "jti": claims.jti,
-            "token_type": "Bearer",
-        }),
+        Some(claims) if live && claims.aud == caller.uri => {
+            let mut answer = json!({
+                "active": true,
+                "iss": state.settings.issuer,
+                "sub": claims.sub,
+                "aud": claims.aud,
+                "client_id": claims.client_id,
+                "scope": claims.scope,
+                "exp": claims.exp,
+                "iat": claims.iat,
+                "jti": claims.jti,
+                "token_type": "Bearer",
+            });
+            // RFC 9449 §6.2: a bound token's key, which the resource server checks the proof against.
+            if let Some(jkt) = claims.jkt() {
+                answer["token_type"] = "DPoP".into();
+                answer["cnf"] = json!({ "jkt": jkt });
+            }
+            answer
+        }
         _ => json!({ "active": false }),
     })
 }

@@ -45,6 +45,9 @@ pub struct PendingAuthorization {
     pub code_challenge: String,
     pub state: Option<String>,
     pub nonce: Option<String>,
+    /// RFC 9449 §10: `dpop_jkt`, the DPoP key the code will be bound to.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
     /// `prompt=consent`: ask even when a grant covers the request.
     pub force_consent: bool,
     /// `prompt=login`: the sign-in (by `login_id`) that is not good enough for this request.

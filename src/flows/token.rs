@@ -1,6 +1,8 @@
 //! The token endpoint's grants: authorization code (with PKCE, redirect URI and resource checks,
 //! run inside the redemption's transaction by [`check_code`]) and refresh token (rotation with a
-//! grace period and reuse detection).
+//! grace period and reuse detection). A DPoP proof (RFC 9449) binds what any grant issues to the
+//! proof's key: the access token (`cnf.jkt`, `token_type=DPoP`) and a public client's refresh
+//! token.
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -8,7 +10,9 @@ use uuid::Uuid;
 use crate::clients::ClientId;
 use crate::clients::RegisteredClient;
 use crate::clients::auth::{self as client_auth, Authorization};
+use crate::flows::dpop::{self, Nonces, ProofHeader};
 use crate::flows::error::ApiError;
+use crate::oauth::client_metadata::TokenEndpointAuthMethod;
 use crate::oauth::params::Params;
 use crate::oauth::pkce::CodeChallenge;
 use crate::oauth::resource::ResourceUri;
@@ -41,6 +45,24 @@ impl TokenResponse {
     pub(crate) fn without_refresh(access_token: String, expires_in: i64, scope: String) -> TokenResponse {
         TokenResponse { access_token, token_type: "Bearer", expires_in, scope, refresh_token: None, id_token: None }
     }
+
+    /// `token_type=DPoP` when the access token was bound to a key; `Bearer` otherwise (the Python
+    /// SDK refuses any other type, so DPoP only when the client sent a proof).
+    pub(crate) fn bound_to(mut self, jkt: Option<&str>) -> TokenResponse {
+        self.token_type = token_type(jkt);
+        self
+    }
+}
+
+fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() { "DPoP" } else { "Bearer" }
+}
+
+/// What `/token` answers, and the DPoP nonce to send with it whatever the outcome.
+#[derive(Debug)]
+pub struct TokenAnswer {
+    pub result: Result<Issued, ApiError>,
+    pub dpop_nonce: String,
 }
 
 /// What the token endpoint answers: tokens, or (token exchange) an ID-JAG.
@@ -52,21 +74,49 @@ pub enum Issued {
 }
 
 /// A token request: authenticates the client (`token_endpoint` is an audience its assertion may
-/// name) and runs the grant it asks for.
+/// name, and the URL a DPoP proof must name) and runs the grant it asks for.
 pub async fn token(
     state: &AppState,
     token_endpoint: &str,
     authorization: Authorization<'_>,
     params: &Params,
     from: Option<&crate::net::AddressKey>,
+    proof: ProofHeader<'_>,
+) -> TokenAnswer {
+    let result = run(state, token_endpoint, authorization, params, from, proof).await;
+    TokenAnswer { result, dpop_nonce: dpop::current_nonce(state) }
+}
+
+async fn run(
+    state: &AppState,
+    token_endpoint: &str,
+    authorization: Authorization<'_>,
+    params: &Params,
+    from: Option<&crate::net::AddressKey>,
+    proof: ProofHeader<'_>,
 ) -> Result<Issued, ApiError> {
     use crate::flows::id_jag::{self, JWT_BEARER, TOKEN_EXCHANGE};
+    let nonces = if state.settings.dpop_nonce_required { Nonces::Required } else { Nonces::Checked };
+    // The proof first: checking it writes nothing, so a bad one is refused before anything is.
+    let proof = dpop::verify(state, proof, "POST", token_endpoint, None, nonces)?;
     let client = client_auth::authenticate(state, token_endpoint, authorization, params, from).await?;
+    if proof.is_none() && client.metadata.dpop_bound_access_tokens {
+        return Err(OAuthError::invalid_dpop_proof(
+            "this client registered dpop_bound_access_tokens: its token requests must carry a DPoP proof",
+        )
+        .into());
+    }
+    // Token exchange answers with an ID-JAG, which no proof binds; every other grant is bound.
+    let exchange = params.get("grant_type") == Some(TOKEN_EXCHANGE);
+    if let Some(p) = proof.as_ref().filter(|_| !exchange) {
+        dpop::remember(state, p).await?;
+    }
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     let tokens = match params.get("grant_type") {
-        Some("authorization_code") => authorization_code(state, &client, params).await,
-        Some("refresh_token") => refresh_token(state, &client, params).await,
-        Some("client_credentials") => crate::flows::client_credentials::grant(state, &client, params).await,
-        Some(JWT_BEARER) if state.federation.accepts_id_jags() => id_jag::redeem(state, &client, params).await,
+        Some("authorization_code") => authorization_code(state, &client, params, jkt).await,
+        Some("refresh_token") => refresh_token(state, &client, params, jkt).await,
+        Some("client_credentials") => crate::flows::client_credentials::grant(state, &client, params, jkt).await,
+        Some(JWT_BEARER) if state.federation.accepts_id_jags() => id_jag::redeem(state, &client, params, jkt).await,
         Some(TOKEN_EXCHANGE) if !state.settings.enterprise_apps.is_empty() => {
             return id_jag::exchange(state, &client, params).await.map(Issued::Exchanged);
         }
@@ -113,13 +163,14 @@ fn mint(
     lifetime: Option<i64>,
     auth_time: Option<i64>,
     jti: String,
+    jkt: Option<&str>,
     now: i64,
 ) -> Result<Minted, OAuthError> {
     let expires_in = lifetime.unwrap_or_else(|| state.settings.lifetimes.access_token.as_i64());
     let subject = user_id.to_string();
     // `offline_access` concerns refresh tokens, not the MCP server (SEP-2207): keep it out of `scope`.
     let scope = scope.without(OFFLINE_ACCESS).to_space_separated();
-    let access_token = jwt::mint_access_token(
+    let access_token = jwt::mint_bound_access_token(
         key,
         &AccessTokenClaims {
             issuer: &state.settings.issuer,
@@ -132,6 +183,7 @@ fn mint(
             jti: &jti,
             auth_time,
         },
+        jkt,
     )
     .map_err(|e| {
         tracing::error!(error = %e, "signing an access token failed");
@@ -153,6 +205,7 @@ fn new_refresh(
     lineage: Lineage,
     client_id: &ClientId,
     scope: &ScopeSet,
+    dpop_jkt: Option<&str>,
     now: i64,
 ) -> (String, NewRefreshToken) {
     let token = secrets::random_token();
@@ -177,6 +230,7 @@ fn new_refresh(
         created_at: now,
         expires_at,
         family_started_at: started,
+        dpop_jkt: dpop_jkt.map(str::to_string),
     };
     (token, row)
 }
@@ -185,13 +239,21 @@ async fn authorization_code(
     state: &AppState,
     client: &RegisteredClient,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, ApiError> {
     let code = params.require("code")?;
     let verifier = params.require("code_verifier")?;
     let key = state.keys.signing_key().await?;
     let now = store::now();
+    // A code bound with `dpop_jkt` (RFC 9449 §10) and presented without that key is refused
+    // before it is spent: the client that holds the key can still redeem it.
+    if let Some(Some(bound)) = codes::dpop_binding(&state.db, &secrets::hash(code), now).await?
+        && jkt != Some(bound.as_str())
+    {
+        return Err(wrong_key("the authorization code").into());
+    }
     let planned = Planned { jti: secrets::random_string(16), family_id: Uuid::now_v7() };
-    let exchange = CodeExchange { state, client, params, verifier, key: &key, planned: &planned, now };
+    let exchange = CodeExchange { state, client, params, verifier, key: &key, planned: &planned, jkt, now };
     let outcome =
         codes::redeem(&state.db, &secrets::hash(code), now, &planned, |code, ctx| check_code(&exchange, code, ctx))
             .await?;
@@ -233,7 +295,14 @@ struct CodeExchange<'a> {
     verifier: &'a str,
     key: &'a LoadedKey,
     planned: &'a Planned,
+    /// The DPoP key of the request's proof, if it carried one.
+    jkt: Option<&'a str>,
     now: i64,
+}
+
+/// Refusing a token bound to a DPoP key, presented without a proof by that key.
+fn wrong_key(what: &str) -> OAuthError {
+    OAuthError::invalid_dpop_proof(format!("{what} is bound to a DPoP key: send a proof signed with that key"))
 }
 
 /// The checks a redemption runs inside its transaction, on the spent code: the client, the
@@ -254,6 +323,10 @@ fn check_code(
         .and_then(|c| c.verify(x.verifier))
         .map_err(|e| OAuthError::invalid_grant(format!("PKCE verification failed: {e}")))?;
     check_resources(params.resources(), &ctx.resource_uri)?;
+    // Checked before the code was spent too; this holds it against the row actually spent.
+    if code.dpop_jkt.as_deref().is_some_and(|bound| x.jkt != Some(bound)) {
+        return Err(wrong_key("the authorization code"));
+    }
     let scope = code.scope.clone();
     let minted = mint(
         state,
@@ -265,14 +338,19 @@ fn check_code(
         ctx.token_lifetime,
         Some(code.auth_time),
         x.planned.jti.clone(),
+        x.jkt,
         now,
     )?;
+    // RFC 9449 §5: a public client's refresh token is bound to its key (a confidential client's
+    // is bound to the client's own credentials already).
+    let refresh_jkt = x.jkt.filter(|_| client.metadata.token_endpoint_auth_method == TokenEndpointAuthMethod::None);
     let refresh = client.gets_refresh_token(&scope).then(|| {
-        new_refresh(state, code.grant_id, Lineage::Root(x.planned.family_id), client.client_id(), &code.scope, now)
+        let root = Lineage::Root(x.planned.family_id);
+        new_refresh(state, code.grant_id, root, client.client_id(), &code.scope, refresh_jkt, now)
     });
     let response = TokenResponse {
         access_token: minted.access_token,
-        token_type: "Bearer",
+        token_type: token_type(x.jkt),
         expires_in: minted.expires_in,
         scope: scope.to_space_separated(),
         refresh_token: refresh.as_ref().map(|(t, _)| t.clone()),
@@ -297,6 +375,7 @@ async fn refresh_token(
     state: &AppState,
     client: &RegisteredClient,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, ApiError> {
     let presented = params.require("refresh_token")?;
     let narrowed = params
@@ -308,6 +387,9 @@ async fn refresh_token(
     let now = store::now();
     // The checks and the access token, the same for a first use and a repeat inside the window.
     let answer = |row: &refresh::RefreshToken| -> Result<(ScopeSet, Minted), OAuthError> {
+        if row.dpop_jkt.as_deref().is_some_and(|bound| jkt != Some(bound)) {
+            return Err(wrong_key("the refresh token"));
+        }
         check_resources(params.resources(), &row.resource_uri)?;
         let granted = row.scope.clone();
         let scope = match &narrowed {
@@ -330,6 +412,7 @@ async fn refresh_token(
             row.token_lifetime,
             None,
             secrets::random_string(16),
+            jkt,
             now,
         )?;
         Ok((scope, minted))
@@ -340,7 +423,9 @@ async fn refresh_token(
             within_family_budget(state, row.family_id)?;
             let (scope, minted) = answer(row)?;
             let lineage = Lineage::Successor { family: row.family_id, parent: row.id, started: row.family_started_at };
-            let (token, next) = new_refresh(state, row.grant_id, lineage, client.client_id(), &row.scope, now);
+            // The successor keeps the presented token's binding (or its absence).
+            let bound = row.dpop_jkt.as_deref();
+            let (token, next) = new_refresh(state, row.grant_id, lineage, client.client_id(), &row.scope, bound, now);
             let sealed = seal::seal(SUCCESSOR_LABEL, presented.as_bytes(), token.as_bytes());
             Ok((Successor { token: next, sealed }, (scope, minted, token)))
         })
@@ -422,6 +507,7 @@ async fn refresh_token(
                     row.token_lifetime,
                     None,
                     secrets::random_string(16),
+                    jkt,
                     now,
                 )?;
                 (narrowed, minted)
@@ -434,7 +520,7 @@ async fn refresh_token(
     state.metrics.token_issued("refresh_token");
     Ok(TokenResponse {
         access_token: minted.access_token,
-        token_type: "Bearer",
+        token_type: token_type(jkt),
         expires_in: minted.expires_in,
         scope: scope.to_space_separated(),
         refresh_token: Some(refresh_token),

@@ -2,13 +2,14 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::flows::dpop::{self, Nonces, ProofHeader};
 use crate::state::AppState;
 use crate::store::resources::{self, TokenFacts};
 use crate::store::{self, users};
 use crate::tokens::jwt;
 
 /// Why no claims are returned (each answers with its own bearer challenge).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserinfoError {
     /// No bearer token was sent.
     MissingToken,
@@ -16,15 +17,59 @@ pub enum UserinfoError {
     /// The token was not issued with `openid`.
     InsufficientScope,
     Unavailable,
+    /// A DPoP-bound token sent as a bearer token, or a bearer token with the DPoP scheme.
+    WrongScheme,
+    /// The DPoP proof is missing or fails a check (the reason for the client).
+    InvalidDpopProof(String),
 }
 
-/// The claims for the access token `token`.
-pub async fn userinfo(state: &AppState, token: Option<&str>) -> Result<Map<String, Value>, UserinfoError> {
-    let token = token.ok_or(UserinfoError::MissingToken)?;
+/// How the access token came (RFC 6750 `Bearer`, or RFC 9449 §7 `DPoP` with its proof).
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    Absent,
+    Bearer(&'a str),
+    Dpop { token: &'a str, proof: ProofHeader<'a> },
+}
+
+/// A UserInfo request: the credential, and the method and URL a DPoP proof must name.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub credential: Credential<'a>,
+    pub method: &'a str,
+    pub url: &'a str,
+}
+
+/// The claims for the request's access token.
+pub async fn userinfo(state: &AppState, request: Request<'_>) -> Result<Map<String, Value>, UserinfoError> {
+    let (token, proof) = match request.credential {
+        Credential::Absent => return Err(UserinfoError::MissingToken),
+        Credential::Bearer(t) => (t.trim(), None),
+        Credential::Dpop { token, proof } => (token.trim(), Some(proof)),
+    };
     let now = store::now();
-    let claims = jwt::verify_access_token(&state.keys, token.trim(), &state.settings.issuer, now)
+    let claims = jwt::verify_access_token(&state.keys, token, &state.settings.issuer, now)
         .await
         .ok_or(UserinfoError::InvalidToken)?;
+    // A bound token only with its proof (RFC 9449 §7.1): a copied token alone gets nothing.
+    match (claims.jkt(), proof) {
+        (None, None) => {}
+        (Some(_), None) | (None, Some(_)) => return Err(UserinfoError::WrongScheme),
+        (Some(jkt), Some(header)) => {
+            let invalid = |e: crate::oauth::OAuthError| UserinfoError::InvalidDpopProof(e.description);
+            let checked = dpop::verify(state, header, request.method, request.url, Some(token), Nonces::Checked)
+                .map_err(invalid)?
+                .ok_or_else(|| UserinfoError::InvalidDpopProof("the DPoP header is missing".into()))?;
+            if checked.jkt != jkt {
+                return Err(UserinfoError::InvalidDpopProof(
+                    "the DPoP proof is signed by another key than the token is bound to".into(),
+                ));
+            }
+            dpop::remember(state, &checked).await.map_err(|e| match e.error.code {
+                crate::oauth::ErrorCode::InvalidDpopProof => UserinfoError::InvalidDpopProof(e.error.description),
+                _ => UserinfoError::Unavailable,
+            })?;
+        }
+    }
     let scopes: Vec<&str> = claims.scope.split(' ').collect();
     if !scopes.contains(&"openid") {
         return Err(UserinfoError::InsufficientScope);

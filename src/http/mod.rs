@@ -46,7 +46,10 @@ pub fn app(state: AppState) -> Router {
             header::CONTENT_TYPE,
             header::ACCEPT,
             HeaderName::from_static("mcp-protocol-version"),
+            HeaderName::from_static("dpop"),
         ])
+        // A browser client must read the nonce it is told to use (RFC 9449 §8).
+        .expose_headers([DPOP_NONCE, header::WWW_AUTHENTICATE])
         .max_age(Duration::from_secs(86_400));
     let limited = |bucket| axum::middleware::from_fn_with_state((state.clone(), bucket), rate_limit::limit);
     let mut api = Router::new()
@@ -179,6 +182,20 @@ pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// RFC 9449 §8: the server's nonce, on `/token` answers.
+pub(crate) const DPOP_NONCE: axum::http::HeaderName = axum::http::HeaderName::from_static("dpop-nonce");
+
+/// The request's `DPoP` header fields (RFC 9449 §4.1): one proof, none, or an unusable set.
+pub(crate) fn dpop_proof(headers: &axum::http::HeaderMap) -> crate::flows::dpop::ProofHeader<'_> {
+    use crate::flows::dpop::ProofHeader;
+    let mut fields = headers.get_all("dpop").iter();
+    match (fields.next(), fields.next()) {
+        (None, _) => ProofHeader::Absent,
+        (Some(v), None) => v.to_str().map_or(ProofHeader::Invalid, ProofHeader::One),
+        (Some(_), Some(_)) => ProofHeader::Invalid,
+    }
 }
 
 /// The `Authorization` header as client authentication reads it.

@@ -146,6 +146,8 @@ pub struct ClientMetadata {
     pub software_version: Option<String>,
     pub jwks_uri: Option<String>,
     pub jwks: Option<Value>,
+    /// RFC 9449 §5.2: every token request of this client must carry a DPoP proof.
+    pub dpop_bound_access_tokens: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -309,6 +311,11 @@ impl ClientMetadata {
             software_version: optional_text(obj, "software_version")?,
             jwks_uri,
             jwks,
+            dpop_bound_access_tokens: match present(obj, "dpop_bound_access_tokens") {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(invalid("dpop_bound_access_tokens must be a boolean")),
+            },
         })
     }
 
@@ -354,6 +361,9 @@ impl ClientMetadata {
         }
         if let Some(jwks) = &self.jwks {
             m.insert("jwks".into(), jwks.clone());
+        }
+        if self.dpop_bound_access_tokens {
+            m.insert("dpop_bound_access_tokens".into(), true.into());
         }
         m
     }

@@ -31,6 +31,10 @@ pub enum ErrorCode {
     TemporarilyUnavailable,
     /// A rate limit (the RFC 8628 code, the one OAuth has for "slow down"); answered with 429.
     SlowDown,
+    /// RFC 9449 §5: the DPoP proof is missing where required, or fails a check.
+    InvalidDpopProof,
+    /// RFC 9449 §8: a proof must carry the server's current nonce (sent in `DPoP-Nonce`).
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -59,6 +63,8 @@ impl ErrorCode {
             ServerError => "server_error",
             TemporarilyUnavailable => "temporarily_unavailable",
             SlowDown => "slow_down",
+            InvalidDpopProof => "invalid_dpop_proof",
+            UseDpopNonce => "use_dpop_nonce",
         }
     }
 
@@ -123,6 +129,9 @@ impl OAuthError {
     }
     pub fn server_error(d: impl Into<String>) -> Self {
         Self::new(ErrorCode::ServerError, d)
+    }
+    pub fn invalid_dpop_proof(d: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidDpopProof, d)
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod client_metadata;
+pub mod dpop;
 pub mod error;
 pub mod params;
 pub mod pkce;

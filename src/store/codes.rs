@@ -22,14 +22,16 @@ pub struct Code {
     pub auth_time: i64,
     pub created_at: i64,
     pub expires_at: i64,
+    /// `dpop_jkt` at `/authorize`: only a DPoP proof by this key redeems the code.
+    pub dpop_jkt: Option<String>,
 }
 
 const COLUMNS: &str = "grant_id, client_id, user_id, resource_id, redirect_uri, scope, code_challenge, nonce, \
-                       auth_time, created_at, expires_at";
+                       auth_time, created_at, expires_at, dpop_jkt";
 
 pub async fn insert(db: &Db, code_hash: &[u8], code: &Code) -> Result<()> {
     let sql = format!(
-        "INSERT INTO authorization_codes (code_hash, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        "INSERT INTO authorization_codes (code_hash, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     );
     dispatch_write!(db, |pool| sqlx::query(&sql)
         .bind(code_hash)
@@ -44,10 +46,24 @@ pub async fn insert(db: &Db, code_hash: &[u8], code: &Code) -> Result<()> {
         .bind(code.auth_time)
         .bind(code.created_at)
         .bind(code.expires_at)
+        .bind(&code.dpop_jkt)
         .execute(pool)
         .await?
         .rows_affected());
     Ok(())
+}
+
+/// The DPoP key a live, unspent code is bound to (`Some(None)`: not bound; `None`: no such
+/// code), read before redeeming so that a request by the wrong key is refused without spending it.
+pub async fn dpop_binding(db: &Db, code_hash: &[u8], now: i64) -> Result<Option<Option<String>>> {
+    let found: Option<(Option<String>,)> = super::dispatch!(db, |pool| sqlx::query_as(
+        "SELECT dpop_jkt FROM authorization_codes WHERE code_hash = $1 AND redeemed_at IS NULL AND expires_at > $2"
+    )
+    .bind(code_hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?);
+    Ok(found.map(|(jkt,)| jkt))
 }
 
 /// What the check needs besides the code: the resource it is bound to.
@@ -69,8 +85,9 @@ pub struct Planned {
 
 #[derive(Debug)]
 pub enum Redeemed<T, E> {
-    /// The code was live and the checks passed: tokens were recorded.
-    Ok(Code, T),
+    /// The code was live and the checks passed: tokens were recorded. (Boxed: the code is much
+    /// larger than the other variants.)
+    Ok(Box<Code>, T),
     /// The checks refused the code (wrong client, verifier, redirect URI). The code is spent.
     Refused(E),
     /// Already redeemed: what the first redemption issued has been revoked.
@@ -196,5 +213,5 @@ pub async fn redeem<T, E>(
     }
     tx.note_grant_use(code.grant_id, spent.grant_last_used, now).await?;
     tx.commit().await?;
-    Ok(Redeemed::Ok(code, out))
+    Ok(Redeemed::Ok(Box::new(code), out))
 }

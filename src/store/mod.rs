@@ -22,6 +22,7 @@ pub mod refresh;
 pub mod registration;
 pub mod resources;
 pub mod revocations;
+pub mod server_secrets;
 pub mod sessions;
 pub mod sqlite;
 pub mod throttle;

@@ -22,6 +22,8 @@ pub struct NewRefreshToken {
     pub expires_at: i64,
     /// When the family began (its code's redemption); copied from the parent.
     pub family_started_at: i64,
+    /// The DPoP key (thumbprint) a public client's token is bound to; copied from the parent.
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -39,6 +41,8 @@ pub struct RefreshToken {
     pub successor_id: Option<Uuid>,
     pub successor_sealed: Option<Vec<u8>>,
     pub revoked_at: Option<i64>,
+    /// Presenting this token needs a DPoP proof by the key with this thumbprint.
+    pub dpop_jkt: Option<String>,
     /// From the grant: the person and the MCP server.
     pub user_id: Uuid,
     pub resource_id: Uuid,
@@ -52,7 +56,7 @@ pub struct RefreshToken {
 }
 
 const SELECT: &str = "SELECT t.id, t.grant_id, t.family_id, t.client_id, t.scope, t.created_at, t.expires_at, \
-     t.rotated_at, t.family_started_at, t.successor_id, t.successor_sealed, t.revoked_at, g.user_id, g.resource_id, \
+     t.rotated_at, t.family_started_at, t.successor_id, t.successor_sealed, t.revoked_at, t.dpop_jkt, g.user_id, g.resource_id, \
      (g.revoked_at IS NULL AND NOT u.disabled) AS grant_live, g.last_used_at AS grant_last_used_at, r.uri AS resource_uri, r.token_lifetime, \
      (r.allowed_groups <> '[]' OR EXISTS (SELECT 1 FROM resource_scopes s WHERE s.resource_id = r.id AND s.groups <> '[]')) \
      AS restricted \

@@ -117,7 +117,7 @@ impl WriteTx {
         on!(self, |c| {
             sqlx::query(
             "INSERT INTO refresh_tokens (id, token_hash, grant_id, family_id, parent_id, client_id, scope, created_at, \
-             expires_at, family_started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             expires_at, family_started_at, dpop_jkt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(r.id)
         .bind(&r.token_hash)
@@ -129,6 +129,7 @@ impl WriteTx {
         .bind(r.created_at)
         .bind(r.expires_at)
         .bind(r.family_started_at)
+        .bind(&r.dpop_jkt)
         .execute(c)
         .await?
         .rows_affected()

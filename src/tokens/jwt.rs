@@ -19,6 +19,16 @@ pub struct AccessTokenClaims<'a> {
 }
 
 pub fn mint_access_token(key: &LoadedKey, c: &AccessTokenClaims<'_>) -> Result<String, josekit::JoseError> {
+    mint_bound_access_token(key, c, None)
+}
+
+/// An access token bound to a DPoP key (RFC 9449 §6.1: `cnf.jkt`, the key's thumbprint) when
+/// `jkt` is given; a bearer token otherwise.
+pub fn mint_bound_access_token(
+    key: &LoadedKey,
+    c: &AccessTokenClaims<'_>,
+    jkt: Option<&str>,
+) -> Result<String, josekit::JoseError> {
     let mut header = JwsHeader::new();
     header.set_token_type("at+jwt");
     header.set_key_id(&key.kid);
@@ -33,6 +43,9 @@ pub fn mint_access_token(key: &LoadedKey, c: &AccessTokenClaims<'_>) -> Result<S
     claim(&mut p, "exp", c.expires_at.into())?;
     if let Some(t) = c.auth_time {
         claim(&mut p, "auth_time", t.into())?;
+    }
+    if let Some(jkt) = jkt {
+        claim(&mut p, "cnf", serde_json::json!({ "jkt": jkt }))?;
     }
     jwt::encode_with_signer(&p, &header, key.signer.as_ref())
 }
@@ -87,6 +100,21 @@ pub struct VerifiedAccessToken {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// RFC 7800 confirmation: `{"jkt": ...}` on a DPoP-bound token.
+    #[serde(default)]
+    pub cnf: Option<Confirmation>,
+}
+
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+pub struct Confirmation {
+    pub jkt: String,
+}
+
+impl VerifiedAccessToken {
+    /// The thumbprint of the DPoP key the token is bound to, if it is bound.
+    pub fn jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().map(|c| c.jkt.as_str())
+    }
 }
 
 fn one_audience<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -8,7 +8,10 @@
 //     or, with --introspect, asks the AS's RFC 7662 introspection endpoint about every token
 //     (HTTP Basic with the credentials `portcullis resource add --introspection` printed) and
 //     requires active:true, aud == this server's URL, iss == the issuer, an unexpired exp;
-//   - one tool, `whoami`, returning the token's sub and scope;
+//   - DPoP (RFC 9449): a token with `cnf.jkt` only as `Authorization: DPoP` with a proof (typ
+//     dpop+jwt, asymmetric alg, embedded public jwk, htm/htu of this request, recent iat, unused
+//     jti, `ath` = the token's hash) whose key's thumbprint is `cnf.jkt`; never as Bearer;
+//   - one tool, `whoami`, returning the token's sub and scope (and `cnf_jkt` when bound);
 //   - GET /stats: the distinct access-token jti values it accepted (in total and per client_id).
 //
 // Usage: node mcp_server.mjs [--port N] [--issuer URL] [--name NAME]
@@ -18,7 +21,8 @@
 //   Port 0 picks a free port; the chosen port is printed as
 //   "mcp_server listening on http://127.0.0.1:PORT/mcp".
 import express from 'express';
-import { createRemoteJWKSet, jwtVerify, errors as joseErrors } from 'jose';
+import crypto from 'node:crypto';
+import { calculateJwkThumbprint, createRemoteJWKSet, EmbeddedJWK, jwtVerify, errors as joseErrors } from 'jose';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 
@@ -84,6 +88,11 @@ const acceptedJti = new Set();
 const jtiByClient = new Map(); // client_id -> Set(jti)
 let acceptedRequests = 0;
 let rejected = 0;
+let dpopAccepted = 0;
+// DPoP proof jti values seen, with when they may be forgotten (ms).
+const seenProofs = new Map();
+const DPOP_ALGS = ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'];
+const DPOP_MAX_AGE_S = 300;
 
 function log(...args) {
   console.log(new Date().toISOString(), 'mcp_server:', ...args);
@@ -205,9 +214,35 @@ async function verifyIntrospect(token) {
   return { payload: body, how: 'introspected' };
 }
 
+// RFC 9449 §4.3 and §7: the request's DPoP proof, for the access token `token` bound to `jkt`.
+async function verifyProof(req, token, jkt) {
+  const proofs = req.headers['dpop'];
+  if (typeof proofs !== 'string' || !proofs) throw new Refused('a DPoP proof is required with a DPoP-bound token');
+  let verified;
+  try {
+    verified = await jwtVerify(proofs, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: DPOP_ALGS });
+  } catch (e) {
+    throw new Refused(`the DPoP proof is invalid: ${e.message}`);
+  }
+  const { payload, protectedHeader } = verified;
+  const now = Math.floor(Date.now() / 1000);
+  const htu = `${origin}${req.originalUrl.split(/[?#]/)[0]}`;
+  const ath = crypto.createHash('sha256').update(token).digest('base64url');
+  if (['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'].some((m) => m in protectedHeader.jwk)) throw new Refused('the DPoP proof carries a private key');
+  if (payload.htm !== req.method) throw new Refused(`the DPoP proof's htm ${payload.htm} is not ${req.method}`);
+  if (payload.htu?.split(/[?#]/)[0] !== htu) throw new Refused(`the DPoP proof's htu ${payload.htu} is not ${htu}`);
+  if (typeof payload.iat !== 'number' || payload.iat < now - DPOP_MAX_AGE_S || payload.iat > now + 60) throw new Refused('the DPoP proof is stale');
+  if (payload.ath !== ath) throw new Refused('the DPoP proof\'s ath is not the hash of the access token');
+  if ((await calculateJwkThumbprint(protectedHeader.jwk, 'sha256')) !== jkt) throw new Refused('the DPoP proof is signed by another key than cnf.jkt');
+  for (const [id, until] of seenProofs) if (until < Date.now()) seenProofs.delete(id);
+  if (typeof payload.jti !== 'string' || seenProofs.has(payload.jti)) throw new Refused('the DPoP proof was used before');
+  seenProofs.set(payload.jti, Date.now() + (DPOP_MAX_AGE_S + 60) * 1000);
+}
+
 async function requireToken(req, res, next) {
   const header = req.get('authorization') ?? '';
-  const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header);
+  const dpop = /^DPoP\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header);
+  const m = dpop ?? /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header);
   if (!m) {
     rejected++;
     log(`${req.method} ${req.path}: no bearer token -> 401`);
@@ -226,6 +261,19 @@ async function requireToken(req, res, next) {
     return challenge(res, 401, 'invalid_token', e.message);
   }
   const { payload, how } = verified;
+  // A DPoP-bound token (RFC 9449 §6): only with the DPoP scheme and a proof by its key.
+  const jkt = payload.cnf?.jkt;
+  try {
+    if (jkt && !dpop) throw new Refused('a DPoP-bound token must be sent with the DPoP scheme');
+    if (dpop && !jkt) throw new Refused('the DPoP scheme needs a DPoP-bound token');
+    if (jkt) await verifyProof(req, m[1], jkt);
+  } catch (e) {
+    rejected++;
+    log(`${req.method} ${req.path}: DPoP refused (${e.message}) -> 401`);
+    res.set('WWW-Authenticate', `DPoP error="invalid_dpop_proof", algs="${DPOP_ALGS.join(' ')}"`);
+    return res.status(401).json({ error: 'invalid_dpop_proof', error_description: e.message });
+  }
+  if (jkt) dpopAccepted++;
   const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [];
   if (!scopes.includes(SCOPE)) {
     rejected++;
@@ -262,6 +310,7 @@ function buildMcpServer(auth) {
         scope: auth.payload.scope,
         client_id: auth.payload.client_id,
         jti: auth.payload.jti,
+        ...(auth.payload.cnf?.jkt ? { cnf_jkt: auth.payload.cnf.jkt } : {}),
       };
       return { content: [{ type: 'text', text: JSON.stringify(result) }], structuredContent: result };
     },
@@ -285,6 +334,7 @@ app.get('/stats', (req, res) => {
     distinct_jti: acceptedJti.size,
     accepted_requests: acceptedRequests,
     rejected_requests: rejected,
+    dpop_accepted_requests: dpopAccepted,
     ...(opts.introspect ? { introspection } : {}),
     by_client: byClient,
   });

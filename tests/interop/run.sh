@@ -6,6 +6,7 @@
 #   portcullis-setup  migrate, user add, resource add, serve (GET /readyz), MCP server up
 #   ts-sdk            @modelcontextprotocol/sdk client: discovery, DCR, browser login+consent, tool call, refresh
 #   python-sdk        mcp (Python) client: the same
+#   dpop              @modelcontextprotocol/client 2.x with a DpopSession: the same with DPoP-bound tokens
 #   introspection     the TS SDK flow against a second MCP server that checks tokens at /introspect (RFC 7662)
 #   screenshots       landing, login, consent, step-up, account, error and sign-out pages at 390 px and 1280 px, light and dark
 #   doctor            `portcullis doctor --token-check` against the running deployment: all PASS
@@ -272,6 +273,10 @@ export INTEROP_EXPECT_SUB
 # --- clients -----------------------------------------------------------------------------------
 INTEROP_SCREENSHOTS="$OUT/flow/ts" run_test ts-sdk 180 node "$HERE/ts_client.mjs" --tokens-out "$TMP/ts-tokens.json"
 INTEROP_SCREENSHOTS="$OUT/flow/py" run_test python-sdk 180 "$HERE/.venv/bin/python" "$HERE/py_client.py"
+# dpop: the TS SDK v2 with a DpopSession (RFC 9449) through login, consent, a tool call on the
+# JWT-checking MCP server (which checks the proof and cnf.jkt) and a refresh by the same key; a
+# copied token sent as Bearer is refused. ts-sdk and python-sdk above are the bearer clients beside it.
+INTEROP_SCREENSHOTS="$OUT/flow/dpop" run_test dpop 180 node "$HERE/dpop_client.mjs"
 if [ -n "$INTROSPECTION_ERR" ]; then
   fail introspection "not run: $INTROSPECTION_ERR"
 else

@@ -14,6 +14,7 @@ mod cli_groups;
 mod client_credentials;
 mod connections;
 mod doctor;
+mod dpop;
 mod exposure;
 mod faults;
 mod federation;

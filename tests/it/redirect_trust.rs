@@ -146,6 +146,7 @@ async fn pre_registered_clients_are_trusted(engine: Engine) {
             jwks: None,
             jwks_uri: None,
             resources: vec![],
+            dpop_bound_access_tokens: false,
         }]
     })
     .await

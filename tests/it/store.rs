@@ -231,6 +231,7 @@ fn code_row(grant_id: Uuid, user_id: Uuid, resource_id: Uuid, now: i64) -> codes
         auth_time: now,
         created_at: now,
         expires_at: now + 60,
+        dpop_jkt: None,
     }
 }
 
@@ -247,6 +248,7 @@ fn refresh_row(grant_id: Uuid, hash: &[u8], family: Option<(Uuid, Uuid)>, now: i
         created_at: now,
         expires_at: now + 1000,
         family_started_at: now,
+        dpop_jkt: None,
     }
 }
 

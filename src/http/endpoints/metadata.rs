@@ -37,6 +37,8 @@ async fn document(state: &HttpState) -> Result<serde_json::Map<String, Value>, A
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": state.settings.cimd.policy != CimdPolicy::Off,
         "prompt_values_supported": ["none", "login", "consent"],
+        // RFC 9449 §5.1: asymmetric algorithms only.
+        "dpop_signing_alg_values_supported": crate::oauth::dpop::SIGNING_ALGS,
     });
     let mut doc = doc;
     // Enterprise-managed authorization, when configured (SEP-990): accepting ID-JAGs, and issuing them.
