@@ -94,7 +94,7 @@ async function main() {
           await page.goto(`${o.issuer}/admin/people`);
           await page.fill('input[name=username]', 'dana');
           await page.fill('input[name=groups]', 'eng, mcp-users');
-          await Promise.all([page.waitForLoadState('load'), page.click('form button[type=submit]')]);
+          await Promise.all([page.waitForLoadState('load'), page.click('form[method=post] button[type=submit]')]);
           check((await page.locator('body').innerText()).includes('Added dana'), 'adding dana did not show her password');
           await shoot('person-added');
           // Add an MCP server.
@@ -102,7 +102,7 @@ async function main() {
           await page.fill('input[name=uri]', 'https://console-added.example.com/mcp');
           await page.fill('input[name=name]', 'Added from the console');
           await page.fill('input[name=scopes]', 'notes:read=Read notes');
-          await Promise.all([page.waitForLoadState('load'), page.click('form button[type=submit]')]);
+          await Promise.all([page.waitForLoadState('load'), page.click('form[method=post] button[type=submit]')]);
           check((await page.locator('body').innerText()).includes('https://console-added.example.com/mcp'), 'the new MCP server is not listed');
           // Revoke a grant through the confirmation page, if there is one.
           await page.goto(`${o.issuer}/admin/grants`);
