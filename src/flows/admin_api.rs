@@ -422,3 +422,39 @@ pub async fn new_password(state: &AppState, actor: &Actor, username: &str) -> Re
     record(state, actor, "password_set_by_admin", json!({ "username": username })).await?;
     Ok(password)
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    pub name: String,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Issue a secret (returned once).
+    #[serde(default)]
+    pub confidential: bool,
+}
+
+/// Pre-registers a client (as `portcullis client add`); a confidential one's secret is returned once.
+pub async fn add_client(state: &AppState, actor: &Actor, c: NewClient) -> Result<Value, AdminApiError> {
+    let spec = admin::ClientSpec {
+        client_id: c.client_id,
+        name: c.name,
+        redirect_uris: c.redirect_uris,
+        confidential: c.confidential,
+        secret: None,
+        grant_types: vec![],
+        keys: None,
+        resources: vec![],
+        dpop_bound_access_tokens: false,
+    };
+    let added = admin::add_client(&state.db, &spec).await?;
+    let id = added.client.client_id.as_str().to_string();
+    record(state, actor, "client_added_by_admin", json!({ "client_id": id })).await?;
+    let mut answer = json!({ "client_id": id });
+    if let Some(secret) = added.secret {
+        answer["client_secret"] = secret.into();
+    }
+    Ok(answer)
+}

@@ -108,7 +108,7 @@ pub fn app(state: AppState) -> Router {
         .route(&r.path("/admin/resources"), get(admin_console::resources).post(admin_console::add_resource))
         .route(&r.path("/admin/resources/remove"), post(admin_console::remove_resource))
         .route(&r.path("/admin/resources/introspection"), post(admin_console::introspection_credentials))
-        .route(&r.path("/admin/clients"), get(admin_console::clients))
+        .route(&r.path("/admin/clients"), get(admin_console::clients).post(admin_console::add_client))
         .route(&r.path("/admin/clients/delete"), post(admin_console::remove_client))
         .route(&r.path("/admin/grants"), get(admin_console::grants))
         .route(&r.path("/admin/grants/{id}/revoke"), post(admin_console::revoke_grant))
@@ -133,7 +133,7 @@ pub fn app(state: AppState) -> Router {
         .route(&admin("/grants"), get(admin_api::grants))
         .route(&admin("/grants/{id}"), axum::routing::delete(admin_api::revoke_grant))
         .route(&admin("/audit"), get(admin_api::audit))
-        .route(&admin("/clients"), get(admin_api::clients).delete(admin_api::remove_client))
+        .route(&admin("/clients"), get(admin_api::clients).post(admin_api::add_client).delete(admin_api::remove_client))
         .route(&admin("/resources/introspection"), post(admin_api::introspection_credentials));
     let plain = Router::new()
         .route(&r.path(HEALTHZ), get(health::healthz))

@@ -75,6 +75,14 @@ async fn every_operation_works_for_an_admin_token(engine: Engine) {
     assert_eq!(s, 201, "{creds}");
     assert!(creds["client_secret"].as_str().is_some_and(|c| c.len() >= 32), "the secret is returned once: {creds}");
     assert_eq!(call(&app, Method::DELETE, "/resources?uri=https://finance.example.com/mcp", t, None).await.0, 204);
+    let body = json!({ "name": "Internal agent", "client_id": "internal-agent", "redirect_uris": ["http://127.0.0.1/cb"], "confidential": true });
+    let (s, added) = call(&app, Method::POST, "/clients", t, Some(body.clone())).await;
+    assert_eq!(s, 201, "{added}");
+    assert!(added["client_secret"].as_str().is_some_and(|c| c.len() >= 32), "the secret is returned once: {added}");
+    assert_eq!(call(&app, Method::POST, "/clients", t, Some(body)).await.0, 409, "a second with the same id");
+    let (s, e) =
+        call(&app, Method::POST, "/clients", t, Some(json!({ "name": "X", "redirect_uris": ["not a uri"] }))).await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_input")), "{e}");
     let (_, clients) = call(&app, Method::GET, "/clients", t, None).await;
     let dynamic =
         clients.as_array().unwrap().iter().find(|c| c["kind"] == "dynamic").expect("the flow's client").clone();
@@ -96,6 +104,7 @@ async fn every_operation_works_for_an_admin_token(engine: Engine) {
         "person_added",
         "introspection_credentials_issued",
         "client_deleted_by_admin",
+        "client_added_by_admin",
         "person_disabled",
         "person_enabled",
         "resource_added",

@@ -22,7 +22,7 @@ async fn the_console_is_for_admins_and_changes_are_confirmed_and_audited(engine:
     let res = post_login(&root, &app.url("/login"), &page, "root", PASSWORD).await;
     assert_eq!(location(&res), "/admin", "signing in from the console returns to it");
     for (path, text) in [
-        ("/admin", "At a glance"),
+        ("/admin", "Deployment checks"),
         ("/admin/people", "Add a person"),
         ("/admin/resources", "Add an MCP server"),
         ("/admin/clients", "Dynamically registered"),
@@ -72,6 +72,21 @@ async fn the_console_is_for_admins_and_changes_are_confirmed_and_audited(engine:
     assert!(portcullis::store::users::by_username(&app.db, "bob").await.unwrap().unwrap().disabled);
     let rows = portcullis::store::audit::list(&app.db, Some("person_disabled"), 5).await.unwrap();
     assert_eq!(rows[0].actor.as_deref(), Some("person:root"));
+    // Pre-register a client: its secret is shown once.
+    let clients = root.get(app.url("/admin/clients")).send().await.unwrap().text().await.unwrap();
+    let res = root
+        .post(app.url("/admin/clients"))
+        .form(&[
+            ("csrf_token", hidden(&clients, "csrf_token").as_str()),
+            ("name", "Console agent"),
+            ("client_id", "console-agent"),
+            ("redirect_uris", "http://127.0.0.1/cb"),
+            ("confidential", "yes"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("Added console-agent; its client_secret (shown once)"));
     // Search, and a new password through the confirmation step.
     let found = root.get(app.url("/admin/people?q=MCP-users")).send().await.unwrap().text().await.unwrap();
     assert!(found.contains(">bob<") && !found.contains(">alice<"), "search by group: {found}");

@@ -142,6 +142,7 @@ fn document(base: &str) -> Value {
             "/resources/introspection": { "post": op("Issue or replace an MCP server's /introspect credentials (?uri=); the secret is returned once", "201") },
             "/clients": {
                 "get": op("List clients by kind, with their metadata", "200"),
+                "post": op("Pre-register a client (a confidential one's secret is returned once)", "201"),
                 "delete": op("Delete a client (?client_id=) and its grants", "204"),
             },
             "/grants": { "get": op("List live grants (?user=, ?client=)", "200") },
@@ -193,4 +194,10 @@ pub async fn new_password(State(state): State<HttpState>, headers: HeaderMap, Pa
     let who = actor(&state, &headers).await?;
     let password = api::new_password(&state, &who, &username).await?;
     Ok(Json(json!({ "username": username, "password": password })).into_response())
+}
+
+pub async fn add_client(State(state): State<HttpState>, headers: HeaderMap, bytes: Bytes) -> Answer {
+    let who = actor(&state, &headers).await?;
+    let added = api::add_client(&state, &who, body(&bytes)?).await?;
+    Ok((StatusCode::CREATED, Json(added)).into_response())
 }

@@ -142,10 +142,25 @@ pub async fn overview(State(state): State<HttpState>, session: Session) -> Answe
     });
     let mut keys = section("Signing keys");
     keys.table = Some(key_table(&o.keys));
+    let mut checks = section("Deployment checks (run `portcullis doctor` for the outside view)");
+    checks.table = Some(Table {
+        headers: vec!["Check".into(), "Status".into(), "Detail".into(), "Fix".into()],
+        rows: crate::doctor::settings_checks(&state.settings)
+            .into_iter()
+            .map(|c| {
+                let status = match c.status {
+                    crate::doctor::Status::Pass => "PASS",
+                    crate::doctor::Status::Warn => "WARN",
+                    crate::doctor::Status::Fail => "FAIL",
+                };
+                vec![text(c.check), text(status), text(c.detail), text(c.hint)]
+            })
+            .collect(),
+    });
     let mut events = section("Recent security events");
     events.empty = "None recently.".into();
     events.table = Some(event_table(&o.security_events));
-    let view = page(&state, &session, &who, "", vec![counts, keys, events]).await?;
+    let view = page(&state, &session, &who, "", vec![counts, checks, keys, events]).await?;
     Ok(render(&view))
 }
 
@@ -486,6 +501,40 @@ pub async fn introspection_credentials(
 
 pub async fn clients(State(state): State<HttpState>, session: Session) -> Answer {
     let (who, _) = admin(&state, &session, false).await?;
+    clients_page(&state, &session, &who, None).await
+}
+
+pub async fn add_client(
+    State(state): State<HttpState>,
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (who, actor) = admin(&state, &session, false).await?;
+    checked(&session, &form).await?;
+    let get = |k: &str| form.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let new = api::NewClient {
+        name: get("name").unwrap_or_default(),
+        client_id: get("client_id"),
+        redirect_uris: get("redirect_uris")
+            .map(|u| u.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default(),
+        confidential: get("confidential").is_some(),
+    };
+    let added = api::add_client(&state, &actor, new).await.map_err(api_error)?;
+    let id = added["client_id"].as_str().unwrap_or_default().to_string();
+    let secret = added["client_secret"].as_str().map(|s| (format!("Added {id}; its client_secret"), s.to_string()));
+    let secret = secret.or_else(|| Some((format!("Added {id} (a public client); its client_id"), id.clone())));
+    clients_page(&state, &session, &who, secret).await
+}
+
+async fn clients_page(
+    state: &HttpState,
+    session: &Session,
+    who: &SignedIn,
+    secret: Option<(String, String)>,
+) -> Answer {
+    let state = state.clone();
+    let session = session.clone();
     let list = api::clients(&state).await.map_err(api_error)?;
     let mut sections = Vec::new();
     for (kind, heading) in [
@@ -524,7 +573,24 @@ pub async fn clients(State(state): State<HttpState>, session: Session) -> Answer
         });
         sections.push(section);
     }
-    Ok(render(&page(&state, &session, &who, "/clients", sections).await?))
+    let mut add = section("Pre-register a client");
+    add.form = Some(FormView {
+        action: path(&state, "/clients"),
+        csrf_token: csrf(&session).await?,
+        fields: vec![
+            Field::new("Name", "name", "text").required(),
+            Field::new("Client id", "client_id", "text").hint("Empty: generated"),
+            Field::new("Redirect URIs", "redirect_uris", "text").hint("Separated by spaces"),
+            Field::new("Confidential (issue a secret)", "confidential", "checkbox"),
+        ],
+        submit: "Add".into(),
+        danger: false,
+        method: "post",
+    });
+    sections.push(add);
+    let mut view = page(&state, &session, who, "/clients", sections).await?;
+    view.secret = secret;
+    Ok(render(&view))
 }
 
 #[derive(serde::Deserialize)]
