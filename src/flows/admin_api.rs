@@ -207,6 +207,16 @@ pub struct NewResource {
 }
 
 pub async fn add_resource(state: &AppState, actor: &Actor, r: NewResource) -> Result<Value, AdminApiError> {
+    save_resource(state, actor, r, false).await
+}
+
+/// Changes a registered MCP server (name, scopes, groups, lifetime), keeping its grants; `NotFound`
+/// when it is not registered.
+pub async fn update_resource(state: &AppState, actor: &Actor, r: NewResource) -> Result<Value, AdminApiError> {
+    save_resource(state, actor, r, true).await
+}
+
+async fn save_resource(state: &AppState, actor: &Actor, r: NewResource, replace: bool) -> Result<Value, AdminApiError> {
     let spec = ResourceSpec {
         uri: r.uri,
         name: r.name,
@@ -215,8 +225,17 @@ pub async fn add_resource(state: &AppState, actor: &Actor, r: NewResource) -> Re
         allowed_groups: r.allowed_groups,
         scope_groups: r.scopes.iter().map(|s| (s.name.clone(), s.groups.clone())).collect(),
     };
-    let added = admin::add_resource(&state.db, &spec).await?;
-    record(state, actor, "resource_added", json!({ "uri": added.row.uri })).await?;
+    let added = if replace {
+        let new = admin::validate_resource(&spec)?;
+        if store::resources::by_uri(&state.db, &new.uri).await?.is_none() {
+            return Err(AdminApiError::new(404, "not_found", format!("{} is not registered", new.uri)));
+        }
+        store::resources::upsert(&state.db, &new, store::now()).await?
+    } else {
+        admin::add_resource(&state.db, &spec).await?
+    };
+    let event = if replace { "resource_updated" } else { "resource_added" };
+    record(state, actor, event, json!({ "uri": added.row.uri })).await?;
     Ok(json!({ "uri": added.row.uri, "name": added.row.name }))
 }
 
@@ -457,4 +476,38 @@ pub async fn add_client(state: &AppState, actor: &Actor, c: NewClient) -> Result
         answer["client_secret"] = secret.into();
     }
     Ok(answer)
+}
+
+/// Hosts whose metadata documents are refused (blocked at run time; `cimd_deny_hosts` aside).
+pub async fn blocked_hosts(state: &AppState) -> Result<Vec<Value>, AdminApiError> {
+    Ok(store::blocked_hosts::list(&state.db)
+        .await?
+        .into_iter()
+        .map(|b| json!({ "host": b.host, "blocked_by": b.blocked_by, "created_at": b.created_at }))
+        .collect())
+}
+
+/// Blocks a host (and its subdomains): its metadata-document clients are refused from now on,
+/// at sign-in and at every token request.
+pub async fn block_host(state: &AppState, actor: &Actor, host: &str) -> Result<String, AdminApiError> {
+    let host = crate::clients::cimd::normal_host(host.trim());
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !host.starts_with('.')
+        && !host.contains("..");
+    if !ok {
+        return Err(AdminApiError::invalid(format!("{host:?} is not a host name")));
+    }
+    store::blocked_hosts::add(&state.db, &host, &actor.0, store::now()).await?;
+    record(state, actor, "host_blocked", json!({ "host": host })).await?;
+    Ok(host)
+}
+
+pub async fn unblock_host(state: &AppState, actor: &Actor, host: &str) -> Result<(), AdminApiError> {
+    let host = crate::clients::cimd::normal_host(host.trim());
+    store::blocked_hosts::remove(&state.db, &host)
+        .await
+        .map_err(|_| AdminApiError::new(404, "not_found", format!("{host} is not blocked")))?;
+    record(state, actor, "host_unblocked", json!({ "host": host })).await
 }

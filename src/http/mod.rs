@@ -110,6 +110,8 @@ pub fn app(state: AppState) -> Router {
         .route(&r.path("/admin/resources/introspection"), post(admin_console::introspection_credentials))
         .route(&r.path("/admin/clients"), get(admin_console::clients).post(admin_console::add_client))
         .route(&r.path("/admin/clients/delete"), post(admin_console::remove_client))
+        .route(&r.path("/admin/clients/block"), post(admin_console::block_host))
+        .route(&r.path("/admin/clients/unblock"), post(admin_console::unblock_host))
         .route(&r.path("/admin/grants"), get(admin_console::grants))
         .route(&r.path("/admin/grants/{id}/revoke"), post(admin_console::revoke_grant))
         .route(&r.path("/admin/audit"), get(admin_console::audit))
@@ -128,13 +130,20 @@ pub fn app(state: AppState) -> Router {
         .route(&admin("/people/{username}/password"), post(admin_api::new_password))
         .route(
             &admin("/resources"),
-            get(admin_api::resources).post(admin_api::add_resource).delete(admin_api::remove_resource),
+            get(admin_api::resources)
+                .post(admin_api::add_resource)
+                .put(admin_api::update_resource)
+                .delete(admin_api::remove_resource),
         )
         .route(&admin("/grants"), get(admin_api::grants))
         .route(&admin("/grants/{id}"), axum::routing::delete(admin_api::revoke_grant))
         .route(&admin("/audit"), get(admin_api::audit))
         .route(&admin("/clients"), get(admin_api::clients).post(admin_api::add_client).delete(admin_api::remove_client))
-        .route(&admin("/resources/introspection"), post(admin_api::introspection_credentials));
+        .route(&admin("/resources/introspection"), post(admin_api::introspection_credentials))
+        .route(
+            &admin("/blocked-hosts"),
+            get(admin_api::blocked_hosts).post(admin_api::block_host).delete(admin_api::unblock_host),
+        );
     let plain = Router::new()
         .route(&r.path(HEALTHZ), get(health::healthz))
         .route(&r.path(READYZ), get(health::readyz))

@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 pub mod admin_tokens;
 pub mod audit;
+pub mod blocked_hosts;
 pub mod clients;
 pub mod codes;
 mod columns;

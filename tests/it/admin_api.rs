@@ -61,8 +61,23 @@ async fn every_operation_works_for_an_admin_token(engine: Engine) {
     let finance = list.as_array().unwrap().iter().find(|r| r["name"] == "Finance").unwrap().clone();
     assert_eq!(finance["allowed_groups"], json!(["finance"]));
     assert_eq!(finance["scopes"][1]["groups"], json!(["leads"]));
-    let (s, body) = call(&app, Method::POST, "/resources", t, Some(new)).await;
+    let (s, body) = call(&app, Method::POST, "/resources", t, Some(new.clone())).await;
     assert_eq!((s, body["error"].as_str()), (409, Some("conflict")));
+    // Changed in place: same URI, new name and scopes.
+    let mut changed = new.clone();
+    changed["name"] = json!("Finance (renamed)");
+    changed["scopes"] = json!([{ "name": "ledger:read", "description": "Read the ledger" }]);
+    let (s, body) = call(&app, Method::PUT, "/resources", t, Some(changed.clone())).await;
+    assert_eq!(s, 200, "{body}");
+    let (_, list) = call(&app, Method::GET, "/resources", t, None).await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "Finance (renamed)" && r["scopes"].as_array().unwrap().len() == 1)
+    );
+    changed["uri"] = json!("https://never-added.example.com/mcp");
+    assert_eq!(call(&app, Method::PUT, "/resources", t, Some(changed)).await.0, 404);
 
     app.code_for("http://127.0.0.1:9/cb", &[("resource", MCP)]).await;
     let (_, grants) = call(&app, Method::GET, "/grants?user=alice", t, None).await;
@@ -105,6 +120,7 @@ async fn every_operation_works_for_an_admin_token(engine: Engine) {
         "introspection_credentials_issued",
         "client_deleted_by_admin",
         "client_added_by_admin",
+        "resource_updated",
         "person_disabled",
         "person_enabled",
         "resource_added",
@@ -174,3 +190,31 @@ fn admin_tokens_are_managed_from_the_command_line() {
 }
 
 db_tests!(every_operation_works_for_an_admin_token, bad_credentials_and_bad_input_are_refused_and_write_nothing);
+
+async fn a_blocked_host_refuses_its_metadata_document_clients(engine: Engine) {
+    use reqwest::Method;
+    let app = TestApp::spawn(engine).await.with_defaults().await;
+    let token = portcullis::admin::create_admin_token(&app.db, "ops", None).await.unwrap();
+    let t = Some(token.as_str());
+    let (s, body) = call(&app, Method::POST, "/blocked-hosts", t, Some(json!({ "host": "Example.COM." }))).await;
+    assert_eq!((s, body["host"].as_str()), (201, Some("example.com")), "stored normalised");
+    let (s, e) = call(&app, Method::POST, "/blocked-hosts", t, Some(json!({ "host": "not a host/" }))).await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_input")));
+    let (_, challenge) = pkce();
+    let client = "https://apps.example.com/client.json";
+    let q = OAuthParams::authorize(client, "https://apps.example.com/cb", &challenge);
+    let page = app.http.get(app.url("/authorize")).query(&q).send().await.unwrap();
+    assert_eq!(page.status(), 400);
+    assert!(
+        page.text().await.unwrap().contains("blocked on this server"),
+        "a subdomain of a blocked host is refused before any fetch"
+    );
+    let (_, list) = call(&app, Method::GET, "/blocked-hosts", t, None).await;
+    assert_eq!(list[0]["blocked_by"], "admin-token:ops");
+    assert_eq!(call(&app, Method::DELETE, "/blocked-hosts?host=example.com", t, None).await.0, 204);
+    assert_eq!(call(&app, Method::DELETE, "/blocked-hosts?host=example.com", t, None).await.0, 404);
+    let page = app.http.get(app.url("/authorize")).query(&q).send().await.unwrap();
+    assert!(!page.text().await.unwrap().contains("blocked on this server"), "unblocked: a fetch is tried again");
+}
+
+db_tests!(a_blocked_host_refuses_its_metadata_document_clients);

@@ -61,7 +61,7 @@ impl ResolveError {
 /// A host name in the form the lists compare: lower case, without the trailing dot of a fully
 /// qualified name (`evil.example.` is `evil.example`), and for a list entry without a leading
 /// `*.` or `.`.
-fn normal_host(host: &str) -> String {
+pub fn normal_host(host: &str) -> String {
     let h = host.trim_start_matches("*.").trim_start_matches('.');
     h.trim_end_matches('.').to_ascii_lowercase()
 }
@@ -100,6 +100,12 @@ pub async fn resolve(
     let host = host_of(client_id);
     let now = store::now();
     if let Err(e) = check_policy(state, &host) {
+        audit_failure(state, client_id, &e, now).await;
+        return Err(e);
+    }
+    // Blocked at run time by an operator (console, admin API).
+    if store::blocked_hosts::covers(&state.db, &normal_host(&host)).await? {
+        let e = ResolveError::Policy(format!("Apps from {host} are blocked on this server."));
         audit_failure(state, client_id, &e, now).await;
         return Err(e);
     }

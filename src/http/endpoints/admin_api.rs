@@ -137,6 +137,7 @@ fn document(base: &str) -> Value {
             "/resources": {
                 "get": op("List MCP servers", "200"),
                 "post": op("Register an MCP server", "201"),
+                "put": op("Change a registered MCP server (same body; its grants are kept)", "200"),
                 "delete": op("Remove an MCP server (?uri=) and every grant for it", "204"),
             },
             "/resources/introspection": { "post": op("Issue or replace an MCP server's /introspect credentials (?uri=); the secret is returned once", "201") },
@@ -144,6 +145,11 @@ fn document(base: &str) -> Value {
                 "get": op("List clients by kind, with their metadata", "200"),
                 "post": op("Pre-register a client (a confidential one's secret is returned once)", "201"),
                 "delete": op("Delete a client (?client_id=) and its grants", "204"),
+            },
+            "/blocked-hosts": {
+                "get": op("Hosts whose metadata-document clients are refused", "200"),
+                "post": op("Block a host and its subdomains ({\"host\": ...})", "201"),
+                "delete": op("Unblock a host (?host=)", "204"),
             },
             "/grants": { "get": op("List live grants (?user=, ?client=)", "200") },
             "/grants/{id}": { "delete": op("Revoke a grant and its refresh tokens", "204") },
@@ -200,4 +206,38 @@ pub async fn add_client(State(state): State<HttpState>, headers: HeaderMap, byte
     let who = actor(&state, &headers).await?;
     let added = api::add_client(&state, &who, body(&bytes)?).await?;
     Ok((StatusCode::CREATED, Json(added)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct HostQuery {
+    host: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostBody {
+    host: String,
+}
+
+pub async fn blocked_hosts(State(state): State<HttpState>, headers: HeaderMap) -> Answer {
+    actor(&state, &headers).await?;
+    Ok(Json(api::blocked_hosts(&state).await?).into_response())
+}
+
+pub async fn block_host(State(state): State<HttpState>, headers: HeaderMap, bytes: Bytes) -> Answer {
+    let who = actor(&state, &headers).await?;
+    let HostBody { host } = body(&bytes)?;
+    let host = api::block_host(&state, &who, &host).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "host": host }))).into_response())
+}
+
+pub async fn unblock_host(State(state): State<HttpState>, headers: HeaderMap, Query(q): Query<HostQuery>) -> Answer {
+    let who = actor(&state, &headers).await?;
+    api::unblock_host(&state, &who, &q.host).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn update_resource(State(state): State<HttpState>, headers: HeaderMap, bytes: Bytes) -> Answer {
+    let who = actor(&state, &headers).await?;
+    Ok(Json(api::update_resource(&state, &who, body(&bytes)?).await?).into_response())
 }

@@ -404,24 +404,39 @@ pub async fn confirm(State(state): State<HttpState>, session: Session, Query(q):
     Ok(render(&view))
 }
 
-pub async fn resources(State(state): State<HttpState>, session: Session) -> Answer {
+#[derive(serde::Deserialize, Default)]
+pub struct EditQuery {
+    edit: Option<String>,
+}
+
+pub async fn resources(State(state): State<HttpState>, session: Session, Query(q): Query<EditQuery>) -> Answer {
     let (who, _) = admin(&state, &session, false).await?;
-    resources_page(&state, &session, &who, None).await
+    resources_page(&state, &session, &who, q.edit.as_deref(), None).await
 }
 
 async fn resources_page(
     state: &HttpState,
     session: &Session,
     who: &SignedIn,
+    editing: Option<&str>,
     secret: Option<(String, String)>,
 ) -> Answer {
     let state = state.clone();
     let session = session.clone();
     let list = api::resources(&state).await.map_err(api_error)?;
+    let edited = editing.and_then(|uri| list.iter().find(|r| r.uri == uri));
     let mut table = section("MCP servers");
     table.empty = "None yet: add one below.".into();
     table.table = Some(Table {
-        headers: vec!["URL".into(), "Name".into(), "Scopes".into(), "Limited to".into(), "".into(), "".into()],
+        headers: vec![
+            "URL".into(),
+            "Name".into(),
+            "Scopes".into(),
+            "Limited to".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+        ],
         rows: list
             .iter()
             .map(|r| {
@@ -445,29 +460,61 @@ async fn resources_page(
                     &format!("Issue new /introspect credentials for {} (old ones stop working)", r.uri),
                     "Introspection credentials",
                 );
+                let edit = Cell::Link {
+                    href: format!(
+                        "{}?edit={}",
+                        path(&state, "/resources"),
+                        url::form_urlencoded::byte_serialize(r.uri.as_bytes()).collect::<String>()
+                    ),
+                    label: "Edit".into(),
+                };
                 vec![
                     text(&r.uri),
                     text(&r.name),
                     text(scopes.join(" ")),
                     text(r.allowed_groups.join(", ")),
+                    edit,
                     introspection,
                     remove,
                 ]
             })
             .collect(),
     });
-    let mut add = section("Add an MCP server");
+    let heading = if edited.is_some() { "Change an MCP server (its grants are kept)" } else { "Add an MCP server" };
+    let mut add = section(heading);
+    let prefill = |f: Field, v: String| Field { value: v, ..f };
+    let scopes_text = edited
+        .map(|r| {
+            let each = r.scopes.iter().map(|s| {
+                format!("{}={}", s["name"].as_str().unwrap_or_default(), s["description"].as_str().unwrap_or_default())
+            });
+            each.collect::<Vec<_>>().join("; ")
+        })
+        .unwrap_or_default();
+    let mut fields = vec![
+        prefill(
+            Field::new("URL (as clients use it)", "uri", "url").required(),
+            edited.map(|r| r.uri.clone()).unwrap_or_default(),
+        ),
+        prefill(Field::new("Name", "name", "text").required(), edited.map(|r| r.name.clone()).unwrap_or_default()),
+        prefill(
+            Field::new("Scopes", "scopes", "text")
+                .hint("name=description, separated by semicolons: mcp:tools=Use the tools"),
+            scopes_text,
+        ),
+        prefill(
+            Field::new("Limited to groups", "allowed_groups", "text").hint("Comma-separated; empty: everyone"),
+            edited.map(|r| r.allowed_groups.join(", ")).unwrap_or_default(),
+        ),
+    ];
+    if edited.is_some() {
+        fields.push(Field::hidden("replace", "yes"));
+    }
     add.form = Some(FormView {
         action: path(&state, "/resources"),
         csrf_token: csrf(&session).await?,
-        fields: vec![
-            Field::new("URL (as clients use it)", "uri", "url").required(),
-            Field::new("Name", "name", "text").required(),
-            Field::new("Scopes", "scopes", "text")
-                .hint("name=description, separated by semicolons: mcp:tools=Use the tools"),
-            Field::new("Limited to groups", "allowed_groups", "text").hint("Comma-separated; empty: everyone"),
-        ],
-        submit: "Add".into(),
+        fields,
+        submit: if edited.is_some() { "Save".into() } else { "Add".into() },
         danger: false,
         method: "post",
     });
@@ -494,6 +541,7 @@ pub async fn introspection_credentials(
         &state,
         &session,
         &who,
+        None,
         Some((format!("Credentials for {} at /introspect (HTTP Basic)", q.uri), shown)),
     )
     .await
@@ -573,6 +621,46 @@ async fn clients_page(
         });
         sections.push(section);
     }
+    let blocked = api::blocked_hosts(&state).await.map_err(api_error)?;
+    let mut hosts = section("Blocked metadata-document hosts (with their subdomains)");
+    hosts.empty = "None (besides cimd_deny_hosts in the config file).".into();
+    hosts.table = Some(Table {
+        headers: vec!["Host".into(), "Blocked by".into(), "Since".into(), "".into()],
+        rows: blocked
+            .iter()
+            .map(|b| {
+                let host = b["host"].as_str().unwrap_or_default();
+                let unblock = confirm_link(
+                    &state,
+                    &format!(
+                        "/clients/unblock?host={}",
+                        url::form_urlencoded::byte_serialize(host.as_bytes()).collect::<String>()
+                    ),
+                    &format!("Unblock {host}"),
+                    "Unblock",
+                );
+                vec![
+                    text(host),
+                    text(b["blocked_by"].as_str().unwrap_or_default()),
+                    text(date(b["created_at"].as_i64().unwrap_or_default())),
+                    unblock,
+                ]
+            })
+            .collect(),
+    });
+    hosts.form = Some(FormView {
+        action: path(&state, "/clients/block"),
+        csrf_token: csrf(&session).await?,
+        fields: vec![
+            Field::new("Host", "host", "text")
+                .required()
+                .hint("e.g. apps.example.com: its metadata-document clients are refused at once"),
+        ],
+        submit: "Block".into(),
+        danger: true,
+        method: "post",
+    });
+    sections.push(hosts);
     let mut add = section("Pre-register a client");
     add.form = Some(FormView {
         action: path(&state, "/clients"),
@@ -591,6 +679,36 @@ async fn clients_page(
     let mut view = page(&state, &session, who, "/clients", sections).await?;
     view.secret = secret;
     Ok(render(&view))
+}
+
+pub async fn block_host(
+    State(state): State<HttpState>,
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (_, actor) = admin(&state, &session, true).await?;
+    checked(&session, &form).await?;
+    api::block_host(&state, &actor, form.get("host").map(String::as_str).unwrap_or_default())
+        .await
+        .map_err(api_error)?;
+    Ok(done(&state, "/clients"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct HostQuery {
+    host: String,
+}
+
+pub async fn unblock_host(
+    State(state): State<HttpState>,
+    session: Session,
+    Query(q): Query<HostQuery>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (_, actor) = admin(&state, &session, true).await?;
+    checked(&session, &form).await?;
+    api::unblock_host(&state, &actor, &q.host).await.map_err(api_error)?;
+    Ok(done(&state, "/clients"))
 }
 
 #[derive(serde::Deserialize)]
@@ -633,7 +751,11 @@ pub async fn add_resource(
     let allowed_groups =
         get("allowed_groups").split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect();
     let new = api::NewResource { uri: get("uri"), name: get("name"), scopes, allowed_groups, token_lifetime: None };
-    api::add_resource(&state, &actor, new).await.map_err(api_error)?;
+    if get("replace") == "yes" {
+        api::update_resource(&state, &actor, new).await.map_err(api_error)?;
+    } else {
+        api::add_resource(&state, &actor, new).await.map_err(api_error)?;
+    }
     Ok(done(&state, "/resources"))
 }
 

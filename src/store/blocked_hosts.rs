@@ -1,0 +1,66 @@
+//! Metadata-document hosts blocked at run time by an operator.
+
+use super::{Db, Result, StoreError, dispatch, dispatch_write};
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct BlockedHost {
+    pub host: String,
+    pub blocked_by: String,
+    pub created_at: i64,
+}
+
+pub async fn list(db: &Db) -> Result<Vec<BlockedHost>> {
+    dispatch!(db, |pool| sqlx::query_as::<_, BlockedHost>(
+        "SELECT host, blocked_by, created_at FROM blocked_hosts ORDER BY host"
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(StoreError::from_sqlx))
+}
+
+/// Blocks `host` (already normalised); blocking it again changes nothing.
+pub async fn add(db: &Db, host: &str, by: &str, now: i64) -> Result<()> {
+    dispatch_write!(db, |pool| sqlx::query(
+        "INSERT INTO blocked_hosts (host, blocked_by, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+    )
+    .bind(host)
+    .bind(by)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map_err(StoreError::from_sqlx)?
+    .rows_affected());
+    Ok(())
+}
+
+pub async fn remove(db: &Db, host: &str) -> Result<()> {
+    let n = dispatch_write!(db, |pool| sqlx::query("DELETE FROM blocked_hosts WHERE host = $1")
+        .bind(host)
+        .execute(pool)
+        .await
+        .map_err(StoreError::from_sqlx)?
+        .rows_affected());
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+/// Whether `host` or one of its parent domains is blocked (`a.b.example` is covered by `b.example`).
+pub async fn covers(db: &Db, host: &str) -> Result<bool> {
+    let mut candidates = vec![host.to_string()];
+    let mut rest = host;
+    while let Some((_, parent)) = rest.split_once('.') {
+        candidates.push(parent.to_string());
+        rest = parent;
+    }
+    // A handful of labels: one query with that many parameters would need per-engine SQL.
+    for c in candidates {
+        let found: Option<String> =
+            dispatch!(db, |pool| sqlx::query_scalar("SELECT host FROM blocked_hosts WHERE host = $1")
+                .bind(&c)
+                .fetch_optional(pool)
+                .await?);
+        if found.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
