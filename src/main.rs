@@ -878,6 +878,7 @@ async fn audit(db: &Db, cmd: AuditCmd) -> Result<(), Failure> {
         actor: actor.as_deref(),
         client_id: client.as_deref(),
         since,
+        before: None,
         limit,
     };
     println!("{:<25} {:<26} {:<16} {:<24} {:<15} DETAILS", "TIME", "EVENT", "ACTOR", "CLIENT", "IP");

@@ -271,16 +271,31 @@ pub async fn audit_events(
     event: Option<&str>,
     limit: Option<i64>,
 ) -> Result<Vec<Value>, AdminApiError> {
+    audit_page(state, event, None, limit).await
+}
+
+/// A page of audit events, newest first; `before` is the `id` of the last event of the previous page.
+pub async fn audit_page(
+    state: &AppState,
+    event: Option<&str>,
+    before: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Vec<Value>, AdminApiError> {
     let limit = limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(AdminApiError::invalid("limit must be between 1 and 1000"));
     }
-    Ok(audit::list(&state.db, event, limit)
+    let before = match before {
+        Some(b) => Some(uuid::Uuid::parse_str(b).map_err(|_| AdminApiError::invalid("before must be an event id"))?),
+        None => None,
+    };
+    let filter = audit::Filter { event, before, limit, ..Default::default() };
+    Ok(audit::search(&state.db, &filter)
         .await?
         .into_iter()
         .map(|e| {
             json!({
-                "at": e.at, "event": e.event, "actor": e.actor, "client_id": e.client_id, "ip": e.ip,
+                "id": e.id, "at": e.at, "event": e.event, "actor": e.actor, "client_id": e.client_id, "ip": e.ip,
                 "details": serde_json::from_str::<Value>(&e.details).unwrap_or(Value::String(e.details.clone())),
             })
         })

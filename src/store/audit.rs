@@ -109,6 +109,8 @@ pub struct Filter<'a> {
     pub actor: Option<&'a str>,
     pub client_id: Option<&'a str>,
     pub since: Option<i64>,
+    /// Paging: only events older than this one (the last id of the previous page).
+    pub before: Option<Uuid>,
     pub limit: i64,
 }
 
@@ -117,13 +119,14 @@ pub async fn search(db: &Db, f: &Filter<'_>) -> Result<Vec<EventRow>> {
     dispatch!(db, |pool| Ok(sqlx::query_as::<_, EventRow>(
         "SELECT id, at, event, actor, user_id, client_id, ip, details FROM audit_events \
          WHERE ($1 IS NULL OR event = $1) AND ($2 IS NULL OR actor = $2) AND ($3 IS NULL OR client_id = $3) \
-         AND ($4 IS NULL OR at >= $4) ORDER BY at DESC, id DESC LIMIT $5"
+         AND ($4 IS NULL OR at >= $4) AND ($6 IS NULL OR id < $6) ORDER BY at DESC, id DESC LIMIT $5"
     )
     .bind(f.event)
     .bind(f.actor)
     .bind(f.client_id)
     .bind(f.since)
     .bind(f.limit)
+    .bind(f.before)
     .fetch_all(pool)
     .await?))
 }

@@ -129,6 +129,17 @@ async fn every_operation_works_for_an_admin_token(engine: Engine) {
     ] {
         assert!(by_api.contains(&e), "{e} audited: {by_api:?}");
     }
+    // Paging: the next page starts after the last event of this one.
+    let (_, first) = call(&app, Method::GET, "/audit?limit=3", t, None).await;
+    let last = first[2]["id"].as_str().unwrap();
+    let (_, next) = call(&app, Method::GET, &format!("/audit?limit=3&before={last}"), t, None).await;
+    let ids: Vec<&str> =
+        first.as_array().unwrap().iter().chain(next.as_array().unwrap()).map(|e| e["id"].as_str().unwrap()).collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!((ids.len(), unique.len()), (6, 6), "no event twice across pages");
+    assert!(next[0]["at"].as_i64() <= first[2]["at"].as_i64());
+    assert_eq!(call(&app, Method::GET, "/audit?before=nope", t, None).await.0, 400);
     let (s, doc) = call(&app, Method::GET, "/openapi.json", None, None).await;
     assert_eq!(s, 200);
     assert_eq!(doc["openapi"], "3.1.0");

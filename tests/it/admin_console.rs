@@ -27,7 +27,7 @@ async fn the_console_is_for_admins_and_changes_are_confirmed_and_audited(engine:
         ("/admin/resources", "Add an MCP server"),
         ("/admin/clients", "Dynamically registered"),
         ("/admin/grants", "Live grants"),
-        ("/admin/audit", "Events, newest first"),
+        ("/admin/audit?limit=1", "Older events"),
         ("/admin/keys", "Rotate the signing key"),
         ("/admin/settings", "secrets redacted"),
     ] {

@@ -104,12 +104,13 @@ pub async fn revoke_grant(State(state): State<HttpState>, headers: HeaderMap, Pa
 #[derive(Deserialize)]
 pub struct AuditQuery {
     event: Option<String>,
+    before: Option<String>,
     limit: Option<i64>,
 }
 
 pub async fn audit(State(state): State<HttpState>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Answer {
     actor(&state, &headers).await?;
-    Ok(Json(api::audit_events(&state, q.event.as_deref(), q.limit).await?).into_response())
+    Ok(Json(api::audit_page(&state, q.event.as_deref(), q.before.as_deref(), q.limit).await?).into_response())
 }
 
 /// The OpenAPI 3.1 document of the API (public: it describes, it grants nothing).
@@ -153,7 +154,7 @@ fn document(base: &str) -> Value {
             },
             "/grants": { "get": op("List live grants (?user=, ?client=)", "200") },
             "/grants/{id}": { "delete": op("Revoke a grant and its refresh tokens", "204") },
-            "/audit": { "get": op("Recent audit events (?event=, ?limit= up to 1000)", "200") },
+            "/audit": { "get": op("Audit events, newest first (?event=, ?limit= up to 1000, ?before=ID of the previous page's last event)", "200") },
         },
         "components": {
             "securitySchemes": { "adminToken": { "type": "http", "scheme": "bearer", "description": "portcullis admin-token create NAME" } },

@@ -506,6 +506,11 @@ async fn resources_page(
             Field::new("Limited to groups", "allowed_groups", "text").hint("Comma-separated; empty: everyone"),
             edited.map(|r| r.allowed_groups.join(", ")).unwrap_or_default(),
         ),
+        prefill(
+            Field::new("Token lifetime", "token_lifetime", "text")
+                .hint("e.g. 10m or 600; empty: access_token_lifetime"),
+            edited.and_then(|r| r.token_lifetime).map(|t| t.to_string()).unwrap_or_default(),
+        ),
     ];
     if edited.is_some() {
         fields.push(Field::hidden("replace", "yes"));
@@ -594,7 +599,14 @@ async fn clients_page(
         let mut section = section(heading);
         section.empty = "None.".into();
         section.table = Some(Table {
-            headers: vec!["Client".into(), "Name".into(), "Redirect URIs".into(), "Last used".into(), "".into()],
+            headers: vec![
+                "Client".into(),
+                "Name".into(),
+                "Redirect URIs".into(),
+                "Last used".into(),
+                "Document".into(),
+                "".into(),
+            ],
             rows: list
                 .iter()
                 .filter(|c| c["kind"] == kind)
@@ -615,7 +627,13 @@ async fn clients_page(
                         &format!("Delete the client {id} and its grants"),
                         "Delete",
                     );
-                    vec![text(&id), text(s(c, "client_name")), text(uris.join(" ")), text(used), delete]
+                    // Metadata documents: until when the fetched copy is trusted without fetching again.
+                    let document = match c["document_fresh_until"].as_i64() {
+                        Some(t) if t > crate::store::now() => format!("fresh until {}", date(t)),
+                        Some(t) => format!("stale since {}", date(t)),
+                        None => String::new(),
+                    };
+                    vec![text(&id), text(s(c, "client_name")), text(uris.join(" ")), text(used), text(document), delete]
                 })
                 .collect(),
         });
@@ -750,7 +768,15 @@ pub async fn add_resource(
     }
     let allowed_groups =
         get("allowed_groups").split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect();
-    let new = api::NewResource { uri: get("uri"), name: get("name"), scopes, allowed_groups, token_lifetime: None };
+    let token_lifetime = match get("token_lifetime") {
+        t if t.is_empty() => None,
+        t => Some(
+            crate::config::Seconds::parse(&t)
+                .map_err(|e| api_error(AdminApiError::invalid(format!("token lifetime: {e}"))))?
+                .0,
+        ),
+    };
+    let new = api::NewResource { uri: get("uri"), name: get("name"), scopes, allowed_groups, token_lifetime };
     if get("replace") == "yes" {
         api::update_resource(&state, &actor, new).await.map_err(api_error)?;
     } else {
@@ -831,17 +857,52 @@ pub async fn revoke_grant(
 #[derive(serde::Deserialize)]
 pub struct AuditFilter {
     event: Option<String>,
+    before: Option<String>,
     limit: Option<i64>,
 }
 
 pub async fn audit(State(state): State<HttpState>, session: Session, Query(f): Query<AuditFilter>) -> Answer {
     let (who, _) = admin(&state, &session, false).await?;
     let event = f.event.filter(|e| !e.is_empty());
-    let events = api::audit_events(&state, event.as_deref(), f.limit.or(Some(100))).await.map_err(api_error)?;
+    let limit = f.limit.unwrap_or(100);
+    let events =
+        api::audit_page(&state, event.as_deref(), f.before.as_deref(), Some(limit)).await.map_err(api_error)?;
+    let mut find = section("Filter");
+    find.form = Some(FormView {
+        action: path(&state, "/audit"),
+        csrf_token: String::new(),
+        fields: vec![Field {
+            value: event.clone().unwrap_or_default(),
+            ..Field::new("Event", "event", "search").hint("e.g. login_failed, grant_revoked, cli_change")
+        }],
+        submit: "Show".into(),
+        danger: false,
+        method: "get",
+    });
     let mut table = section("Events, newest first");
     table.empty = "No events match.".into();
     table.table = Some(event_table(&events));
-    Ok(render(&page(&state, &session, &who, "/audit", vec![table]).await?))
+    let mut sections = vec![find, table];
+    // A full page: there may be older events.
+    if events.len() as i64 == limit
+        && let Some(last) = events.last().and_then(|e| e["id"].as_str())
+    {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("before", last);
+        if let Some(e) = &event {
+            q.append_pair("event", e);
+        }
+        let mut more = section("More");
+        more.table = Some(Table {
+            headers: vec![],
+            rows: vec![vec![Cell::Link {
+                href: format!("{}?{}", path(&state, "/audit"), q.finish()),
+                label: "Older events".into(),
+            }]],
+        });
+        sections.push(more);
+    }
+    Ok(render(&page(&state, &session, &who, "/audit", sections).await?))
 }
 
 pub async fn keys(State(state): State<HttpState>, session: Session) -> Answer {
