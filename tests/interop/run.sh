@@ -168,6 +168,9 @@ MCP2_URL="http://127.0.0.1:$MCP2_PORT/mcp"   # the MCP server that introspects
 export PORTCULLIS_DATABASE_URL="sqlite://$TMP/portcullis.db"
 export PORTCULLIS_ISSUER="http://127.0.0.1:$AS_PORT"      # no trailing slash
 export PORTCULLIS_BIND="127.0.0.1:$AS_PORT"
+# Every browser of the rig signs in from 127.0.0.1: room above the per-address login limit (30 a
+# minute, which counts the login page's loads too).
+export PORTCULLIS_RATE_LIMIT_PER_IP='{login=600}'
 export RUST_LOG="${RUST_LOG:-info}"
 note "AS $PORTCULLIS_ISSUER, MCP servers $MCP_URL (JWT) and $MCP2_URL (introspection), database $PORTCULLIS_DATABASE_URL"
 
