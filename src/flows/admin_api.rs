@@ -526,3 +526,19 @@ pub async fn unblock_host(state: &AppState, actor: &Actor, host: &str) -> Result
         .map_err(|_| AdminApiError::new(404, "not_found", format!("{host} is not blocked")))?;
     record(state, actor, "host_unblocked", json!({ "host": host })).await
 }
+
+/// Replaces a person's local groups (groups from their identity provider are its to change).
+pub async fn set_groups(
+    state: &AppState,
+    actor: &Actor,
+    username: &str,
+    groups: &[String],
+) -> Result<(), AdminApiError> {
+    let groups = admin::parse_groups(groups)?;
+    let Some(user) = store::users::by_username(&state.db, username).await? else {
+        return Err(AdminApiError::new(404, "not_found", format!("user {username:?} does not exist")));
+    };
+    store::groups::set_local(&state.db, user.id, &groups).await?;
+    let names: Vec<&str> = groups.iter().collect();
+    record(state, actor, "groups_set", json!({ "username": username, "groups": names })).await
+}

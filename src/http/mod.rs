@@ -105,6 +105,7 @@ pub fn app(state: AppState) -> Router {
         .route(&r.path("/admin/people"), get(admin_console::people).post(admin_console::add_person))
         .route(&r.path("/admin/people/{username}/{action}"), post(admin_console::person_action))
         .route(&r.path("/admin/confirm"), get(admin_console::confirm))
+        .route(&r.path("/admin/groups"), post(admin_console::set_groups))
         .route(&r.path("/admin/resources"), get(admin_console::resources).post(admin_console::add_resource))
         .route(&r.path("/admin/resources/remove"), post(admin_console::remove_resource))
         .route(&r.path("/admin/resources/introspection"), post(admin_console::introspection_credentials))
@@ -128,6 +129,7 @@ pub fn app(state: AppState) -> Router {
         .route(&admin("/people/{username}/disable"), post(admin_api::disable_person))
         .route(&admin("/people/{username}/enable"), post(admin_api::enable_person))
         .route(&admin("/people/{username}/password"), post(admin_api::new_password))
+        .route(&admin("/people/{username}/groups"), axum::routing::put(admin_api::set_groups))
         .route(
             &admin("/resources"),
             get(admin_api::resources)

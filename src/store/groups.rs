@@ -67,3 +67,25 @@ pub async fn list(db: &Db) -> Result<Vec<Membership>> {
     .await
     .map_err(StoreError::from_sqlx))
 }
+
+/// Replaces a person's local groups (those from a provider stay), in one transaction.
+pub async fn set_local(db: &Db, user_id: Uuid, groups: &Groups) -> Result<()> {
+    use super::tx::{WriteTx, on};
+    let mut tx = WriteTx::begin(db).await?;
+    on!(tx, |c| sqlx::query("DELETE FROM user_groups WHERE user_id = $1 AND source = $2")
+        .bind(user_id)
+        .bind(LOCAL)
+        .execute(c)
+        .await?
+        .rows_affected());
+    for name in groups.iter() {
+        on!(tx, |c| sqlx::query("INSERT INTO user_groups (user_id, name, source) VALUES ($1, $2, $3)")
+            .bind(user_id)
+            .bind(name)
+            .bind(LOCAL)
+            .execute(c)
+            .await?
+            .rows_affected());
+    }
+    tx.commit().await
+}

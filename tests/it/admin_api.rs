@@ -49,6 +49,13 @@ async fn every_operation_works_for_an_admin_token(engine: Engine) {
     let bob = portcullis::store::users::by_username(&app.db, "bob").await.unwrap().unwrap();
     assert!(bob.disabled);
     assert_eq!(call(&app, Method::POST, "/people/bob/enable", t, None).await.0, 204);
+    let (s, _) = call(&app, Method::PUT, "/people/bob/groups", t, Some(json!({ "groups": ["ops", "eng"] }))).await;
+    assert_eq!(s, 204);
+    let (_, people) = call(&app, Method::GET, "/people", t, None).await;
+    let bob = people.as_array().unwrap().iter().find(|p| p["username"] == "bob").unwrap().clone();
+    assert_eq!(bob["groups"], json!(["eng", "ops"]));
+    assert_eq!(call(&app, Method::PUT, "/people/nobody/groups", t, Some(json!({ "groups": [] }))).await.0, 404);
+    assert_eq!(call(&app, Method::PUT, "/people/bob/groups", t, Some(json!({ "groups": [""] }))).await.0, 400);
     let (s, fresh) = call(&app, Method::POST, "/people/bob/password", t, None).await;
     assert_eq!(s, 200);
     assert_ne!(fresh["password"], added["password"], "a new password");
@@ -121,6 +128,7 @@ async fn every_operation_works_for_an_admin_token(engine: Engine) {
         "client_deleted_by_admin",
         "client_added_by_admin",
         "resource_updated",
+        "groups_set",
         "person_disabled",
         "person_enabled",
         "resource_added",

@@ -87,6 +87,21 @@ async fn the_console_is_for_admins_and_changes_are_confirmed_and_audited(engine:
         .await
         .unwrap();
     assert!(res.text().await.unwrap().contains("Added console-agent; its client_secret (shown once)"));
+    // Set bob's local groups.
+    let people = root.get(app.url("/admin/people")).send().await.unwrap().text().await.unwrap();
+    let res = root
+        .post(app.url("/admin/groups"))
+        .form(&[
+            ("csrf_token", hidden(&people, "csrf_token").as_str()),
+            ("username", "bob"),
+            ("groups", "eng, mcp-users, ops"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let bob = portcullis::store::users::by_username(&app.db, "bob").await.unwrap().unwrap();
+    assert!(portcullis::store::groups::of_user(&app.db, bob.id).await.unwrap().contains("ops"));
     // Search, and a new password through the confirmation step.
     let found = root.get(app.url("/admin/people?q=MCP-users")).send().await.unwrap().text().await.unwrap();
     assert!(found.contains(">bob<") && !found.contains(">alice<"), "search by group: {found}");

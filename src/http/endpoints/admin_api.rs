@@ -134,6 +134,7 @@ fn document(base: &str) -> Value {
             "/people": { "get": op("List people", "200"), "post": op("Add a person (a generated password is returned once)", "201") },
             "/people/{username}/disable": { "post": op("Disable a person: sign-in, refresh and introspection stop", "204") },
             "/people/{username}/enable": { "post": op("Enable a person", "204") },
+            "/people/{username}/groups": { "put": op("Replace a person's local groups ({\"groups\": [...]})", "204") },
             "/people/{username}/password": { "post": op("Give a person a new random password (returned once)", "200") },
             "/resources": {
                 "get": op("List MCP servers", "200"),
@@ -241,4 +242,22 @@ pub async fn unblock_host(State(state): State<HttpState>, headers: HeaderMap, Qu
 pub async fn update_resource(State(state): State<HttpState>, headers: HeaderMap, bytes: Bytes) -> Answer {
     let who = actor(&state, &headers).await?;
     Ok(Json(api::update_resource(&state, &who, body(&bytes)?).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsBody {
+    groups: Vec<String>,
+}
+
+pub async fn set_groups(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    bytes: Bytes,
+) -> Answer {
+    let who = actor(&state, &headers).await?;
+    let GroupsBody { groups } = body(&bytes)?;
+    api::set_groups(&state, &who, &username, &groups).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -307,6 +307,19 @@ async fn people_page(
             })
             .collect(),
     });
+    let mut groups = section("Set a person's local groups");
+    groups.form = Some(FormView {
+        action: path(state, "/groups"),
+        csrf_token: csrf(session).await?,
+        fields: vec![
+            Field::new("Username", "username", "text").required(),
+            Field::new("Groups", "groups", "text")
+                .hint("Comma-separated; replaces the local groups (groups from an identity provider stay)"),
+        ],
+        submit: "Set groups".into(),
+        danger: false,
+        method: "post",
+    });
     let mut add = section("Add a person");
     add.form = Some(FormView {
         action: path(state, "/people"),
@@ -321,7 +334,7 @@ async fn people_page(
         danger: false,
         method: "post",
     });
-    let mut view = page(state, session, who, "/people", vec![find, list, add]).await?;
+    let mut view = page(state, session, who, "/people", vec![find, list, groups, add]).await?;
     view.secret = secret;
     Ok(render(&view))
 }
@@ -349,6 +362,22 @@ pub async fn add_person(
     let added = api::add_person(&state, &actor, new).await.map_err(api_error)?;
     let password = added["password"].as_str().unwrap_or_default().to_string();
     people_page(&state, &session, &who, None, Some((format!("Added {username}; their password"), password))).await
+}
+
+pub async fn set_groups(
+    State(state): State<HttpState>,
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
+) -> Answer {
+    let (_, actor) = admin(&state, &session, false).await?;
+    checked(&session, &form).await?;
+    let username = form.get("username").map(|u| u.trim().to_string()).unwrap_or_default();
+    let groups: Vec<String> = form
+        .get("groups")
+        .map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    api::set_groups(&state, &actor, &username, &groups).await.map_err(api_error)?;
+    Ok(done(&state, "/people"))
 }
 
 pub async fn person_action(
