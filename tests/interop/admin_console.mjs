@@ -99,9 +99,10 @@ async function main() {
           first = false;
           // Add a person: the generated password is shown once.
           await page.goto(`${o.issuer}/admin/people`);
-          await page.fill('input[name=username]', 'dana');
-          await page.fill('input[name=groups]', 'eng, mcp-users');
-          await Promise.all([page.waitForLoadState('load'), page.click('form[method=post] button[type=submit]')]);
+          const addForm = page.locator('form[method=post][action$="/admin/people"]');
+          await addForm.locator('input[name=username]').fill('dana');
+          await addForm.locator('input[name=groups]').fill('eng, mcp-users');
+          await Promise.all([page.waitForLoadState('load'), addForm.locator('button[type=submit]').click()]);
           check((await page.locator('body').innerText()).includes('Added dana'), 'adding dana did not show her password');
           await shoot('person-added');
           // Add an MCP server.
@@ -109,7 +110,8 @@ async function main() {
           await page.fill('input[name=uri]', 'https://console-added.example.com/mcp');
           await page.fill('input[name=name]', 'Added from the console');
           await page.fill('input[name=scopes]', 'notes:read=Read notes');
-          await Promise.all([page.waitForLoadState('load'), page.click('form[method=post] button[type=submit]')]);
+          const resourceForm = page.locator('form[method=post][action$="/admin/resources"]');
+          await Promise.all([page.waitForLoadState('load'), resourceForm.locator('button[type=submit]').click()]);
           check((await page.locator('body').innerText()).includes('https://console-added.example.com/mcp'), 'the new MCP server is not listed');
           // Revoke a grant through the confirmation page, if there is one.
           await page.goto(`${o.issuer}/admin/grants`);
