@@ -172,20 +172,10 @@ fn upsert_sql() -> String {
 /// Creates or replaces a client declared in configuration (or a refreshed metadata document),
 /// keeping `created_at`, `last_used_at` and the client's grants.
 pub async fn upsert(db: &Db, c: &NewClient, now: i64) -> Result<Client> {
-    let sql = upsert_sql();
-    let metadata = c.metadata.to_string();
-    let row: Row = dispatch_write!(db, |pool| sqlx::query_as(&sql)
-        .bind(&c.client_id)
-        .bind(c.kind.as_str())
-        .bind(&c.client_name)
-        .bind(&metadata)
-        .bind(&c.secret_hash)
-        .bind(&c.registration_token_hash)
-        .bind(now)
-        .bind(c.metadata_expires_at)
-        .fetch_one(pool)
-        .await?);
-    row.try_into()
+    let mut tx = WriteTx::begin(db).await?;
+    let client = upsert_in(&mut tx, c, now).await?;
+    tx.commit().await?;
+    Ok(client)
 }
 
 /// [`upsert`] inside `tx`.

@@ -96,16 +96,7 @@ pub async fn set_password(db: &Db, username: &str, password_hash: &str, now: i64
 }
 
 pub async fn set_disabled(db: &Db, username: &str, disabled: bool, now: i64) -> Result<()> {
-    let n =
-        dispatch_write!(db, |pool| sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3")
-            .bind(disabled)
-            .bind(now)
-            .bind(username)
-            .execute(pool)
-            .await
-            .map_err(StoreError::from_sqlx)?
-            .rows_affected());
-    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    set_flag(db, "disabled", username, disabled, now).await
 }
 
 pub async fn set_profile(
@@ -130,15 +121,20 @@ pub async fn set_profile(
 }
 
 pub async fn set_admin(db: &Db, username: &str, is_admin: bool, now: i64) -> Result<()> {
-    let n =
-        dispatch_write!(db, |pool| sqlx::query("UPDATE users SET is_admin = $1, updated_at = $2 WHERE username = $3")
-            .bind(is_admin)
-            .bind(now)
-            .bind(username)
-            .execute(pool)
-            .await
-            .map_err(StoreError::from_sqlx)?
-            .rows_affected());
+    set_flag(db, "is_admin", username, is_admin, now).await
+}
+
+/// Sets one boolean column of a person; `column` is one of this module's, never input.
+async fn set_flag(db: &Db, column: &'static str, username: &str, value: bool, now: i64) -> Result<()> {
+    let sql = format!("UPDATE users SET {column} = $1, updated_at = $2 WHERE username = $3");
+    let n = dispatch_write!(db, |pool| sqlx::query(&sql)
+        .bind(value)
+        .bind(now)
+        .bind(username)
+        .execute(pool)
+        .await
+        .map_err(StoreError::from_sqlx)?
+        .rows_affected());
     if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }
 

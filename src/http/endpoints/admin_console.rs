@@ -56,7 +56,7 @@ async fn admin(state: &HttpState, session: &Session, fresh: bool) -> Result<(Sig
         )
         .into_response());
     }
-    if fresh && who.auth_time < crate::store::now() - state.settings.admin_reauth_after.as_i64() {
+    if fresh && who.auth_time < crate::flows::now() - state.settings.admin_reauth_after.as_i64() {
         // A destructive action: sign in again first.
         return Err(login());
     }
@@ -119,8 +119,24 @@ async fn csrf(session: &Session) -> Result<String, Response> {
     session::csrf_token(session).await.map_err(page_error)
 }
 
-async fn checked(session: &Session, form: &HashMap<String, String>) -> Result<(), Response> {
-    session::check_csrf(session, form.get("csrf_token").map(String::as_str)).await.map_err(page_error)
+/// A form post that changes something: an admin (recently signed in when `destructive`), and the
+/// session's CSRF token.
+async fn change(
+    state: &HttpState,
+    session: &Session,
+    form: &HashMap<String, String>,
+    destructive: bool,
+) -> Result<(SignedIn, Actor), Response> {
+    let admin = admin(state, session, destructive).await?;
+    session::check_csrf(session, form.get("csrf_token").map(String::as_str)).await.map_err(page_error)?;
+    Ok(admin)
+}
+
+/// A comma-separated form field as trimmed, non-empty items.
+fn comma_list(form: &HashMap<String, String>, key: &str) -> Vec<String> {
+    form.get(key)
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
 }
 
 fn done(state: &HttpState, section_path: &str) -> Response {
@@ -344,12 +360,9 @@ pub async fn add_person(
     session: Session,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (who, actor) = admin(&state, &session, false).await?;
-    checked(&session, &form).await?;
+    let (who, actor) = change(&state, &session, &form, false).await?;
     let get = |k: &str| form.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let groups = get("groups")
-        .map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
+    let groups = comma_list(&form, "groups");
     let new = api::NewPerson {
         username: get("username").unwrap_or_default(),
         password: None,
@@ -369,13 +382,9 @@ pub async fn set_groups(
     session: Session,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (_, actor) = admin(&state, &session, false).await?;
-    checked(&session, &form).await?;
+    let (_, actor) = change(&state, &session, &form, false).await?;
     let username = form.get("username").map(|u| u.trim().to_string()).unwrap_or_default();
-    let groups: Vec<String> = form
-        .get("groups")
-        .map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
+    let groups = comma_list(&form, "groups");
     api::set_groups(&state, &actor, &username, &groups).await.map_err(api_error)?;
     Ok(done(&state, "/people"))
 }
@@ -386,8 +395,7 @@ pub async fn person_action(
     Path((username, action)): Path<(String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (who, actor) = admin(&state, &session, true).await?;
-    checked(&session, &form).await?;
+    let (who, actor) = change(&state, &session, &form, true).await?;
     if action == "password" {
         let password = api::new_password(&state, &actor, &username).await.map_err(api_error)?;
         let label = format!("New password for {username}");
@@ -563,8 +571,7 @@ pub async fn introspection_credentials(
     Query(q): Query<UriQuery>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (who, actor) = admin(&state, &session, true).await?;
-    checked(&session, &form).await?;
+    let (who, actor) = change(&state, &session, &form, true).await?;
     let creds = api::introspection_credentials(&state, &actor, &q.uri).await.map_err(api_error)?;
     let shown = format!(
         "client_id {} · client_secret {}",
@@ -591,8 +598,7 @@ pub async fn add_client(
     session: Session,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (who, actor) = admin(&state, &session, false).await?;
-    checked(&session, &form).await?;
+    let (who, actor) = change(&state, &session, &form, false).await?;
     let get = |k: &str| form.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let new = api::NewClient {
         name: get("name").unwrap_or_default(),
@@ -658,7 +664,7 @@ async fn clients_page(
                     );
                     // Metadata documents: until when the fetched copy is trusted without fetching again.
                     let document = match c["document_fresh_until"].as_i64() {
-                        Some(t) if t > crate::store::now() => format!("fresh until {}", date(t)),
+                        Some(t) if t > crate::flows::now() => format!("fresh until {}", date(t)),
                         Some(t) => format!("stale since {}", date(t)),
                         None => String::new(),
                     };
@@ -733,8 +739,7 @@ pub async fn block_host(
     session: Session,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (_, actor) = admin(&state, &session, true).await?;
-    checked(&session, &form).await?;
+    let (_, actor) = change(&state, &session, &form, true).await?;
     api::block_host(&state, &actor, form.get("host").map(String::as_str).unwrap_or_default())
         .await
         .map_err(api_error)?;
@@ -752,8 +757,7 @@ pub async fn unblock_host(
     Query(q): Query<HostQuery>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (_, actor) = admin(&state, &session, true).await?;
-    checked(&session, &form).await?;
+    let (_, actor) = change(&state, &session, &form, true).await?;
     api::unblock_host(&state, &actor, &q.host).await.map_err(api_error)?;
     Ok(done(&state, "/clients"))
 }
@@ -769,8 +773,7 @@ pub async fn remove_client(
     Query(q): Query<ClientQuery>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (_, actor) = admin(&state, &session, true).await?;
-    checked(&session, &form).await?;
+    let (_, actor) = change(&state, &session, &form, true).await?;
     api::remove_client(&state, &actor, &q.client_id).await.map_err(api_error)?;
     Ok(done(&state, "/clients"))
 }
@@ -780,8 +783,7 @@ pub async fn add_resource(
     session: Session,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (_, actor) = admin(&state, &session, false).await?;
-    checked(&session, &form).await?;
+    let (_, actor) = change(&state, &session, &form, false).await?;
     let get = |k: &str| form.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
     let mut scopes = Vec::new();
     for part in get("scopes").split(';').map(str::trim).filter(|p| !p.is_empty()) {
@@ -795,8 +797,7 @@ pub async fn add_resource(
             groups: vec![],
         });
     }
-    let allowed_groups =
-        get("allowed_groups").split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect();
+    let allowed_groups = comma_list(&form, "allowed_groups");
     let token_lifetime = match get("token_lifetime") {
         t if t.is_empty() => None,
         t => Some(
@@ -825,8 +826,7 @@ pub async fn remove_resource(
     Query(q): Query<UriQuery>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (_, actor) = admin(&state, &session, true).await?;
-    checked(&session, &form).await?;
+    let (_, actor) = change(&state, &session, &form, true).await?;
     api::remove_resource(&state, &actor, &q.uri).await.map_err(api_error)?;
     Ok(done(&state, "/resources"))
 }
@@ -877,8 +877,7 @@ pub async fn revoke_grant(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (_, actor) = admin(&state, &session, true).await?;
-    checked(&session, &form).await?;
+    let (_, actor) = change(&state, &session, &form, true).await?;
     api::revoke_grant(&state, &actor, &id).await.map_err(api_error)?;
     Ok(done(&state, "/grants"))
 }
@@ -957,8 +956,7 @@ pub async fn rotate_key(
     session: Session,
     Form(form): Form<HashMap<String, String>>,
 ) -> Answer {
-    let (_, actor) = admin(&state, &session, true).await?;
-    checked(&session, &form).await?;
+    let (_, actor) = change(&state, &session, &form, true).await?;
     api::rotate_key(&state, &actor).await.map_err(api_error)?;
     Ok(done(&state, "/keys"))
 }
