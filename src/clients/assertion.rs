@@ -37,7 +37,7 @@ fn fail(msg: impl Into<String>) -> OAuthError {
 }
 
 /// The claims of an assertion, read before its signature is checked (to find the client).
-fn unverified_claims(assertion: &str) -> Option<Value> {
+pub(crate) fn unverified_claims(assertion: &str) -> Option<Value> {
     let payload = assertion.split('.').nth(1)?;
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }

@@ -55,13 +55,6 @@ async fn refuse(state: &AppState, event: &str, client_id: &str, reason: &str, e:
     }
 }
 
-/// The claims of a JWT, read before its signature is checked (to find its issuer).
-fn unverified_claims(jwt: &str) -> Option<Map<String, Value>> {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1)?;
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
-}
-
 /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` with an ID-JAG.
 pub async fn redeem(
     state: &AppState,
@@ -79,8 +72,9 @@ pub async fn redeem(
         .await);
     }
     let assertion = params.require("assertion")?;
-    let Some(iss) = unverified_claims(assertion).and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_string))
-    else {
+    // The issuer, read before the signature is checked (to find its keys).
+    let unverified = crate::clients::assertion::unverified_claims(assertion);
+    let Some(iss) = unverified.and_then(|c| c.get("iss").and_then(Value::as_str).map(str::to_string)) else {
         return Err(deny("malformed", OAuthError::invalid_grant("the assertion is not a JWT with an issuer")).await);
     };
     let Some(trusted) = state.federation.trusted(&iss) else {
