@@ -245,18 +245,18 @@ async fn authorization_code(
     let verifier = params.require("code_verifier")?;
     let key = state.keys.signing_key().await?;
     let now = store::now();
-    // A code bound with `dpop_jkt` (RFC 9449 §10) and presented without that key is refused
-    // before it is spent: the client that holds the key can still redeem it.
-    if let Some(Some(bound)) = codes::dpop_binding(&state.db, &secrets::hash(code), now).await?
-        && jkt != Some(bound.as_str())
-    {
-        return Err(wrong_key("the authorization code").into());
-    }
     let planned = Planned { jti: secrets::random_string(16), family_id: Uuid::now_v7() };
     let exchange = CodeExchange { state, client, params, verifier, key: &key, planned: &planned, jkt, now };
-    let outcome =
-        codes::redeem(&state.db, &secrets::hash(code), now, &planned, |code, ctx| check_code(&exchange, code, ctx))
-            .await?;
+    // A code bound with `dpop_jkt` (RFC 9449 §10) and presented without that key is refused
+    // before it is spent: the client that holds the key can still redeem it.
+    let keep = |code: &Code| match code.dpop_jkt.as_deref() {
+        Some(bound) if jkt != Some(bound) => Err(wrong_key("the authorization code")),
+        _ => Ok(()),
+    };
+    let outcome = codes::redeem(&state.db, &secrets::hash(code), now, &planned, keep, |code, ctx| {
+        check_code(&exchange, code, ctx)
+    })
+    .await?;
     match outcome {
         Redeemed::Ok(code, mut response) => {
             state.metrics.token_issued("authorization_code");
@@ -265,7 +265,7 @@ async fn authorization_code(
             }
             Ok(response)
         }
-        Redeemed::Refused(e) => Err(e.into()),
+        Redeemed::Refused(e) | Redeemed::Kept(e) => Err(e.into()),
         Redeemed::Replayed { grant_id } => {
             audit::record(
                 &state.db,
@@ -305,8 +305,9 @@ fn wrong_key(what: &str) -> OAuthError {
     OAuthError::invalid_dpop_proof(format!("{what} is bound to a DPoP key: send a proof signed with that key"))
 }
 
-/// The checks a redemption runs inside its transaction, on the spent code: the client, the
-/// redirect URI, PKCE and the resource; then the access token and the refresh token to record.
+/// The checks a redemption runs on the live code before it is spent (a refusal spends it too):
+/// the client, the redirect URI, PKCE and the resource; then the access token and the refresh
+/// token to record.
 fn check_code(
     x: &CodeExchange<'_>,
     code: &Code,

@@ -80,6 +80,18 @@ impl Routes {
         PAGES.contains(&rest) || upstream_page || console
     }
 
+    /// A request that only reads what every node serves alike (the discovery documents, the
+    /// keys, the probes, the assets): there is nothing to finish if its client leaves.
+    pub fn only_reads(&self, method: &axum::http::Method, path: &str) -> bool {
+        if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+            return false;
+        }
+        let rest = path.strip_prefix(self.prefix.as_str()).unwrap_or(path);
+        path.starts_with("/.well-known/")
+            || rest.starts_with("/.well-known/")
+            || [JWKS, HEALTHZ, READYZ, METRICS, STYLE_CSS, FAVICON_SVG].contains(&rest)
+    }
+
     /// Where the login page sends the person to sign in with a provider.
     pub fn upstream_start(&self, provider_id: &str) -> String {
         self.path(&UPSTREAM_START.replace("{provider}", provider_id))

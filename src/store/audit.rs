@@ -38,22 +38,53 @@ where
     String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    let details = if e.details.is_null() { "{}".to_string() } else { e.details.to_string() };
-    // Actors and client ids come from requests: bounded (a typed "username" or a metadata-document
-    // URL may be kilobytes), and NUL replaced (Postgres text cannot hold it).
-    let clean = |s: Option<&str>| s.map(|s| bounded(&s.replace('\0', "\u{fffd}")));
+    let v = Values::of(e, now);
     sqlx::query(
         "INSERT INTO audit_events (id, at, event, actor, user_id, client_id, ip, details) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(Uuid::now_v7())
-    .bind(now)
-    .bind(e.event)
-    .bind(clean(e.actor))
-    .bind(e.user_id)
-    .bind(clean(e.client_id))
-    .bind(e.ip)
-    .bind(details)
+    .bind(v.id)
+    .bind(v.at)
+    .bind(v.event)
+    .bind(v.actor)
+    .bind(v.user_id)
+    .bind(v.client_id)
+    .bind(v.ip)
+    .bind(v.details)
+}
+
+/// An event's column values, in the order of the `INSERT`'s columns, ready to bind: for a store
+/// function that records the event in the same statement or batch as its own write.
+pub(crate) struct Values<'a> {
+    pub id: Uuid,
+    pub at: i64,
+    pub event: &'a str,
+    pub actor: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub client_id: Option<String>,
+    pub ip: Option<&'a str>,
+    pub details: String,
+}
+
+/// The columns [`Values`] fills, for a statement that inserts an event.
+pub(crate) const COLUMNS: &str = "(id, at, event, actor, user_id, client_id, ip, details)";
+
+impl<'a> Values<'a> {
+    pub(crate) fn of(e: &'a Event<'a>, now: i64) -> Values<'a> {
+        // Actors and client ids come from requests: bounded (a typed "username" or a metadata-document
+        // URL may be kilobytes), and NUL replaced (Postgres text cannot hold it).
+        let clean = |s: Option<&str>| s.map(|s| bounded(&s.replace('\0', "\u{fffd}")));
+        Values {
+            id: Uuid::now_v7(),
+            at: now,
+            event: e.event,
+            actor: clean(e.actor),
+            user_id: e.user_id,
+            client_id: clean(e.client_id),
+            ip: e.ip,
+            details: if e.details.is_null() { "{}".to_string() } else { e.details.to_string() },
+        }
+    }
 }
 
 /// The longest actor or client id an audit row keeps (in bytes, then an ellipsis).

@@ -3,7 +3,7 @@
 
 use crate::clients::ClientId;
 
-use super::tx::{WriteTx, on};
+use super::tx::{WriteTx, on, write_once};
 use super::{Db, Result, StoreError, dispatch, dispatch_write};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +113,42 @@ pub async fn register(
     event: &super::audit::Event<'_>,
     now: i64,
 ) -> Result<Client> {
-    insert(db, c, network, Some(event), now).await
+    // One round trip: the client and its event in one statement (Postgres) or one batch (SQLite).
+    static SQL: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+        let insert = format!(
+            "INSERT INTO clients (client_id, kind, client_name, metadata, secret_hash, registration_token_hash, \
+             created_at, updated_at, metadata_expires_at, registered_ip, registered_net) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10) RETURNING {COLUMNS}"
+        );
+        let event = format!(
+            "INSERT INTO audit_events {} VALUES ($11, $12, $13, $14, $15, $16, $17, $18)",
+            super::audit::COLUMNS
+        );
+        (format!("BEGIN IMMEDIATE; {insert}; {event}; COMMIT"), format!("WITH event AS ({event}) {insert}"))
+    });
+    let e = super::audit::Values::of(event, now);
+    let metadata = c.metadata.to_string();
+    let rows: Vec<Row> = write_once!(db, sqlite: &SQL.0, postgres: &SQL.1, |q| q
+        .bind(&c.client_id)
+        .bind(c.kind.as_str())
+        .bind(&c.client_name)
+        .bind(&metadata)
+        .bind(&c.secret_hash)
+        .bind(&c.registration_token_hash)
+        .bind(now)
+        .bind(c.metadata_expires_at)
+        .bind(&c.registered_ip)
+        .bind(network)
+        .bind(e.id)
+        .bind(e.at)
+        .bind(e.event)
+        .bind(e.actor)
+        .bind(e.user_id)
+        .bind(e.client_id)
+        .bind(e.ip)
+        .bind(e.details))
+    .map_err(|err| StoreError::on_conflict(err, || format!("a client with id {:?} already exists", c.client_id)))?;
+    rows.into_iter().next().ok_or(StoreError::NotFound)?.try_into()
 }
 
 async fn insert(

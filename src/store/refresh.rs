@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::clients::ClientId;
 use crate::oauth::scope::ScopeSet;
 
-use super::tx::{WriteTx, on};
+use super::tx::{WriteTx, on, write_once};
 use super::{Db, Result, dispatch};
 
 #[derive(Clone, Debug)]
@@ -95,8 +95,11 @@ pub struct Successor {
     pub sealed: Vec<u8>,
 }
 
-/// Rotates a refresh token in one transaction with the row locked (`FOR UPDATE` on Postgres,
-/// `BEGIN IMMEDIATE` on SQLite), so concurrent presentations are ordered and never both mint.
+/// Rotates a refresh token. The common case, a current token presented once, is a read and one
+/// conditional write (one round trip each): the successor is recorded only if the token is still
+/// current when the write runs. Anything else (a repeat, a lost race with another presentation)
+/// is decided in a transaction with the row locked (`FOR UPDATE` on Postgres, `BEGIN IMMEDIATE`
+/// on SQLite), so concurrent presentations are ordered and never both mint.
 pub async fn rotate<T, E>(
     db: &Db,
     token_hash: &[u8],
@@ -104,6 +107,87 @@ pub async fn rotate<T, E>(
     now: i64,
     grace: i64,
     successor: impl FnOnce(&RefreshToken) -> std::result::Result<(Successor, T), E>,
+) -> Result<Rotated<T, E>> {
+    let Some(row) = by_hash(db, token_hash).await? else {
+        return Ok(Rotated::Invalid);
+    };
+    if !usable(&row, client_id, now) {
+        return Ok(Rotated::Invalid);
+    }
+    if row.rotated_at.is_none() {
+        let (next, out) = match successor(&row) {
+            Ok(v) => v,
+            Err(e) => return Ok(Rotated::Refused(e)),
+        };
+        if swap(db, &row, &next, now).await? {
+            return Ok(Rotated::Fresh(row, out));
+        }
+        // Rotated or revoked since the read: decided below like any repeat.
+    }
+    repeated(db, token_hash, client_id, now, grace).await
+}
+
+/// Another client presenting this token learns nothing and changes nothing; nor does anyone
+/// presenting a revoked or expired token, or one whose grant or person is no longer active.
+fn usable(row: &RefreshToken, client_id: &ClientId, now: i64) -> bool {
+    row.client_id == *client_id && row.revoked_at.is_none() && row.grant_live && row.expires_at > now
+}
+
+/// Records `next` as `row`'s successor if `row` is still current (not rotated, not revoked), in
+/// one atomic write that also notes the grant's use when due; whether it did.
+async fn swap(db: &Db, row: &RefreshToken, next: &Successor, now: i64) -> Result<bool> {
+    // The same arguments in both texts: $1 now, $2 the successor's id, $3 it sealed, $4 the
+    // parent, $5..$12 the successor's columns, $13 whether the grant's use is due, $14 the grant.
+    macro_rules! insert_successor {
+        () => {
+            "INSERT INTO refresh_tokens (id, token_hash, grant_id, family_id, parent_id, client_id, scope, created_at, \
+             expires_at, family_started_at, dpop_jkt) SELECT $2, $5, $14, $6, $4, $7, $8, $9, $10, $11, $12"
+        };
+    }
+    const POSTGRES: &str = concat!(
+        "WITH parent AS (UPDATE refresh_tokens SET rotated_at = $1, successor_id = $2, successor_sealed = $3 \
+         WHERE id = $4 AND rotated_at IS NULL AND revoked_at IS NULL RETURNING id), child AS (",
+        insert_successor!(),
+        " FROM parent RETURNING id), \
+         used AS (UPDATE grants SET last_used_at = $1 WHERE $13 AND id = $14 AND EXISTS (SELECT 1 FROM child)) \
+         SELECT id FROM child"
+    );
+    // `changes()`: the rows the previous statement changed, so each runs only if the one before it did.
+    const SQLITE: &str = concat!(
+        "BEGIN IMMEDIATE; UPDATE refresh_tokens SET rotated_at = $1, successor_id = $2, successor_sealed = $3 \
+         WHERE id = $4 AND rotated_at IS NULL AND revoked_at IS NULL; ",
+        insert_successor!(),
+        " WHERE changes() = 1 RETURNING id; \
+         UPDATE grants SET last_used_at = $1 WHERE $13 AND id = $14 AND changes() = 1; COMMIT"
+    );
+    let t = &next.token;
+    let due = row.grant_last_used_at.is_none_or(|at| now - at >= super::grants::LAST_USED_RESOLUTION);
+    let inserted: Vec<(Uuid,)> = write_once!(db, sqlite: SQLITE, postgres: POSTGRES, |q| q
+        .bind(now)
+        .bind(t.id)
+        .bind(&next.sealed)
+        .bind(row.id)
+        .bind(&t.token_hash)
+        .bind(t.family_id)
+        .bind(&t.client_id)
+        .bind(&t.scope)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .bind(t.family_started_at)
+        .bind(&t.dpop_jkt)
+        .bind(due)
+        .bind(row.grant_id))?;
+    Ok(inserted.len() == 1)
+}
+
+/// A token presented again (or rotated under a racing presentation): inside the grace window,
+/// while its successor is still current, the same successor; otherwise the grant is revoked.
+async fn repeated<T, E>(
+    db: &Db,
+    token_hash: &[u8],
+    client_id: &ClientId,
+    now: i64,
+    grace: i64,
 ) -> Result<Rotated<T, E>> {
     let mut tx = WriteTx::begin(db).await?;
     let lock = match tx.for_update() {
@@ -115,30 +199,12 @@ pub async fn rotate<T, E>(
     let Some(row) = row else {
         return Ok(Rotated::Invalid);
     };
-    // Another client presenting this token learns nothing and changes nothing.
-    if row.client_id != *client_id || row.revoked_at.is_some() || !row.grant_live || row.expires_at <= now {
+    if !usable(&row, client_id, now) {
         return Ok(Rotated::Invalid);
     }
     let Some(rotated_at) = row.rotated_at else {
-        let (next, out) = match successor(&row) {
-            Ok(v) => v,
-            Err(e) => return Ok(Rotated::Refused(e)),
-        };
-        tx.insert_refresh(&next.token).await?;
-        on!(tx, |c| sqlx::query(
-            "UPDATE refresh_tokens SET rotated_at = $1, successor_id = $2, successor_sealed = $3 \
-             WHERE id = $4 AND rotated_at IS NULL",
-        )
-        .bind(now)
-        .bind(next.token.id)
-        .bind(&next.sealed)
-        .bind(row.id)
-        .execute(c)
-        .await?
-        .rows_affected());
-        tx.note_grant_use(row.grant_id, row.grant_last_used_at, now).await?;
-        tx.commit().await?;
-        return Ok(Rotated::Fresh(row, out));
+        // Current after all: the swap lost to a revocation or expiry that this read now shows.
+        return Ok(Rotated::Invalid);
     };
     // Presented again. Inside the window, and while its successor is still the current token,
     // this is a client racing itself: answer with the same successor.

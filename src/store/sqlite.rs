@@ -16,6 +16,12 @@
 //! SQLite agree), and a connection that cannot be put right is replaced. The test is one atomic
 //! load, so the common path costs nothing; the settling runs inside the new lease, so a borrower
 //! dropped while settling leaves the work to the next one.
+//!
+//! Batches ([`Lease::batch`]): a write that needs no decision between its statements is sent as
+//! one string, `BEGIN IMMEDIATE; ...; COMMIT`, one hand-off instead of one per statement. sqlx does
+//! not count such a transaction, so the lease marks itself while a batch runs; a batch cut short
+//! (its caller dropped, or a statement failed and the rest did not run) leaves the mark, and the
+//! connection is rolled back before its next use like any other.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +62,8 @@ struct Idle {
     conn: SqliteConnection,
     /// The value of [`CRASHES`] when this connection was last known to work.
     checked: u64,
+    /// A batch on it did not finish: it may be inside a transaction sqlx does not know of.
+    unfinished: bool,
 }
 
 impl Connections {
@@ -66,7 +74,11 @@ impl Connections {
     ) -> Result<Connections, sqlx::Error> {
         let mut idle = Vec::new();
         for _ in 0..count {
-            idle.push(Idle { conn: options.connect().await?, checked: CRASHES.load(Ordering::Relaxed) });
+            idle.push(Idle {
+                conn: options.connect().await?,
+                checked: CRASHES.load(Ordering::Relaxed),
+                unfinished: false,
+            });
         }
         Ok(Connections {
             idle: Mutex::new(idle),
@@ -90,11 +102,11 @@ impl Connections {
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        let Idle { conn, checked } =
+        let Idle { conn, checked, unfinished } =
             self.idle.lock().expect("sqlite connections lock").pop().ok_or(sqlx::Error::PoolClosed)?;
-        let mut lease = Lease { conn: Some(conn), checked, home: self.clone(), _permit: permit };
+        let mut lease = Lease { conn: Some(conn), checked, unfinished, home: self.clone(), _permit: permit };
         let crashes = CRASHES.load(Ordering::Relaxed);
-        if checked < crashes || lease.is_in_transaction() {
+        if checked < crashes || unfinished || lease.is_in_transaction() {
             lease.settle().await?;
         }
         lease.checked = crashes;
@@ -124,6 +136,7 @@ impl Connections {
 pub struct Lease {
     conn: Option<SqliteConnection>,
     checked: u64,
+    unfinished: bool,
     home: Arc<Connections>,
     _permit: OwnedSemaphorePermit,
 }
@@ -134,13 +147,20 @@ impl Lease {
     /// rolled back, a dead connection is replaced. On error the lease still holds a connection,
     /// which goes back to be settled by the next borrower.
     async fn settle(&mut self) -> Result<(), sqlx::Error> {
+        let batch_cut = self.unfinished;
         let conn: &mut SqliteConnection = self;
         let mut sound = conn.ping().await.is_ok();
-        let was_open = sound && conn.is_in_transaction();
+        if sound && batch_cut {
+            // "No transaction is active" when the batch got as far as its `COMMIT`: not an error.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            sound = conn.ping().await.is_ok();
+        }
+        let was_open = sound && (batch_cut || conn.is_in_transaction());
         while sound && conn.is_in_transaction() {
             sound = Transactions::rollback(conn).await.is_ok();
         }
         if sound {
+            self.unfinished = false;
             if was_open {
                 self.home.settled.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
@@ -153,7 +173,30 @@ impl Lease {
         tracing::warn!("a SQLite connection could not be checked or rolled back; replaced it");
         // Dropping the old connection ends its thread; SQLite rolls back what it left open.
         self.conn = Some(fresh);
+        self.unfinished = false;
         Ok(())
+    }
+
+    /// Runs a batch, `BEGIN IMMEDIATE; statements; COMMIT` in one string, in one hand-off: the
+    /// same `$N` arguments are bound in every statement, and the rows they produce (`RETURNING`)
+    /// come back. For writes with no decision between their statements; conditions go
+    /// in the SQL (`WHERE changes() = 1`). On error nothing is committed.
+    pub async fn batch<'q, O>(
+        &mut self,
+        query: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<Vec<O>, sqlx::Error>
+    where
+        O: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    {
+        debug_assert!(!self.is_in_transaction(), "a batch is its own transaction");
+        self.unfinished = true;
+        let rows = query.fetch_all(&mut **self).await;
+        if rows.is_err() {
+            // The statements after the failed one did not run: the transaction may be open.
+            let _ = sqlx::query("ROLLBACK").execute(&mut **self).await;
+        }
+        self.unfinished = false;
+        rows
     }
 }
 
@@ -176,7 +219,8 @@ impl Drop for Lease {
         // After `close`, a connection coming back is dropped, which closes it.
         if !self.home.permits.is_closed() {
             // Back on the stack before the permit (a field, dropped after this) admits the next.
-            self.home.idle.lock().expect("sqlite connections lock").push(Idle { conn, checked: self.checked });
+            let (checked, unfinished) = (self.checked, self.unfinished);
+            self.home.idle.lock().expect("sqlite connections lock").push(Idle { conn, checked, unfinished });
         }
     }
 }
@@ -321,6 +365,82 @@ mod tests {
         drop(lease);
         conns.close().await;
         let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("portcullis-cut-{}", std::process::id())));
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_commits_nothing_and_leaves_the_connection_usable() {
+        let conns = one_connection(1_000).await;
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .execute(&mut *conns.acquire().await.unwrap())
+            .await
+            .unwrap();
+        let mut lease = conns.acquire().await.unwrap();
+        // The second insert breaks the key: the statements after it never run, COMMIT included.
+        let failed = lease
+            .batch(
+                sqlx::query_as::<_, (i64,)>(
+                    "BEGIN IMMEDIATE; INSERT INTO t VALUES ($1) RETURNING n; INSERT INTO t VALUES ($1); COMMIT",
+                )
+                .bind(7_i64),
+            )
+            .await;
+        assert!(failed.is_err());
+        let rows = lease
+            .batch(
+                sqlx::query_as::<_, (i64,)>("BEGIN IMMEDIATE; INSERT INTO t VALUES ($1) RETURNING n; COMMIT")
+                    .bind(8_i64),
+            )
+            .await
+            .expect("the next batch begins: the failed one was rolled back");
+        assert_eq!(rows, vec![(8,)]);
+        drop(lease);
+        assert_eq!(count(&conns).await, 1, "nothing of the failed batch was kept");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_cut_at_any_point_are_all_or_nothing() {
+        let dir = std::env::temp_dir().join(format!("portcullis-batch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}/batch.db", dir.display()))
+            .unwrap()
+            .create_if_missing(true);
+        let conns = Arc::new(Connections::open(&options, 1, Duration::from_secs(5)).await.unwrap());
+        with_table(&conns).await;
+        let (mut finished, mut cut) = (0, 0);
+        for i in 0..2_000u64 {
+            let write =
+                async {
+                    let mut lease = conns.acquire().await.unwrap();
+                    lease
+                    .batch(sqlx::query_as::<_, (i64,)>(
+                        "BEGIN IMMEDIATE; INSERT INTO t VALUES ($1); INSERT INTO t VALUES ($1) RETURNING n; COMMIT",
+                    )
+                    .bind(i as i64))
+                    .await
+                    .unwrap();
+                };
+            let stop = async {
+                let start = std::time::Instant::now();
+                while start.elapsed() < Duration::from_micros((i * 7) % 4_000) {
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::select! {
+                biased;
+                () = write => finished += 1,
+                () = stop => cut += 1,
+            }
+        }
+        assert!(finished > 0 && cut > 0, "both outcomes seen: {finished} finished, {cut} cut");
+        let rows = count(&conns).await;
+        assert!(conns.settled() > 0, "some batches were cut after they began");
+        assert_eq!(rows % 2, 0, "every batch wrote both rows or neither: {rows} rows");
+        assert!(rows >= 2 * finished as i64, "{rows} rows, {finished} finished batches");
+        let mut lease = conns.acquire().await.unwrap();
+        lease.begin_with("BEGIN IMMEDIATE").await.expect("still writable").commit().await.unwrap();
+        drop(lease);
+        conns.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]

@@ -12,7 +12,6 @@
 use std::borrow::Cow;
 
 use sqlx::TransactionManager;
-use uuid::Uuid;
 
 use super::audit::Event;
 use super::refresh::NewRefreshToken;
@@ -31,6 +30,29 @@ macro_rules! on {
     };
 }
 pub(crate) use on;
+
+/// One atomic write in one round trip, for writes with no decision between their statements:
+/// on Postgres `$postgres`, a single statement (data-modifying CTEs); on SQLite `$sqlite`, a
+/// batch `BEGIN IMMEDIATE; ...; COMMIT` on the writing connection ([`super::sqlite::Lease::batch`]).
+/// `$bind` binds the `$N` arguments, which both texts use all of. The value is the statement's
+/// outcome, `Result<Vec<row>, sqlx::Error>` (the rows of `RETURNING`), for the caller to map;
+/// failing to get the writing connection returns from the enclosing function.
+macro_rules! write_once {
+    ($db:expr, sqlite: $sqlite:expr, postgres: $postgres:expr, |$q:ident| $bind:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite(sqlite) => {
+                let mut lease = sqlite.write().await?;
+                let $q = sqlx::query_as($sqlite);
+                lease.batch($bind).await
+            }
+            $crate::store::Db::Postgres(pool) => {
+                let $q = sqlx::query_as($postgres);
+                $bind.fetch_all(pool).await
+            }
+        }
+    };
+}
+pub(crate) use write_once;
 
 pub(crate) struct WriteTx {
     inner: Inner,
@@ -134,20 +156,6 @@ impl WriteTx {
         .await?
         .rows_affected()
         });
-        Ok(())
-    }
-
-    /// Records a use of a grant, unless `last_used_at` (read with the grant) is less than
-    /// [`super::grants::LAST_USED_RESOLUTION`] old.
-    pub(crate) async fn note_grant_use(&mut self, grant_id: Uuid, last_used_at: Option<i64>, now: i64) -> Result<()> {
-        if last_used_at.is_none_or(|t| now - t >= super::grants::LAST_USED_RESOLUTION) {
-            on!(self, |c| sqlx::query("UPDATE grants SET last_used_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(grant_id)
-                .execute(c)
-                .await?
-                .rows_affected());
-        }
         Ok(())
     }
 

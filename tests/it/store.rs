@@ -261,20 +261,33 @@ async fn codes_single_use_and_replay_revokes(engine: Engine) {
     let issued_refresh = refresh_row(g.id, b"rt-1", None, 11);
     let family = issued_refresh.family_id;
     let planned = |jti: &str, family_id| codes::Planned { jti: jti.into(), family_id };
-    let first = codes::redeem(&db, b"code-1", 11, &planned("jti-1", family), |c, ctx| {
-        assert_eq!(ctx.resource_uri, "https://mcp.example.com");
-        assert_eq!(c.scope.to_string(), "a");
-        Ok::<_, ()>((Some(issued_refresh), "ok"))
-    })
+    let first = codes::redeem(
+        &db,
+        b"code-1",
+        11,
+        &planned("jti-1", family),
+        |_| Ok(()),
+        |c, ctx| {
+            assert_eq!(ctx.resource_uri, "https://mcp.example.com");
+            assert_eq!(c.scope.to_string(), "a");
+            Ok::<_, ()>((Some(issued_refresh), "ok"))
+        },
+    )
     .await
     .unwrap();
     assert!(matches!(first, codes::Redeemed::Ok(_, "ok")));
     let used = grants::by_id(&db, g.id).await.unwrap().unwrap().last_used_at;
     assert_eq!(used, Some(11), "the first use is recorded");
-    let second =
-        codes::redeem(&db, b"code-1", 12, &planned("j2", uuid::Uuid::now_v7()), |_, _| Ok::<_, ()>((None, "again")))
-            .await
-            .unwrap();
+    let second = codes::redeem(
+        &db,
+        b"code-1",
+        12,
+        &planned("j2", uuid::Uuid::now_v7()),
+        |_| Ok(()),
+        |_, _| Ok::<_, ()>((None, "again")),
+    )
+    .await
+    .unwrap();
     assert!(matches!(second, codes::Redeemed::Replayed { .. }), "{second:?}");
     let rt = refresh::by_hash(&db, b"rt-1").await.unwrap().unwrap();
     assert!(rt.revoked_at.is_some(), "the replay revokes what the first redemption issued");
@@ -284,28 +297,38 @@ async fn codes_single_use_and_replay_revokes(engine: Engine) {
     // Expired and unknown codes are invalid; a refused check still spends the code.
     let nothing = || planned("j", uuid::Uuid::now_v7());
     codes::insert(&db, b"code-2", &code_row(g.id, user, resource, 10)).await.unwrap();
-    let late = codes::redeem(&db, b"code-2", 500, &nothing(), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
+    let late =
+        codes::redeem(&db, b"code-2", 500, &nothing(), |_| Ok(()), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
     assert!(matches!(late, codes::Redeemed::Invalid));
     codes::insert(&db, b"code-3", &code_row(g.id, user, resource, 10)).await.unwrap();
-    let refused = codes::redeem(&db, b"code-3", 11, &nothing(), |_, _| Err::<(Option<_>, ()), _>("wrong verifier"))
-        .await
-        .unwrap();
+    let refused =
+        codes::redeem(&db, b"code-3", 11, &nothing(), |_| Ok(()), |_, _| Err::<(Option<_>, ()), _>("wrong verifier"))
+            .await
+            .unwrap();
     assert!(matches!(refused, codes::Redeemed::Refused("wrong verifier")));
-    let after = codes::redeem(&db, b"code-3", 12, &nothing(), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
+    let after =
+        codes::redeem(&db, b"code-3", 12, &nothing(), |_| Ok(()), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
     assert!(matches!(after, codes::Redeemed::Replayed { .. }));
     assert!(!revocations::is_revoked(&db, "j").await.unwrap(), "a refused redemption records nothing it issued");
     // `last_used_at` moves at most once a minute, then again.
     for (code, at) in [(b"code-4", 40), (b"code-5", 11 + grants::LAST_USED_RESOLUTION)] {
         codes::insert(&db, code, &code_row(g.id, user, resource, at)).await.unwrap();
-        let ok = codes::redeem(&db, code, at, &nothing(), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
+        let ok = codes::redeem(&db, code, at, &nothing(), |_| Ok(()), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
         assert!(matches!(ok, codes::Redeemed::Ok(..)));
     }
     let used = grants::by_id(&db, g.id).await.unwrap().unwrap().last_used_at;
     assert_eq!(used, Some(11 + grants::LAST_USED_RESOLUTION));
+    // A code refused before spending (by `keep`: a DPoP-bound code without its key) stays usable.
+    codes::insert(&db, b"code-7", &code_row(g.id, user, resource, 70)).await.unwrap();
+    let kept =
+        codes::redeem(&db, b"code-7", 71, &nothing(), |_| Err("wrong key"), |_, _| Ok((None, ()))).await.unwrap();
+    assert!(matches!(kept, codes::Redeemed::Kept("wrong key")));
+    let then = codes::redeem(&db, b"code-7", 72, &nothing(), |_| Ok(()), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
+    assert!(matches!(then, codes::Redeemed::Ok(..)), "{then:?}");
     // A revoked grant's code is invalid.
     codes::insert(&db, b"code-6", &code_row(g.id, user, resource, 80)).await.unwrap();
     grants::revoke(&db, g.id, 81).await.unwrap();
-    let gone = codes::redeem(&db, b"code-6", 82, &nothing(), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
+    let gone = codes::redeem(&db, b"code-6", 82, &nothing(), |_| Ok(()), |_, _| Ok::<_, ()>((None, ()))).await.unwrap();
     assert!(matches!(gone, codes::Redeemed::Invalid));
 }
 

@@ -18,6 +18,10 @@ use crate::http::error::{ApiError, PageError};
 use crate::oauth::OAuthError;
 
 pub async fn run_to_end(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+    // Nothing to finish, and the commonest requests: no task of their own.
+    if state.routes.only_reads(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
     let page = state.routes.is_page(req.uri().path());
     match tokio::spawn(next.run(req)).await {
         Ok(res) => res,
