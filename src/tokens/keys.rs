@@ -1,12 +1,14 @@
 //! Signing keys: generated in the database, cached by every node, rotated by publishing a new key
 //! `key_publish_delay` before it signs and keeping a superseded key published for `key_retention`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use josekit::jwk::KeyPair;
 use josekit::jws::{ES256, JwsSigner, JwsVerifier, RS256};
+use sha2::Digest;
 
 use crate::config::{Secret, SigningAlg};
 use crate::store::keys::KeyRow;
@@ -95,11 +97,24 @@ struct Loaded {
     loaded_at: Instant,
     /// The serialized JWK Set and which keys it publishes: rebuilt only when that changes.
     jwks: Mutex<Option<(Vec<bool>, Bytes)>>,
+    /// JWTs whose signature these keys checked, by the token's SHA-256: an MCP server
+    /// introspects the same access token on every call it serves, and a token's signature
+    /// never changes. Only the signature is remembered (what the claims say is checked by the
+    /// caller every time, liveness read fresh); the set starts empty with every reload of the
+    /// keys, so a key that leaves the ring takes its tokens with it.
+    verified: Mutex<HashMap<[u8; 32], Claims>>,
 }
+
+/// A verified JWT's claims and its header's `typ`.
+type Claims = (serde_json::Map<String, serde_json::Value>, serde_json::Value);
+
+/// The most signatures [`Loaded::verified`] remembers (a few hundred bytes each); when full it
+/// starts again empty.
+const VERIFIED_CAPACITY: usize = 4096;
 
 impl Loaded {
     fn new(keys: Vec<Arc<LoadedKey>>) -> Loaded {
-        Loaded { keys, loaded_at: Instant::now(), jwks: Mutex::new(None) }
+        Loaded { keys, loaded_at: Instant::now(), jwks: Mutex::new(None), verified: Mutex::new(HashMap::new()) }
     }
 }
 
@@ -179,13 +194,23 @@ impl KeyRing {
     /// Checks a JWT's signature against the key its `kid` names (any key still loaded) and
     /// returns its header and claims. Claims are not validated here.
     pub async fn verify(&self, token: &str) -> Option<(serde_json::Map<String, serde_json::Value>, serde_json::Value)> {
+        let loaded = self.current().await.ok()?;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(known) = loaded.verified.lock().expect("verified cache lock").get(&digest) {
+            return Some(known.clone());
+        }
         let header = josekit::jwt::decode_header(token).ok()?;
         let kid = header.claim("kid")?.as_str()?.to_string();
         let typ = header.claim("typ").cloned().unwrap_or(serde_json::Value::Null);
-        let loaded = self.current().await.ok()?;
         let key = loaded.keys.iter().find(|k| k.kid == kid)?;
         let (payload, _) = josekit::jwt::decode_with_verifier(token, key.verifier.as_ref()).ok()?;
-        Some((payload.claims_set().clone(), typ))
+        let claims = (payload.claims_set().clone(), typ);
+        let mut verified = loaded.verified.lock().expect("verified cache lock");
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(digest, claims.clone());
+        Some(claims)
     }
 
     /// Every published public key, as a serialized JWK Set.
@@ -375,5 +400,39 @@ mod tests {
             let wrong = KeySettings { encryption_secret: Some(Secret::new("another-secret-value")), ..settings };
             assert!(matches!(decode(row, &wrong, &derived), Err(KeyError::WrongSecret(_))));
         }
+    }
+
+    #[tokio::test]
+    async fn remembered_signatures_are_only_those_checked() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let settings = KeySettings {
+            alg: SigningAlg::ES256,
+            encryption_secret: None,
+            publish_delay: 0,
+            retention: 10,
+            refresh: Duration::from_secs(3600),
+        };
+        let ring = KeyRing::open(db, settings.clone()).await.unwrap();
+        let key = ring.signing_key().await.unwrap();
+        let mut claims = josekit::jwt::JwtPayload::new();
+        claims.set_subject("alice");
+        let mut header = josekit::jws::JwsHeader::new();
+        header.set_key_id(&key.kid);
+        let token = josekit::jwt::encode_with_signer(&claims, &header, key.signer.as_ref()).unwrap();
+        for _ in 0..2 {
+            let (got, _) = ring.verify(&token).await.expect("our own token verifies, checked or remembered");
+            assert_eq!(got["sub"], "alice");
+        }
+        assert_eq!(ring.current().await.unwrap().verified.lock().unwrap().len(), 1);
+        // The same claims under a changed signature, and a token by a key outside the ring, fail.
+        let (head, sig) = token.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('A') { 'B' } else { 'A' };
+        assert!(ring.verify(&format!("{head}.{flipped}{}", &sig[1..])).await.is_none());
+        let stranger = decode(generate(&settings, 0, 0).unwrap(), &settings, &seal::PassphraseKeys::default()).unwrap();
+        header.set_key_id(&key.kid);
+        let forged = josekit::jwt::encode_with_signer(&claims, &header, stranger.signer.as_ref()).unwrap();
+        assert!(ring.verify(&forged).await.is_none(), "a stranger's signature under our kid");
+        assert_eq!(ring.current().await.unwrap().verified.lock().unwrap().len(), 1, "only what verified is kept");
     }
 }
