@@ -15,11 +15,20 @@
 //! server and each worker's signed-in client) built on `flows` (the OAuth steps) and `http1` (the
 //! client), `scenarios` (one timed operation each), `procfs` (CPU and memory), `report` (the JSON
 //! line and the table); `run` ties them together.
+//!
+//! `--peer` runs the same scenarios, after Portcullis and with the same settings, against the
+//! reference peer (`peer`: node-oidc-provider configured as an MCP authorization server by
+//! `bench/peer/peer.mjs`, started with `node` under `taskset -c` of `--server-cpu`, in memory),
+//! then prints both tables and the ratios (`compare`): Portcullis ops/s ÷ peer ops/s per scenario
+//! with both p99s, beside issue 18's targets, also as JSON lines (`"kind":"ratio"`).
+//! `--peer-only` runs the peer alone. Install its dependencies first: `npm ci --prefix bench/peer`.
 
+mod compare;
 mod dpop;
 mod flows;
 mod http1;
 mod launch;
+mod peer;
 mod pg;
 mod procfs;
 mod report;
@@ -92,6 +101,8 @@ struct Opts {
     /// Keep the temporary directory (config, SQLite file, server log) and the Postgres database.
     #[arg(long)]
     keep: bool,
+    #[command(flatten)]
+    peer: peer::PeerOpts,
 }
 
 fn main() {

@@ -20,6 +20,9 @@ pub struct Fixture {
     pub username: String,
     pub password: String,
     pub resource: String,
+    /// The audience of the tokens the `introspect` scenario sends: `resource` for Portcullis; the
+    /// peer introspects only opaque tokens, which it issues for a second MCP server.
+    pub introspect_resource: String,
     pub introspection_basic: String,
     pub machine_basic: String,
 }
@@ -73,6 +76,7 @@ pub fn setup_fixture(bin: &Path, db: &CliDb) -> Res<Fixture> {
     Ok(Fixture {
         username,
         password,
+        introspect_resource: resource.clone(),
         resource,
         introspection_basic: format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
         machine_basic: format!("Basic {}", STANDARD.encode(format!("{machine_id}:{machine_secret}"))),
@@ -85,6 +89,7 @@ pub struct Principal {
     pub client_id: String,
     pub cookie: Option<String>,
     pub refresh_token: String,
+    /// The token the `introspect` scenario sends (for `Fixture::introspect_resource`).
     pub access_token: String,
 }
 

@@ -1,0 +1,118 @@
+//! Portcullis beside the reference peer (issue 18): the peer's run, and each scenario's ratio
+//! (Portcullis ops/s ÷ peer ops/s) against its target, as a table and as JSON lines.
+
+use std::io::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::report::round;
+use crate::scenarios::Scenario;
+use crate::{Opts, Res, peer, run};
+
+/// Starts the peer, runs the scenarios against it with the same settings, stops it.
+pub async fn peer(opts: &Opts, scenarios: &[Scenario]) -> Res<Vec<Value>> {
+    let (mut p, target, fixture) = peer::start(opts).await?;
+    let result = run::measure(opts, scenarios, target, Some(fixture), Some(p.pid), "memory").await;
+    if let Err(e) = &result {
+        eprintln!("the peer's run failed ({e}); its log:\n{}", p.log_tail());
+    }
+    p.stop().await;
+    let mut rows = result?;
+    for r in &mut rows {
+        r["peer"] = json!(p.label);
+    }
+    Ok(rows)
+}
+
+/// The ratio issue 18 asks for at concurrency 16, by engine.
+fn target_ratio(scenario: &str, postgres: bool) -> Option<f64> {
+    match scenario {
+        "authcode" | "refresh" => Some(if postgres { 2.0 } else { 3.0 }),
+        "register" | "introspect" => Some(if postgres { 1.5 } else { 2.0 }),
+        "metadata" | "jwks" => Some(5.0),
+        _ => None,
+    }
+}
+
+/// Prints one JSON line per scenario with the ratio (stdout) and the ratio table (stderr).
+pub fn ratios(opts: &Opts, ours: &[Value], theirs: &[Value]) {
+    let num = |r: &Value, k: &str| r[k].as_f64();
+    let mut lines = Vec::new();
+    for o in ours {
+        let name = o["scenario"].as_str().unwrap_or("");
+        let Some(t) = theirs.iter().find(|t| t["scenario"] == o["scenario"]) else { continue };
+        let (ours_ops, theirs_ops) = (num(o, "ops_per_s").unwrap_or(0.0), num(t, "ops_per_s").unwrap_or(0.0));
+        let ratio = (theirs_ops > 0.0).then(|| round(ours_ops / theirs_ops, 2));
+        let target = target_ratio(name, o["db"] == "postgres");
+        let line = json!({
+            "kind": "ratio",
+            "scenario": name,
+            "db": o["db"],
+            "concurrency": opts.concurrency,
+            "duration_s": opts.duration,
+            "portcullis_ops_per_s": o["ops_per_s"],
+            "peer_ops_per_s": t["ops_per_s"],
+            "ratio": ratio,
+            "target_ratio": target,
+            "met": match (ratio, target) {
+                (Some(r), Some(want)) => Some(r >= want),
+                _ => None,
+            },
+            "portcullis_p99_ms": o["p99_ms"],
+            "peer_p99_ms": t["p99_ms"],
+            "portcullis_errors": o["errors"],
+            "peer_errors": t["errors"],
+            "portcullis_server_cpu": o["server_cpu"],
+            "peer_server_cpu": t["server_cpu"],
+            "portcullis_other_cpu": o["other_cpu"],
+            "peer_other_cpu": t["other_cpu"],
+            "peer": t["peer"],
+        });
+        println!("{line}");
+        lines.push(line);
+    }
+    std::io::stdout().flush().ok();
+    let f = |v: &Value, k: &str, d: usize| match v[k].as_f64() {
+        Some(x) => format!("{x:.d$}"),
+        None => "-".into(),
+    };
+    eprintln!();
+    eprintln!("Portcullis / peer ({}):", theirs.first().and_then(|t| t["peer"].as_str()).unwrap_or("peer"));
+    eprintln!(
+        "{:<11} {:<9} {:>10} {:>10} {:>6} {:>7} {:>5} {:>9} {:>9} {:>9} {:>11}",
+        "scenario",
+        "db",
+        "ours ops/s",
+        "peer ops/s",
+        "ratio",
+        "target",
+        "met",
+        "ours p99",
+        "peer p99",
+        "errors",
+        "other"
+    );
+    for l in &lines {
+        eprintln!(
+            "{:<11} {:<9} {:>10} {:>10} {:>6} {:>7} {:>5} {:>9} {:>9} {:>9} {:>11}",
+            l["scenario"].as_str().unwrap_or(""),
+            l["db"].as_str().unwrap_or(""),
+            f(l, "portcullis_ops_per_s", 0),
+            f(l, "peer_ops_per_s", 0),
+            f(l, "ratio", 2),
+            match l["target_ratio"].as_f64() {
+                Some(x) => format!("≥{x}"),
+                None => "-".into(),
+            },
+            match l["met"].as_bool() {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            },
+            f(l, "portcullis_p99_ms", 2),
+            f(l, "peer_p99_ms", 2),
+            format!("{}/{}", l["portcullis_errors"], l["peer_errors"]),
+            format!("{}/{}", f(l, "portcullis_other_cpu", 2), f(l, "peer_other_cpu", 2)),
+        );
+    }
+}
