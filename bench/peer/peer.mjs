@@ -291,7 +291,12 @@ ${esc(new URL(params.redirect_uri).host)}.</p>
 
 try {
   const o = options(process.argv.slice(2), process.env);
-  const { issuer } = await startPeer(o);
+  const { issuer, server } = await startPeer(o);
+  // A clean exit on SIGTERM (how the load tool stops it), so `node --cpu-prof` writes its profile.
+  process.once('SIGTERM', () => {
+    server.closeAllConnections();
+    server.close(() => process.exit(0));
+  });
   console.log(`peer ready: issuer ${issuer}, resources ${o.resource} (JWT) and ${o.opaqueResource} (opaque), ${o.alg}`);
 } catch (e) {
   console.error(`peer: ${e.message}`);

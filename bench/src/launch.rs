@@ -144,7 +144,7 @@ impl Server {
 
 /// Ends a process this tool started: SIGTERM, then SIGKILL after 10 s.
 pub async fn terminate(child: &mut Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).stderr(Stdio::null()).status();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match child.try_wait() {

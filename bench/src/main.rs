@@ -55,7 +55,8 @@ struct Opts {
     /// Scenario: healthz, readyz (the readiness probe: reads and takes the write lock), metadata, jwks, register,
     /// client_credentials (a machine client's token, secret in a Basic header), authcode, refresh, authcode_dpop and
     /// refresh_dpop (the same with a DPoP proof per request, bound tokens), introspect, login, or all
-    /// (comma-separated lists work too).
+    /// (comma-separated lists work too). With --peer or --peer-only, all means metadata, jwks,
+    /// register, authcode, refresh, introspect (the ones the peer runs).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Measured seconds per scenario.
