@@ -1,5 +1,6 @@
 //! Portcullis beside the reference peer (issue 18): the peer's run, and each scenario's ratio
-//! (Portcullis ops/s ÷ peer ops/s) against its target, as a table and as JSON lines.
+//! (Portcullis ops/s ÷ peer ops/s) against its target, as a table and as JSON lines; beside it
+//! the CPU ratio (peer µs/op ÷ Portcullis µs/op, Postgres's CPU counted as Portcullis's).
 
 use std::io::Write as _;
 
@@ -44,6 +45,12 @@ pub fn ratios(opts: &Opts, ours: &[Value], theirs: &[Value]) {
         let (ours_ops, theirs_ops) = (num(o, "ops_per_s").unwrap_or(0.0), num(t, "ops_per_s").unwrap_or(0.0));
         let ratio = (theirs_ops > 0.0).then(|| round(ours_ops / theirs_ops, 2));
         let target = target_ratio(name, o["db"] == "postgres");
+        // CPU per op, Postgres's included: less sensitive than ops/s to what else the machine does.
+        let ours_cost = num(o, "server_cpu_us_per_op").map(|c| c + num(o, "postgres_cpu_us_per_op").unwrap_or(0.0));
+        let cpu_ratio = match (num(t, "server_cpu_us_per_op"), ours_cost) {
+            (Some(p), Some(c)) if c > 0.0 => Some(round(p / c, 2)),
+            _ => None,
+        };
         let line = json!({
             "kind": "ratio",
             "scenario": name,
@@ -58,6 +65,9 @@ pub fn ratios(opts: &Opts, ours: &[Value], theirs: &[Value]) {
                 (Some(r), Some(want)) => Some(r >= want),
                 _ => None,
             },
+            "portcullis_cpu_us_per_op": ours_cost,
+            "peer_cpu_us_per_op": t["server_cpu_us_per_op"],
+            "cpu_ratio": cpu_ratio,
             "portcullis_p99_ms": o["p99_ms"],
             "peer_p99_ms": t["p99_ms"],
             "portcullis_errors": o["errors"],
@@ -79,7 +89,7 @@ pub fn ratios(opts: &Opts, ours: &[Value], theirs: &[Value]) {
     eprintln!();
     eprintln!("Portcullis / peer ({}):", theirs.first().and_then(|t| t["peer"].as_str()).unwrap_or("peer"));
     eprintln!(
-        "{:<11} {:<9} {:>10} {:>10} {:>6} {:>7} {:>5} {:>9} {:>9} {:>9} {:>11}",
+        "{:<11} {:<9} {:>10} {:>10} {:>6} {:>7} {:>5} {:>9} {:>9} {:>9} {:>11} {:>10} {:>10} {:>9}",
         "scenario",
         "db",
         "ours ops/s",
@@ -90,11 +100,14 @@ pub fn ratios(opts: &Opts, ours: &[Value], theirs: &[Value]) {
         "ours p99",
         "peer p99",
         "errors",
-        "other"
+        "other",
+        "ours us/op",
+        "peer us/op",
+        "cpu ratio"
     );
     for l in &lines {
         eprintln!(
-            "{:<11} {:<9} {:>10} {:>10} {:>6} {:>7} {:>5} {:>9} {:>9} {:>9} {:>11}",
+            "{:<11} {:<9} {:>10} {:>10} {:>6} {:>7} {:>5} {:>9} {:>9} {:>9} {:>11} {:>10} {:>10} {:>9}",
             l["scenario"].as_str().unwrap_or(""),
             l["db"].as_str().unwrap_or(""),
             f(l, "portcullis_ops_per_s", 0),
@@ -113,6 +126,9 @@ pub fn ratios(opts: &Opts, ours: &[Value], theirs: &[Value]) {
             f(l, "peer_p99_ms", 2),
             format!("{}/{}", l["portcullis_errors"], l["peer_errors"]),
             format!("{}/{}", f(l, "portcullis_other_cpu", 2), f(l, "peer_other_cpu", 2)),
+            f(l, "portcullis_cpu_us_per_op", 0),
+            f(l, "peer_cpu_us_per_op", 0),
+            f(l, "cpu_ratio", 2),
         );
     }
 }
