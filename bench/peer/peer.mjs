@@ -5,8 +5,9 @@
 //
 // What it is (and the load tool relies on):
 //   - issuer http://127.0.0.1:PORT; its default in-memory adapter (an LRU of 1000+1000 entries:
-//     nothing is written anywhere); its default signing, RS256 with an RSA-2048 key generated at
-//     start (PEER_SIGNING_ALG=ES256 switches to a P-256 key, for comparison);
+//     nothing is written anywhere; PEER_STORE_SIZE=N runs the same adapter over an LRU of N, for
+//     loads whose state does not fit); its default signing, RS256 with an RSA-2048 key generated
+//     at start (PEER_SIGNING_ALG=ES256 switches to a P-256 key, for comparison);
 //   - dynamic registration open (RFC 7591, and RFC 7592 management), PKCE S256 required;
 //   - resource indicators (RFC 8707) for two MCP servers, both with the scope `mcp:tools`:
 //     the MCP server (`--resource`) gets JWT access tokens (RFC 9068), the second one
@@ -26,10 +27,12 @@
 //   Port 0 picks a free port. The rest from the environment (argv is visible in ps):
 //   PEER_USERNAME, PEER_PASSWORD, PEER_RS_CLIENT_ID (default load-rs), PEER_RS_SECRET (at least
 //   32 characters); PEER_PORT, PEER_RESOURCE and PEER_OPAQUE_RESOURCE stand in for the flags;
-//   PEER_SIGNING_ALG (RS256 or ES256; RS256 is node-oidc-provider's default).
+//   PEER_SIGNING_ALG (RS256 or ES256; RS256 is node-oidc-provider's default); PEER_STORE_SIZE.
 import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
+import LRU from 'oidc-provider/lib/helpers/lru.js';
 
 const SCOPE = 'mcp:tools';
 
@@ -43,6 +46,7 @@ function options(argv, env) {
     rsClientId: env.PEER_RS_CLIENT_ID ?? 'load-rs',
     rsSecret: env.PEER_RS_SECRET,
     alg: env.PEER_SIGNING_ALG ?? 'RS256',
+    storeSize: env.PEER_STORE_SIZE === undefined ? undefined : Number(env.PEER_STORE_SIZE),
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -63,6 +67,9 @@ function options(argv, env) {
   if (!o.username || !o.password) throw new Error('PEER_USERNAME and PEER_PASSWORD must be set');
   if (!o.rsSecret || o.rsSecret.length < 32) throw new Error('PEER_RS_SECRET must be set (at least 32 characters)');
   if (!['RS256', 'ES256'].includes(o.alg)) throw new Error('PEER_SIGNING_ALG must be RS256 or ES256');
+  if (o.storeSize !== undefined && !(Number.isInteger(o.storeSize) && o.storeSize > 0)) {
+    throw new Error('PEER_STORE_SIZE must be a positive integer');
+  }
   return o;
 }
 
@@ -128,7 +135,14 @@ export async function startPeer(o) {
     [o.opaqueResource, { accessTokenFormat: 'opaque' }],
   ]);
 
+  // The default adapter's own code over a larger LRU (it takes the store as an argument); 15 s is
+  // the clock tolerance the default adapter is given.
+  const sized = o.storeSize && {
+    adapter: ((store) => (model) => new MemoryAdapter(model, store, 15))(new LRU({ maxSize: o.storeSize })),
+  };
+
   const provider = new Provider(issuer, {
+    ...sized,
     clients: [
       {
         // The MCP server's credentials for introspection: no grants of its own.
@@ -297,7 +311,10 @@ try {
     server.closeAllConnections();
     server.close(() => process.exit(0));
   });
-  console.log(`peer ready: issuer ${issuer}, resources ${o.resource} (JWT) and ${o.opaqueResource} (opaque), ${o.alg}`);
+  console.log(
+    `peer ready: issuer ${issuer}, resources ${o.resource} (JWT) and ${o.opaqueResource} (opaque), ${o.alg}, `
+      + `store ${o.storeSize ? `LRU of ${o.storeSize}` : 'the default adapter'}`,
+  );
 } catch (e) {
   console.error(`peer: ${e.message}`);
   process.exit(2);

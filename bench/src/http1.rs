@@ -70,7 +70,9 @@ impl Conn {
         if let Err(e) = &r {
             self.stream = None;
             // A kept-alive connection the server closed while idle: the request never arrived.
-            if reused && (e.starts_with("connection closed") || e.starts_with("write:")) {
+            // (node closes idle connections after 5 s; a request racing that close reads a reset.)
+            let closed = e.starts_with("connection closed") || e.starts_with("write:") || e.contains("reset by peer");
+            if reused && closed {
                 r = self.exchange(method, path, headers, body).await;
                 if r.is_err() {
                     self.stream = None;
