@@ -1,21 +1,67 @@
-//! Portcullis beside the reference peer (issue 18): the peer's run, and each scenario's ratio
+//! Portcullis beside the reference peer (issue 18): the runs, and each scenario's ratio
 //! (Portcullis ops/s ÷ peer ops/s) against its target, as a table and as JSON lines; beside it
 //! the CPU ratio (peer µs/op ÷ Portcullis µs/op, Postgres's CPU counted as Portcullis's).
 
 use std::io::Write as _;
+use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use crate::report::round;
+use crate::peer::{self, Peer};
+use crate::report::{self, round};
 use crate::scenarios::Scenario;
-use crate::{Opts, Res, peer, run};
+use crate::setup::Fixture;
+use crate::target::Target;
+use crate::{Opts, Res, STOP, run};
 
-/// Starts the peer, runs the scenarios against it with the same settings, stops it.
-pub async fn peer(opts: &Opts, scenarios: &[Scenario]) -> Res<Vec<Value>> {
+/// `--peer-only`: the peer alone, every scenario in turn.
+pub async fn peer_only(opts: &Opts, scenarios: &[Scenario]) -> Res<()> {
     let (mut p, target, fixture) = peer::start(opts).await?;
     let result = run::measure(opts, scenarios, target, Some(fixture), Some(p.pid), "memory").await;
+    let rows = finish(&mut p, result).await?;
+    report::print_table(&rows);
+    Ok(())
+}
+
+/// `--peer`: each scenario against Portcullis, then at once against the peer, so both sides of a
+/// ratio run seconds apart and see the same background load; then both tables and the ratios.
+/// Each side's workers are set up afresh for each scenario that needs them (untimed).
+pub async fn interleaved(
+    opts: &Opts,
+    scenarios: &[Scenario],
+    target: Target,
+    fixture: Option<Fixture>,
+    server_pid: Option<u32>,
+    db_label: &str,
+) -> Res<()> {
+    let (mut p, peer_target, peer_fixture) = peer::start(opts).await?;
+    let peer_pid = p.pid;
+    let mut ours = Vec::new();
+    let both = async {
+        let mut theirs = Vec::new();
+        for s in scenarios {
+            if STOP.load(Ordering::Relaxed) {
+                break;
+            }
+            let one = std::slice::from_ref(s);
+            ours.extend(run::measure(opts, one, target.clone(), fixture.clone(), server_pid, db_label).await?);
+            let fx = Some(peer_fixture.clone());
+            theirs.extend(run::measure(opts, one, peer_target.clone(), fx, Some(peer_pid), "memory").await?);
+        }
+        Ok(theirs)
+    };
+    let result = both.await;
+    let theirs = finish(&mut p, result).await?;
+    report::print_table(&ours);
+    report::print_table(&theirs);
+    ratios(opts, &ours, &theirs);
+    Ok(())
+}
+
+/// Stops the peer (its log shown if the run failed) and labels its rows with its versions.
+async fn finish(p: &mut Peer, result: Res<Vec<Value>>) -> Res<Vec<Value>> {
     if let Err(e) = &result {
-        eprintln!("the peer's run failed ({e}); its log:\n{}", p.log_tail());
+        eprintln!("the run failed ({e}); the peer's log:\n{}", p.log_tail());
     }
     p.stop().await;
     let mut rows = result?;
@@ -44,9 +90,12 @@ pub fn ratios(opts: &Opts, ours: &[Value], theirs: &[Value]) {
         let Some(t) = theirs.iter().find(|t| t["scenario"] == o["scenario"]) else { continue };
         let (ours_ops, theirs_ops) = (num(o, "ops_per_s").unwrap_or(0.0), num(t, "ops_per_s").unwrap_or(0.0));
         let ratio = (theirs_ops > 0.0).then(|| round(ours_ops / theirs_ops, 2));
-        let target = target_ratio(name, o["db"] == "postgres");
-        // CPU per op, Postgres's included: less sensitive than ops/s to what else the machine does.
-        let ours_cost = num(o, "server_cpu_us_per_op").map(|c| c + num(o, "postgres_cpu_us_per_op").unwrap_or(0.0));
+        // CPU per op, Postgres's included (on SQLite any Postgres CPU is someone else's): less
+        // sensitive than ops/s to what else the machine does.
+        let postgres = o["db"] == "postgres";
+        let pg_cost = if postgres { num(o, "postgres_cpu_us_per_op").unwrap_or(0.0) } else { 0.0 };
+        let ours_cost = num(o, "server_cpu_us_per_op").map(|c| c + pg_cost);
+        let target = target_ratio(name, postgres);
         let cpu_ratio = match (num(t, "server_cpu_us_per_op"), ours_cost) {
             (Some(p), Some(c)) if c > 0.0 => Some(round(p / c, 2)),
             _ => None,

@@ -16,11 +16,12 @@
 //! client), `scenarios` (one timed operation each), `procfs` (CPU and memory), `report` (the JSON
 //! line and the table); `run` ties them together.
 //!
-//! `--peer` runs the same scenarios, after Portcullis and with the same settings, against the
+//! `--peer` runs each scenario against Portcullis and at once, with the same settings, against the
 //! reference peer (`peer`: node-oidc-provider configured as an MCP authorization server by
 //! `bench/peer/peer.mjs`, started with `node` under `taskset -c` of `--server-cpu`, in memory),
-//! then prints both tables and the ratios (`compare`): Portcullis ops/s ÷ peer ops/s per scenario
-//! with both p99s, beside issue 18's targets, also as JSON lines (`"kind":"ratio"`).
+//! so both sides of a ratio see the same background load; then it prints both tables and the
+//! ratios (`compare`): Portcullis ops/s ÷ peer ops/s per scenario with both p99s, beside issue
+//! 18's targets, also as JSON lines (`"kind":"ratio"`).
 //! `--peer-only` runs the peer alone. Install its dependencies first: `npm ci --prefix bench/peer`.
 
 mod compare;

@@ -32,9 +32,10 @@ const RS_CLIENT_ID: &str = "load-rs";
 
 #[derive(clap::Args, Debug)]
 pub struct PeerOpts {
-    /// After Portcullis, run the same scenarios against the reference peer (node-oidc-provider,
-    /// bench/peer/peer.mjs, started with `node` under `taskset -c` of --server-cpu) at the same
-    /// concurrency, duration and warm-up, and print both tables and each scenario's ratio
+    /// Run each scenario against Portcullis and at once against the reference peer
+    /// (node-oidc-provider, bench/peer/peer.mjs, started with `node` under `taskset -c` of
+    /// --server-cpu) at the same concurrency, duration and warm-up, then print both tables and each
+    /// scenario's ratio
     /// (Portcullis ops/s / peer ops/s, with both p99s and the target ratio of issue 18), also as
     /// JSON lines (`"kind":"ratio"`). Scenarios: metadata, jwks, register, authcode, refresh,
     /// introspect (`all` means these six).

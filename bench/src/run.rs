@@ -31,9 +31,7 @@ pub async fn run(opts: Opts) -> Res<()> {
         return Err(format!("the peer does not run {}: one of {} or all", s.name(), all.join(", ")));
     }
     if opts.peer.peer_only {
-        let rows = compare::peer(&opts, &scenarios).await?;
-        report::print_table(&rows);
-        return Ok(());
+        return compare::peer_only(&opts, &scenarios).await;
     }
     let (mut server, base, cli_db, server_pid, db_label) = match &opts.target {
         Some(base) => {
@@ -53,29 +51,28 @@ pub async fn run(opts: Opts) -> Res<()> {
             (Some(s), base, Some(cli_db), Some(pid), label)
         }
     };
-    let result = benchmark(&opts, &scenarios, &base, cli_db.as_ref(), server_pid, &db_label).await;
+    let result = match prepare(&opts, &scenarios, &base, cli_db.as_ref()).await {
+        Ok((target, fixture)) if opts.peer.peer => {
+            compare::interleaved(&opts, &scenarios, target, fixture, server_pid, &db_label).await
+        }
+        Ok((target, fixture)) => measure(&opts, &scenarios, target, fixture, server_pid, &db_label)
+            .await
+            .map(|rows| report::print_table(&rows)),
+        Err(e) => Err(e),
+    };
     if let Some(s) = server.as_mut() {
         s.stop().await;
     }
-    let rows = result?;
-    report::print_table(&rows);
-    if opts.peer.peer {
-        let peer_rows = compare::peer(&opts, &scenarios).await?;
-        report::print_table(&peer_rows);
-        compare::ratios(&opts, &rows, &peer_rows);
-    }
-    Ok(())
+    result
 }
 
-/// Every scenario in turn against the discovered target.
-async fn benchmark(
+/// The target's endpoints, and the fixture the scenarios need (made through the CLI).
+async fn prepare(
     opts: &Opts,
     scenarios: &[Scenario],
     base: &str,
     cli_db: Option<&CliDb>,
-    server_pid: Option<u32>,
-    db_label: &str,
-) -> Res<Vec<serde_json::Value>> {
+) -> Res<(Target, Option<Fixture>)> {
     let target = discover(base).await?;
     let needs_fixture = scenarios.iter().any(|s| s.needs_fixture());
     let fixture = if needs_fixture {
@@ -87,7 +84,7 @@ async fn benchmark(
     } else {
         None
     };
-    measure(opts, scenarios, target, fixture, server_pid, db_label).await
+    Ok((target, fixture))
 }
 
 /// Every scenario in turn against the target (Portcullis or the peer); returns their JSON lines.
@@ -135,8 +132,9 @@ pub async fn measure(
                 .and_then(|p| status_kb(p, "VmRSS:"))
                 .map(|kb| format!(", server RSS now {:.1} MB", kb as f64 / 1024.0));
             eprintln!(
-                "set up {} clients with signed-in, consented sessions in {:.1} s{}",
+                "set up {} clients with signed-in, consented sessions on {} in {:.1} s{}",
                 workers.len(),
+                ctx.target.kind.name(),
                 t.elapsed().as_secs_f64(),
                 rss.unwrap_or_default()
             );

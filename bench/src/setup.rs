@@ -16,6 +16,7 @@ use crate::target::{Target, absolute, path_of};
 
 /// What every worker shares: the person who signs in, the MCP server the tokens are for, and the
 /// machine client (`client_credentials`, secret in a Basic header) that may reach it.
+#[derive(Clone)]
 pub struct Fixture {
     pub username: String,
     pub password: String,

@@ -51,6 +51,7 @@ impl Kind {
 }
 
 /// Where the server is, what it is, and the paths (with query, if any) of its endpoints.
+#[derive(Clone)]
 pub struct Target {
     pub kind: Kind,
     pub addr: SocketAddr,
