@@ -16,8 +16,8 @@ use crate::target::Target;
 /// A hosted (web) client's redirect: the server answers a client with a grant at once. A public
 /// client on a loopback redirect would get the "Continue to <app>" page first (RFC 8252 §8.6).
 /// The redirect is never followed.
-const REDIRECT_URI: &str = "https://load.example/callback";
-const SCOPE: &str = "mcp:tools";
+pub const REDIRECT_URI: &str = "https://load.example/callback";
+pub const SCOPE: &str = "mcp:tools";
 
 /// `n` random bytes, base64url: state values, PKCE verifiers, unique names.
 pub fn random_b64(n: usize) -> String {
@@ -92,6 +92,11 @@ pub fn pkce() -> Pkce {
 
 /// The `/authorize` request for the fixture's MCP server, with PKCE S256 and `state`.
 pub fn authorize_path(t: &Target, fx: &Fixture, client_id: &str, pkce: &Pkce, state: &str) -> String {
+    authorize_path_for(t, &fx.resource, client_id, pkce, state)
+}
+
+/// The `/authorize` request for `resource`.
+pub fn authorize_path_for(t: &Target, resource: &str, client_id: &str, pkce: &Pkce, state: &str) -> String {
     let q = form(&[
         ("response_type", "code"),
         ("client_id", client_id),
@@ -99,7 +104,7 @@ pub fn authorize_path(t: &Target, fx: &Fixture, client_id: &str, pkce: &Pkce, st
         ("code_challenge", &pkce.challenge),
         ("code_challenge_method", "S256"),
         ("state", state),
-        ("resource", &fx.resource),
+        ("resource", resource),
         ("scope", SCOPE),
     ]);
     format!("{}?{q}", t.authorize)

@@ -1,6 +1,7 @@
-//! A minimal HTTP/1.1 client: keep-alive, Content-Length and chunked bodies, one cookie. Written
-//! here rather than taken from a client library so the generator spends little CPU per request
-//! (one `write` per request, no pool, no header map) and stays off the core it measures.
+//! A minimal HTTP/1.1 client: keep-alive, Content-Length and chunked bodies, the target's
+//! cookies. Written here rather than taken from a client library so the generator spends little
+//! CPU per request (one `write` per request, no pool, no header map) and stays off the core it
+//! measures.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -38,9 +39,10 @@ pub struct Conn {
     pub stream: Option<TcpStream>,
     pub wbuf: Vec<u8>,
     pub rbuf: Vec<u8>,
-    /// The `portcullis` session cookie (`name=value`), if any.
+    /// The `Cookie` header: the kept cookies (`name=value; ...`), if any.
     pub cookie: Option<String>,
-    pub cookie_name: String,
+    /// The names of the cookies kept (the target's session and interaction cookies).
+    pub cookie_names: &'static [&'static str],
 }
 
 impl Conn {
@@ -52,7 +54,7 @@ impl Conn {
             wbuf: Vec::with_capacity(4096),
             rbuf: Vec::with_capacity(16384),
             cookie: None,
-            cookie_name: "portcullis".into(),
+            cookie_names: target.kind.cookies(),
         }
     }
 
@@ -68,7 +70,9 @@ impl Conn {
         if let Err(e) = &r {
             self.stream = None;
             // A kept-alive connection the server closed while idle: the request never arrived.
-            if reused && (e.starts_with("connection closed") || e.starts_with("write:")) {
+            // (node closes idle connections after 5 s; a request racing that close reads a reset.)
+            let closed = e.starts_with("connection closed") || e.starts_with("write:") || e.contains("reset by peer");
+            if reused && closed {
                 r = self.exchange(method, path, headers, body).await;
                 if r.is_err() {
                     self.stream = None;
@@ -116,10 +120,12 @@ impl Conn {
         for c in &res.set_cookies {
             let first = c.split(';').next().unwrap_or("").trim();
             if let Some((name, value)) = first.split_once('=')
-                && name == self.cookie_name
+                && self.cookie_names.contains(&name)
             {
-                let removed = value.is_empty() || c.to_ascii_lowercase().contains("max-age=0");
-                self.cookie = if removed { None } else { Some(first.to_string()) };
+                let attrs = c.to_ascii_lowercase();
+                let removed =
+                    value.is_empty() || attrs.contains("max-age=0") || attrs.contains("expires=thu, 01 jan 1970");
+                self.cookie = set_cookie(self.cookie.take(), name, (!removed).then_some(value));
             }
         }
         Ok(res)
@@ -132,6 +138,19 @@ impl Conn {
     pub async fn post_form(&mut self, path: &str, headers: &[(&str, &str)], form: &str) -> Res<Response> {
         self.request("POST", path, headers, Some(("application/x-www-form-urlencoded", form.as_bytes()))).await
     }
+}
+
+/// The `Cookie` header `header` with cookie `name` replaced by `value`, or removed.
+fn set_cookie(header: Option<String>, name: &str, value: Option<&str>) -> Option<String> {
+    let mut pairs: Vec<&str> = match &header {
+        Some(h) => h.split("; ").filter(|p| p.split_once('=').is_some_and(|(n, _)| n != name)).collect(),
+        None => Vec::new(),
+    };
+    let new = value.map(|v| format!("{name}={v}"));
+    if let Some(n) = &new {
+        pairs.push(n);
+    }
+    (!pairs.is_empty()).then(|| pairs.join("; "))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -236,5 +255,26 @@ pub fn expect_status(r: &Response, want: u16, what: &str) -> Res<()> {
         Ok(())
     } else {
         Err(format!("{what}: status {} (want {want}): {}", r.status, snippet(r.text())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_cookie;
+
+    #[test]
+    fn set_cookie_replaces_adds_and_removes_by_name() {
+        let h = set_cookie(None, "a", Some("1"));
+        assert_eq!(h.as_deref(), Some("a=1"));
+        let h = set_cookie(h, "b", Some("2"));
+        assert_eq!(h.as_deref(), Some("a=1; b=2"));
+        let h = set_cookie(h, "a", Some("3"));
+        assert_eq!(h.as_deref(), Some("b=2; a=3"));
+        let h = set_cookie(h, "a.sig", Some("x"));
+        assert_eq!(h.as_deref(), Some("b=2; a=3; a.sig=x"));
+        let h = set_cookie(h, "a", None);
+        assert_eq!(h.as_deref(), Some("b=2; a.sig=x"));
+        let h = set_cookie(set_cookie(h, "b", None), "a.sig", None);
+        assert_eq!(h, None);
     }
 }

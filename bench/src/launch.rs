@@ -22,7 +22,7 @@ pub struct Server {
     keep: bool,
 }
 
-fn free_port() -> Res<u16> {
+pub fn free_port() -> Res<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
@@ -125,19 +125,7 @@ pub async fn start_server(opts: &Opts) -> Res<(Server, String)> {
 
 impl Server {
     pub async fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) => break,
-                _ if Instant::now() > deadline => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        terminate(&mut self.child).await;
         if self.keep {
             eprintln!("kept {} (config, database, server.log)", self.dir.display());
             if let Some((_, name)) = &self.pg {
@@ -151,6 +139,23 @@ impl Server {
             eprintln!("warning: could not drop database {name}: {e}");
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Ends a process this tool started: SIGTERM, then SIGKILL after 10 s.
+pub async fn terminate(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).stderr(Stdio::null()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            _ if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 }
 

@@ -15,11 +15,21 @@
 //! server and each worker's signed-in client) built on `flows` (the OAuth steps) and `http1` (the
 //! client), `scenarios` (one timed operation each), `procfs` (CPU and memory), `report` (the JSON
 //! line and the table); `run` ties them together.
+//!
+//! `--peer` runs each scenario against Portcullis and at once, with the same settings, against the
+//! reference peer (`peer`: node-oidc-provider configured as an MCP authorization server by
+//! `bench/peer/peer.mjs`, started with `node` under `taskset -c` of `--server-cpu`, in memory),
+//! so both sides of a ratio see the same background load; then it prints both tables and the
+//! ratios (`compare`): Portcullis ops/s ÷ peer ops/s per scenario with both p99s, beside issue
+//! 18's targets, also as JSON lines (`"kind":"ratio"`).
+//! `--peer-only` runs the peer alone. Install its dependencies first: `npm ci --prefix bench/peer`.
 
+mod compare;
 mod dpop;
 mod flows;
 mod http1;
 mod launch;
+mod peer;
 mod pg;
 mod procfs;
 mod report;
@@ -46,7 +56,8 @@ struct Opts {
     /// Scenario: healthz, readyz (the readiness probe: reads and takes the write lock), metadata, jwks, register,
     /// client_credentials (a machine client's token, secret in a Basic header), authcode, refresh, authcode_dpop and
     /// refresh_dpop (the same with a DPoP proof per request, bound tokens), introspect, login, or all
-    /// (comma-separated lists work too).
+    /// (comma-separated lists work too). With --peer or --peer-only, all means metadata, jwks,
+    /// register, authcode, refresh, introspect (the ones the peer runs).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Measured seconds per scenario.
@@ -92,6 +103,8 @@ struct Opts {
     /// Keep the temporary directory (config, SQLite file, server log) and the Postgres database.
     #[arg(long)]
     keep: bool,
+    #[command(flatten)]
+    peer: peer::PeerOpts,
 }
 
 fn main() {

@@ -5,12 +5,15 @@ use std::io::Write as _;
 use crate::Opts;
 use crate::procfs::{CpuUse, status_kb};
 use crate::scenarios::{Scenario, Tally};
+use crate::target::Kind;
 
 /// Prints a finished scenario's JSON line (at once, so a long run can be followed) and its error
 /// samples; returns the line for the closing table.
+#[allow(clippy::too_many_arguments)]
 pub fn scenario(
     opts: &Opts,
     s: Scenario,
+    server: Kind,
     db_label: &str,
     server_pid: Option<u32>,
     load_before: String,
@@ -28,6 +31,7 @@ pub fn scenario(
     let rss_mb = server_pid.and_then(|p| status_kb(p, "VmRSS:")).map(|kb| round(kb as f64 / 1024.0, 1));
     let line = serde_json::json!({
         "scenario": s.name(),
+        "server": server.name(),
         "db": db_label,
         "concurrency": opts.concurrency,
         "duration_s": opts.duration,
@@ -68,6 +72,9 @@ pub fn print_table(rows: &[serde_json::Value]) {
         None => "-".into(),
     };
     eprintln!();
+    if let Some(server) = rows.first().and_then(|r| r["server"].as_str()) {
+        eprintln!("{server}:");
+    }
     eprintln!(
         "{:<11} {:<9} {:>4} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9}",
         "scenario",

@@ -184,7 +184,7 @@ async fn op(s: Scenario, w: &mut Worker, ctx: &Ctx) -> Res<Duration> {
             let path = authorize_path(t, fx, &w.principal.client_id, &p, &state);
             let t0 = Instant::now();
             let r = w.conn.get(&path).await?;
-            expect_status(&r, 302, "authorize")?;
+            expect_status(&r, t.kind.code_status(), "authorize")?;
             let code = code_from(r.location.as_deref(), t, &state)?;
             redeem(&mut w.conn, t, fx, &w.principal.client_id, &code, &p.verifier).await?;
             Ok(t0.elapsed())
@@ -249,7 +249,7 @@ async fn op(s: Scenario, w: &mut Worker, ctx: &Ctx) -> Res<Duration> {
             let r = w.conn.post_form(&t.introspect, &[("Authorization", &fx.introspection_basic)], &body).await?;
             expect_status(&r, 200, "introspect")?;
             let i: Introspection = r.json()?;
-            if !i.active || i.aud.as_deref() != Some(fx.resource.as_str()) {
+            if !i.active || i.aud.as_deref() != Some(fx.introspect_resource.as_str()) {
                 return Err(format!("introspect: not active for the resource: {}", snippet(r.text())));
             }
             Ok(t0.elapsed())

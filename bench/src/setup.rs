@@ -16,10 +16,14 @@ use crate::target::{Target, absolute, path_of};
 
 /// What every worker shares: the person who signs in, the MCP server the tokens are for, and the
 /// machine client (`client_credentials`, secret in a Basic header) that may reach it.
+#[derive(Clone)]
 pub struct Fixture {
     pub username: String,
     pub password: String,
     pub resource: String,
+    /// The audience of the tokens the `introspect` scenario sends: `resource` for Portcullis; the
+    /// peer introspects only opaque tokens, which it issues for a second MCP server.
+    pub introspect_resource: String,
     pub introspection_basic: String,
     pub machine_basic: String,
 }
@@ -73,6 +77,7 @@ pub fn setup_fixture(bin: &Path, db: &CliDb) -> Res<Fixture> {
     Ok(Fixture {
         username,
         password,
+        introspect_resource: resource.clone(),
         resource,
         introspection_basic: format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
         machine_basic: format!("Basic {}", STANDARD.encode(format!("{machine_id}:{machine_secret}"))),
@@ -85,6 +90,7 @@ pub struct Principal {
     pub client_id: String,
     pub cookie: Option<String>,
     pub refresh_token: String,
+    /// The token the `introspect` scenario sends (for `Fixture::introspect_resource`).
     pub access_token: String,
 }
 

@@ -9,8 +9,51 @@ use serde::Deserialize;
 use crate::Res;
 use crate::http1::{Conn, expect_status};
 
-/// Where the server is, and the paths (with query, if any) of its endpoints.
+/// Which server the target is: Portcullis, or the reference peer (`--peer`), whose session and
+/// redirects differ in ways the generator must know.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Portcullis,
+    Peer,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Portcullis => "portcullis",
+            Kind::Peer => "peer",
+        }
+    }
+
+    /// The cookies a worker keeps: the session's, and the peer's interaction cookies (each with
+    /// its `.sig` companion) that bind its login and consent forms to the browser.
+    pub fn cookies(self) -> &'static [&'static str] {
+        match self {
+            Kind::Portcullis => &["portcullis"],
+            Kind::Peer => &[
+                "peer_session",
+                "peer_session.sig",
+                "peer_interaction",
+                "peer_interaction.sig",
+                "peer_resume",
+                "peer_resume.sig",
+            ],
+        }
+    }
+
+    /// The status of the redirect that carries the code to the client.
+    pub fn code_status(self) -> u16 {
+        match self {
+            Kind::Portcullis => 302,
+            Kind::Peer => 303,
+        }
+    }
+}
+
+/// Where the server is, what it is, and the paths (with query, if any) of its endpoints.
+#[derive(Clone)]
 pub struct Target {
+    pub kind: Kind,
     pub addr: SocketAddr,
     pub host: String,
     pub issuer: String,
@@ -32,6 +75,7 @@ impl Target {
     /// A server at `addr` (`host` for the Host header) whose endpoints are not known yet.
     pub fn unresolved(addr: SocketAddr, host: String) -> Target {
         Target {
+            kind: Kind::Portcullis,
             addr,
             host,
             issuer: String::new(),
