@@ -360,22 +360,133 @@ impl Db {
         }
     }
 
-    /// Deletes expired codes, sessions, refresh tokens, revocation entries and sign-in failures.
-    /// Idempotent, so every node may run it.
+    /// Deletes expired codes, sessions, refresh tokens, revocation entries and sign-in failures
+    /// in batches of [`SWEEP_BATCH`] rows; returns the total. Idempotent, so every node may run it.
     pub async fn sweep_expired(&self, now: i64) -> Result<u64> {
-        let mut n = 0;
-        for sql in [
-            "DELETE FROM authorization_codes WHERE expires_at < $1 - 86400",
-            "DELETE FROM web_sessions WHERE expires_at < $1",
-            "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
-            "DELETE FROM refresh_tokens WHERE expires_at < $1 - 86400",
-            "DELETE FROM used_client_assertions WHERE expires_at < $1",
-            // Failures a day old are forgotten at the next one anyway (`throttle`).
-            "DELETE FROM login_throttle WHERE updated_at < $1 - 86400 AND locked_until < $1",
-        ] {
-            n += dispatch_write!(self, |pool| sqlx::query(sql).bind(now).execute(pool).await?.rows_affected());
+        Ok(self.sweep_expired_in_batches(now, SWEEP_BATCH).await?.total())
+    }
+
+    /// [`Db::sweep_expired`] with `batch` rows per statement, and what it deleted per table.
+    ///
+    /// Each statement deletes at most `batch` rows, the oldest first, found through the table's
+    /// expiry index (the `ORDER BY` keeps the planner on it whatever share of the table is
+    /// expired) and deleted by their physical row id; each commits on its own. On SQLite the
+    /// write lock is held for one batch at a time and the writers queued meanwhile go first (the
+    /// writing connection is lent in order), so a token request waits at most one batch; on
+    /// Postgres no transaction stays open across batches, and rows another node's sweep has
+    /// locked are skipped (`SKIP LOCKED`), not waited for.
+    pub async fn sweep_expired_in_batches(&self, now: i64, batch: i64) -> Result<Swept> {
+        let batch = batch.max(1);
+        let mut swept = Swept::default();
+        for &Expiring { table, expired, oldest_first, count } in EXPIRING {
+            // By physical row id: no index lookup per row; on Postgres `= ANY(ARRAY(...))` is a
+            // TID scan, where `IN` let the planner hash-join small tables whole.
+            let (row, lock) = match self {
+                Db::Postgres(_) => ("ctid", " FOR UPDATE SKIP LOCKED"),
+                Db::Sqlite(_) => ("rowid", ""),
+            };
+            let oldest = format!("SELECT {row} FROM {table} WHERE {expired} ORDER BY {oldest_first} LIMIT $2{lock}");
+            let sql = match self {
+                Db::Postgres(_) => format!("DELETE FROM {table} WHERE ctid = ANY(ARRAY({oldest}))"),
+                Db::Sqlite(_) => format!("DELETE FROM {table} WHERE rowid IN ({oldest})"),
+            };
+            loop {
+                let started = std::time::Instant::now();
+                let n = dispatch_write!(self, |pool| sqlx::query(&sql)
+                    .bind(now)
+                    .bind(batch)
+                    .execute(pool)
+                    .await?
+                    .rows_affected());
+                tracing::trace!(table, rows = n, elapsed_us = started.elapsed().as_micros() as u64, "sweep batch");
+                swept.statements += 1;
+                *count(&mut swept) += n;
+                if n < batch as u64 {
+                    break;
+                }
+                // Let the requests that queued behind this batch run before the next one.
+                tokio::task::yield_now().await;
+            }
         }
-        Ok(n)
+        Ok(swept)
+    }
+}
+
+/// Rows one sweep statement deletes at most. Measured on the benchmark machine with a seeded
+/// database (docs/performance.md): a batch of 500 expired refresh tokens takes a few
+/// milliseconds on SQLite, so a request queued behind it waits no longer than that.
+pub const SWEEP_BATCH: i64 = 500;
+
+/// A table the expiry sweep empties: the condition of a row past keeping, the column its index
+/// orders rows by (migrations 0001 and 0013), and its count in [`Swept`].
+struct Expiring {
+    table: &'static str,
+    expired: &'static str,
+    oldest_first: &'static str,
+    count: fn(&mut Swept) -> &mut u64,
+}
+
+/// Codes and refresh tokens stay a day past expiry, so a replay in that day is still recognised.
+const EXPIRING: &[Expiring] = &[
+    Expiring {
+        table: "authorization_codes",
+        expired: "expires_at < $1 - 86400",
+        oldest_first: "expires_at",
+        count: |s| &mut s.authorization_codes,
+    },
+    Expiring {
+        table: "web_sessions",
+        expired: "expires_at < $1",
+        oldest_first: "expires_at",
+        count: |s| &mut s.web_sessions,
+    },
+    Expiring {
+        table: "revoked_access_tokens",
+        expired: "expires_at < $1",
+        oldest_first: "expires_at",
+        count: |s| &mut s.revoked_access_tokens,
+    },
+    Expiring {
+        table: "refresh_tokens",
+        expired: "expires_at < $1 - 86400",
+        oldest_first: "expires_at",
+        count: |s| &mut s.refresh_tokens,
+    },
+    Expiring {
+        table: "used_client_assertions",
+        expired: "expires_at < $1",
+        oldest_first: "expires_at",
+        count: |s| &mut s.used_client_assertions,
+    },
+    // Failures a day old are forgotten at the next one anyway (`throttle`).
+    Expiring {
+        table: "login_throttle",
+        expired: "updated_at < $1 - 86400 AND locked_until < $1",
+        oldest_first: "updated_at",
+        count: |s| &mut s.login_throttle,
+    },
+];
+
+/// Rows an expiry sweep deleted, per table, and the statements it took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub authorization_codes: u64,
+    pub web_sessions: u64,
+    pub revoked_access_tokens: u64,
+    pub refresh_tokens: u64,
+    pub used_client_assertions: u64,
+    pub login_throttle: u64,
+    pub statements: u64,
+}
+
+impl Swept {
+    pub fn total(&self) -> u64 {
+        self.authorization_codes
+            + self.web_sessions
+            + self.revoked_access_tokens
+            + self.refresh_tokens
+            + self.used_client_assertions
+            + self.login_throttle
     }
 }
 
