@@ -2,7 +2,7 @@
 //! so running them on several nodes at once is safe and does nothing twice.
 
 use crate::state::AppState;
-use crate::store::{self, Db, StoreError, audit};
+use crate::store::{self, Db, StoreError, SweepPace, audit};
 
 /// Runs the jobs every `sweep_interval`, the first time one interval after start: nodes started
 /// together (a rolling deploy) do not all sweep during their start-up. A run that outlasts the
@@ -16,7 +16,7 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             let now = store::now();
             let started = std::time::Instant::now();
-            match state.db.sweep_expired_in_batches(now, store::SWEEP_BATCH).await {
+            match state.db.sweep_expired_paced(now, SweepPace::BACKGROUND).await {
                 Ok(swept) if swept.total() == 0 => {}
                 Ok(swept) => tracing::debug!(
                     rows = swept.total(),
@@ -47,14 +47,16 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// Deletes dynamically registered clients never used within `unused_lifetime` of registering,
-/// or idle for `idle_lifetime`, and records each deletion. Returns the ids this call deleted.
+/// or idle for `idle_lifetime` (in paced batches: each takes the client's grants and tokens with
+/// it), and records each deletion. Returns the ids this call deleted.
 pub async fn clean_up_clients(
     db: &Db,
     now: i64,
     unused_lifetime: i64,
     idle_lifetime: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let gone = store::clients::delete_stale_dynamic(db, now - unused_lifetime, now - idle_lifetime).await?;
+    let gone =
+        db.delete_stale_dynamic_clients(now - unused_lifetime, now - idle_lifetime, SweepPace::BACKGROUND).await?;
     for client_id in &gone {
         audit::record(
             db,

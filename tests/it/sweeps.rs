@@ -3,13 +3,17 @@
 
 use portcullis::store::clients::{ClientKind, NewClient};
 use portcullis::store::resources::NewResource;
-use portcullis::store::{self, Db, Swept, clients, grants, resources, users};
+use portcullis::store::{Db, SweepPace, Swept, clients, grants, resources, users};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{Engine, TestDb, count_rows, db_tests};
 
-db_tests!(every_expired_row_goes_in_batches_and_live_ones_stay, the_default_sweep_takes_several_batches);
+db_tests!(
+    every_expired_row_goes_in_batches_and_live_ones_stay,
+    the_default_sweep_takes_several_batches,
+    stale_clients_go_in_batches_with_their_grants,
+);
 
 const NOW: i64 = 1_800_000_000;
 const DAY: i64 = 86_400;
@@ -40,19 +44,22 @@ struct Parties {
     resource: Uuid,
 }
 
-async fn parties(db: &Db) -> Parties {
-    let user = users::create(db, "alice", "h", NOW).await.unwrap().id;
-    let client = NewClient {
-        client_id: "c1".into(),
-        kind: ClientKind::Dynamic,
+fn client(id: &str, kind: ClientKind) -> NewClient {
+    NewClient {
+        client_id: id.into(),
+        kind,
         client_name: None,
         metadata: json!({ "redirect_uris": ["https://app.example/cb"], "token_endpoint_auth_method": "none" }),
         secret_hash: None,
         registration_token_hash: None,
         metadata_expires_at: None,
         registered_ip: None,
-    };
-    clients::create(db, &client, NOW).await.unwrap();
+    }
+}
+
+async fn parties(db: &Db) -> Parties {
+    let user = users::create(db, "alice", "h", NOW).await.unwrap().id;
+    clients::create(db, &client("c1", ClientKind::Dynamic), NOW).await.unwrap();
     let new = NewResource {
         uri: "https://mcp.example.com".into(),
         name: "M".into(),
@@ -232,12 +239,42 @@ async fn the_default_sweep_takes_several_batches(engine: Engine) {
     let t = TestDb::new(engine).await;
     let db = t.connect().await;
     let p = parties(&db).await;
-    let expired = 2 * store::SWEEP_BATCH as usize + 34;
-    refresh_tokens(&db, &p, "old", expired, NOW - DAY - 1).await;
+    // More than the background pace's first batch and its doubling: several statements.
+    let expired = 1234;
+    refresh_tokens(&db, &p, "old", expired as usize, NOW - DAY - 1).await;
     refresh_tokens(&db, &p, "live", 5, NOW + DAY).await;
     expiring(&db, "web_sessions", "old", 10, NOW - 1).await;
-    assert_eq!(db.sweep_expired(NOW).await.unwrap(), expired as u64 + 10);
+    assert_eq!(db.sweep_expired(NOW).await.unwrap(), expired + 10);
     assert_eq!(keys(&db, "refresh_tokens", "token_hash").await, names("live", 5));
     assert_eq!(count_rows(&db, "web_sessions").await, 0);
     assert_eq!(db.sweep_expired(NOW).await.unwrap(), 0);
+}
+
+async fn stale_clients_go_in_batches_with_their_grants(engine: Engine) {
+    let t = TestDb::new(engine).await;
+    let db = t.connect().await;
+    let p = parties(&db).await;
+    // Stale (never used and registered before the cut-off, or idle for 90 days): five unused,
+    // one last used 100 days ago, and "c1" with a grant and refresh tokens.
+    for n in 0..5 {
+        clients::create(&db, &client(&format!("unused{n}"), ClientKind::Dynamic), NOW - 2 * DAY).await.unwrap();
+    }
+    clients::create(&db, &client("idle", ClientKind::Dynamic), NOW - 200 * DAY).await.unwrap();
+    clients::touch(&db, "idle", NOW - 100 * DAY).await.unwrap();
+    // Kept: registered after the cut-off, used yesterday, and a pre-registered client never used.
+    clients::create(&db, &client("new", ClientKind::Dynamic), NOW + 60).await.unwrap();
+    clients::create(&db, &client("used", ClientKind::Dynamic), NOW - 200 * DAY).await.unwrap();
+    clients::touch(&db, "used", NOW - DAY).await.unwrap();
+    clients::create(&db, &client("static", ClientKind::Static), NOW - 200 * DAY).await.unwrap();
+    refresh_tokens(&db, &p, "c1-token", 3, NOW + DAY).await;
+
+    let mut gone = db.delete_stale_dynamic_clients(NOW + 1, NOW - 90 * DAY, SweepPace::fixed(2)).await.unwrap();
+    gone.sort();
+    assert_eq!(gone, ["c1", "idle", "unused0", "unused1", "unused2", "unused3", "unused4"]);
+    assert_eq!(keys(&db, "clients", "client_id").await, ["new", "static", "used"]);
+    // c1's grant and refresh tokens went with it.
+    assert_eq!(count_rows(&db, "grants").await, 0);
+    assert_eq!(count_rows(&db, "refresh_tokens").await, 0);
+    let again = db.delete_stale_dynamic_clients(NOW + 1, NOW - 90 * DAY, SweepPace::fixed(2)).await.unwrap();
+    assert!(again.is_empty());
 }
