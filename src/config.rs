@@ -66,6 +66,7 @@ const ENV_KEYS: &[&str] = &[
     "login_max_failures",
     "login_lockout",
     "audit_retention",
+    "sweep_interval",
     "max_body_bytes",
     "tls_cert_file",
     "tls_key_file",
@@ -416,6 +417,9 @@ pub struct Config {
     pub login_lockout: Seconds,
     /// Audit events older than this are deleted, in batches, by the background job (0: kept).
     pub audit_retention: Seconds,
+    /// How often the background job deletes expired rows (codes, sessions, refresh tokens, ...),
+    /// old audit events and stale dynamic clients.
+    pub sweep_interval: Seconds,
     /// Largest request body accepted anywhere.
     pub max_body_bytes: usize,
     /// Serve HTTPS directly (PEM files) when there is no TLS-terminating proxy.
@@ -506,6 +510,7 @@ impl Default for Config {
             login_max_failures: 5,
             login_lockout: Seconds(60),
             audit_retention: Seconds(365 * 86_400),
+            sweep_interval: Seconds(300),
             max_body_bytes: 64 * 1024,
             tls_cert_file: None,
             tls_key_file: None,
@@ -557,6 +562,8 @@ pub struct Settings {
     pub login: LoginSettings,
     /// How long audit events are kept (`None`: for ever).
     pub audit_retention: Option<Seconds>,
+    /// How often the background job runs (`crate::jobs`).
+    pub sweep_interval: Seconds,
     /// Largest request body accepted anywhere.
     pub max_body_bytes: usize,
     /// Serve HTTPS directly with these PEM files (set both or neither).
@@ -773,6 +780,7 @@ impl Config {
             login_max_failures,
             login_lockout,
             audit_retention,
+            sweep_interval,
             max_body_bytes,
             tls_cert_file,
             tls_key_file,
@@ -825,6 +833,7 @@ impl Config {
             ("refresh_token_lifetime", refresh_token_lifetime),
             ("refresh_token_max_lifetime", refresh_token_max_lifetime),
             ("key_cache_refresh", key_cache_refresh),
+            ("sweep_interval", sweep_interval),
         ] {
             if v.0 == 0 {
                 return Err(invalid(key, "must be greater than zero"));
@@ -973,6 +982,7 @@ impl Config {
             },
             login: LoginSettings { max_failures: login_max_failures, lockout: login_lockout },
             audit_retention: (audit_retention.0 > 0).then_some(audit_retention),
+            sweep_interval,
             max_body_bytes,
             tls,
             pending_sessions_per_address,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::http1::Conn;
 use crate::target::Target;
-use crate::{Opts, Res, pg};
+use crate::{Opts, Res, pg, seed};
 
 /// A server this tool started; `stop` ends it and removes what the run created.
 pub struct Server {
@@ -66,8 +66,30 @@ pub async fn start_server(opts: &Opts) -> Res<(Server, String)> {
          [rate_limit_per_ip]\n{limits}\n[rate_limit_total]\n{limits}",
         dir.display()
     );
+    let config = match opts.sweep_every {
+        Some(secs) => format!("sweep_interval = {secs}\n{config}"),
+        None => config,
+    };
     let config_path = dir.join("portcullis.toml");
     std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
+    if let Some(spec) = &opts.seed {
+        // Migrated by the server's own `migrate`, seeded, and only then served: the server's
+        // caches and its first sweep see the seeded tables.
+        let seeded = async {
+            let sizes = seed::Sizes::parse(spec)?;
+            cli(&bin, &CliDb::Config(config_path.clone()), &["migrate"], None)?;
+            seed::seed(&database_url, &sizes).await
+        };
+        if let Err(e) = seeded.await {
+            if let Some((admin, name)) = &pg {
+                let _ = pg::drop_database(admin, name).await;
+            }
+            if !opts.keep {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            return Err(e);
+        }
+    }
     let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
     let mut cmd = match opts.server_cpu {
         Some(cpu) => {

@@ -35,6 +35,7 @@ mod procfs;
 mod report;
 mod run;
 mod scenarios;
+mod seed;
 mod setup;
 mod target;
 
@@ -105,6 +106,15 @@ struct Opts {
     keep: bool,
     #[command(flatten)]
     peer: peer::PeerOpts,
+    /// Fill the started server's fresh database before the run: `company` (50,000 people,
+    /// 100,000 clients, 1,000,000 grants and refresh tokens, 5,000,000 audit events...), sizes
+    /// overridable as `company,audit=1000000` (see bench/src/seed.rs).
+    #[arg(long, value_name = "SPEC")]
+    seed: Option<String>,
+    /// The started server sweeps expired rows every SECS seconds (its `sweep_interval`), so
+    /// sweeps run during the measured windows.
+    #[arg(long, value_name = "SECS")]
+    sweep_every: Option<u64>,
 }
 
 fn main() {

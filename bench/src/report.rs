@@ -53,6 +53,8 @@ pub fn scenario(
         "postgres_cpu": postgres_cpu,
         "other_cpu": other_cpu,
         "loadavg_before": load_before,
+        "seed": opts.seed,
+        "sweep_every_s": opts.sweep_every,
         "server_cpu_pin": opts.server_cpu,
         "load_cpu_pin": opts.load_cpu,
         "error_samples": all.samples,

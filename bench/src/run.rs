@@ -34,6 +34,9 @@ pub async fn run(opts: Opts) -> Res<()> {
         return compare::peer_only(&opts, &scenarios).await;
     }
     let (mut server, base, cli_db, server_pid, db_label) = match &opts.target {
+        Some(_) if opts.seed.is_some() || opts.sweep_every.is_some() => {
+            return Err("--seed and --sweep-every are for a server this tool starts, not --target".into());
+        }
         Some(base) => {
             let cli_db = match (&opts.config, opts.db.as_str()) {
                 (Some(p), _) => Some(CliDb::Config(p.clone())),

@@ -373,22 +373,245 @@ impl Db {
         }
     }
 
-    /// Deletes expired codes, sessions, refresh tokens, revocation entries and sign-in failures.
-    /// Idempotent, so every node may run it.
+    /// Deletes expired codes, sessions, refresh tokens, revocation entries and sign-in failures
+    /// at the background pace ([`SweepPace::BACKGROUND`]); returns the total. Idempotent, so every
+    /// node may run it.
     pub async fn sweep_expired(&self, now: i64) -> Result<u64> {
-        let mut n = 0;
-        for sql in [
-            "DELETE FROM authorization_codes WHERE expires_at < $1 - 86400",
-            "DELETE FROM web_sessions WHERE expires_at < $1",
-            "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
-            "DELETE FROM refresh_tokens WHERE expires_at < $1 - 86400",
-            "DELETE FROM used_client_assertions WHERE expires_at < $1",
-            // Failures a day old are forgotten at the next one anyway (`throttle`).
-            "DELETE FROM login_throttle WHERE updated_at < $1 - 86400 AND locked_until < $1",
-        ] {
-            n += dispatch_write!(self, |pool| sqlx::query(sql).bind(now).execute(pool).await?.rows_affected());
+        Ok(self.sweep_expired_paced(now, SweepPace::BACKGROUND).await?.total())
+    }
+
+    /// [`Db::sweep_expired`] in fixed batches of `batch` rows, without rests.
+    pub async fn sweep_expired_in_batches(&self, now: i64, batch: i64) -> Result<Swept> {
+        self.sweep_expired_paced(now, SweepPace::fixed(batch)).await
+    }
+
+    /// [`Db::sweep_expired`] at `pace`, and what it deleted per table.
+    ///
+    /// Each statement deletes a batch of rows, the oldest first, found through the table's
+    /// expiry index (the `ORDER BY` keeps the planner on it whatever share of the table is
+    /// expired) and deleted by their physical row id; each commits on its own. On SQLite the
+    /// write lock is held for one batch at a time and the writers queued meanwhile go first (the
+    /// writing connection is lent in order), so a token request waits at most one batch; on
+    /// Postgres no transaction stays open across batches, and rows another node's sweep has
+    /// locked are skipped (`SKIP LOCKED`), not waited for.
+    pub async fn sweep_expired_paced(&self, now: i64, pace: SweepPace) -> Result<Swept> {
+        let mut swept = Swept::default();
+        for &Expiring { table, expired, oldest_first, count } in EXPIRING {
+            // By physical row id: no index lookup per row; on Postgres `= ANY(ARRAY(...))` is a
+            // TID scan, where `IN` let the planner hash-join small tables whole.
+            let (row, lock) = match self {
+                Db::Postgres(_) => ("ctid", " FOR UPDATE SKIP LOCKED"),
+                Db::Sqlite(_) => ("rowid", ""),
+            };
+            let oldest = format!("SELECT {row} FROM {table} WHERE {expired} ORDER BY {oldest_first} LIMIT $2{lock}");
+            let sql = match self {
+                Db::Postgres(_) => format!("DELETE FROM {table} WHERE ctid = ANY(ARRAY({oldest}))"),
+                Db::Sqlite(_) => format!("DELETE FROM {table} WHERE rowid IN ({oldest})"),
+            };
+            let mut pacer = Pacer::new(pace);
+            loop {
+                let started = std::time::Instant::now();
+                let n = dispatch_write!(self, |pool| sqlx::query(&sql)
+                    .bind(now)
+                    .bind(pacer.batch)
+                    .execute(pool)
+                    .await?
+                    .rows_affected());
+                let elapsed = started.elapsed();
+                let elapsed_us = elapsed.as_micros() as u64;
+                tracing::trace!(table, rows = n, batch = pacer.batch, elapsed_us, "sweep batch");
+                swept.statements += 1;
+                *count(&mut swept) += n;
+                if !pacer.next(n, elapsed).await {
+                    break;
+                }
+            }
         }
-        Ok(n)
+        Ok(swept)
+    }
+
+    /// Deletes dynamically registered clients never used since `unused_before`, or not used since
+    /// `idle_before`, at `pace`: a client's grants, codes and refresh tokens go with it
+    /// (cascade), so one statement's work grows with the clients it takes. Each row is deleted by
+    /// exactly one caller (on Postgres, rows another node holds are skipped), so nodes may run
+    /// this at the same time; returns the ids this call deleted.
+    pub async fn delete_stale_dynamic_clients(
+        &self,
+        unused_before: i64,
+        idle_before: i64,
+        pace: SweepPace,
+    ) -> Result<Vec<String>> {
+        const STALE: &str = "kind = 'dynamic' AND \
+            ((last_used_at IS NULL AND created_at < $1) OR (last_used_at IS NOT NULL AND last_used_at < $2))";
+        let sql = match self {
+            Db::Postgres(_) => format!(
+                "DELETE FROM clients WHERE ctid = ANY(ARRAY(SELECT ctid FROM clients WHERE {STALE} LIMIT $3 \
+                 FOR UPDATE SKIP LOCKED)) RETURNING client_id"
+            ),
+            Db::Sqlite(_) => format!(
+                "DELETE FROM clients WHERE rowid IN (SELECT rowid FROM clients WHERE {STALE} LIMIT $3) RETURNING client_id"
+            ),
+        };
+        let mut gone = Vec::new();
+        let mut pacer = Pacer::new(pace);
+        loop {
+            let started = std::time::Instant::now();
+            let ids: Vec<String> = dispatch_write!(self, |pool| sqlx::query_scalar(&sql)
+                .bind(unused_before)
+                .bind(idle_before)
+                .bind(pacer.batch)
+                .fetch_all(pool)
+                .await?);
+            let (n, elapsed) = (ids.len() as u64, started.elapsed());
+            let elapsed_us = elapsed.as_micros() as u64;
+            tracing::trace!(rows = n, batch = pacer.batch, elapsed_us, "client clean-up batch");
+            gone.extend(ids);
+            if !pacer.next(n, elapsed).await {
+                return Ok(gone);
+            }
+        }
+    }
+}
+
+/// How a sweep paces its statements, so that it never holds up requests for long: SQLite has one
+/// writer, and on either engine the sweep shares the machine with the requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SweepPace {
+    /// Rows a run's first statement deletes at most.
+    pub batch: i64,
+    /// The most rows one statement deletes.
+    pub max_batch: i64,
+    /// How long one statement should take: the batch halves after a statement that took longer,
+    /// and doubles (up to `max_batch`) after one that took less than half of it. A row costs from
+    /// a few microseconds (a small table) to a few hundred (a refresh token on SQLite, whose
+    /// random-keyed index entries each dirty a page of their own), so no fixed size fits.
+    pub statement_target: Duration,
+    /// After a full batch, the sweep waits this many times as long as the batch took: with 4, it
+    /// takes at most a fifth of the writer's (and the CPU's) time while it works off a backlog.
+    pub rest: u32,
+}
+
+impl SweepPace {
+    /// The background job's pace.
+    pub const BACKGROUND: SweepPace =
+        SweepPace { batch: 50, max_batch: 2000, statement_target: Duration::from_millis(5), rest: 4 };
+
+    /// Batches of exactly `batch` rows, one after the other.
+    pub const fn fixed(batch: i64) -> SweepPace {
+        let batch = if batch < 1 { 1 } else { batch };
+        SweepPace { batch, max_batch: batch, statement_target: Duration::MAX, rest: 0 }
+    }
+
+    /// The next batch size after a statement of `batch` rows took `elapsed`.
+    fn resize(&self, batch: i64, elapsed: Duration) -> i64 {
+        let next = if elapsed > self.statement_target {
+            batch / 2
+        } else if elapsed < self.statement_target / 2 {
+            batch.saturating_mul(2)
+        } else {
+            batch
+        };
+        next.clamp(1, self.max_batch.max(1))
+    }
+}
+
+/// The batch size of a run of statements, and the rest between them.
+struct Pacer {
+    pace: SweepPace,
+    batch: i64,
+}
+
+impl Pacer {
+    fn new(pace: SweepPace) -> Pacer {
+        Pacer { pace, batch: pace.batch.clamp(1, pace.max_batch.max(1)) }
+    }
+
+    /// After a statement that deleted `rows` (of at most `self.batch`) in `elapsed`: whether
+    /// there may be more (a short batch means none is left), having rested and resized.
+    async fn next(&mut self, rows: u64, elapsed: Duration) -> bool {
+        let full = rows >= self.batch as u64;
+        self.batch = self.pace.resize(self.batch, elapsed);
+        if full {
+            match self.pace.rest {
+                // Still let the requests that queued behind this batch run before the next one.
+                0 => tokio::task::yield_now().await,
+                rest => tokio::time::sleep(elapsed.saturating_mul(rest)).await,
+            }
+        }
+        full
+    }
+}
+
+/// A table the expiry sweep empties: the condition of a row past keeping, the column its index
+/// orders rows by (migrations 0001 and 0013), and its count in [`Swept`].
+struct Expiring {
+    table: &'static str,
+    expired: &'static str,
+    oldest_first: &'static str,
+    count: fn(&mut Swept) -> &mut u64,
+}
+
+/// Codes and refresh tokens stay a day past expiry, so a replay in that day is still recognised.
+const EXPIRING: &[Expiring] = &[
+    Expiring {
+        table: "authorization_codes",
+        expired: "expires_at < $1 - 86400",
+        oldest_first: "expires_at",
+        count: |s| &mut s.authorization_codes,
+    },
+    Expiring {
+        table: "web_sessions",
+        expired: "expires_at < $1",
+        oldest_first: "expires_at",
+        count: |s| &mut s.web_sessions,
+    },
+    Expiring {
+        table: "revoked_access_tokens",
+        expired: "expires_at < $1",
+        oldest_first: "expires_at",
+        count: |s| &mut s.revoked_access_tokens,
+    },
+    Expiring {
+        table: "refresh_tokens",
+        expired: "expires_at < $1 - 86400",
+        oldest_first: "expires_at",
+        count: |s| &mut s.refresh_tokens,
+    },
+    Expiring {
+        table: "used_client_assertions",
+        expired: "expires_at < $1",
+        oldest_first: "expires_at",
+        count: |s| &mut s.used_client_assertions,
+    },
+    // Failures a day old are forgotten at the next one anyway (`throttle`).
+    Expiring {
+        table: "login_throttle",
+        expired: "updated_at < $1 - 86400 AND locked_until < $1",
+        oldest_first: "updated_at",
+        count: |s| &mut s.login_throttle,
+    },
+];
+
+/// Rows an expiry sweep deleted, per table, and the statements it took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub authorization_codes: u64,
+    pub web_sessions: u64,
+    pub revoked_access_tokens: u64,
+    pub refresh_tokens: u64,
+    pub used_client_assertions: u64,
+    pub login_throttle: u64,
+    pub statements: u64,
+}
+
+impl Swept {
+    pub fn total(&self) -> u64 {
+        self.authorization_codes
+            + self.web_sessions
+            + self.revoked_access_tokens
+            + self.refresh_tokens
+            + self.used_client_assertions
+            + self.login_throttle
     }
 }
 
@@ -400,6 +623,20 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_batches_follow_the_statement_target() {
+        let pace = SweepPace::BACKGROUND;
+        let ms = Duration::from_millis;
+        assert_eq!(pace.resize(50, ms(1)), 100, "fast: doubles");
+        assert_eq!(pace.resize(50, ms(4)), 50, "near the target: stays");
+        assert_eq!(pace.resize(50, ms(9)), 25, "slow: halves");
+        assert_eq!(pace.resize(1, ms(100)), 1, "never below one row");
+        assert_eq!(pace.resize(1500, ms(0)), 2000, "never above max_batch");
+        let fixed = SweepPace::fixed(3);
+        assert_eq!((fixed.resize(3, ms(0)), fixed.resize(3, Duration::from_secs(60))), (3, 3));
+        assert_eq!(SweepPace::fixed(0).batch, 1);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flood_of_readiness_probes_puts_few_checks_on_the_writer() {

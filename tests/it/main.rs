@@ -40,4 +40,5 @@ mod sessions;
 mod shared_egress;
 mod startup;
 mod store;
+mod sweeps;
 mod token;
