@@ -238,8 +238,12 @@ impl Db {
             // cut), so one idle for a while is pinged before it is lent and replaced if dead. One
             // back from use moments ago is not: sqlx's ping on return has just checked it, and a
             // ping before every lend was a third of the round trips of a one-statement checkout.
+            // A few connections stay open whatever callers do: a caller dropped while a new
+            // connection is being opened abandons it, so a pool kept empty by such callers never
+            // warms up (a transaction's `BEGIN` runs in a task of its own, a single statement does not).
             let pool = PgPoolOptions::new()
                 .max_connections(16)
+                .min_connections(4)
                 .test_before_acquire(false)
                 .before_acquire(|conn, meta| {
                     Box::pin(async move {
